@@ -1,0 +1,216 @@
+"""Base classes of all descriptors: scikit-learn transformers over structures.
+
+A descriptor takes a list of records (``ase.Atoms``; some descriptors also
+accept formula strings or table rows) and returns a 2-D float array of fixed
+shape. Two kinds:
+
+* :class:`GlobalDescriptor` — one row per structure. A subclass writes
+  ``_featurize(record) -> 1-D array`` and ``_n_features()``.
+* :class:`LocalDescriptor` — one row per atom. A subclass writes
+  ``_featurize_atoms(atoms) -> (n_atoms, n_features)`` and ``_n_features()``.
+  :meth:`LocalDescriptor.transform_local` returns the per-atom rows and the
+  owning structure index; :meth:`~LocalDescriptor.transform` reduces them to
+  one row per structure with ``reduce`` ("mean", "sum" or "species_mean":
+  per-species means concatenated), or returns per-atom rows if ``reduce`` is
+  ``None``.
+
+Species are either given (``species=[...]``: symbols or atomic numbers) or
+learned in ``fit``; a species unseen at ``fit`` is an :class:`InputError` at
+``transform``. Work is chunked with a tqdm progress bar for long inputs and
+can run on ``n_jobs`` processes, preserving order.
+"""
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+
+from ..errors import InputError
+from ..structures import is_atoms
+
+#: Show a progress bar when transforming at least this many records.
+PROGRESS_MIN = 200
+
+
+def as_records(X):
+    """Turn a single structure or any sequence of records into a list."""
+    if is_atoms(X) or isinstance(X, (str, dict)):
+        return [X]
+    return list(X)
+
+
+def species_numbers(species):
+    """Sorted unique atomic numbers from symbols or numbers.
+
+    Examples
+    --------
+    >>> species_numbers(["O", "Ti", 8])
+    [8, 22]
+    """
+    from ase.data import atomic_numbers
+
+    out = set()
+    for s in species:
+        if isinstance(s, str):
+            if s not in atomic_numbers:
+                raise InputError(f"unknown element symbol '{s}'", hint="use chemical symbols such as 'Ti'")
+            out.add(atomic_numbers[s])
+        else:
+            out.add(int(s))
+    return sorted(out)
+
+
+def _chunks(n, size):
+    return [(start, min(start + size, n)) for start in range(0, n, size)]
+
+
+class BaseDescriptor(TransformerMixin, BaseEstimator):
+    """Shared machinery: species, validation, chunking, progress, n_jobs."""
+
+    #: whether the descriptor depends on the set of species
+    _uses_species = True
+
+    def _learn_species(self, records):
+        if not self._uses_species:
+            return []
+        if getattr(self, "species", None) is not None:
+            return species_numbers(self.species)
+        found = set()
+        for r in records:
+            if is_atoms(r):
+                found.update(int(z) for z in np.unique(r.numbers))
+        if not found:
+            raise InputError("no structures to learn the species from", hint="pass species=[...] or fit on structures")
+        return sorted(found)
+
+    def _check_species(self, records):
+        if not self._uses_species:
+            return
+        allowed = set(self.species_)
+        from ase.data import chemical_symbols
+
+        for i, r in enumerate(records):
+            if not is_atoms(r):
+                raise InputError(
+                    f"{type(self).__name__} needs ase.Atoms, got {type(r).__name__}", index=i
+                )
+            unknown = set(int(z) for z in np.unique(r.numbers)) - allowed
+            if unknown:
+                names = ", ".join(chemical_symbols[z] for z in sorted(unknown))
+                known = ", ".join(chemical_symbols[z] for z in sorted(allowed))
+                raise InputError(
+                    f"element {names} was not seen in training (known: {known})",
+                    index=i,
+                    hint="retrain with this element or remove the structure",
+                )
+
+    def fit(self, X, y=None):
+        """Learn the species (unless given) and the output size; returns self."""
+        records = as_records(X)
+        self.species_ = self._learn_species(records)
+        self._fit_extra(records)
+        self.n_features_out_ = int(self._n_features())
+        return self
+
+    def _fit_extra(self, records):
+        """Hook for subclasses that learn more than the species."""
+
+    def _n_features(self):
+        raise NotImplementedError
+
+    def _map(self, func, records, desc):
+        """Apply ``func`` to every record, in order, in chunks, maybe in parallel."""
+        n = len(records)
+        n_jobs = getattr(self, "n_jobs", 1) or 1
+        show = bool(getattr(self, "progress", True)) and n >= PROGRESS_MIN
+        from tqdm.auto import tqdm
+
+        if n_jobs == 1 or n < 2 * PROGRESS_MIN:
+            it = tqdm(records, desc=desc, disable=not show, leave=False)
+            return [func(r) for r in it]
+        from joblib import Parallel, delayed
+
+        chunk = max(1, min(256, n // (4 * abs(n_jobs)) or 1))
+        parts = Parallel(n_jobs=n_jobs)(
+            delayed(_apply_chunk)(func, records[a:b])
+            for a, b in tqdm(_chunks(n, chunk), desc=desc, disable=not show, leave=False)
+        )
+        return [x for part in parts for x in part]
+
+    def get_feature_names_out(self, input_features=None):
+        check_is_fitted(self, "n_features_out_")
+        name = type(self).__name__.lower()
+        return np.asarray([f"{name}{k}" for k in range(self.n_features_out_)], dtype=object)
+
+
+def _apply_chunk(func, records):
+    return [func(r) for r in records]
+
+
+class GlobalDescriptor(BaseDescriptor):
+    """One fixed-length row per structure."""
+
+    def _featurize(self, record):
+        raise NotImplementedError
+
+    def transform(self, X):
+        """Features of every record, shape (n_records, n_features_out_)."""
+        check_is_fitted(self, "n_features_out_")
+        records = as_records(X)
+        self._check_species(records)
+        rows = self._map(self._featurize, records, type(self).__name__)
+        out = np.zeros((len(records), self.n_features_out_))
+        for i, row in enumerate(rows):
+            out[i] = row
+        return out
+
+
+class LocalDescriptor(BaseDescriptor):
+    """One fixed-length row per atom, reduced per structure by ``reduce``."""
+
+    def _featurize_atoms(self, atoms):
+        raise NotImplementedError
+
+    def transform_local(self, X):
+        """Per-atom features and the index of the structure that owns each row.
+
+        Returns
+        -------
+        features : ndarray, shape (n_atoms_total, n_features_out_)
+        structure_index : ndarray of int, shape (n_atoms_total,)
+        """
+        check_is_fitted(self, "n_features_out_")
+        records = as_records(X)
+        self._check_species(records)
+        blocks = self._map(self._featurize_atoms, records, type(self).__name__)
+        sizes = [len(b) for b in blocks]
+        features = np.zeros((sum(sizes), self.n_features_out_))
+        if blocks:
+            features[:] = np.concatenate([np.asarray(b).reshape(-1, self.n_features_out_) for b in blocks])
+        index = np.repeat(np.arange(len(records)), sizes)
+        return features, index
+
+    def transform(self, X):
+        """Per-structure features (``reduce`` set) or per-atom rows (``reduce=None``)."""
+        features, index = self.transform_local(X)
+        reduce = getattr(self, "reduce", "mean")
+        if reduce is None:
+            return features
+        records = as_records(X)
+        n = len(records)
+        if reduce in ("mean", "sum"):
+            out = np.zeros((n, features.shape[1]))
+            np.add.at(out, index, features)
+            if reduce == "mean":
+                out /= np.maximum(np.bincount(index, minlength=n), 1)[:, None]
+            return out
+        if reduce == "species_mean":
+            numbers = np.concatenate([r.numbers for r in records])
+            out = np.zeros((n, len(self.species_), features.shape[1]))
+            counts = np.zeros((n, len(self.species_)))
+            for k, z in enumerate(self.species_):
+                mask = numbers == z
+                np.add.at(out[:, k], index[mask], features[mask])
+                np.add.at(counts[:, k], index[mask], 1.0)
+            out /= np.maximum(counts, 1)[:, :, None]
+            return out.reshape(n, -1)
+        raise InputError(f"unknown reduce '{reduce}'", hint="use 'mean', 'sum', 'species_mean' or None")

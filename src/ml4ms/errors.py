@@ -1,0 +1,54 @@
+"""Exceptions with one-line, actionable messages.
+
+Every error a user can cause with bad input is an :class:`InputError` (or a
+:class:`ModelFileError` for model files). The CLI prints ``str(error)`` on one
+line and exits with code 2; the Python API raises it.
+"""
+
+
+class Ml4msError(Exception):
+    """Base class of the errors that ml4ms raises on purpose."""
+
+
+class InputError(Ml4msError, ValueError):
+    """Bad input data: names the source, the structure index and what to do.
+
+    Parameters
+    ----------
+    message : str
+        What is wrong.
+    source : str, optional
+        The file or dataset the data came from.
+    index : int, optional
+        The 0-based index of the offending structure or row.
+    hint : str, optional
+        What the user should do about it.
+
+    Examples
+    --------
+    >>> str(InputError("empty structure", source="a.xyz", index=3,
+    ...                hint="remove it or give it atoms"))
+    'a.xyz: structure 3: empty structure; remove it or give it atoms'
+    """
+
+    def __init__(self, message, source=None, index=None, hint=None):
+        self.message = message
+        self.source = source
+        self.index = index
+        self.hint = hint
+        super().__init__(self._format())
+
+    def _format(self):
+        parts = []
+        if self.source is not None:
+            parts.append(str(self.source))
+        if self.index is not None:
+            parts.append(f"structure {self.index}")
+        text = ": ".join(parts + [self.message])
+        if self.hint:
+            text += f"; {self.hint}"
+        return " ".join(text.split())  # always one line
+
+
+class ModelFileError(Ml4msError, ValueError):
+    """A model file that cannot be read: missing, tampered or incompatible."""
