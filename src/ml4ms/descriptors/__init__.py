@@ -18,6 +18,7 @@ from .base import GlobalDescriptor, LocalDescriptor, as_records, species_numbers
 #: name -> "module:Class" (relative to ml4ms.descriptors)
 DESCRIPTORS = {
     "columns": "columns:ColumnFeatures",
+    "concat": "concat:ConcatDescriptor",
     "composition": "composition:CompositionFeatures",
     "ngrams": "ngrams:BondTopologyNGrams",
     "soap": "soap:SOAP",

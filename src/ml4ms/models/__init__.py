@@ -1,0 +1,30 @@
+"""Learning: regressors on descriptor features, and the structure-level model.
+
+Models are built by name from recipes through :func:`make_regressor`;
+:data:`REGRESSORS` lists the names.
+"""
+
+import importlib
+
+from ..errors import InputError
+
+#: name -> "module:Class"; modules starting with "sklearn." are absolute
+REGRESSORS = {
+    "krr": "ml4ms.models.kernel:KernelRidge",
+    "ridge": "sklearn.linear_model:Ridge",
+    "lasso": "sklearn.linear_model:Lasso",
+}
+
+
+def make_regressor(name, **params):
+    """Build the regressor registered under ``name``."""
+    if name not in REGRESSORS:
+        raise InputError(f"unknown model '{name}'", hint=f"choose one of: {', '.join(sorted(REGRESSORS))}")
+    module, cls = REGRESSORS[name].split(":")
+    try:
+        return getattr(importlib.import_module(module), cls)(**params)
+    except TypeError as exc:
+        raise InputError(f"bad parameters for model '{name}': {exc}") from None
+
+
+__all__ = ["REGRESSORS", "make_regressor"]

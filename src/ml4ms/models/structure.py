@@ -1,0 +1,134 @@
+"""The structure-level model: descriptor -> target transform -> one regressor per target."""
+
+import inspect
+
+import numpy as np
+from sklearn.base import BaseEstimator, RegressorMixin, clone
+from sklearn.utils.validation import check_is_fitted
+
+from ..descriptors.base import as_records
+from ..errors import InputError
+from ..transforms import TargetTransform
+
+
+def _accepts(method, name):
+    try:
+        return name in inspect.signature(method).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+class StructureRegressor(RegressorMixin, BaseEstimator):
+    """Predict scalar properties of structures (or table rows).
+
+    The descriptor is fitted once and its features feed one clone of
+    ``regressor`` per target, each with its own hyperparameter search; every
+    target is learned through the same :class:`~ml4ms.transforms.TargetTransform`.
+
+    Parameters
+    ----------
+    descriptor : transformer
+        An ml4ms descriptor (list of records -> 2-D array).
+    regressor : estimator
+        A scikit-learn regressor on the features; if its ``fit`` takes
+        ``groups``, duplicate groups are passed through.
+    target_transform : {"none", "log1p"}
+    per_atom : bool
+    baseline : str, optional
+        Key of a baseline property for Δ-learning.
+
+    Examples
+    --------
+    >>> from ml4ms.descriptors.columns import ColumnFeatures
+    >>> from ml4ms.models.kernel import KernelRidge
+    >>> rows = [{"x": float(x)} for x in range(20)]
+    >>> y = np.array([r["x"] ** 2 for r in rows])
+    >>> model = StructureRegressor(descriptor=ColumnFeatures(columns=["x"]),
+    ...                            regressor=KernelRidge(kernel="gaussian")).fit(rows, y)
+    >>> round(float(model.predict([{"x": 3.0}])[0]), 1)
+    9.0
+    """
+
+    def __init__(self, *, descriptor=None, regressor=None, target_transform="none", per_atom=False, baseline=None):
+        self.descriptor = descriptor
+        self.regressor = regressor
+        self.target_transform = target_transform
+        self.per_atom = per_atom
+        self.baseline = baseline
+
+    @property
+    def transform_(self):
+        return TargetTransform(function=self.target_transform, per_atom=self.per_atom, baseline=self.baseline)
+
+    def fit(self, X, y, groups=None):
+        """Fit the descriptor and one regressor per column of ``y``."""
+        records = as_records(X)
+        if self.descriptor is None or self.regressor is None:
+            raise InputError("StructureRegressor needs a descriptor and a regressor")
+        self.descriptor_ = clone(self.descriptor).fit(records)
+        features = self.descriptor_.transform(records)
+        return self.fit_features(features, y, records, groups=groups)
+
+    def fit_features(self, features, y, records, groups=None):
+        """Fit the regressors on precomputed features of a fitted descriptor.
+
+        Used by cross-validation to compute the features once.
+        """
+        y = np.asarray(y, dtype=float)
+        self._single_ = y.ndim == 1
+        y = y.reshape(len(y), -1)
+        if len(y) != len(features):
+            raise InputError(f"{len(features)} structures but {len(y)} target values")
+        transform = self.transform_
+        Z = np.column_stack([transform.forward(y[:, j], records) for j in range(y.shape[1])])
+        # regressors that search hyperparameters per output in one pass get all targets at once
+        self.joint_ = bool(getattr(self.regressor, "_per_output_search", False))
+        columns = [Z] if self.joint_ else [Z[:, j] for j in range(Z.shape[1])]
+        self.estimators_ = []
+        for z in columns:
+            est = clone(self.regressor)
+            if groups is not None and _accepts(est.fit, "groups"):
+                est.fit(features, z, groups=groups)
+            else:
+                est.fit(features, z)
+            self.estimators_.append(est)
+        self.n_targets_ = y.shape[1]
+        return self
+
+    def predict(self, X, return_std=False):
+        """Predictions in the targets' own units, shape (n,) or (n, n_targets).
+
+        With ``return_std=True`` also returns standard deviations (NaN where
+        the regressor has no uncertainty).
+        """
+        check_is_fitted(self, "estimators_")
+        records = as_records(X)
+        return self.predict_features(self.descriptor_.transform(records), records, return_std=return_std)
+
+    def predict_features(self, features, records, return_std=False):
+        """Predictions from precomputed features (see :meth:`fit_features`)."""
+        check_is_fitted(self, "estimators_")
+        transform = self.transform_
+        zs, ss = [], []
+        for est in self.estimators_:
+            if return_std and _accepts(est.predict, "return_std"):
+                z, s = est.predict(features, return_std=True)
+            else:
+                z = est.predict(features)
+                s = np.full(np.shape(z), np.nan)
+            zs.append(np.asarray(z).reshape(len(features), -1))
+            ss.append(np.asarray(s).reshape(len(features), -1))
+        Z, S = np.hstack(zs), np.hstack(ss)
+        pred = np.empty_like(Z)
+        std = np.empty_like(S)
+        for j in range(Z.shape[1]):
+            pred[:, j], std[:, j] = transform.inverse(Z[:, j], records, std=S[:, j])
+        if self._single_:
+            pred, std = pred[:, 0], std[:, 0]
+        return (pred, std) if return_std else pred
+
+    @property
+    def has_uncertainty(self):
+        """Whether :meth:`predict` can return a standard deviation."""
+        check_is_fitted(self, "estimators_")
+        return all(_accepts(e.predict, "return_std") for e in self.estimators_)

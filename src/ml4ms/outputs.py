@@ -1,0 +1,62 @@
+"""Writing result files atomically: a failed run never leaves a half-written file."""
+
+import csv
+import io
+import json
+import os
+import tempfile
+
+import numpy as np
+
+
+def _default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+def write_text(path, text):
+    """Write ``text`` to ``path`` through a temporary file in the same folder."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def write_json(path, obj):
+    """Write ``obj`` as indented JSON (numpy values converted).
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> p = os.path.join(tempfile.mkdtemp(), "r.json")
+    >>> write_json(p, {"x": np.float64(1.5)})
+    >>> open(p).read()
+    '{\\n  "x": 1.5\\n}\\n'
+    """
+    write_text(path, json.dumps(obj, indent=2, default=_default) + "\n")
+
+
+def write_csv(path, rows):
+    """Write a list of dict rows as CSV; the columns are the keys of all rows, in order of appearance."""
+    columns = []
+    for row in rows:
+        for key in row:
+            if key not in columns:
+                columns.append(key)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in row.items()})
+    write_text(path, buf.getvalue())
