@@ -16,25 +16,12 @@ import time
 
 import numpy as np
 
-from .recipe import recipe_from_dict
+from .recipe import read_recipe
 
 TARGETS = ["formation_energy_ev_natom", "bandgap_energy_ev"]
 
-#: the demo recipe: bond-topology n-grams + composition, Laplacian KRR on log1p targets
-RECIPE = {
-    "targets": TARGETS,
-    "descriptor": {
-        "name": "concat",
-        "parts": [
-            {"name": "ngrams", "scale": "nomad2018"},
-            {"name": "composition"},
-        ],
-    },
-    "model": {"name": "krr", "kernel": "laplacian"},
-    "target": {"transform": "log1p"},
-    "cv": {"n_splits": 5, "seeds": [0, 1], "duplicate_tol": 1e-3},
-    "learning_curve": {"train_sizes": [0.1, 0.2, 0.4, 0.7, 1.0]},
-}
+#: the bundled recipe the demo runs (src/ml4ms/recipes/nomad2018_demo.toml)
+RECIPE = "nomad2018_demo"
 
 
 def _subset(data, n, seed=0):
@@ -53,10 +40,10 @@ def run(out="runs/demo", quick=False, progress=True):
     from .outputs import write_csv, write_json, write_text
     from .plots import learning_curve_plot, parity_plot
     from .serialize import save_model
-    from .workflow import cross_validate, fit, learning_curve, predict
+    from .workflow import cross_validate, fit, learning_curve, predict, prepare_features
 
     t0 = time.perf_counter()
-    recipe = recipe_from_dict(RECIPE)
+    recipe = read_recipe(RECIPE)
     train, test = load("nomad2018", "train"), load("nomad2018", "test")
     if quick:
         train, test = _subset(train, 300), _subset(test, 40)
@@ -70,16 +57,16 @@ def run(out="runs/demo", quick=False, progress=True):
     ids = lambda data, i: int(data.records[i].info.get("id", i))  # noqa: E731
     say(f"duplicates: {len(dup_train)} train/train pairs, {len(dup_cross)} train/test pairs (kept in one fold)")
 
-    cv = cross_validate(recipe, train, progress=progress)
-    curve = learning_curve(recipe, train, metric="rmsle", progress=progress)
-    model, meta = fit(recipe, train, progress=progress)
+    prepared = prepare_features(recipe, train, progress=progress)
+    cv = cross_validate(recipe, train, progress=progress, prepared=prepared)
+    curve = learning_curve(recipe, train, metric="rmsle", progress=progress, prepared=prepared)
+    model, meta = fit(recipe, train, progress=progress, prepared=prepared)
     rows = predict(model, meta, test, progress=progress)
 
     os.makedirs(out, exist_ok=True)
     write_csv(os.path.join(out, "predictions.csv"), rows)
     save_model(os.path.join(out, "model"), model, meta)
-    oof = cv["oof"]
-    parity_plot(oof["y_true"], oof["y_pred"], TARGETS, os.path.join(out, "parity_cv.png"),
+    parity_plot(cv["y_true"], cv["predictions"][0], TARGETS, os.path.join(out, "parity_cv.png"),
                 units=["eV/atom", "eV"], title="NOMAD 2018 train: out-of-fold predictions (grouped CV)")
     learning_curve_plot(curve, os.path.join(out, "learning_curve.png"), metric="RMSLE",
                         title="NOMAD 2018: grouped learning curve")

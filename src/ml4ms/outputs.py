@@ -17,20 +17,25 @@ def _default(value):
     raise TypeError(f"cannot write {type(value).__name__} as JSON")
 
 
-def write_text(path, text):
-    """Write ``text`` to ``path`` through a temporary file in the same folder."""
+def write_bytes(path, data):
+    """Write ``data`` to ``path`` through a temporary file in the same folder."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def write_text(path, text):
+    """Write ``text`` (UTF-8) atomically, as :func:`write_bytes`."""
+    write_bytes(path, text.encode("utf-8"))
 
 
 def write_json(path, obj):

@@ -78,7 +78,11 @@ def read_recipe(path=None):
         return Recipe()
     path = os.fspath(path)
     if not os.path.exists(path):
-        raise InputError("config file not found", source=path, hint="check the path")
+        bundled = bundled_recipe_path(path)
+        if bundled is None:
+            raise InputError("config file not found", source=path,
+                             hint=f"check the path, or name a bundled recipe: {', '.join(bundled_recipes())}")
+        path = bundled
     try:
         with open(path, "rb") as handle:
             doc = tomllib.load(handle)
@@ -89,6 +93,23 @@ def read_recipe(path=None):
         raise InputError(f"unknown section(s) {', '.join(sorted(unknown))}", source=path,
                          hint=f"use: {', '.join(sorted(_KNOWN))}")
     return recipe_from_dict(doc, source=path)
+
+
+def bundled_recipes():
+    """Names of the recipes that ship inside the package."""
+    from importlib import resources
+
+    return sorted(p.name[:-5] for p in resources.files("ml4ms.recipes").iterdir() if p.name.endswith(".toml"))
+
+
+def bundled_recipe_path(name):
+    """Path of the bundled recipe ``name`` (with or without ``.toml``), or None."""
+    from importlib import resources
+
+    name = name[:-5] if name.endswith(".toml") else name
+    if name not in bundled_recipes():
+        return None
+    return os.fspath(resources.files("ml4ms.recipes").joinpath(f"{name}.toml"))
 
 
 def recipe_from_dict(doc, source=None):

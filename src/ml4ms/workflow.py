@@ -11,9 +11,10 @@ head per fold. Duplicate structures (found by
 :func:`ml4ms.duplicates.groups_for`) always stay in one fold.
 """
 
+from dataclasses import dataclass
+
 import numpy as np
-from sklearn.base import clone
-from tqdm.auto import tqdm
+from sklearn.base import BaseEstimator, RegressorMixin, clone
 
 from .errors import InputError
 from .metrics import regression_metrics
@@ -36,12 +37,13 @@ def prepare(data, recipe, labels=True):
     return records, y
 
 
-def featurize(model, records, source=None):
+def featurize(model, records, source=None, progress=True):
     """Fit the model's descriptor on ``records``; returns ``(descriptor, features)``."""
     descriptor = clone(model.descriptor)
+    if "progress" in descriptor.get_params():
+        descriptor.set_params(progress=progress)
     try:
-        descriptor.fit(records)
-        features = descriptor.transform(records)
+        features = descriptor.fit_transform(records)
     except InputError as exc:
         if exc.source is None:
             exc = InputError(exc.message, source=source, index=exc.index, hint=exc.hint)
@@ -49,186 +51,169 @@ def featurize(model, records, source=None):
     return descriptor, features
 
 
-def duplicate_groups(records, tol=1e-3):
-    """Group labels that keep duplicate structures together (arange for table rows)."""
+def duplicate_groups(records, tol=1e-3, progress=True):
+    """Group labels that keep duplicate structures together (one group per table row)."""
     from .duplicates import groups_for
 
-    return groups_for(records, tol=tol)
+    return groups_for(records, tol=tol, progress=progress)
 
 
-def _summary(rows, targets, metrics):
-    out = {}
-    for t in targets:
-        out[t] = {}
-        for m in metrics:
-            vals = np.array([r[m] for r in rows if r["target"] == t], dtype=float)
-            out[t][m] = {"mean": float(np.mean(vals)), "std": float(np.std(vals)), "n": int(len(vals))}
-    return out
+def _light_records(records, baseline):
+    """What target transforms need of each record: the atom count and the baseline."""
+    from .structures import get_property, n_atoms
+
+    return [{"n_atoms": n_atoms(r), **({baseline: get_property(r, baseline)} if baseline else {})} for r in records]
 
 
-def _subset(records, idx):
-    return [records[i] for i in idx]
+class FeatureHead(RegressorMixin, BaseEstimator):
+    """The part of a :class:`~ml4ms.models.structure.StructureRegressor` after the descriptor.
+
+    ``X`` are row indices into precomputed ``features``, so the generic
+    splitters of :mod:`ml4ms.model_selection` can cross-validate a model
+    without recomputing its descriptor for every fold. ``groups`` (indexed
+    the same way) reach the regressor's hyperparameter search.
+    """
+
+    def __init__(self, *, model=None, features=None, records=None, groups=None):
+        self.model = model
+        self.features = features
+        self.records = records
+        self.groups = groups
+
+    def fit(self, X, y):
+        idx = np.asarray(X, dtype=int).ravel()
+        self.model_ = clone(self.model).fit_features(
+            self.features[idx], y, [self.records[i] for i in idx],
+            groups=None if self.groups is None else self.groups[idx])
+        return self
+
+    def predict(self, X):
+        idx = np.asarray(X, dtype=int).ravel()
+        return self.model_.predict_features(self.features[idx], [self.records[i] for i in idx])
 
 
-def cross_validate(recipe, data, n_splits=None, seeds=None, progress=True):
+@dataclass
+class Prepared:
+    """What every step needs, computed once: validated records, labels, groups, features."""
+
+    records: list
+    y: np.ndarray
+    groups: np.ndarray
+    model: object  # the unfitted StructureRegressor of the recipe
+    descriptor: object  # its descriptor, fitted on the records
+    features: np.ndarray
+
+    def head(self, baseline=None):
+        return FeatureHead(model=self.model, features=self.features,
+                           records=_light_records(self.records, baseline), groups=self.groups)
+
+
+def prepare_features(recipe, data, progress=True):
+    """Validate, read labels, find duplicate groups and compute the descriptor once.
+
+    Pass the result as ``prepared=`` to :func:`cross_validate`,
+    :func:`learning_curve` and :func:`fit` to share the work.
+    """
+    records, y = prepare(data, recipe)
+    groups = duplicate_groups(records, tol=recipe.cv.get("duplicate_tol", 1e-3), progress=progress)
+    model = build_model(recipe, records)
+    descriptor, F = featurize(model, records, data.source, progress=progress)
+    return Prepared(records, y, groups, model, descriptor, F)
+
+
+def cross_validate(recipe, data, n_splits=None, seeds=None, progress=True, prepared=None):
     """Grouped K-fold CV of a recipe, repeated over seeds.
 
     Returns
     -------
     dict
-        ``targets``, ``n_splits``, ``seeds``, ``folds`` (one row per
-        seed/fold/target with every metric), ``summary`` (mean and std over
-        all folds and seeds per target and metric), ``n_duplicate_groups``,
-        and out-of-fold predictions of the first seed (``oof``).
+        As :func:`ml4ms.model_selection.cross_validate` (``folds``,
+        ``summary`` with mean and std over all folds and seeds, out-of-fold
+        ``predictions``), plus ``data``, ``n_structures``,
+        ``n_duplicate_groups`` (structures sharing a group with another) and
+        ``recipe``.
     """
-    from .model_selection import GroupedKFold
+    from . import model_selection
 
-    records, y = prepare(data, recipe)
-    targets = _targets(recipe, data)
-    n_splits = int(n_splits or recipe.cv["n_splits"])
-    seeds = list(seeds if seeds is not None else recipe.cv["seeds"])
-    groups = duplicate_groups(records, tol=recipe.cv.get("duplicate_tol", 1e-3))
-    model = build_model(recipe, records)
-    descriptor, F = featurize(model, records, data.source)
-    rows = []
-    oof = np.full_like(y, np.nan)
-    total = len(seeds) * n_splits
-    bar = tqdm(total=total, desc="cross-validation", disable=not progress)
-    for seed in seeds:
-        splitter = GroupedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-        for fold, (train, test) in enumerate(splitter.split(F, y, groups)):
-            head = clone(model)
-            head.descriptor_ = descriptor
-            head.fit_features(F[train], y[train], _subset(records, train), groups=groups[train])
-            pred = head.predict_features(F[test], _subset(records, test)).reshape(len(test), -1)
-            if seed == seeds[0]:
-                oof[test] = pred
-            for j, t in enumerate(targets):
-                row = {"seed": seed, "fold": fold, "target": t, "n_train": int(len(train)), "n_test": int(len(test))}
-                row.update(regression_metrics(y[test, j], pred[:, j]))
-                rows.append(row)
-            bar.update()
-    bar.close()
-    metrics = [k for k in rows[0] if k not in ("seed", "fold", "target", "n_train", "n_test")]
-    return {
-        "data": data.source,
-        "targets": targets,
-        "n_structures": len(records),
-        "n_duplicate_groups": int(len(records) - len(np.unique(groups))),
-        "n_splits": n_splits,
-        "seeds": seeds,
-        "recipe": recipe.to_dict(),
-        "folds": rows,
-        "summary": _summary(rows, targets, metrics),
-        "oof": {"y_true": y.tolist(), "y_pred": oof.tolist()},
-    }
-
-
-def _take_groups(order, groups, n_wanted):
-    """Indices of whole groups, in the given group order, until ``n_wanted`` samples."""
-    chosen, count = [], 0
-    members = {}
-    for i, g in enumerate(groups):
-        members.setdefault(g, []).append(i)
-    for g in order:
-        if count >= n_wanted:
-            break
-        chosen.extend(members[g])
-        count += len(members[g])
-    return np.array(sorted(chosen), dtype=int)
+    prep = prepared or prepare_features(recipe, data, progress)
+    head, y, groups = prep.head(recipe.baseline), prep.y, prep.groups
+    result = model_selection.cross_validate(
+        head, np.arange(len(y)), y, groups,
+        n_splits=int(n_splits or recipe.cv["n_splits"]),
+        seeds=list(seeds if seeds is not None else recipe.cv["seeds"]),
+        target_names=_targets(recipe, data), progress=progress,
+    )
+    _, counts = np.unique(groups, return_counts=True)
+    result.update(data=data.source, n_structures=len(y), n_duplicate_groups=int(counts[counts > 1].sum()),
+                  recipe=recipe.to_dict(), y_true=y)
+    return result
 
 
 def learning_curve(recipe, data, train_sizes=None, seeds=None, test_fraction=0.2, metric="rmse",
-                   fixed_hyperparameters=True, progress=True):
-    """Test error against training-set size, mean ± std over seeds.
+                   fixed_hyperparameters=True, progress=True, prepared=None):
+    """Test error against training-set size, mean ± std over seeds (group-aware test sets).
 
-    For each seed a group-aware test set (``test_fraction`` of the data) is
-    held out; training sets of increasing size are drawn (whole duplicate
-    groups) from the rest. With ``fixed_hyperparameters`` the model's
-    hyperparameters are chosen once on the largest training set of the first
-    seed and reused (fast); otherwise every fit searches its own.
+    With ``fixed_hyperparameters`` the hyperparameters are chosen once, on
+    the training pool of the first seed, and reused for every size (fast);
+    otherwise every fit searches its own.
 
     Returns
     -------
     dict
         ``{"train_size": [...], "metric": metric, "targets": {t: {"mean": [...], "std": [...]}}}``
     """
-    records, y = prepare(data, recipe)
-    targets = _targets(recipe, data)
-    train_sizes = list(train_sizes or recipe.learning_curve["train_sizes"])
+    from . import model_selection
+
+    prep = prepared or prepare_features(recipe, data, progress)
+    head, y, groups = prep.head(recipe.baseline), prep.y, prep.groups
     seeds = list(seeds if seeds is not None else recipe.cv["seeds"])
-    groups = duplicate_groups(records, tol=recipe.cv.get("duplicate_tol", 1e-3))
-    model = build_model(recipe, records)
-    descriptor, F = featurize(model, records, data.source)
-    unique = np.unique(groups)
-    scores = {t: [[] for _ in train_sizes] for t in targets}
-    sizes = [[] for _ in train_sizes]
-    head_model = model
-    bar = tqdm(total=len(seeds) * len(train_sizes), desc="learning curve", disable=not progress)
-    for s, seed in enumerate(seeds):
-        rng = np.random.default_rng(seed)
-        order = rng.permutation(unique)
-        test = _take_groups(order, groups, int(round(test_fraction * len(records))))
-        in_test = np.zeros(len(records), bool)
-        in_test[test] = True
-        first_member = {g: i for i, g in reversed(list(enumerate(groups)))}
-        pool_order = [g for g in order if not in_test[first_member[g]]]
-        n_pool = int((~in_test).sum())
-        if s == 0 and fixed_hyperparameters:
-            # choose hyperparameters once, on the largest training set of the first seed
-            train = _take_groups(pool_order, groups, n_pool)
-            ref = clone(model)
-            ref.descriptor_ = descriptor
-            ref.fit_features(F[train], y[train], _subset(records, train), groups=groups[train])
-            head_model = clone(model).set_params(regressor=_fixed(ref))
-        for k, f in enumerate(train_sizes):
-            n_wanted = max(2, int(round(f * n_pool))) if f <= 1 else int(f)
-            train = _take_groups(pool_order, groups, n_wanted)
-            head = clone(head_model)
-            head.descriptor_ = descriptor
-            head.fit_features(F[train], y[train], _subset(records, train), groups=groups[train])
-            pred = head.predict_features(F[test], _subset(records, test)).reshape(len(test), -1)
-            sizes[k].append(len(train))
-            for j, t in enumerate(targets):
-                scores[t][k].append(regression_metrics(y[test, j], pred[:, j])[metric])
-            bar.update()
-    bar.close()
-    sizes = [int(round(np.mean(n))) for n in sizes]
+    targets = _targets(recipe, data)
+    if fixed_hyperparameters:
+        pool, _ = model_selection.group_train_test_split(groups, test_fraction,
+                                                         random_state=np.random.default_rng(seeds[0]))
+        reference = clone(head).fit(pool, y[pool]).model_
+        head.set_params(model=clone(head.model).set_params(regressor=_fixed(reference)))
+    out = model_selection.learning_curve(
+        head, np.arange(len(y)), y, groups,
+        train_sizes=list(train_sizes or recipe.learning_curve["train_sizes"]), seeds=seeds,
+        test_fraction=test_fraction, metric=metric, target_names=targets, progress=progress,
+    )
     return {
         "data": data.source,
         "metric": metric,
-        "train_size": sizes,
+        "train_size": [int(round(n)) for n in out["train_sizes"]],
         "seeds": seeds,
-        "targets": {
-            t: {"mean": [float(np.mean(s)) for s in scores[t]], "std": [float(np.std(s)) for s in scores[t]]}
-            for t in targets
-        },
+        "targets": {t: {"mean": out["mean"][t].tolist(), "std": out["std"][t].tolist()} for t in targets},
     }
 
 
 def _fixed(fitted_model):
-    """A regressor like the fitted one, with its chosen hyperparameters fixed."""
-    est = fitted_model.estimators_[0]
+    """A regressor like the fitted one's, its grid narrowed to the chosen hyperparameters.
+
+    With one target this fixes ``alpha`` and ``gamma``; with several (chosen
+    per target) the grid keeps only the chosen values.
+    """
     reg = clone(fitted_model.regressor)
-    if hasattr(est, "best_params_") and len(fitted_model.estimators_) == 1:
-        best = est.best_params_
-        alpha, gamma = best["alpha"], best["gamma"]
-        if isinstance(alpha, list):  # per-output choices: keep the grid to the chosen values
-            reg.set_params(alpha=sorted(set(alpha)), gamma=sorted(set(g for g in gamma if g is not None)) or reg.gamma)
-        else:
-            reg.set_params(alpha=alpha, gamma=gamma if gamma is not None else reg.gamma)
+    best = getattr(fitted_model.estimators_[0], "best_params_", None)
+    if best is None or len(fitted_model.estimators_) != 1:
+        return reg
+    alpha, gamma = best["alpha"], best["gamma"]
+    alphas = sorted(set(alpha)) if isinstance(alpha, list) else [alpha]
+    gammas = sorted(set(g for g in (gamma if isinstance(gamma, list) else [gamma]) if g is not None))
+    reg.set_params(alpha=alphas if len(alphas) > 1 else alphas[0])
+    if gammas:
+        reg.set_params(gamma=gammas if len(gammas) > 1 else gammas[0])
     return reg
 
 
-def fit(recipe, data, progress=True):
+def fit(recipe, data, progress=True, prepared=None):
     """Fit a recipe on all of ``data``; returns ``(model, metadata)``."""
-    records, y = prepare(data, recipe)
+    prep = prepared or prepare_features(recipe, data, progress)
+    records, y, descriptor = prep.records, prep.y, prep.descriptor
     targets = _targets(recipe, data)
-    groups = duplicate_groups(records, tol=recipe.cv.get("duplicate_tol", 1e-3))
-    model = build_model(recipe, records)
-    descriptor, F = featurize(model, records, data.source)
+    model = clone(prep.model)
     model.descriptor_ = descriptor
-    model.fit_features(F, y, records, groups=groups)
+    model.fit_features(prep.features, y, records, groups=prep.groups)
     from ase.data import chemical_symbols
 
     species = [chemical_symbols[z] for z in getattr(descriptor, "species_", [])]

@@ -47,6 +47,11 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("ml4ms: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `ml4ms duplicates ... | head`
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return int(result or 0)
 
 

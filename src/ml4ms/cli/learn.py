@@ -155,7 +155,7 @@ def _print_metrics(metrics):
 
 def _print_summary(summary, metrics=("mae", "rmse", "rmsle", "r2")):
     width = max(len(t) for t in summary)
-    shown = [m for m in metrics if m in next(iter(summary.values()))]
+    shown = [m for m in metrics if all(m in v for v in summary.values())]
     print(f"{'target':<{width}}  " + "  ".join(f"{m + ' (mean ± std)':>24}" for m in shown))
     for t, vals in summary.items():
         print(f"{t:<{width}}  " + "  ".join(f"{vals[m]['mean']:>12.5g} ± {vals[m]['std']:<9.3g}" for m in shown))
@@ -165,20 +165,23 @@ def run_cv(args):
     from ..datasets import load_data
     from ..outputs import write_json
     from ..plots import learning_curve_plot
-    from ..workflow import cross_validate, learning_curve
+    from ..workflow import cross_validate, learning_curve, prepare_features
 
     recipe = _recipe(args)
     data = load_data(args.data)
-    result = cross_validate(recipe, data, n_splits=args.n_splits, seeds=args.seeds, progress=not args.quiet)
+    prepared = prepare_features(recipe, data, progress=not args.quiet)
+    result = cross_validate(recipe, data, n_splits=args.n_splits, seeds=args.seeds, progress=not args.quiet,
+                            prepared=prepared)
     print(
         f"grouped {result['n_splits']}-fold CV on {data.source} ({result['n_structures']} records, "
         f"{result['n_duplicate_groups']} kept with a duplicate), seeds {result['seeds']}:"
     )
     _print_summary(result["summary"])
-    out = {k: v for k, v in result.items() if k != "oof"}
+    out = {k: v for k, v in result.items() if k not in ("predictions", "y_true")}
     if not args.no_learning_curve:
         metric = args.metric or ("rmsle" if recipe.transform == "log1p" else "rmse")
-        curve = learning_curve(recipe, data, seeds=args.seeds, metric=metric, progress=not args.quiet)
+        curve = learning_curve(recipe, data, seeds=args.seeds, metric=metric, progress=not args.quiet,
+                               prepared=prepared)
         plot = args.plot or _beside(args.json, "learning_curve.png", "_learning_curve.png")
         learning_curve_plot(curve, plot, metric=metric.upper(), title=f"learning curve, {data.source}")
         out["learning_curve"] = curve

@@ -18,6 +18,8 @@ class ConcatDescriptor(TransformerMixin, BaseEstimator):
         table (in TOML: ``[[descriptor.parts]]`` tables).
     weights : list of float, optional
         Multiply each part's block (useful with scaled kernels to balance blocks).
+    progress : bool, default True
+        Passed on to the parts that show progress bars.
 
     Examples
     --------
@@ -27,11 +29,25 @@ class ConcatDescriptor(TransformerMixin, BaseEstimator):
     array([[1., 2.]])
     """
 
-    def __init__(self, *, parts=None, weights=None):
+    def __init__(self, *, parts=None, weights=None, progress=True):
         self.parts = parts
         self.weights = weights
+        self.progress = progress
 
     def fit(self, X, y=None):
+        self._fit(X, transform=False)
+        return self
+
+    def fit_transform(self, X, y=None):
+        """Fit every part and return the concatenated features (each part computed once)."""
+        return self._weighted(self._fit(X, transform=True))
+
+    def _weighted(self, blocks):
+        if self.weights is not None:
+            blocks = [w * b for w, b in zip(self.weights, blocks)]
+        return np.hstack(blocks)
+
+    def _fit(self, X, transform):
         from . import make_descriptor
 
         if not self.parts:
@@ -40,20 +56,25 @@ class ConcatDescriptor(TransformerMixin, BaseEstimator):
             raise InputError("descriptor 'concat': one weight per part")
         records = as_records(X)
         self.descriptors_ = []
+        blocks = []
         for part in self.parts:
             params = {k: v for k, v in part.items() if k != "name"}
-            self.descriptors_.append(make_descriptor(part["name"], **params).fit(records))
+            descriptor = make_descriptor(part["name"], **params)
+            if "progress" in descriptor.get_params() and "progress" not in params:
+                descriptor.set_params(progress=self.progress)
+            if transform:
+                blocks.append(descriptor.fit_transform(records))
+            else:
+                descriptor.fit(records)
+            self.descriptors_.append(descriptor)
         self.n_features_out_ = int(sum(d.n_features_out_ for d in self.descriptors_))
         species = set()
         for d in self.descriptors_:
             species.update(getattr(d, "species_", []))
         self.species_ = sorted(species)
-        return self
+        return blocks
 
     def transform(self, X):
         check_is_fitted(self, "descriptors_")
         records = as_records(X)
-        blocks = [d.transform(records) for d in self.descriptors_]
-        if self.weights is not None:
-            blocks = [w * b for w, b in zip(self.weights, blocks)]
-        return np.hstack(blocks)
+        return self._weighted([d.transform(records) for d in self.descriptors_])

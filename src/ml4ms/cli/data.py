@@ -1,0 +1,147 @@
+"""``ml4ms datasets`` and ``ml4ms duplicates``: what data ships, and which structures repeat."""
+
+import os
+
+from ..errors import InputError
+
+#: record keys that name a record, in order of preference
+_ID_KEYS = ("id", "structure", "source_file", "material", "name")
+
+
+def add_parsers(sub):
+    p = sub.add_parser("datasets", help="list the bundled datasets: splits, targets with units, citation")
+    p.set_defaults(func=run_datasets)
+
+    p = sub.add_parser(
+        "duplicates",
+        help="find duplicate structures (rotation, translation, permutation, cell choice and supercells ignored)",
+        description="Find duplicate structures in DATA, or between DATA and DATA2 (e.g. train vs test). "
+        "Two structures are duplicates when, species pair by species pair, their interatomic distances "
+        "(periodic images within --cutoff) agree within --tol Å, atom by atom.",
+    )
+    p.add_argument("data", help="NAME[:SPLIT] (bundled) or a structure file")
+    p.add_argument("data2", nargs="?", help="second data set: report pairs across DATA and DATA2")
+    p.add_argument("--tol", type=float, default=None, metavar="Å", help="largest distance deviation (default 1e-3)")
+    p.add_argument("--cutoff", type=float, default=None, metavar="Å",
+                   help="radius of the distances compared in periodic cells (default 5.0)")
+    p.add_argument("--json", metavar="OUT", help="write the pairs as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run_duplicates)
+
+
+def format_datasets(cards):
+    """Readable text table of dataset cards.
+
+    Examples
+    --------
+    >>> from ml4ms.datasets import CARDS
+    >>> print(format_datasets([CARDS["octet"]]).splitlines()[0])
+    octet — 82 octet AB binaries, rocksalt vs zincblende: table of atomic primary features (split 'table') and the 164 two-atom RS/ZB cells (split 'structures')
+    """
+    blocks = []
+    for card in cards:
+        splits = ", ".join(
+            f"{name} ({size}{', default' if name == card.default_split else ''})" for name, size in card.splits.items()
+        )
+        targets = ", ".join(f"{key} [{unit}]" for key, unit in card.targets.items())
+        blocks.append(
+            "\n".join(
+                [
+                    f"{card.name} — {card.description}",
+                    f"  splits:   {splits}",
+                    f"  targets:  {targets}",
+                    f"  cite:     {card.citation}",
+                    f"  load:     ml4ms.datasets.load('{card.name}', '{card.default_split}')"
+                    f"  |  CLI: {card.name}:{card.default_split}",
+                ]
+            )
+        )
+    return "\n\n".join(blocks)
+
+
+def run_datasets(args):
+    from ..datasets import list_datasets
+
+    print(format_datasets(list_datasets()))
+    return 0
+
+
+def _record_id(record):
+    from ..structures import get_property
+
+    for key in _ID_KEYS:
+        value = get_property(record, key)
+        if value is not None and getattr(value, "ndim", 0) == 0:
+            return value.item() if hasattr(value, "item") else value
+    return None
+
+
+def _check_output(path):
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise InputError("is a folder, expected a file name", source=path, hint="give a .json file path")
+    if not os.path.isdir(folder):
+        raise InputError("the output folder does not exist", source=path, hint="create it first")
+    if not os.access(folder, os.W_OK):
+        raise InputError("cannot write the output here", source=path, hint="choose a writable folder")
+
+
+def _structures(data):
+    from ..structures import is_atoms
+
+    records = data.records
+    if not records or not all(is_atoms(r) for r in records):
+        raise InputError(
+            "duplicate detection needs structures, this is a table",
+            source=data.source,
+            hint="give a structure file or a bundled structure set such as nomad2018:train",
+        )
+    return records
+
+
+def run_duplicates(args):
+    from ..datasets import load_data
+    from ..duplicates import DEFAULT_CUTOFF, DEFAULT_TOL, find_duplicates
+    from ..outputs import write_json
+
+    tol = DEFAULT_TOL if args.tol is None else args.tol
+    cutoff = DEFAULT_CUTOFF if args.cutoff is None else args.cutoff
+    if not tol >= 0:
+        raise InputError(f"--tol must be >= 0, got {tol}")
+    if not cutoff > 0:
+        raise InputError(f"--cutoff must be > 0, got {cutoff}")
+    if args.json:
+        _check_output(args.json)
+    first = load_data(args.data)
+    records = _structures(first)
+    second = others = None
+    if args.data2 is not None:
+        second = load_data(args.data2)
+        others = _structures(second)
+    try:
+        pairs, deviations = find_duplicates(records, others, tol=tol, cutoff=cutoff,
+                                            progress=not args.quiet, return_deviation=True)
+    except InputError as exc:
+        raise InputError(exc.message, source=first.source if second is None else None,
+                         index=exc.index, hint=exc.hint) from None
+    rows = []
+    for (i, j), dev in zip(pairs, deviations):
+        rows.append({"i": int(i), "j": int(j), "id_i": _record_id(records[i]),
+                     "id_j": _record_id((others if others is not None else records)[j]),
+                     "max_deviation": float(dev)})
+    sources = [first.source] + ([second.source] if second is not None else [])
+    where = f"{first.source} vs {second.source}" if second is not None else first.source
+    print(f"{len(rows)} duplicate pair{'s' if len(rows) != 1 else ''} in {where} "
+          f"(tol {tol:g} Å, cutoff {cutoff:g} Å)")
+    if rows:
+        label_i = "i" if second is None else f"i ({first.source})"
+        label_j = "j" if second is None else f"j ({second.source})"
+        print(f"{label_i:>10} {label_j:>10}  {'id_i':>14} {'id_j':>14}  max_dev/Å")
+        for row in rows:
+            print(f"{row['i']:>10} {row['j']:>10}  {str(row['id_i']):>14} {str(row['id_j']):>14}  "
+                  f"{row['max_deviation']:.2e}")
+    if args.json:
+        write_json(args.json, {"pairs": rows, "n_pairs": len(rows), "data": sources,
+                               "tol": tol, "cutoff": cutoff})
+        print(f"wrote {args.json}")
+    return 0

@@ -1,0 +1,240 @@
+"""The fit / predict / evaluate / cv commands end to end, and every kind of bad input."""
+
+import csv
+import json
+
+import ase.io
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.build import bulk
+
+from ml4ms.cli import main
+
+RECIPE = """
+targets = ["y"]
+[descriptor]
+name = "composition"
+[model]
+name = "krr"
+kernel = "gaussian"
+[cv]
+n_splits = 3
+seeds = [0, 1]
+[learning_curve]
+train_sizes = [0.5, 1.0]
+"""
+
+
+def _structures(n=36, seed=0, elements=("Mg", "Ca", "Sr")):
+    rng = np.random.default_rng(seed)
+    out = []
+    for k in range(n):
+        cation = elements[k % len(elements)]
+        a = 4.2 + 0.4 * (k % len(elements)) + 0.05 * rng.normal()
+        atoms = bulk(f"{cation}O", "rocksalt", a=a, cubic=(k % 2 == 0))
+        atoms.info["id"] = 100 + k
+        atoms.info["y"] = float(a**3 / 4 + 0.01 * rng.normal())
+        out.append(atoms)
+    return out
+
+
+@pytest.fixture
+def files(tmp_path):
+    data = tmp_path / "train.extxyz"
+    ase.io.write(data, _structures(), format="extxyz")
+    config = tmp_path / "recipe.toml"
+    config.write_text(RECIPE)
+    return tmp_path, str(data), str(config)
+
+
+def _run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def _one_line_error(code, err):
+    assert code == 2
+    lines = [line for line in err.strip().splitlines() if line]
+    assert len(lines) == 1 and lines[0].startswith("ml4ms: error:"), err
+    assert "Traceback" not in err
+
+
+def test_fit_predict_evaluate_round_trip(files, capsys):
+    tmp, data, config = files
+    code, out, _ = _run(capsys, "fit", data, "--config", config, "-o", tmp / "model", "--quiet")
+    assert code == 0 and "model written" in out
+    code, _, _ = _run(capsys, "predict", tmp / "model", data, "-o", tmp / "p.csv", "--quiet")
+    assert code == 0
+    rows = list(csv.DictReader(open(tmp / "p.csv")))
+    assert len(rows) == 36 and list(rows[0]) == ["index", "id", "y"]
+    assert rows[3]["id"] == "103"
+    code, out, _ = _run(capsys, "evaluate", tmp / "model", data, "--json", tmp / "m.json", "--quiet")
+    assert code == 0
+    metrics = json.load(open(tmp / "m.json"))
+    assert set(metrics["metrics"]["y"]) >= {"mae", "rmse", "rmsle", "max_error", "r2"}
+    assert metrics["metrics"]["y"]["r2"] > 0.9
+    assert (tmp / "m_parity.png").stat().st_size > 1000
+
+
+def test_flags_override_recipe_and_several_targets(files, capsys):
+    tmp, _, config = files
+    structures = _structures()
+    for a in structures:
+        a.info["z"] = 2.0 * a.info["y"]
+    ase.io.write(tmp / "two.extxyz", structures, format="extxyz")
+    code, _, _ = _run(capsys, "fit", tmp / "two.extxyz", "--config", config, "--target", "y", "--target", "z",
+                      "--transform", "log1p", "-o", tmp / "m2", "--quiet")
+    assert code == 0
+    _run(capsys, "predict", tmp / "m2", tmp / "two.extxyz", "-o", tmp / "p2.csv", "--quiet")
+    rows = list(csv.DictReader(open(tmp / "p2.csv")))
+    assert list(rows[0]) == ["index", "id", "y", "z"]
+    meta = json.load(open(tmp / "m2" / "model.json"))["metadata"]
+    assert meta["recipe"]["target"]["transform"] == "log1p" and meta["targets"] == ["y", "z"]
+
+
+def test_cv_reports_mean_and_std_and_learning_curve(files, capsys):
+    tmp, data, config = files
+    code, out, _ = _run(capsys, "cv", data, "--config", config, "--json", tmp / "cv.json", "--quiet")
+    assert code == 0 and "±" in out
+    result = json.load(open(tmp / "cv.json"))
+    assert result["n_splits"] == 3 and result["seeds"] == [0, 1]
+    assert len(result["folds"]) == 6
+    summary = result["summary"]["y"]["mae"]
+    maes = [row["mae"] for row in result["folds"]]
+    assert np.isclose(summary["mean"], np.mean(maes)) and np.isclose(summary["std"], np.std(maes, ddof=1))
+    assert (tmp / "cv_learning_curve.png").stat().st_size > 1000
+    assert len(result["learning_curve"]["train_size"]) == 2
+
+
+def test_csv_table_with_formula(tmp_path, capsys):
+    table = tmp_path / "t.csv"
+    rng = np.random.default_rng(0)
+    lines = ["formula,y"]
+    for k in range(30):
+        x = k % 6 + 1
+        lines.append(f"Al{x}O{7 - x},{x + 0.01 * rng.normal()}")
+    table.write_text("\n".join(lines) + "\n")
+    code, _, _ = _run(capsys, "fit", table, "--target", "y", "-o", tmp_path / "m", "--quiet")
+    assert code == 0
+    code, _, _ = _run(capsys, "predict", tmp_path / "m", table, "-o", tmp_path / "p.csv", "--quiet")
+    rows = list(csv.DictReader(open(tmp_path / "p.csv")))
+    assert code == 0 and abs(float(rows[0]["y"]) - 1.0) < 0.2
+
+
+# ---- bad input: exit 2, one line naming file / structure / what to do, no output file ----------
+
+
+def _write(tmp, name, structures):
+    path = tmp / name
+    ase.io.write(path, structures, format="extxyz")
+    return path
+
+
+def test_garbage_file(files, capsys):
+    tmp, _, config = files
+    bad = tmp / "garbage.extxyz"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n not a structure file")
+    code, _, err = _run(capsys, "fit", bad, "--config", config, "-o", tmp / "m")
+    _one_line_error(code, err)
+    assert "garbage.extxyz" in err and not (tmp / "m").exists()
+
+
+def test_missing_file_and_unknown_dataset(files, capsys):
+    tmp, _, config = files
+    code, _, err = _run(capsys, "fit", tmp / "nope.xyz", "--config", config, "-o", tmp / "m")
+    _one_line_error(code, err)
+    code, _, err = _run(capsys, "cv", "nomad2019:train", "--config", config)
+    _one_line_error(code, err)
+
+
+def test_missing_target_key(files, capsys):
+    tmp, data, config = files
+    code, _, err = _run(capsys, "fit", data, "--config", config, "--target", "band_gap", "-o", tmp / "m")
+    _one_line_error(code, err)
+    assert "structure 0" in err and "'band_gap' is missing" in err and "choose one of" in err
+    assert not (tmp / "m").exists()
+
+
+def test_nan_in_target(files, capsys):
+    tmp, _, config = files
+    s = _structures()
+    s[5].info["y"] = float("nan")
+    path = _write(tmp, "nan_y.extxyz", s)
+    code, _, err = _run(capsys, "fit", path, "--config", config, "-o", tmp / "m")
+    _one_line_error(code, err)
+    assert "structure 5" in err and "nan" in err.lower()
+
+
+def test_inf_in_positions(files, capsys):
+    tmp, _, config = files
+    s = _structures()
+    s[7].positions[0, 1] = np.inf
+    path = _write(tmp, "inf_pos.extxyz", s)
+    code, _, err = _run(capsys, "fit", path, "--config", config, "-o", tmp / "m")
+    _one_line_error(code, err)
+    assert "inf_pos.extxyz: structure 7" in err
+
+
+def test_unknown_element_at_predict(files, capsys):
+    tmp, data, config = files
+    assert _run(capsys, "fit", data, "--config", config, "-o", tmp / "model", "--quiet")[0] == 0
+    new = _write(tmp, "new.extxyz", _structures(6) + [bulk("BaO", "rocksalt", a=5.5)])
+    code, _, err = _run(capsys, "predict", tmp / "model", new, "-o", tmp / "p.csv")
+    _one_line_error(code, err)
+    assert "structure 6" in err and "Ba" in err and "retrain" in err
+    assert not (tmp / "p.csv").exists()
+
+
+def test_overlapping_atoms(files, capsys):
+    tmp, _, config = files
+    s = _structures()
+    s[2].positions[1] = s[2].positions[0] + [0.1, 0, 0]
+    path = _write(tmp, "overlap.extxyz", s)
+    code, _, err = _run(capsys, "fit", path, "--config", config, "-o", tmp / "m")
+    _one_line_error(code, err)
+    assert "structure 2" in err and "overlap" in err
+
+
+def test_empty_structure(files, capsys):
+    tmp, _, config = files
+    s = _structures()
+    s[4] = Atoms(info={"y": 1.0, "id": 0})
+    path = _write(tmp, "empty.extxyz", s)
+    code, _, err = _run(capsys, "fit", path, "--config", config, "-o", tmp / "m")
+    _one_line_error(code, err)
+    assert "structure 4" in err and "empty" in err
+
+
+def test_zero_volume_cell(files, capsys):
+    tmp, _, config = files
+    s = _structures()
+    s[1].set_cell([[4, 0, 0], [0, 4, 0], [4, 4, 0]], scale_atoms=False)
+    path = _write(tmp, "flat.extxyz", s)
+    code, _, err = _run(capsys, "fit", path, "--config", config, "-o", tmp / "m")
+    _one_line_error(code, err)
+    assert "structure 1" in err and "zero volume" in err
+
+
+def test_tampered_model(files, capsys):
+    tmp, data, config = files
+    _run(capsys, "fit", data, "--config", config, "-o", tmp / "model", "--quiet")
+    with open(tmp / "model" / "arrays.npz", "r+b") as handle:
+        handle.seek(100)
+        handle.write(b"\x00\x00\x00")
+    code, _, err = _run(capsys, "predict", tmp / "model", data, "-o", tmp / "p.csv")
+    _one_line_error(code, err)
+    assert "checksum" in err and not (tmp / "p.csv").exists()
+
+
+def test_bad_config(files, capsys):
+    tmp, data, _ = files
+    bad = tmp / "bad.toml"
+    bad.write_text("[model\nname = 'krr'")
+    code, _, err = _run(capsys, "fit", data, "--config", bad, "-o", tmp / "m")
+    _one_line_error(code, err)
+    bad.write_text("[descriptor]\nname = 'nonsense'\n")
+    code, _, err = _run(capsys, "fit", data, "--config", bad, "--target", "y", "-o", tmp / "m")
+    _one_line_error(code, err)
+    assert "unknown descriptor" in err
