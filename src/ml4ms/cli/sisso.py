@@ -1,0 +1,41 @@
+"""``ml4ms sisso --config FILE.toml [--json OUT] [--out DIR]``."""
+
+import os
+import sys
+
+
+def add_parsers(sub):
+    p = sub.add_parser("sisso", help="SISSO descriptor formulas (regression or classification) from a TOML config")
+    p.add_argument("--config", required=True, metavar="FILE.toml",
+                   help="data, primary features with units, operators, rung, SIS size, dimensions, CV")
+    p.add_argument("--json", metavar="OUT", help="write the results as JSON")
+    p.add_argument("--out", metavar="DIR", help="folder for results.json, parity.png and map.png")
+    p.add_argument("--cv-repeats", type=int, metavar="N", help="override [cv] repeats (0 = no CV)")
+    p.add_argument("--loo", action="store_true", help="leave-one-out CV instead of [cv]")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=run_sisso)
+
+
+def run_sisso(args):
+    from ..sisso.workflow import plot_results, read_config, run, summary_lines, write_json_atomic
+
+    cfg = read_config(args.config)
+    if args.cv_repeats is not None:
+        cfg["cv"]["repeats"] = args.cv_repeats
+    if args.loo:
+        cfg["cv"]["method"] = "loo"
+
+    def progress(done, total):
+        if not args.quiet:
+            print(f"CV {done}/{total}", file=sys.stderr, flush=True)
+
+    model, result, rows, y, classes = run(cfg, progress=progress)
+    for line in summary_lines(result):
+        print(line)
+    if args.json:
+        write_json_atomic(args.json, result)
+    if args.out:
+        write_json_atomic(os.path.join(args.out, "results.json"), result)
+        for path in plot_results(model, result, rows, y, classes, args.out):
+            print(f"wrote {path}")
+    return 0

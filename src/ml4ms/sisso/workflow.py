@@ -1,0 +1,337 @@
+"""SISSO runs from a TOML config: data, primary features with units, operators, CV.
+
+A config has four tables (see ``configs/octet_*.toml``)::
+
+    [data]
+    path = "octet"                 # bundled NAME[:SPLIT] or a CSV path (relative to the config)
+    target = "dE_RS_minus_ZB_eV_per_atom"   # regression target or class column
+    classes = "lowest_energy_structure"     # optional: colours of the 2D map
+    tasks = "..."                            # optional: multi-task column
+
+    [features]                     # name = column and unit
+    IP_A = { column = "IP_A_eV", unit = "eV" }
+
+    [derived]                      # optional extra primary features
+    r_sigma = { formula = "abs(r_p_A + r_s_A - r_p_B - r_s_B)", unit = "angstrom" }
+
+    [sisso]
+    kind = "regression"            # or "classification"
+    space = "generic"              # or "prl2015"
+    operators = ["+", "-", "*", "/"]
+    rung = 1
+    n_sis = 20
+    max_dim = 3
+
+    [cv]
+    repeats = 10                   # repeated leave-10%-out; 0 = none
+    test_fraction = 0.1
+    seed = 0
+    method = "leave-out"           # or "loo": leave-one-out, pooled RMSE (repeats ignored)
+
+>>> cfg = parse_config({"data": {"path": "octet", "target": "y"},
+...                     "features": {"a": {"column": "A", "unit": "eV"}}})
+>>> cfg["sisso"]["kind"], cfg["cv"]["repeats"]
+('regression', 0)
+"""
+
+import json
+import os
+import tempfile
+import time
+
+import numpy as np
+
+from ..errors import InputError
+
+try:  # Python 3.11+
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover
+    import tomli as tomllib
+
+_SISSO_KEYS = {"kind", "space", "operators", "rung", "n_sis", "max_dim", "radius_unit",
+               "allow_transcendental_units", "max_abs_value", "min_abs_value", "batch_size", "cache_gb"}
+
+
+def read_config(path):
+    """Read and check a SISSO TOML config; relative data paths resolve against its folder."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise InputError("config file not found", source=path, hint="check the path")
+    try:
+        with open(path, "rb") as handle:
+            raw = tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"not a TOML file ({exc})", source=path) from None
+    cfg = parse_config(raw, source=path)
+    data_path = cfg["data"]["path"]
+    candidate = os.path.join(os.path.dirname(os.path.abspath(path)), data_path)
+    if not os.path.exists(data_path) and os.path.exists(candidate):
+        cfg["data"]["path"] = candidate
+    return cfg
+
+
+def parse_config(raw, source="config"):
+    """Check a config dict and fill in defaults."""
+    for key in ("data", "features"):
+        if key not in raw:
+            raise InputError(f"missing table [{key}]", source=source)
+    data = dict(raw["data"])
+    for key in ("path", "target"):
+        if key not in data:
+            raise InputError(f"[data] needs '{key}'", source=source)
+    features = {}
+    for name, spec in raw["features"].items():
+        if isinstance(spec, str):
+            spec = {"column": spec}
+        if not isinstance(spec, dict):
+            raise InputError(f"[features] {name} must be {{column = ..., unit = ...}}", source=source)
+        features[str(name)] = {"column": str(spec.get("column", name)), "unit": str(spec.get("unit", ""))}
+    derived = {}
+    for name, spec in raw.get("derived", {}).items():
+        if not isinstance(spec, dict) or "formula" not in spec:
+            raise InputError(f"[derived] {name} needs formula = \"...\"", source=source)
+        derived[str(name)] = {"formula": str(spec["formula"]), "unit": str(spec.get("unit", ""))}
+    sisso = dict(raw.get("sisso", {}))
+    unknown = set(sisso) - _SISSO_KEYS
+    if unknown:
+        raise InputError(f"unknown key '{sorted(unknown)[0]}' in [sisso]", source=source,
+                         hint=f"allowed: {', '.join(sorted(_SISSO_KEYS))}")
+    sisso.setdefault("kind", "regression")
+    if sisso["kind"] not in ("regression", "classification"):
+        raise InputError("[sisso] kind must be 'regression' or 'classification'", source=source)
+    cv = {"repeats": 0, "test_fraction": 0.1, "seed": 0, "method": "leave-out"}
+    cv.update(raw.get("cv", {}))
+    if cv["method"] not in ("leave-out", "loo"):
+        raise InputError("[cv] method must be 'leave-out' or 'loo'", source=source)
+    return {"data": data, "features": features, "derived": derived, "sisso": sisso, "cv": cv}
+
+
+def _estimator(cfg):
+    from .estimators import SISSOClassifier, SISSORegressor
+
+    params = {k: v for k, v in cfg["sisso"].items() if k != "kind"}
+    if "operators" in params:
+        params["operators"] = tuple(params["operators"])
+    units = {n: f["unit"] for n, f in cfg["features"].items()}
+    units.update({n: f["unit"] for n, f in cfg["derived"].items()})
+    derived = {n: f["formula"] for n, f in cfg["derived"].items()} or None
+    cls = SISSOClassifier if cfg["sisso"]["kind"] == "classification" else SISSORegressor
+    return cls(feature_names=list(cfg["features"]), units=units, derived=derived, **params)
+
+
+def load_table(cfg):
+    """Rows of primary features (dicts), the target, the classes for the map, the tasks."""
+    from ..datasets import load_data
+
+    data = load_data(cfg["data"]["path"])
+    records = data.records
+    if not records or not isinstance(records[0], dict):
+        raise InputError("SISSO needs a table (CSV or a bundled table such as 'octet')", source=data.source)
+    rows = []
+    for i, rec in enumerate(records):
+        row = {}
+        for name, spec in cfg["features"].items():
+            value = rec.get(spec["column"])
+            if not isinstance(value, (int, float)):
+                raise InputError(f"column '{spec['column']}' is missing or not a number", source=data.source,
+                                 index=i, hint="check [features]")
+            row[name] = float(value)
+        rows.append(row)
+
+    def column(key, numeric):
+        values = [rec.get(key) for rec in records]
+        if any(v is None for v in values):
+            raise InputError(f"no column '{key}'", source=data.source, hint="check [data]")
+        return np.asarray(values, dtype=float if numeric else object)
+
+    regression = cfg["sisso"]["kind"] == "regression"
+    y = column(cfg["data"]["target"], regression)
+    classes = column(cfg["data"]["classes"], False) if cfg["data"].get("classes") else None
+    tasks = column(cfg["data"]["tasks"], False) if cfg["data"].get("tasks") else None
+    return rows, y, classes, tasks
+
+
+def cross_validate(cfg, rows, y, tasks=None, progress=None):
+    """Repeated leave-``test_fraction``-out CV (or leave-one-out): per dimension, a list of scores.
+
+    Scores are test RMSEs (regression) or accuracies (classification), one per
+    split; for leave-one-out the list holds the single pooled value.
+    """
+    repeats = int(cfg["cv"]["repeats"])
+    loo = cfg["cv"].get("method") == "loo"
+    if repeats <= 0 and not loo:
+        return None
+    rng = np.random.default_rng(int(cfg["cv"]["seed"]))
+    n = len(y)
+    n_test = max(1, int(round(float(cfg["cv"]["test_fraction"]) * n)))
+    regression = cfg["sisso"]["kind"] == "regression"
+    if loo:
+        splits = [(np.array([i]), np.delete(np.arange(n), i)) for i in range(n)]
+    else:
+        splits = []
+        for _ in range(repeats):
+            perm = rng.permutation(n)
+            splits.append((np.sort(perm[:n_test]), np.sort(perm[n_test:])))
+    scores, pooled = {}, {}
+    for rep, (test, train) in enumerate(splits):
+        model = _estimator(cfg)
+        tr_rows = [rows[i] for i in train]
+        te_rows = [rows[i] for i in test]
+        if regression:
+            model.fit(tr_rows, y[train], **({} if tasks is None else {"tasks": tasks[train]}))
+        else:
+            model.fit(tr_rows, y[train])
+        for m in model.models_:
+            kw = {} if tasks is None or not regression else {"tasks": tasks[test]}
+            pred = model.predict(te_rows, dim=m["dim"], **kw)
+            if regression:
+                value = float(np.sqrt(np.mean((pred - y[test]) ** 2)))
+                pooled.setdefault(m["dim"], []).append(float((pred - y[test])[0] ** 2))
+            else:
+                value = float(np.mean(pred == y[test]))
+                pooled.setdefault(m["dim"], []).append(value)
+            scores.setdefault(m["dim"], []).append(value)
+        if progress:
+            progress(rep + 1, len(splits))
+    if loo:
+        if regression:
+            return {d: [float(np.sqrt(np.mean(v)))] for d, v in pooled.items()}
+        return {d: [float(np.mean(v))] for d, v in pooled.items()}
+    return scores
+
+
+def run(cfg, progress=None):
+    """Fit on the whole table, cross-validate; return (model, result dict, rows, y, classes)."""
+    rows, y, classes, tasks = load_table(cfg)
+    regression = cfg["sisso"]["kind"] == "regression"
+    start = time.perf_counter()
+    model = _estimator(cfg)
+    if regression:
+        model.fit(rows, y, **({} if tasks is None else {"tasks": tasks}))
+    else:
+        model.fit(rows, y)
+    seconds = time.perf_counter() - start
+    cv = cross_validate(cfg, rows, y, tasks, progress)
+    loo = cfg["cv"].get("method") == "loo"
+    dims = []
+    for m in model.models_:
+        entry = {"dim": m["dim"], "formula": None, "features": m["features"], "latex": m["latex"],
+                 "units": m["units"], "coefficients": m["coefficients"], "intercept": m["intercept"]}
+        if regression:
+            entry["formula"] = model.formula(m["dim"])
+            entry.update(rmse=m["rmse"], max_ae=m["max_ae"])
+            if cv:
+                entry.update(cv_rmse_mean=float(np.mean(cv[m["dim"]])),
+                             cv_rmse_std=None if loo else float(np.std(cv[m["dim"]])))
+        else:
+            entry["formula"] = "; ".join(m["features"])
+            entry.update(overlap=m["overlap"], overlap_size=m["overlap_size"], accuracy=m["accuracy"])
+            if cv:
+                entry.update(cv_accuracy_mean=float(np.mean(cv[m["dim"]])),
+                             cv_accuracy_std=None if loo else float(np.std(cv[m["dim"]])))
+        dims.append(entry)
+    result = {"kind": cfg["sisso"]["kind"], "n_samples": len(y), "n_features": model.n_features_,
+              "seconds": seconds, "dimensions": dims}
+    if cv:
+        result["cv"] = {"method": cfg["cv"]["method"], "repeats": int(cfg["cv"]["repeats"]),
+                        "test_fraction": float(cfg["cv"]["test_fraction"])}
+    return model, result, rows, y, classes
+
+
+def write_json_atomic(path, obj):
+    """Write JSON through a temporary file and ``os.replace``."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(obj, handle, indent=2)
+            handle.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _save_figure(fig, path):
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".png")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=120, format="png")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def plot_results(model, result, rows, y, classes, out_dir):
+    """Parity plot (regression) and the 2D map of materials; returns the written paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    regression = result["kind"] == "regression"
+    if regression:
+        ndim = len(model.models_)
+        fig, axes = plt.subplots(1, ndim, figsize=(3.6 * ndim, 3.6), squeeze=False)
+        lo, hi = float(np.min(y)), float(np.max(y))
+        for ax, m in zip(axes[0], model.models_):
+            pred = model.predict(rows, dim=m["dim"]) if model.tasks_ is None else None
+            if pred is None:
+                continue
+            ax.plot([lo, hi], [lo, hi], color="0.6", lw=1)
+            ax.scatter(y, pred, s=12)
+            ax.set_title(f"{m['dim']}D: RMSE {m['rmse']:.4f}")
+            ax.set_xlabel("target")
+            ax.set_ylabel("SISSO")
+        fig.tight_layout()
+        path = os.path.join(out_dir, "parity.png")
+        _save_figure(fig, path)
+        plt.close(fig)
+        paths.append(path)
+    two = [m for m in model.models_ if m["dim"] == 2]
+    if two:
+        D = model.descriptor(rows, dim=2)
+        labels = classes if classes is not None else (y if not regression else np.where(y < 0, "y<0", "y>=0"))
+        fig, ax = plt.subplots(figsize=(5, 4.2))
+        for label in np.unique(labels.astype(str)):
+            sel = labels.astype(str) == label
+            ax.scatter(D[sel, 0], D[sel, 1], s=16, label=label)
+        ax.set_xlabel(f"${two[0]['latex'][0]}$")
+        ax.set_ylabel(f"${two[0]['latex'][1]}$")
+        ax.legend()
+        ax.set_title("2D SISSO descriptor")
+        fig.tight_layout()
+        path = os.path.join(out_dir, "map.png")
+        _save_figure(fig, path)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def summary_lines(result):
+    """Human-readable lines of a result dict."""
+    lines = [f"{result['kind']}: {result['n_samples']} samples, {result['n_features']} features, "
+             f"fit in {result['seconds']:.2f} s"]
+    for d in result["dimensions"]:
+        if result["kind"] == "regression":
+            text = f"{d['dim']}D  RMSE {d['rmse']:.4f}  MaxAE {d['max_ae']:.4f}"
+            if d.get("cv_rmse_std") is not None:
+                text += f"  CV RMSE {d['cv_rmse_mean']:.4f} ± {d['cv_rmse_std']:.4f}"
+            elif "cv_rmse_mean" in d:
+                text += f"  LOO RMSE {d['cv_rmse_mean']:.4f}"
+        else:
+            text = f"{d['dim']}D  overlap {d['overlap']}  accuracy {d['accuracy']:.3f}"
+            if d.get("cv_accuracy_std") is not None:
+                text += f"  CV accuracy {d['cv_accuracy_mean']:.3f} ± {d['cv_accuracy_std']:.3f}"
+            elif "cv_accuracy_mean" in d:
+                text += f"  LOO accuracy {d['cv_accuracy_mean']:.3f}"
+        lines.append(text)
+        lines.append(f"    {d['formula']}")
+    return lines
