@@ -38,12 +38,22 @@ def kernel_matrix(X, Y, kernel="laplacian", gamma=1.0, zeta=2):
     >>> kernel_matrix(np.zeros((1, 2)), np.ones((1, 2)), "laplacian", gamma=0.5)
     array([[0.36787944]])
     """
+    return kernel_from_base(kernel_base(X, Y, kernel), kernel, gamma=gamma, zeta=zeta)
+
+
+def kernel_base(X, Y, kernel):
+    """The part of a kernel that does not depend on its hyperparameters.
+
+    Distances (L1 for laplacian, squared L2 for gaussian) or (normalised) dot
+    products; :func:`kernel_from_base` turns it into the kernel, so a grid
+    search over ``gamma`` computes the distances once.
+    """
     X = np.asarray(X, dtype=float)
     Y = np.asarray(Y, dtype=float)
     if kernel == "laplacian":
-        return np.exp(-gamma * cdist(X, Y, "cityblock"))
+        return cdist(X, Y, "cityblock")
     if kernel == "gaussian":
-        return np.exp(-gamma * cdist(X, Y, "sqeuclidean"))
+        return cdist(X, Y, "sqeuclidean")
     if kernel == "linear":
         return X @ Y.T
     if kernel == "polynomial":
@@ -51,8 +61,17 @@ def kernel_matrix(X, Y, kernel="laplacian", gamma=1.0, zeta=2):
         ny = np.linalg.norm(Y, axis=1)
         nx[nx == 0] = 1.0
         ny[ny == 0] = 1.0
-        return ((X @ Y.T) / np.outer(nx, ny)) ** zeta
+        return (X @ Y.T) / np.outer(nx, ny)
     raise InputError(f"unknown kernel '{kernel}'", hint=f"choose one of: {', '.join(KERNELS)}")
+
+
+def kernel_from_base(base, kernel, gamma=1.0, zeta=2):
+    """The kernel from :func:`kernel_base` and the hyperparameters."""
+    if kernel in ("laplacian", "gaussian"):
+        return np.exp(-gamma * base)
+    if kernel == "linear":
+        return base.copy()
+    return base**zeta
 
 
 def median_distance(X, kernel, n_sample=500, seed=0):
@@ -67,7 +86,7 @@ def median_distance(X, kernel, n_sample=500, seed=0):
     return float(np.median(d)) if len(d) else 1.0
 
 
-def group_loo_residuals(eigvals, eigvecs, y, alpha, groups):
+def group_loo_residuals(eigvals, eigvecs, y, alpha, groups, eigvecs_squared=None):
     """Exact leave-one-group-out residuals of KRR for one ``alpha``.
 
     Parameters
@@ -79,6 +98,8 @@ def group_loo_residuals(eigvals, eigvecs, y, alpha, groups):
     alpha : float
     groups : ndarray of int, shape (n,)
         Samples with equal labels are left out together.
+    eigvecs_squared : ndarray, optional
+        ``eigvecs ** 2``, to reuse over several ``alpha``.
 
     Returns
     -------
@@ -88,7 +109,7 @@ def group_loo_residuals(eigvals, eigvecs, y, alpha, groups):
     f = eigvals / (eigvals + alpha)
     y2 = y.reshape(len(y), -1)
     r = y2 - eigvecs @ (f[:, None] * (eigvecs.T @ y2))
-    h_diag = (eigvecs**2) @ f
+    h_diag = (eigvecs**2 if eigvecs_squared is None else eigvecs_squared) @ f
     e = r / np.maximum(1.0 - h_diag, 1e-12)[:, None]
     _, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
     for g in np.flatnonzero(counts > 1):
@@ -148,9 +169,6 @@ class KernelRidge(RegressorMixin, BaseEstimator):
         tags.target_tags.multi_output = True
         return tags
 
-    def _kernel(self, A, B, gamma):
-        return kernel_matrix(A, B, self.kernel, gamma=gamma, zeta=self.zeta)
-
     def _gammas(self, Xs):
         if self.kernel in ("linear", "polynomial"):
             return [None]
@@ -201,8 +219,9 @@ class KernelRidge(RegressorMixin, BaseEstimator):
         best_gamma = [None] * n_out
         best_alpha = [None] * n_out
         self.cv_results_ = []
+        base = kernel_base(Xs, Xs, self.kernel)
         if len(alphas) * len(gammas) == 1:  # nothing to choose: one Cholesky solve
-            K = self._kernel(Xs, Xs, gammas[0])
+            K = kernel_from_base(base, self.kernel, gamma=gammas[0], zeta=self.zeta)
             K[np.diag_indices_from(K)] += alphas[0]
             dual = cho_solve(cho_factor(K, lower=True), yc)
             best_gamma = [gammas[0]] * n_out
@@ -210,12 +229,13 @@ class KernelRidge(RegressorMixin, BaseEstimator):
         else:
             best_rmse = np.full(n_out, np.inf)
             for gamma in gammas:
-                K = self._kernel(Xs, Xs, gamma)
+                K = kernel_from_base(base, self.kernel, gamma=gamma, zeta=self.zeta)
                 w, V = eigh(K, driver="evd", overwrite_a=True)
                 w = np.clip(w, 0.0, None)
                 Vty = V.T @ yc
+                V2 = V * V
                 for alpha in alphas:
-                    e = group_loo_residuals(w, V, yc, alpha, groups)
+                    e = group_loo_residuals(w, V, yc, alpha, groups, eigvecs_squared=V2)
                     rmse = np.sqrt(np.mean(e**2, axis=0))
                     self.cv_results_.append({"gamma": gamma, "alpha": alpha, "loo_rmse": rmse.tolist()})
                     better = rmse < best_rmse
@@ -223,7 +243,7 @@ class KernelRidge(RegressorMixin, BaseEstimator):
                         best_rmse[j] = rmse[j]
                         best_gamma[j], best_alpha[j] = gamma, alpha
                         dual[:, j] = V @ (Vty[:, j] / (w + alpha))
-                del K, V
+                del K, V, V2
         single = y.ndim == 1
         self.dual_coef_ = dual[:, 0] if single else dual
         self.X_fit_ = Xs
@@ -242,10 +262,11 @@ class KernelRidge(RegressorMixin, BaseEstimator):
         Xs = (X - self.x_mean_) / self.x_scale_
         dual = np.asarray(self.dual_coef_).reshape(len(self.X_fit_), -1)
         out = np.empty((len(Xs), dual.shape[1]))
+        base = kernel_base(Xs, self.X_fit_, self.kernel)
         cache = {}
         for j, gamma in enumerate(self.gamma_):
             if gamma not in cache:
-                cache[gamma] = self._kernel(Xs, self.X_fit_, gamma)
+                cache[gamma] = kernel_from_base(base, self.kernel, gamma=gamma, zeta=self.zeta)
             out[:, j] = cache[gamma] @ dual[:, j]
         out += self.y_mean_
         return out[:, 0] if np.ndim(self.dual_coef_) == 1 else out
