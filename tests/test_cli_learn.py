@@ -238,3 +238,18 @@ def test_bad_config(files, capsys):
     code, _, err = _run(capsys, "fit", data, "--config", bad, "--target", "y", "-o", tmp / "m")
     _one_line_error(code, err)
     assert "unknown descriptor" in err
+
+
+def test_cell_smaller_than_cutoff_works_through_periodic_images(tmp_path, capsys):
+    # default recipe for structures: SOAP (r_cut 5 Å) averaged per structure; the rocksalt
+    # primitive cells (2 atoms, ~3 Å vectors) are far smaller than the cutoff
+    structures = [a for a in _structures(24) if len(a) == 2]
+    train = _write(tmp_path, "small.extxyz", structures)
+    code, _, err = _run(capsys, "fit", train, "--target", "y", "-o", tmp_path / "m", "--quiet")
+    assert code == 0, err
+    big = [a.repeat((2, 2, 2)) for a in structures[:3]]
+    both = _write(tmp_path, "both.extxyz", structures[:3] + big)
+    code, _, err = _run(capsys, "predict", tmp_path / "m", both, "-o", tmp_path / "p.csv", "--quiet")
+    assert code == 0, err
+    y = [float(r["y"]) for r in csv.DictReader(open(tmp_path / "p.csv"))]
+    np.testing.assert_allclose(y[:3], y[3:], rtol=1e-8)

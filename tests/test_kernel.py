@@ -82,3 +82,13 @@ def test_bad_parameters():
         KernelRidge(kernel="cosine").fit(X, y)
     with pytest.raises(InputError, match="alpha"):
         KernelRidge(alpha=[0.0]).fit(X, y)
+
+
+def test_features_constant_up_to_rounding_are_not_amplified():
+    X, y = _data(40)
+    X = np.c_[X, np.full(40, 0.1 + 0.2)]  # a constant column with float noise from the sum
+    X[::2, 3] = 0.3  # 0.1 + 0.2 != 0.3 in floating point
+    m = KernelRidge(kernel="gaussian").fit(X, y)
+    Z = X[:3].copy()
+    Z[:, 3] = 0.3 + 1e-13
+    np.testing.assert_allclose(m.predict(Z), m.predict(X[:3]), atol=1e-6)

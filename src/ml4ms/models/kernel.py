@@ -201,7 +201,10 @@ class KernelRidge(RegressorMixin, BaseEstimator):
         if self.scale:
             self.x_mean_ = X.mean(axis=0)
             std = X.std(axis=0)
-            self.x_scale_ = np.where(std > 0, std, 1.0)
+            # a feature constant up to rounding has a std of ~1e-16, not 0: dividing by it
+            # would blow rounding noise up to O(1), so such features are left unscaled
+            constant = std <= 1e-10 * (np.abs(self.x_mean_) + 1.0)
+            self.x_scale_ = np.where(constant, 1.0, std)
         else:
             self.x_mean_ = np.zeros(X.shape[1])
             self.x_scale_ = np.ones(X.shape[1])
