@@ -35,6 +35,11 @@ def test_duplicates_nomad_train(capsys, tmp_path):
     for p in doc["pairs"]:
         assert p["i"] < p["j"] and p["id_i"] == p["i"] + 1 and 0 <= p["max_deviation"] <= 1e-3
     assert f"{doc['n_pairs']} duplicate pairs in nomad2018:train" in text
+    # the pairs with conflicting labels are exactly the README's seven
+    conflict_line = [line for line in text.splitlines() if "labels that differ" in line][0]
+    flagged = {tuple(int(x) for x in pair.split("/")) for pair in conflict_line.split(": ")[1].split(", ")}
+    assert flagged == readme
+    assert set(doc["pairs"][0]["label_difference"]) == {"formation_energy_ev_natom", "bandgap_energy_ev"}
     assert [f for f in os.listdir(tmp_path) if f.startswith(".tmp")] == []
 
 

@@ -1,5 +1,6 @@
 """``ml4ms datasets`` and ``ml4ms duplicates``: what data ships, and which structures repeat."""
 
+import numpy as np
 import os
 
 from ..errors import InputError
@@ -99,6 +100,16 @@ def _structures(data):
     return records
 
 
+def _conflicting(rows, first, second, keys, fraction=0.05):
+    """(id_i, id_j) of the pairs whose labels differ by more than ``fraction`` of a label's std."""
+    out = []
+    for row in rows:
+        if any(abs(row["label_difference"][k]) > fraction * np.std(np.r_[first.targets[k], second.targets[k]])
+               for k in keys):
+            out.append((row["id_i"], row["id_j"]))
+    return out
+
+
 def run_duplicates(args):
     from ..datasets import load_data
     from ..duplicates import DEFAULT_CUTOFF, DEFAULT_TOL, find_duplicates
@@ -124,11 +135,17 @@ def run_duplicates(args):
     except InputError as exc:
         raise InputError(exc.message, source=first.source if second is None else None,
                          index=exc.index, hint=exc.hint) from None
+    # labels present on both sides: duplicates whose labels disagree are worth a look
+    other_data = second if second is not None else first
+    shared = [k for k in first.targets if k in other_data.targets]
     rows = []
     for (i, j), dev in zip(pairs, deviations):
-        rows.append({"i": int(i), "j": int(j), "id_i": _record_id(records[i]),
-                     "id_j": _record_id((others if others is not None else records)[j]),
-                     "max_deviation": float(dev)})
+        row = {"i": int(i), "j": int(j), "id_i": _record_id(records[i]),
+               "id_j": _record_id((others if others is not None else records)[j]),
+               "max_deviation": float(dev)}
+        if shared:
+            row["label_difference"] = {k: float(other_data.targets[k][j] - first.targets[k][i]) for k in shared}
+        rows.append(row)
     sources = [first.source] + ([second.source] if second is not None else [])
     where = f"{first.source} vs {second.source}" if second is not None else first.source
     print(f"{len(rows)} duplicate pair{'s' if len(rows) != 1 else ''} in {where} "
@@ -136,10 +153,16 @@ def run_duplicates(args):
     if rows:
         label_i = "i" if second is None else f"i ({first.source})"
         label_j = "j" if second is None else f"j ({second.source})"
-        print(f"{label_i:>10} {label_j:>10}  {'id_i':>14} {'id_j':>14}  max_dev/Å")
+        labels = "".join(f"  Δ{k:>14.14}" for k in shared)
+        print(f"{label_i:>10} {label_j:>10}  {'id_i':>14} {'id_j':>14}  max_dev/Å{labels}")
         for row in rows:
+            diffs = "".join(f"  {row['label_difference'][k]:>+15.4g}" for k in shared)
             print(f"{row['i']:>10} {row['j']:>10}  {str(row['id_i']):>14} {str(row['id_j']):>14}  "
-                  f"{row['max_deviation']:.2e}")
+                  f"{row['max_deviation']:.2e}{diffs}")
+        if shared:
+            conflicts = _conflicting(rows, first, other_data, shared)
+            print(f"{len(conflicts)} of these pairs have labels that differ by more than 5% of the "
+                  f"label's spread: {', '.join(f'{a}/{b}' for a, b in conflicts) or 'none'}")
     if args.json:
         write_json(args.json, {"pairs": rows, "n_pairs": len(rows), "data": sources,
                                "tol": tol, "cutoff": cutoff})
