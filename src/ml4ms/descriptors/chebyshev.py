@@ -1,0 +1,272 @@
+r"""Chebyshev descriptor of Artrith, Urban and Ceder (the ænet "AUC" basis).
+
+N. Artrith, A. Urban, G. Ceder, Phys. Rev. B 96, 014112 (2017). The radial
+and angular distribution functions around atom *i* are expanded in Chebyshev
+polynomials :math:`T_\alpha`; the expansion coefficients are the features:
+
+.. math::
+
+    c^{(2)}_\alpha &= \sum_{j} T_\alpha\!\left(\frac{2 r_{ij}}{R_c^{(2)}} - 1\right)
+                      f_c(r_{ij}; R_c^{(2)}),
+                      \qquad \alpha = 0 \dots n^{(2)} \\
+    c^{(3)}_\alpha &= \sum_{j<k} T_\alpha(\cos\theta_{ijk})\,
+                      f_c(r_{ij}; R_c^{(3)})\, f_c(r_{ik}; R_c^{(3)}),
+                      \qquad \alpha = 0 \dots n^{(3)}
+
+with the cosine cutoff :math:`f_c(r; R_c) = \tfrac12[\cos(\pi r / R_c) + 1]`
+(0 beyond :math:`R_c`), sums over all periodic images and *j < k* over
+unordered pairs of distinct neighbours. With more than one species a second,
+species-weighted copy of both expansions is appended, in which every
+neighbour *j* carries the weight :math:`w_{t_j}` (radial) and every pair the
+weight :math:`w_{t_j} w_{t_k}` (angular). The weights are ænet's
+"type spins": for species sorted by atomic number, the integers
+:math:`-\lfloor N/2\rfloor, \dots` counting upwards and skipping 0 when N is
+even (2 species: −1, +1; 3 species: −1, 0, +1; 4: −2, −1, +1, +2).
+Layout: ``[c2 (n2+1), c3 (n3+1), c2_weighted, c3_weighted]``, so the size
+is ``2 (n2 + n3 + 2)`` for any number of species (half that for one
+species, where the weighted copy would be zero), as in ænet's ``sfbasis``.
+
+The maths is the pure PyTorch function :func:`chebyshev_features`,
+differentiable with respect to positions and a homogeneous strain (forces
+and stress by autograd); :class:`Chebyshev` is the transformer.
+"""
+
+import math
+
+import numpy as np
+
+from ..errors import InputError
+from .acsf import (
+    BatchedLocal,
+    _torch,
+    center_blocks,
+    cosine_cutoff,
+    padded,
+    pair_vectors,
+    structure_gradients,
+    structure_tensors,
+    torch_dtype,
+)
+
+
+def type_weights(n_species):
+    """ænet's species weights ("type spins") for ``n_species`` sorted species.
+
+    Examples
+    --------
+    >>> type_weights(2), type_weights(3), type_weights(4)
+    ([-1.0, 1.0], [-1.0, 0.0, 1.0], [-2.0, -1.0, 1.0, 2.0])
+    """
+    out = []
+    s = -(n_species // 2)
+    for _ in range(n_species):
+        if s == 0 and n_species % 2 == 0:
+            s += 1
+        out.append(float(s))
+        s += 1
+    return out
+
+
+def chebyshev_polynomials(x, order):
+    """``[T_0(x), ..., T_order(x)]`` stacked on a new last axis (torch)."""
+    torch = _torch()
+    values = [torch.ones_like(x)]
+    if order >= 1:
+        values.append(x)
+    for _ in range(2, order + 1):
+        values.append(2.0 * x * values[-1] - values[-2])
+    return torch.stack(values, -1)
+
+
+def chebyshev_features(positions, species_index, cell, i, j, shifts, *, radial_cutoff, radial_order,
+                       angular_cutoff, angular_order, weights=None, strain=None):
+    """Artrith–Urban–Ceder Chebyshev features of every atom (pure PyTorch).
+
+    Parameters
+    ----------
+    positions : torch.Tensor (n_atoms, 3)
+        May require grad.
+    species_index : torch.Tensor of int (n_atoms,)
+    cell : torch.Tensor (3, 3), or (n_atoms, 3, 3) for a batch of structures
+    i, j : torch.Tensor of int (n_pairs,)
+        Neighbour pairs sorted by ``i``, containing every pair within
+        ``max(radial_cutoff, angular_cutoff)``.
+    shifts : torch.Tensor of int (n_pairs, 3)
+    radial_cutoff, angular_cutoff : float
+    radial_order, angular_order : int
+    weights : sequence of float, optional
+        Weight of each species for the second channel (see
+        :func:`type_weights`); ``None`` gives the unweighted channel only.
+    strain : torch.Tensor (3, 3), optional
+
+    Returns
+    -------
+    torch.Tensor (n_atoms, n_features)
+    """
+    torch = _torch()
+    n_atoms = positions.shape[0]
+    dt = positions.dtype
+    nr, na = int(radial_order) + 1, int(angular_order) + 1
+    D = pair_vectors(positions, cell, i, j, shifts, strain)
+    r2 = (D * D).sum(1)
+    r = torch.sqrt(r2)
+    w = None
+    if weights is not None:
+        w = torch.as_tensor(np.asarray(weights, dtype=float), dtype=dt)[species_index[j]]
+
+    # radial
+    keep = torch.nonzero(r < radial_cutoff).squeeze(1)
+    rk, ik = r[keep], i[keep]
+    T = chebyshev_polynomials(2.0 * rk / radial_cutoff - 1.0, nr - 1) * cosine_cutoff(rk, radial_cutoff)[:, None]
+    radial = torch.zeros(n_atoms, nr, dtype=dt).index_add(0, ik, T)
+    radial_w = torch.zeros(n_atoms, nr, dtype=dt).index_add(0, ik, T * w[keep][:, None]) if w is not None else None
+
+    # angular, on padded (centre, neighbour, neighbour) blocks
+    keep = torch.nonzero(r < angular_cutoff).squeeze(1)
+    Da, r2a, ia = D[keep], r2[keep], i[keep]
+    fa = cosine_cutoff(torch.sqrt(r2a), angular_cutoff)
+    wa = w[keep] if w is not None else None
+    n_ch = 1 if w is None else 2
+    parts = []
+    for c0, c1, pairs, M, slot, _ in center_blocks(ia.numpy(), n_atoms, per_element=na + 4):
+        b = c1 - c0
+        if M < 2:
+            parts.append(torch.zeros(b, n_ch * na, dtype=dt))
+            continue
+        slot = torch.from_numpy(slot)
+        pairs = torch.from_numpy(pairs)
+        P = padded(Da[pairs], slot, b, M)
+        U = P * torch.rsqrt(padded(r2a[pairs], slot, b, M, 1.0))[:, :, None]
+        cos = (U @ U.transpose(1, 2)).clamp(-1.0, 1.0)
+        eye = torch.eye(M, dtype=torch.bool)
+        f = padded(fa[pairs], slot, b, M)
+        W = [(f[:, :, None] * f[:, None, :]).masked_fill(eye, 0.0)]
+        if wa is not None:
+            fw = f * padded(wa[pairs], slot, b, M)
+            W.append((fw[:, :, None] * fw[:, None, :]).masked_fill(eye, 0.0))
+        W = torch.stack(W, -1).reshape(b, M * M, n_ch)
+        Tc = chebyshev_polynomials(cos, na - 1).reshape(b, M * M, na)
+        # Σ_{j<k} = ½ Σ_{j≠k}; (b, na, n_ch) -> channel-major
+        parts.append(0.5 * (Tc.transpose(1, 2) @ W).transpose(1, 2).reshape(b, n_ch * na))
+    angular = torch.cat(parts, 0) if len(parts) > 1 else parts[0]
+    if w is None:
+        return torch.cat([radial, angular], 1)
+    return torch.cat([radial, angular[:, :na], radial_w, angular[:, na:]], 1)
+
+
+class Chebyshev(BatchedLocal):
+    """Artrith–Urban–Ceder Chebyshev descriptor, per atom; size independent of species.
+
+    Parameters
+    ----------
+    radial_cutoff : float, default 5.0
+        Cutoff (Å) of the radial expansion.
+    radial_order : int, default 12
+        Highest Chebyshev order of the radial expansion (order + 1 terms).
+    angular_cutoff : float, default 3.0
+        Cutoff (Å) of the angular expansion.
+    angular_order : int, default 5
+        Highest Chebyshev order of the angular expansion.
+    species : list of str or int, optional
+        Fixed species (they set the weights); learned in ``fit`` if ``None``.
+    reduce : {"mean", "sum", "species_mean", None}, default "mean"
+    dtype : {"float64", "float32"}, default "float64"
+    n_jobs : int, default 1
+    progress : bool, default True
+
+    Notes
+    -----
+    The defaults are those of the ænet TiO2 workshop fit "set003" (radial
+    Rc 5 Å, order 12; angular Rc 3 Å, order 5): 38 features for two or more
+    species. The formula is in the module docstring; species weights are
+    ænet's type spins over the species sorted by atomic number (ænet uses the
+    order of its input file, so a model file from ænet may have them
+    permuted). Derivatives come from autograd: :meth:`gradients`.
+
+    Examples
+    --------
+    >>> from ase.build import bulk
+    >>> rutile = bulk("NaCl", "rocksalt", a=5.64)
+    >>> Chebyshev(radial_order=4, angular_order=2).fit(rutile).transform_local(rutile)[0].shape
+    (2, 16)
+    """
+
+    def __init__(self, *, radial_cutoff=5.0, radial_order=12, angular_cutoff=3.0, angular_order=5,
+                 species=None, reduce="mean", dtype="float64", n_jobs=1, progress=True):
+        self.radial_cutoff = radial_cutoff
+        self.radial_order = radial_order
+        self.angular_cutoff = angular_cutoff
+        self.angular_order = angular_order
+        self.species = species
+        self.reduce = reduce
+        self.dtype = dtype
+        self.n_jobs = n_jobs
+        self.progress = progress
+
+    def _fit_extra(self, records):
+        for name in ("radial_cutoff", "angular_cutoff"):
+            value = getattr(self, name)
+            try:
+                ok = math.isfinite(float(value)) and float(value) > 0
+            except (TypeError, ValueError):
+                ok = False
+            if not ok:
+                raise InputError(f"{name} must be a positive number of Å, got {value!r}")
+        for name in ("radial_order", "angular_order"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+                raise InputError(f"{name} must be a non-negative integer, got {value!r}")
+        torch_dtype(self.dtype)
+        self.type_weights_ = type_weights(len(self.species_))
+
+    def _n_features(self):
+        n = int(self.radial_order) + 1 + int(self.angular_order) + 1
+        return 2 * n if len(self.species_) > 1 else n
+
+    def _cutoff(self):
+        return max(float(self.radial_cutoff), float(self.angular_cutoff))
+
+    def _core(self, tensors):
+        weights = self.type_weights_ if len(self.species_) > 1 else None
+        species_index, cell = tensors["species_index"], tensors["cell"]
+        i, j, shifts = tensors["i"], tensors["j"], tensors["shifts"]
+
+        def func(positions, strain=None):
+            return chebyshev_features(positions, species_index, cell, i, j, shifts,
+                                      radial_cutoff=float(self.radial_cutoff), radial_order=int(self.radial_order),
+                                      angular_cutoff=float(self.angular_cutoff),
+                                      angular_order=int(self.angular_order), weights=weights, strain=strain)
+
+        return func
+
+    def _batch_core(self, tensors):
+        return self._core(tensors)(tensors["positions"])
+
+    def gradients(self, atoms, strain=False):
+        """Per-atom features and their derivatives for one structure.
+
+        Returns
+        -------
+        features : ndarray (n_atoms, n_features)
+        d_positions : ndarray (n_atoms, n_features, n_atoms, 3)
+            ``d_positions[a, f, b, x] = ∂X[a, f] / ∂r[b, x]``.
+        d_strain : ndarray (n_atoms, n_features, 3, 3), only if ``strain``
+            Derivative with respect to a homogeneous strain ε of positions
+            and cell (positions and cell multiplied by 1 + ε).
+        """
+        from sklearn.utils.validation import check_is_fitted
+
+        check_is_fitted(self, "n_features_out_")
+        self._check_species([atoms])
+        tensors = structure_tensors(atoms, self._cutoff(), self.species_, self.dtype)
+        return structure_gradients(self._core(tensors), tensors, strain)
+
+    def get_feature_names_out(self, input_features=None):
+        from sklearn.utils.validation import check_is_fitted
+
+        check_is_fitted(self, "n_features_out_")
+        names = [f"radial{a}" for a in range(int(self.radial_order) + 1)]
+        names += [f"angular{a}" for a in range(int(self.angular_order) + 1)]
+        if len(self.species_) > 1:
+            names += [f"{n}_weighted" for n in names]
+        return np.asarray(names, dtype=object)
