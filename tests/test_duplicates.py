@@ -16,7 +16,7 @@ from ml4ms.duplicates import (
     structure_deviation,
 )
 from ml4ms.errors import InputError
-from ml4ms.neighbors import neighbor_pairs
+from ml4ms.neighbors import ase_neighbor_pairs as neighbor_pairs
 
 
 def _crystal(seed=0):

@@ -8,8 +8,7 @@ from sklearn.base import clone
 
 from ml4ms.errors import InputError
 from ml4ms.descriptors import make_descriptor
-from ml4ms.descriptors.soap import SOAP, pairs_within, solid_harmonics
-from ml4ms.neighbors import neighbor_pairs
+from ml4ms.descriptors.soap import SOAP, solid_harmonics
 
 
 def rutile(rattle=0.05, seed=1):
@@ -139,23 +138,6 @@ def test_spherical_harmonics_normalised():
     for l in range(7):
         total = np.sum(Y[:, l * l : (l + 1) ** 2] ** 2, axis=1) / r ** (2 * l)
         np.testing.assert_allclose(total, (2 * l + 1) / (4 * np.pi), rtol=1e-12)
-
-
-def test_pairs_within_equals_neighbor_pairs():
-    slab = bulk("Cu", "fcc", a=3.6)
-    slab.pbc = [True, False, True]
-    skew = rutile()
-    skew.set_cell(skew.cell.array + [[0, 0, 0], [1.5, 0, 0], [0.7, 0.4, 0]], scale_atoms=True)
-    for atoms in (ethanol(), rutile(), bulk("Cu", "fcc", a=3.6), slab, skew):
-        for rc in (2.0, 6.5):
-            a = neighbor_pairs(atoms, rc)
-            b = pairs_within(atoms, rc)
-            key_a = sorted(zip(a[0], a[1], *a[3].T))
-            key_b = sorted(zip(b[0], b[1], *b[3].T))
-            assert key_a == key_b
-            order = np.lexsort((*b[3].T, b[1], b[0]))
-            order_a = np.lexsort((*a[3].T, a[1], a[0]))
-            np.testing.assert_allclose(b[2][order], a[2][order_a], atol=1e-10)
 
 
 # ---------------------------------------------------------------- gradients

@@ -26,9 +26,7 @@ atom. Structures are bucketed by composition; inside a bucket the quantile
 functions are sampled at fixed masses into vectors whose Chebyshev distance
 is a lower bound of the deviation, candidate pairs come from a k-d tree
 radius query, and only candidates are matched atom by atom. Periodic
-distances come from an explicit image search with a k-d tree (checked
-against :func:`ml4ms.neighbors.neighbor_pairs` in the tests, and about ten
-times faster for cells of tens of atoms).
+distances come from :func:`ml4ms.neighbors.neighbor_pairs`.
 
 Limits. Environments within a cutoff are not a complete invariant: two
 different structures can share them (rare; for models built on such
@@ -89,34 +87,15 @@ def _composition(numbers):
 
 
 def _periodic_distances(atoms, cutoff):
-    """(i, j, d) of all pairs with 0 < |r_j + T - r_i| < cutoff, images included.
-
-    Same pairs as :func:`ml4ms.neighbors.neighbor_pairs` (checked in the
-    tests) but about ten times faster on cells of tens of atoms: periodic
-    images are enumerated explicitly and searched with a k-d tree.
-    """
-    from scipy.spatial import cKDTree
+    """(i, j, d) of all pairs with 0 < |r_j + T - r_i| < cutoff, images included."""
+    from .neighbors import neighbor_pairs
 
     cell = np.asarray(atoms.get_cell(), dtype=float)
-    n = len(atoms)
     volume = abs(np.linalg.det(cell))
     if not np.isfinite(volume) or volume < 1e-9:
         raise InputError("periodic cell has zero volume", hint="give a full-rank cell or set pbc=False")
-    frac = np.linalg.solve(cell.T, atoms.get_positions().T).T
-    frac -= np.floor(frac)
-    pos = frac @ cell
-    spacing = volume / np.linalg.norm(np.cross(cell[[1, 2, 0]], cell[[2, 0, 1]]), axis=1)
-    reach = np.ceil(cutoff / spacing).astype(int)
-    grids = np.meshgrid(*[np.arange(-k, k + 1) for k in reach], indexing="ij")
-    shifts = np.stack(grids, -1).reshape(-1, 3)
-    images = (pos[None, :, :] + (shifts @ cell)[:, None, :]).reshape(-1, 3)
-    pairs = cKDTree(pos).sparse_distance_matrix(cKDTree(images), cutoff, output_type="ndarray")
-    i = pairs["i"].astype(np.int64)
-    k = pairs["j"].astype(np.int64)
-    j = k % n
-    zero = int(np.flatnonzero((shifts == 0).all(axis=1))[0])
-    keep = ~((i == j) & (k // n == zero)) & (pairs["v"] < cutoff)
-    return i[keep], j[keep], pairs["v"][keep]
+    i, j, D, _ = neighbor_pairs(atoms, cutoff, shifts_needed=False)
+    return i, j, np.sqrt(np.einsum("ij,ij->i", D, D))
 
 
 def _pairs(atoms, cutoff):

@@ -60,35 +60,15 @@ DEFAULT_G2 = [(eta, 0.0) for eta in (0.003214, 0.035711, 0.071421, 0.124987,
 DEFAULT_G4 = [(eta, zeta, lam) for eta in (0.000357, 0.028569, 0.089277)
               for zeta in (1.0, 2.0, 4.0) for lam in (-1.0, 1.0)]
 
-#: Brute-force neighbour search above this many candidate pairs falls back to ASE.
-_BRUTE_MAX = 4_000_000
-
 
 # ---------------------------------------------------------------- geometry --
 
 
 def neighbor_list(positions, cell, pbc, cutoff):
-    """Ordered pairs (i, j, S) with ``|r_j + S·cell − r_i| < cutoff``.
+    """Ordered pairs (i, j, S) with ``|r_j + S·cell − r_i| < cutoff``, sorted by ``i``.
 
-    A vectorised search over all images that can be in range, fast for the
-    small cells typical of training data (where ASE's binning is slow), with
-    a fallback to :func:`ml4ms.neighbors.neighbor_pairs` for large systems.
-    Cells smaller than the cutoff are handled; the pair of an atom with its
-    own zero-shift image is excluded.
-
-    Parameters
-    ----------
-    positions : array (n, 3)
-    cell : array (3, 3)
-        Rows are lattice vectors (ignored along non-periodic directions).
-    pbc : array of 3 bool
-    cutoff : float
-
-    Returns
-    -------
-    i, j : ndarray of int64, shape (n_pairs,)
-        Sorted by ``i``.
-    shifts : ndarray of int64, shape (n_pairs, 3)
+    :func:`ml4ms.neighbors.neighbor_pairs` on arrays; cells smaller than the
+    cutoff are handled and the zero-shift self pair is excluded.
 
     Examples
     --------
@@ -98,54 +78,16 @@ def neighbor_list(positions, cell, pbc, cutoff):
     >>> len(i)
     12
     """
-    pos = np.asarray(positions, dtype=float).reshape(-1, 3)
-    n = len(pos)
-    pbc = np.asarray(pbc, dtype=bool).reshape(3)
-    cell = np.asarray(cell, dtype=float).reshape(3, 3)
-    cutoff = float(cutoff)
-    empty = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 3), np.int64))
-    if n == 0:
-        return empty
-    full = cell.copy()
-    if pbc.any():
-        # complete the cell along open directions so that it can be inverted
-        for k in np.flatnonzero(~pbc):
-            others = [full[m] for m in range(3) if m != k]
-            normal = np.cross(others[0], others[1])
-            norm = np.linalg.norm(normal)
-            full[k] = normal / norm if norm > 1e-12 else np.eye(3)[k]
-        if abs(np.linalg.det(full)) < 1e-12:
-            raise InputError("periodic cell has zero volume", hint="give a full-rank cell or set pbc=False")
-        recip = np.linalg.inv(full).T  # rows b_k with a_l · b_k = δ_lk
-        frac = pos @ np.linalg.inv(full)
-        offsets = np.where(pbc, np.floor(frac), 0.0)
-        wrapped = (frac - offsets) @ full
-        nrep = np.where(pbc, np.ceil(cutoff * np.linalg.norm(recip, axis=1)), 0).astype(int)
-        ranges = [np.arange(-m, m + 1) for m in nrep]
-        shifts = np.stack(np.meshgrid(*ranges, indexing="ij"), -1).reshape(-1, 3)
-    else:
-        offsets = np.zeros((n, 3))
-        wrapped = pos
-        shifts = np.zeros((1, 3), dtype=int)
-    if n * n * len(shifts) > _BRUTE_MAX:
-        from ase import Atoms
+    from ase import Atoms
 
-        from ..neighbors import neighbor_pairs
+    from ..neighbors import neighbor_pairs
 
-        atoms = Atoms(positions=pos, cell=cell, pbc=pbc)
-        i, j, _, S = neighbor_pairs(atoms, cutoff)
-        order = np.argsort(i, kind="stable")
-        return i[order], j[order], S[order]
-    cart = shifts @ full
-    delta = (wrapped[None, :, :] - wrapped[:, None, :]).reshape(-1, 3)
-    # |Δ + c|² = |Δ|² + 2 Δ·c + |c|² (a matrix product, no (n, n, s, 3) array)
-    d2 = (delta @ (2.0 * cart.T)) + (delta * delta).sum(1)[:, None] + (cart * cart).sum(1)[None, :]
-    d2 = d2.reshape(n, n, len(shifts))
-    zero = int(np.flatnonzero((shifts == 0).all(1))[0])
-    d2[np.arange(n), np.arange(n), zero] = np.inf
-    i, j, s = np.nonzero(d2 < cutoff * cutoff)
-    S = shifts[s] - offsets[j].astype(np.int64) + offsets[i].astype(np.int64)
-    return i.astype(np.int64), j.astype(np.int64), S.astype(np.int64)
+    atoms = Atoms(positions=np.asarray(positions, dtype=float).reshape(-1, 3), cell=cell, pbc=pbc)
+    if atoms.pbc.all() and abs(np.linalg.det(atoms.cell.array)) < 1e-12:
+        raise InputError("periodic cell has zero volume", hint="give a full-rank cell or set pbc=False")
+    i, j, _, S = neighbor_pairs(atoms, cutoff)
+    order = np.argsort(i, kind="stable")
+    return i[order], j[order], S[order]
 
 
 def atoms_neighbor_list(atoms, cutoff):

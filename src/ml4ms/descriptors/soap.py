@@ -39,8 +39,7 @@ PyTorch forward-mode automatic differentiation (``method="autograd"``).
 Speed: all neighbour pairs of a batch of structures are handled at once with
 pairs along the contiguous axis; mean/sum reductions sum ``C_i^T C_i`` over a
 structure with one matrix product per ``l`` instead of forming per-atom rows.
-The neighbour search (:func:`pairs_within`) returns exactly the pairs of
-:func:`ml4ms.neighbors.neighbor_pairs` about ten times faster.
+Neighbours come from :func:`ml4ms.neighbors.neighbor_pairs`.
 """
 
 import math
@@ -56,94 +55,6 @@ GTO_THRESHOLD = 1e-3
 #: batches of structures hold about this many (pair, lm, n) products: small
 #: enough to stay in cache, large enough to amortise Python overhead
 BATCH_ELEMENTS = 2_000_000
-
-
-def _close(centres, points, cutoff):
-    """Index pairs (a, b) with |points[b] - centres[a]| < cutoff, by blocks of BLAS distances."""
-    out_a, out_b = [], []
-    p2 = np.einsum("ij,ij->i", points, points)
-    block = max(1, 4_000_000 // max(len(points), 1))
-    for start in range(0, len(centres), block):
-        c = centres[start : start + block]
-        d2 = np.einsum("ij,ij->i", c, c)[:, None] + p2[None, :] - 2.0 * (c @ points.T)
-        # generous margin for round-off; the caller filters exactly
-        a, b = np.nonzero(d2 < cutoff * cutoff * (1 + 1e-9) + 1e-9)
-        out_a.append(a + start)
-        out_b.append(b)
-    return np.concatenate(out_a), np.concatenate(out_b)
-
-
-def pairs_within(atoms, cutoff, shifts_needed=True):
-    """Same pairs as :func:`ml4ms.neighbors.neighbor_pairs`, vectorised with numpy.
-
-    Positions are wrapped into the cell and the periodic images that can lie
-    within ``cutoff`` of the cell are generated (their number follows from the
-    spacing of the lattice planes, so cells smaller than the cutoff work); all
-    centre-image distances are then computed in blocks with one matrix product.
-    Falls back to :func:`~ml4ms.neighbors.neighbor_pairs` for degenerate cells.
-
-    Parameters
-    ----------
-    atoms : ase.Atoms
-    cutoff : float
-        Cutoff radius in Å.
-    shifts_needed : bool, default True
-        Return the integer cell shifts; if False, S is None (a little faster).
-
-    Returns
-    -------
-    i, j : ndarray of int
-    D : ndarray, shape (n_pairs, 3)
-    S : ndarray of int, shape (n_pairs, 3), or None
-
-    Examples
-    --------
-    >>> from ase.build import bulk
-    >>> len(pairs_within(bulk("Cu", "fcc", a=3.6), 3.0)[0])
-    12
-    """
-    pos = np.asarray(atoms.positions, dtype=float)
-    n = len(pos)
-    pbc = np.asarray(atoms.pbc, dtype=bool)
-    cell = np.asarray(atoms.cell.array, dtype=float)
-    cutoff = float(cutoff)
-    if n == 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 3)), np.zeros((0, 3), np.int64)
-    if not pbc.any():
-        i, j = _close(pos, pos, cutoff)
-        D = pos[j] - pos[i]
-        keep = (np.einsum("ij,ij->i", D, D) < cutoff * cutoff) & (i != j)
-        return i[keep], j[keep], D[keep], np.zeros((int(keep.sum()), 3), np.int64)
-    if abs(np.linalg.det(cell)) < 1e-9:
-        return neighbor_pairs(atoms, cutoff)
-    inv = np.linalg.inv(cell)
-    frac = pos @ inv
-    offset = np.where(pbc, -np.floor(frac), 0.0).astype(np.int64)  # wraps into the cell
-    frac_w = frac + offset
-    pos_w = pos + offset @ cell
-    reach = np.where(pbc, cutoff * np.linalg.norm(inv, axis=0), 0.0)  # cutoff / plane spacing
-    ranges = [
-        np.arange(-int(np.ceil(reach[k])), int(np.ceil(reach[k])) + 1) if pbc[k] else np.zeros(1, np.int64)
-        for k in range(3)
-    ]
-    shifts = np.stack(np.meshgrid(*ranges, indexing="ij"), axis=-1).reshape(-1, 3)
-    img_frac = frac_w[None, :, :] + shifts[:, None, :]  # (n_shifts, n, 3)
-    lo, hi = np.where(pbc, -reach, -np.inf), np.where(pbc, 1.0 + reach, np.inf)
-    keep = np.all((img_frac >= lo - 1e-9) & (img_frac <= hi + 1e-9), axis=2)
-    s_idx, atom = np.nonzero(keep)
-    img_shift = shifts[s_idx] + offset[atom]  # integer shift of each image from the input position
-    img_pos = pos[atom] + img_shift.astype(float) @ cell
-    i, k = _close(pos_w, img_pos, cutoff)
-    D = img_pos[k] - pos_w[i]
-    d2 = np.einsum("ij,ij->i", D, D)
-    # an atom's own periodic images are at least one lattice vector away: only the
-    # unshifted copy of itself has D == 0
-    good = (d2 < cutoff * cutoff) & ((i != atom[k]) | (d2 > 0.0))
-    i, k, D = i[good], k[good], D[good]
-    j = atom[k]
-    if not shifts_needed:
-        return i, j, D, None
-    return i, j, D, img_shift[k] - offset[i]
 
 
 def gto_basis(r_cut, n_max, l_max):
@@ -561,7 +472,7 @@ class SOAP(LocalDescriptor):
         offset = 0
         for atoms in atoms_list:
             n = len(atoms)
-            i, j, D, _ = pairs_within(atoms, cutoff, shifts_needed=False)
+            i, j, D, _ = neighbor_pairs(atoms, cutoff, shifts_needed=False)
             centre.append(i + offset)
             js.append(j + offset)
             Ds.append(D)
