@@ -14,6 +14,8 @@ class ColumnFeatures(GlobalDescriptor):
     ----------
     columns : list of str
         Keys looked up in each record (a CSV row, or ``atoms.info``).
+    n_jobs : int, default 1
+    progress : bool, default True
 
     Examples
     --------
@@ -24,8 +26,10 @@ class ColumnFeatures(GlobalDescriptor):
 
     _uses_species = False
 
-    def __init__(self, *, columns=None):
+    def __init__(self, *, columns=None, n_jobs=1, progress=True):
         self.columns = columns
+        self.n_jobs = n_jobs
+        self.progress = progress
 
     def _fit_extra(self, records):
         if not self.columns:
