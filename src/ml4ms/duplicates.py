@@ -270,8 +270,8 @@ def structure_deviation(atoms_a, atoms_b, cutoff=DEFAULT_CUTOFF):
     Examples
     --------
     >>> from ase.build import bulk
-    >>> structure_deviation(bulk("Cu", "fcc", a=3.6), bulk("Cu", "fcc", a=3.6).repeat((2, 1, 1)), cutoff=3.0)
-    0.0
+    >>> structure_deviation(bulk("Cu", "fcc", a=3.6), bulk("Cu", "fcc", a=3.6).repeat((2, 1, 1)), cutoff=3.0) < 1e-12
+    True
     """
     ea = _environments(atoms_a, float(cutoff))
     eb = _environments(atoms_b, float(cutoff))

@@ -217,7 +217,7 @@ def fit(recipe, data, progress=True, prepared=None):
     from ase.data import chemical_symbols
 
     species = [chemical_symbols[z] for z in getattr(descriptor, "species_", [])]
-    chosen = [getattr(e, "best_params_", None) for e in model.estimators_]
+    chosen = [getattr(e, "best_params_", None) or getattr(e, "member_params_", None) for e in model.estimators_]
     meta = {
         "targets": targets,
         "recipe": recipe.to_dict(),
@@ -262,7 +262,7 @@ def evaluate(model, meta, data, progress=True):
     y = get_targets(data.records, targets, source=data.source)
     rows = predict(model, meta, data, progress=progress)
     pred = np.array([[row[t] for t in targets] for row in rows])
-    return {
+    out = {
         "data": data.source,
         "n_structures": len(rows),
         "targets": targets,
@@ -270,6 +270,15 @@ def evaluate(model, meta, data, progress=True):
         "y_true": y.tolist(),
         "y_pred": pred.tolist(),
     }
+    if meta.get("has_uncertainty"):
+        from .uncertainty import calibration_metrics
+
+        std = np.array([[row[f"{t}_std"] for t in targets] for row in rows])
+        if np.all(np.isfinite(std)) and np.all(std > 0):
+            out["calibration"] = {t: calibration_metrics(y[:, j], pred[:, j], std[:, j])
+                                  for j, t in enumerate(targets)}
+            out["y_std"] = std.tolist()
+    return out
 
 
 def is_structure_data(data):

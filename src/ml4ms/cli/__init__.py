@@ -15,7 +15,7 @@ from .. import __version__
 from ..errors import Ml4msError
 
 #: command modules, in the order their commands appear in --help
-_COMMAND_MODULES = ["data", "learn", "featurize", "sisso", "potential"]
+_COMMAND_MODULES = ["data", "learn", "featurize", "insight", "sisso"]
 
 
 def build_parser():

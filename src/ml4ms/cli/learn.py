@@ -10,7 +10,7 @@ def _recipe_args(p, targets_required=False):
                    required=targets_required, help="property to learn (repeat for several)")
     p.add_argument("--config", metavar="FILE.toml", help="recipe: descriptor, model, target transform, CV")
     p.add_argument("--descriptor", metavar="NAME", help="override the recipe's descriptor")
-    p.add_argument("--model", metavar="NAME", help="override the recipe's model (krr, ridge, lasso)")
+    p.add_argument("--model", metavar="NAME", help="override the recipe's model (krr, committee, ridge, lasso)")
     p.add_argument("--transform", choices=["none", "log1p"], help="target transform")
     p.add_argument("--per-atom", action="store_true", default=None, help="learn the target per atom")
     p.add_argument("--baseline", metavar="KEY", help="learn target minus this baseline property (delta-learning)")
@@ -137,12 +137,23 @@ def run_evaluate(args):
     result = evaluate(model, meta, data, progress=not args.quiet)
     plot = args.plot or _beside(args.json, "parity.png", "_parity.png")
     parity_plot(result["y_true"], result["y_pred"], result["targets"], plot, title=f"{args.model} on {data.source}")
-    out = {k: v for k, v in result.items() if k not in ("y_true", "y_pred")}
+    out = {k: v for k, v in result.items() if k not in ("y_true", "y_pred", "y_std")}
     out["parity_plot"] = plot
+    if "calibration" in result:
+        from ..uncertainty import calibration_plot
+
+        cal_plot = _beside(args.json, "calibration.png", "_calibration.png")
+        calibration_plot(result["y_true"], result["y_pred"], result["y_std"], cal_plot, names=result["targets"])
+        out["calibration_plot"] = cal_plot
     if args.json:
         write_json(args.json, out)
     _print_metrics(result["metrics"])
     print(f"parity plot: {plot}")
+    for t, c in result.get("calibration", {}).items():
+        print(f"calibration {t}: {c['within_1sigma']:.3f} within ±1σ (0.683 ideal), "
+              f"{c['within_2sigma']:.3f} within ±2σ (0.954), NLL {c['nll']:.4g}")
+    if "calibration" in result:
+        print(f"calibration plot: {out['calibration_plot']}")
 
 
 def _print_metrics(metrics):

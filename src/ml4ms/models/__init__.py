@@ -11,6 +11,7 @@ from ..errors import InputError
 #: name -> "module:Class"; modules starting with "sklearn." are absolute
 REGRESSORS = {
     "krr": "ml4ms.models.kernel:KernelRidge",
+    "committee": "ml4ms.models.committee:CommitteeRegressor",
     "ridge": "sklearn.linear_model:Ridge",
     "lasso": "sklearn.linear_model:Lasso",
 }

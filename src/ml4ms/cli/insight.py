@@ -1,0 +1,237 @@
+"""``ml4ms select`` and ``ml4ms map``: choose representative structures, and look at the data.
+
+Both compute a per-structure descriptor (``--descriptor NAME --set k=v``, or
+the ``[descriptor]`` table of ``--config``; by default SOAP for structures and
+composition for tables with a ``formula`` column) and standardise each
+feature (mean 0, variance 1; ``--no-scale`` to keep raw values).
+"""
+
+import numpy as np
+
+from ..errors import InputError
+
+
+def _descriptor_args(p):
+    p.add_argument("data", help="NAME:SPLIT (bundled), a structure file, or a CSV table")
+    p.add_argument("--descriptor", metavar="NAME", help="descriptor name (see ml4ms.descriptors.DESCRIPTORS)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="descriptor parameter, VALUE in TOML syntax (e.g. columns=['IP_A_eV','IP_B_eV'])")
+    p.add_argument("--config", metavar="FILE.toml", help="take the [descriptor] table of a recipe")
+    p.add_argument("--no-scale", action="store_true", help="do not standardise the features")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def add_parsers(sub):
+    p = sub.add_parser("select", help="choose N representative structures (or features) by FPS or CUR")
+    _descriptor_args(p)
+    p.add_argument("--n", type=int, required=True, metavar="N", help="how many to select")
+    p.add_argument("--method", choices=["fps", "cur"], default="fps")
+    p.add_argument("--features", action="store_true",
+                   help="select descriptor features instead of structures (writes index and name)")
+    p.add_argument("--seed", type=int, metavar="SEED", help="FPS: start from a random structure (default: the first)")
+    p.add_argument("-o", "--output", required=True, metavar="TXT", help="indices in selection order, one per line")
+    p.set_defaults(func=run_select)
+
+    p = sub.add_parser("map", help="2-D map (PCA or kernel PCA) of the structures, coloured by a property")
+    _descriptor_args(p)
+    p.add_argument("--color", required=True, metavar="KEY", help="property or label to colour by")
+    p.add_argument("--kernel-pca", action="store_true", help="RBF kernel PCA instead of linear PCA")
+    p.add_argument("--gamma", type=float, metavar="G", help="kernel PCA width (default 1 / n_features)")
+    p.add_argument("--highlight", metavar="TXT", help="indices (e.g. from 'ml4ms select') to circle on the map")
+    p.add_argument("--csv", metavar="CSV", help="also write the 2-D coordinates")
+    p.add_argument("-o", "--output", required=True, metavar="PNG")
+    p.set_defaults(func=run_map)
+
+
+def _features(args):
+    """Load the data and compute the standardised features; returns ``(data, X, feature_names, spec)``."""
+    from ..datasets import load_data
+    from ..descriptors import make_descriptor
+    from ..recipe import default_descriptor, read_recipe
+    from ..structures import check_structures
+    from .featurize import parse_assignments
+
+    spec = {}
+    if args.config:
+        spec = dict(read_recipe(args.config).descriptor or {})
+    if args.descriptor:
+        spec = {"name": args.descriptor}
+    spec.update(parse_assignments(args.set))
+    data = load_data(args.data)
+    if not data.records:
+        raise InputError("no records", source=data.source)
+    check_structures(data.records, source=data.source)
+    if not spec.get("name"):
+        spec = {**default_descriptor(data.records), **spec}
+    descriptor = make_descriptor(spec["name"], **{k: v for k, v in spec.items() if k != "name"})
+    if "progress" in descriptor.get_params():
+        descriptor.set_params(progress=not args.quiet)
+    try:
+        X = np.asarray(descriptor.fit_transform(data.records), dtype=float)
+        names = [str(n) for n in descriptor.get_feature_names_out()]
+    except InputError as exc:
+        raise InputError(exc.message, source=exc.source or data.source, index=exc.index, hint=exc.hint) from None
+    if X.ndim != 2 or len(X) != len(data.records):
+        raise InputError(f"descriptor '{spec['name']}' gives per-atom rows; choose a per-structure reduction",
+                         hint="e.g. --set reduce=mean")
+    if not args.no_scale:
+        std = X.std(axis=0)
+        X = (X - X.mean(axis=0)) / np.where(std > 0, std, 1.0)
+    return data, X, names, spec
+
+
+def run_select(args):
+    from ..outputs import write_text
+    from ..selection import CUR, FPS
+
+    data, X, names, spec = _features(args)
+    kind = "feature" if args.features else "sample"
+    size = X.shape[1] if args.features else X.shape[0]
+    what = "features" if args.features else "records"
+    if not 1 <= args.n <= size:
+        raise InputError(f"cannot select {args.n} of {size} {what}", source=data.source,
+                         hint=f"give --n between 1 and {size}")
+    if args.method == "fps":
+        start = 0 if args.seed is None else "random"
+        selector = FPS(n_to_select=args.n, kind=kind, start=start, random_state=args.seed, progress=not args.quiet)
+    else:
+        selector = CUR(n_to_select=args.n, kind=kind, progress=not args.quiet)
+    idx = selector.fit(X).selected_idx_
+    if args.features:
+        text = "".join(f"{i}\t{names[i]}\n" for i in idx)
+    else:
+        text = "".join(f"{i}\n" for i in idx)
+    write_text(args.output, text)
+    print(f"{len(idx)} of {size} {what} of {data.source} selected by {args.method.upper()} "
+          f"({spec['name']}, {X.shape[1]} features); indices written to {args.output}")
+
+
+def _colour_values(records, key, source):
+    from ..structures import available_keys, get_property
+
+    values = []
+    for i, r in enumerate(records):
+        v = get_property(r, key)
+        if v is None or np.ndim(v) != 0:
+            have = ", ".join(k for k in available_keys(r)[:15])
+            raise InputError(f"no scalar property '{key}' to colour by", source=source, index=i,
+                             hint=f"choose one of: {have}")
+        values.append(v.item() if hasattr(v, "item") else v)
+    try:
+        numeric = np.asarray([float(v) for v in values])
+    except (TypeError, ValueError):
+        return None, [str(v) for v in values]
+    if isinstance(values[0], (bool, np.bool_)) or not np.all(np.isfinite(numeric)):
+        return None, [str(v) for v in values]
+    return numeric, None
+
+
+def _read_indices(path, n):
+    import os
+
+    if not os.path.exists(path):
+        raise InputError("file not found", source=path, hint="give the file written by 'ml4ms select'")
+    idx = []
+    with open(path, encoding="utf-8") as handle:
+        for line_no, line in enumerate(handle, 1):
+            field = line.split("#")[0].split()
+            if not field:
+                continue
+            try:
+                i = int(field[0])
+            except ValueError:
+                raise InputError(f"line {line_no} is not an index ({field[0]!r})", source=path) from None
+            if not 0 <= i < n:
+                raise InputError(f"index {i} on line {line_no} is outside 0..{n - 1}", source=path,
+                                 hint="the indices must refer to the same data")
+            idx.append(i)
+    return np.asarray(idx, dtype=int)
+
+
+def embed(X, kernel_pca=False, gamma=None):
+    """2-D coordinates of the rows of ``X`` by PCA or RBF kernel PCA; returns ``(Z, explained)``.
+
+    ``explained`` is the fraction of variance of the two PCA components (None for kernel PCA).
+    """
+    from sklearn.decomposition import PCA, KernelPCA
+
+    n_comp = min(2, X.shape[0], X.shape[1])
+    if n_comp < 1:
+        raise InputError("nothing to map: no features or no records")
+    if kernel_pca:
+        model = KernelPCA(n_components=min(2, X.shape[0]), kernel="rbf", gamma=gamma, random_state=0)
+        Z, explained = model.fit_transform(X), None
+    else:
+        model = PCA(n_components=n_comp, random_state=0)
+        Z = model.fit_transform(X)
+        explained = [float(v) for v in model.explained_variance_ratio_]
+    if Z.shape[1] < 2:
+        Z = np.column_stack([Z, np.zeros(len(Z))])
+    return Z[:, :2], explained
+
+
+def map_plot(Z, path, values=None, labels=None, color_key="", highlight=None, title=None, axis_names=None):
+    """Scatter of 2-D coordinates coloured by numbers (colour bar) or labels (legend); PNG."""
+    from ..plots import _pyplot, _save
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.6, 4.6))
+    if values is not None:
+        sc = ax.scatter(Z[:, 0], Z[:, 1], c=values, s=10, cmap="viridis", alpha=0.85)
+        fig.colorbar(sc, ax=ax, label=color_key)
+    else:
+        cats = sorted(set(labels))
+        cmap = plt.get_cmap("tab10" if len(cats) <= 10 else "tab20")
+        labels = np.asarray(labels)
+        for k, c in enumerate(cats):
+            m = labels == c
+            ax.scatter(Z[m, 0], Z[m, 1], s=10, alpha=0.85, color=cmap(k % cmap.N), label=c)
+        if len(cats) <= 20:
+            ax.legend(title=color_key, fontsize=8, markerscale=1.5)
+    if highlight is not None and len(highlight):
+        ax.scatter(Z[highlight, 0], Z[highlight, 1], s=40, facecolors="none", edgecolors="k", lw=0.8,
+                   label=f"selected ({len(highlight)})")
+        if values is not None:
+            ax.legend(fontsize=8)
+    x_name, y_name = axis_names or ("component 1", "component 2")
+    ax.set_xlabel(x_name)
+    ax.set_ylabel(y_name)
+    if title:
+        ax.set_title(title, fontsize=9)
+    _save(fig, path)
+    plt.close(fig)
+
+
+def run_map(args):
+    from ..outputs import write_csv
+
+    if not args.output.lower().endswith(".png"):
+        raise InputError("the map is a PNG image", source=args.output, hint="give -o FILE.png")
+    if args.gamma is not None and args.gamma <= 0:
+        raise InputError(f"--gamma must be > 0, got {args.gamma}")
+    data, X, names, spec = _features(args)
+    values, labels = _colour_values(data.records, args.color, data.source)
+    highlight = _read_indices(args.highlight, len(X)) if args.highlight else None
+    Z, explained = embed(X, kernel_pca=args.kernel_pca, gamma=args.gamma)
+    method = "kernel PCA (RBF)" if args.kernel_pca else "PCA"
+    if explained:
+        axis_names = [f"PC{k + 1} ({100 * v:.0f} % of variance)" for k, v in enumerate(explained)]
+        axis_names += ["PC2"] * (2 - len(axis_names))
+    else:
+        axis_names = ["kernel PC1", "kernel PC2"]
+    map_plot(Z, args.output, values=values, labels=labels, color_key=args.color, highlight=highlight,
+             title=f"{method} of {data.source}, {spec['name']} ({X.shape[1]} features)", axis_names=axis_names)
+    if args.csv:
+        from ..structures import record_id
+
+        rows = []
+        for i, r in enumerate(data.records):
+            row = {"index": i}
+            rid = record_id(r)
+            if rid is not None:
+                row["id"] = rid.item() if hasattr(rid, "item") else rid
+            row.update(x=float(Z[i, 0]), y=float(Z[i, 1]))
+            row[args.color] = values[i] if values is not None else labels[i]
+            rows.append(row)
+        write_csv(args.csv, rows)
+    print(f"{method} map of {len(X)} records of {data.source} coloured by {args.color}: {args.output}")
