@@ -25,6 +25,18 @@ def _save(fig, path):
     os.replace(tmp, path)
 
 
+def _plain_log_ticks(ax):
+    """Log axes labelled with plain numbers at the decades and a few steps, without overlap."""
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        formatter = ScalarFormatter()
+        formatter.set_scientific(False)
+        axis.set_major_formatter(formatter)
+        axis.set_minor_formatter(NullFormatter())
+
+
 def parity_plot(y_true, y_pred, names, path, units=None, title=None, y_std=None):
     """Predicted vs reference, one panel per target, with MAE/RMSE in the legend.
 
@@ -79,7 +91,8 @@ def learning_curve_plot(curve, path, metric="RMSE", title=None):
     plt = _pyplot()
     curves = curve.get("curves", {"": curve})
     names = list(next(iter(curves.values()))["targets"])
-    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.8), squeeze=False)
+    fig, axes = plt.subplots(1, len(names), figsize=(4.4 * len(names), 3.8), squeeze=False)
+    fig.subplots_adjust(wspace=0.4)
     for j, name in enumerate(names):
         ax = axes[0][j]
         for label, c in curves.items():
@@ -89,6 +102,7 @@ def learning_curve_plot(curve, path, metric="RMSE", title=None):
             ax.errorbar(n, m, yerr=s, marker="o", capsize=3, label=label or None)
         ax.set_xscale("log")
         ax.set_yscale("log")
+        _plain_log_ticks(ax)
         ax.set_xlabel("training structures")
         ax.set_ylabel(f"test {metric}")
         ax.set_title(name, fontsize=9)
