@@ -17,12 +17,22 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path):
+def save_figure(fig, path, dpi=120):
+    """Save ``fig`` as PNG through a temporary file, so no half-written picture is left behind."""
+    import tempfile
+
     path = os.fspath(path)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
-    os.replace(tmp, path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=folder)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=dpi, format="png", bbox_inches="tight")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 def _plain_log_ticks(ax):
@@ -74,7 +84,7 @@ def parity_plot(y_true, y_pred, names, path, units=None, title=None, y_std=None)
         ax.set_aspect("equal", adjustable="datalim")
     if title:
         fig.suptitle(title)
-    _save(fig, path)
+    save_figure(fig, path)
     plt.close(fig)
 
 
@@ -111,5 +121,5 @@ def learning_curve_plot(curve, path, metric="RMSE", title=None):
             ax.legend(fontsize=8)
     if title:
         fig.suptitle(title)
-    _save(fig, path)
+    save_figure(fig, path)
     plt.close(fig)

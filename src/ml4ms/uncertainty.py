@@ -123,7 +123,7 @@ def calibration_plot(y_true, y_pred, y_std, path, names=None, title=None, n_leve
     names : list of str, optional
         Target names for the panel titles.
     """
-    from .plots import _pyplot, _save
+    from .plots import _pyplot, save_figure
 
     y_true, y_pred, y_std = _check(y_true, y_pred, y_std)
     y_true, y_pred, y_std = (np.reshape(a, (len(a), -1)) for a in (y_true, y_pred, y_std))
@@ -147,7 +147,7 @@ def calibration_plot(y_true, y_pred, y_std, path, names=None, title=None, n_leve
         ax.set_aspect("equal")
     if title:
         fig.suptitle(title)
-    _save(fig, path)
+    save_figure(fig, path)
     plt.close(fig)
 
 

@@ -43,12 +43,13 @@ def parse_assignments(items):
     return out
 
 
-def run_featurize(args):
-    from ..datasets import load_data
-    from ..descriptors import make_descriptor
-    from ..outputs import write_bytes
+def descriptor_spec(args):
+    """``{"name": ..., **params}`` from ``--config``'s [descriptor], ``--descriptor`` and ``--set``.
+
+    ``--descriptor`` replaces the recipe's descriptor; ``--set`` values override
+    parameters. The name may be missing (the caller picks a default or complains).
+    """
     from ..recipe import read_recipe
-    from ..structures import check_structures
 
     spec = {}
     if args.config:
@@ -56,6 +57,16 @@ def run_featurize(args):
     if args.descriptor:
         spec = {"name": args.descriptor}
     spec.update(parse_assignments(args.set))
+    return spec
+
+
+def run_featurize(args):
+    from ..datasets import load_data
+    from ..descriptors import make_descriptor
+    from ..outputs import write_bytes
+    from ..structures import check_structures
+
+    spec = descriptor_spec(args)
     if not spec.get("name"):
         raise InputError("no descriptor given", hint="use --descriptor NAME or --config with a [descriptor] table")
     params = {k: v for k, v in spec.items() if k != "name"}

@@ -47,16 +47,11 @@ def _features(args):
     """Load the data and compute the standardised features; returns ``(data, X, feature_names, spec)``."""
     from ..datasets import load_data
     from ..descriptors import make_descriptor
-    from ..recipe import default_descriptor, read_recipe
+    from ..recipe import default_descriptor
     from ..structures import check_structures
-    from .featurize import parse_assignments
+    from .featurize import descriptor_spec
 
-    spec = {}
-    if args.config:
-        spec = dict(read_recipe(args.config).descriptor or {})
-    if args.descriptor:
-        spec = {"name": args.descriptor}
-    spec.update(parse_assignments(args.set))
+    spec = descriptor_spec(args)
     data = load_data(args.data)
     if not data.records:
         raise InputError("no records", source=data.source)
@@ -172,7 +167,7 @@ def embed(X, kernel_pca=False, gamma=None):
 
 def map_plot(Z, path, values=None, labels=None, color_key="", highlight=None, title=None, axis_names=None):
     """Scatter of 2-D coordinates coloured by numbers (colour bar) or labels (legend); PNG."""
-    from ..plots import _pyplot, _save
+    from ..plots import _pyplot, save_figure
 
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5.6, 4.6))
@@ -198,7 +193,7 @@ def map_plot(Z, path, values=None, labels=None, color_key="", highlight=None, ti
     ax.set_ylabel(y_name)
     if title:
         ax.set_title(title, fontsize=9)
-    _save(fig, path)
+    save_figure(fig, path)
     plt.close(fig)
 
 

@@ -17,7 +17,8 @@ def add_parsers(sub):
 
 
 def run_sisso(args):
-    from ..sisso.workflow import plot_results, read_config, run, summary_lines, write_json_atomic
+    from ..outputs import write_json
+    from ..sisso.workflow import plot_results, read_config, run, summary_lines
 
     cfg = read_config(args.config)
     if args.cv_repeats is not None:
@@ -33,9 +34,9 @@ def run_sisso(args):
     for line in summary_lines(result):
         print(line)
     if args.json:
-        write_json_atomic(args.json, result)
+        write_json(args.json, result)
     if args.out:
-        write_json_atomic(os.path.join(args.out, "results.json"), result)
+        write_json(os.path.join(args.out, "results.json"), result)
         for path in plot_results(model, result, rows, y, classes, args.out):
             print(f"wrote {path}")
     return 0

@@ -34,9 +34,7 @@ A config has four tables (see ``configs/octet_*.toml``)::
 ('regression', 0)
 """
 
-import json
 import os
-import tempfile
 import time
 
 import numpy as np
@@ -238,42 +236,11 @@ def run(cfg, progress=None):
     return model, result, rows, y, classes
 
 
-def write_json_atomic(path, obj):
-    """Write JSON through a temporary file and ``os.replace``."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(obj, handle, indent=2)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _save_figure(fig, path):
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".png")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=120, format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def plot_results(model, result, rows, y, classes, out_dir):
     """Parity plot (regression) and the 2D map of materials; returns the written paths."""
-    import matplotlib
+    from ..plots import _pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     paths = []
     regression = result["kind"] == "regression"
@@ -292,7 +259,7 @@ def plot_results(model, result, rows, y, classes, out_dir):
             ax.set_ylabel("SISSO")
         fig.tight_layout()
         path = os.path.join(out_dir, "parity.png")
-        _save_figure(fig, path)
+        save_figure(fig, path)
         plt.close(fig)
         paths.append(path)
     two = [m for m in model.models_ if m["dim"] == 2]
@@ -309,7 +276,7 @@ def plot_results(model, result, rows, y, classes, out_dir):
         ax.set_title("2D SISSO descriptor")
         fig.tight_layout()
         path = os.path.join(out_dir, "map.png")
-        _save_figure(fig, path)
+        save_figure(fig, path)
         plt.close(fig)
         paths.append(path)
     return paths

@@ -1,0 +1,38 @@
+import json
+
+import numpy as np
+
+from ml4ms.cli import main
+from ml4ms.cli.featurize import parse_assignments
+from ml4ms.datasets import load
+
+
+def test_per_atom_soap_to_npz(tmp_path, capsys):
+    out = tmp_path / "f.npz"
+    code = main(["featurize", "octet:structures", "--descriptor", "soap", "--set", "r_cut=4.0", "--set", "n_max=2",
+                 "--set", "l_max=1", "--per-atom", "-o", str(out), "--quiet"])
+    assert code == 0
+    with np.load(out, allow_pickle=False) as f:
+        n_atoms = sum(len(a) for a in load("octet", "structures").records)
+        assert f["features"].shape[0] == n_atoms == len(f["structure_index"])
+        assert f["structure_index"].max() == 163
+        assert f["features"].shape[1] == len(f["feature_names"])
+        assert json.loads(str(f["descriptor"]))["r_cut"] == 4.0
+
+
+def test_global_descriptor_and_errors(tmp_path, capsys):
+    out = tmp_path / "c.npz"
+    assert main(["featurize", "octet:structures", "--descriptor", "composition", "-o", str(out), "--quiet"]) == 0
+    with np.load(out, allow_pickle=False) as f:
+        assert f["features"].shape[0] == 164
+    capsys.readouterr()
+    assert main(["featurize", "octet:structures", "--descriptor", "composition", "--per-atom",
+                 "-o", str(tmp_path / "x.npz")]) == 2
+    assert "global" in capsys.readouterr().err
+    assert main(["featurize", "octet:structures", "-o", str(tmp_path / "y.npz")]) == 2
+    assert "no descriptor given" in capsys.readouterr().err
+    assert not (tmp_path / "x.npz").exists() and not (tmp_path / "y.npz").exists()
+
+
+def test_parse_assignments_bare_words_are_strings():
+    assert parse_assignments(["reduce=species_mean", "x=1e-3"]) == {"reduce": "species_mean", "x": 1e-3}
