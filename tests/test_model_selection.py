@@ -171,3 +171,20 @@ def test_learning_curve(groups):
     learning_curve(Ridge(), X, y, groups, train_sizes=(10,), seeds=(0,), selection=first, progress=False)
     test = np.setdiff1d(np.arange(len(groups)), pools[0])
     assert not set(groups[pools[0]]) & set(groups[test])
+
+
+def test_repeated_group_shuffle_split_keeps_groups_and_is_reproducible():
+    from ml4ms.model_selection import RepeatedGroupShuffleSplit
+
+    groups = np.repeat(np.arange(30), [1, 2, 3] * 10)
+    cv = RepeatedGroupShuffleSplit(n_repeats=4, test_fraction=0.2, random_state=3)
+    splits = list(cv.split(np.zeros(len(groups)), groups=groups))
+    assert len(splits) == cv.get_n_splits() == 4
+    for train, test in splits:
+        assert not set(groups[train]) & set(groups[test])
+        assert len(train) + len(test) == len(groups)
+        assert abs(len(test) - 0.2 * len(groups)) <= 3
+    again = list(RepeatedGroupShuffleSplit(n_repeats=4, test_fraction=0.2, random_state=3).split(
+        np.zeros(len(groups)), groups=groups))
+    assert all(np.array_equal(a[1], b[1]) for a, b in zip(splits, again))
+    assert not np.array_equal(splits[0][1], splits[1][1])

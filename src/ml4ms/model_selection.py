@@ -151,6 +151,42 @@ class RepeatedGroupedKFold(BaseCrossValidator):
             yield from cv.split(X, y, groups)
 
 
+class RepeatedGroupShuffleSplit(BaseCrossValidator):
+    """Repeated random train/test splits of whole groups (:func:`group_train_test_split`).
+
+    Parameters
+    ----------
+    n_repeats : int, default 5
+    test_fraction : float, default 0.2
+        About this fraction of the samples goes to test, in whole groups.
+    random_state : int or None
+        Seeds all repeats (independent child seeds).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> cv = RepeatedGroupShuffleSplit(n_repeats=3, test_fraction=0.25, random_state=0)
+    >>> [len(test) for _, test in cv.split(np.zeros(8), groups=[0, 0, 1, 2, 3, 4, 5, 6])]
+    [2, 2, 2]
+    """
+
+    def __init__(self, n_repeats=5, *, test_fraction=0.2, random_state=None):
+        self.n_repeats = n_repeats
+        self.test_fraction = test_fraction
+        self.random_state = random_state
+
+    def get_n_splits(self, X=None, y=None, groups=None):
+        return _check_int(self.n_repeats, "n_repeats", 1)
+
+    def split(self, X, y=None, groups=None):
+        """Yield ``(train_indices, test_indices)`` once per repeat."""
+        if groups is None:
+            raise InputError("groups are required", hint="use ml4ms.duplicates.groups_for(records)")
+        base = np.random.SeedSequence(None if self.random_state is None else int(self.random_state))
+        for child in base.spawn(self.get_n_splits()):
+            yield group_train_test_split(groups, self.test_fraction, random_state=np.random.default_rng(child))
+
+
 def group_train_test_split(groups, test_fraction=0.2, random_state=None):
     """Random train/test split of whole groups, about ``test_fraction`` of the samples in test.
 
@@ -426,6 +462,7 @@ def learning_curve(estimator, X, y, groups, train_sizes=(0.1, 0.2, 0.4, 0.7, 1.0
 
 __all__ = [
     "GroupedKFold",
+    "RepeatedGroupShuffleSplit",
     "RepeatedGroupedKFold",
     "cross_validate",
     "format_summary",
