@@ -48,7 +48,7 @@ import math
 import numpy as np
 
 from ..errors import InputError
-from .base import LocalDescriptor, as_records
+from .base import LocalDescriptor, batches_of  # noqa: F401  (batches_of: re-exported)
 
 #: Default radial parameters (eta in 1/Å², Rs in Å): eight Behler-style widths
 #: from 0.003 to 1.43 Å⁻², centred at 0.
@@ -284,20 +284,6 @@ def batch_tensors(frames, cutoff, species, dtype="float64"):
     return out
 
 
-def batches_of(records, max_atoms):
-    """Consecutive groups of records with at most ``max_atoms`` atoms (or one record)."""
-    groups, current, size = [], [], 0
-    for r in records:
-        if current and size + len(r) > max_atoms:
-            groups.append(current)
-            current, size = [], 0
-        current.append(r)
-        size += len(r)
-    if current:
-        groups.append(current)
-    return groups
-
-
 class BatchedLocal(LocalDescriptor):
     """Local descriptor that featurizes small structures together, in one torch call.
 
@@ -314,30 +300,6 @@ class BatchedLocal(LocalDescriptor):
         with torch.no_grad(), single_thread():
             out = self._batch_core(tensors).to(torch.float64).numpy()
         return np.split(out, np.cumsum(tensors["counts"])[:-1])
-
-    def _featurize_atoms(self, atoms):
-        return self._featurize_batch([atoms])[0]
-
-    def transform_local(self, X):
-        """Per-atom features and the index of the structure that owns each row.
-
-        Returns
-        -------
-        features : ndarray, shape (n_atoms_total, n_features_out_)
-        structure_index : ndarray of int, shape (n_atoms_total,)
-        """
-        from sklearn.utils.validation import check_is_fitted
-
-        check_is_fitted(self, "n_features_out_")
-        records = as_records(X)
-        self._check_species(records)
-        groups = batches_of(records, self._batch_atoms)
-        blocks = [b for part in self._map(self._featurize_batch, groups, type(self).__name__) for b in part]
-        sizes = [len(b) for b in blocks]
-        features = np.zeros((sum(sizes), self.n_features_out_))
-        if blocks:
-            features[:] = np.concatenate(blocks)
-        return features, np.repeat(np.arange(len(records)), sizes)
 
 
 def feature_gradients(func, tensors, strain=False):

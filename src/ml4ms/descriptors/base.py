@@ -164,11 +164,43 @@ class GlobalDescriptor(BaseDescriptor):
         return out
 
 
+def batches_of(records, max_atoms):
+    """Consecutive groups of records with at most ``max_atoms`` atoms each (one record at least).
+
+    Examples
+    --------
+    >>> from ase import Atoms
+    >>> [len(g) for g in batches_of([Atoms("H2"), Atoms("H2"), Atoms("H3")], 4)]
+    [2, 1]
+    """
+    groups, current, size = [], [], 0
+    for r in records:
+        if current and size + len(r) > max_atoms:
+            groups.append(current)
+            current, size = [], 0
+        current.append(r)
+        size += len(r)
+    if current:
+        groups.append(current)
+    return groups
+
+
 class LocalDescriptor(BaseDescriptor):
-    """One fixed-length row per atom, reduced per structure by ``reduce``."""
+    """One fixed-length row per atom, reduced per structure by ``reduce``.
+
+    A subclass writes ``_featurize_atoms(atoms)``, or ``_featurize_batch(frames)``
+    (a list of per-structure blocks) and sets ``_batch_atoms`` to featurize
+    small structures together.
+    """
+
+    #: structures are grouped up to this many atoms per ``_featurize_batch`` call
+    _batch_atoms = 1
 
     def _featurize_atoms(self, atoms):
         raise NotImplementedError
+
+    def _featurize_batch(self, frames):
+        return [self._featurize_atoms(atoms) for atoms in frames]
 
     def transform_local(self, X):
         """Per-atom features and the index of the structure that owns each row.
@@ -181,11 +213,11 @@ class LocalDescriptor(BaseDescriptor):
         check_is_fitted(self, "n_features_out_")
         records = as_records(X)
         self._check_species(records)
-        blocks = self._map(self._featurize_atoms, records, type(self).__name__)
+        groups = batches_of(records, self._batch_atoms)
+        parts = self._map(self._featurize_batch, groups, type(self).__name__)
+        blocks = [np.asarray(b).reshape(-1, self.n_features_out_) for part in parts for b in part]
         sizes = [len(b) for b in blocks]
-        features = np.zeros((sum(sizes), self.n_features_out_))
-        if blocks:
-            features[:] = np.concatenate([np.asarray(b).reshape(-1, self.n_features_out_) for b in blocks])
+        features = np.concatenate(blocks) if blocks else np.zeros((0, self.n_features_out_))
         index = np.repeat(np.arange(len(records)), sizes)
         return features, index
 
