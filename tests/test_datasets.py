@@ -54,3 +54,12 @@ def test_load_data_specs(tmp_path):
         load_data("nomad2019:train")
     with pytest.raises(InputError, match="has no split"):
         load_data("nomad2018:valid")
+
+
+def test_load_data_skips_non_numeric_info_keys(tmp_path):
+    import ase.io
+
+    frames = load("qm7").records[:3]
+    ase.io.write(tmp_path / "m.extxyz", frames, format="extxyz")
+    data = load_data(str(tmp_path / "m.extxyz"))
+    assert "source_file" not in data.targets and "atomization_energy_pbe0_eV" in data.targets

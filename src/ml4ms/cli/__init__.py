@@ -15,7 +15,7 @@ from .. import __version__
 from ..errors import Ml4msError
 
 #: command modules, in the order their commands appear in --help
-_COMMAND_MODULES = ["data", "learn", "featurize", "insight", "sisso"]
+_COMMAND_MODULES = ["data", "learn", "curve", "featurize", "insight", "sisso", "potential"]
 
 
 def build_parser():

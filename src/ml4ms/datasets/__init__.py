@@ -195,10 +195,13 @@ def _copy_with_calc(atoms):
 
 
 def _scalar_targets(records, keys):
+    """The keys whose value is a real number on every record (strings and arrays skipped)."""
+    import numbers
+
     out = {}
     for key in keys:
         values = [get_property(r, key) for r in records]
-        if all(v is not None and np.ndim(v) == 0 for v in values):
+        if all(isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)) for v in values):
             out[key] = np.asarray(values, dtype=float)
     return out
 
