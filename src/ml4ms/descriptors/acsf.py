@@ -48,7 +48,7 @@ import math
 import numpy as np
 
 from ..errors import InputError
-from .base import LocalDescriptor, batches_of  # noqa: F401  (batches_of: re-exported)
+from .base import LocalDescriptor
 
 #: Default radial parameters (eta in 1/Å², Rs in Å): eight Behler-style widths
 #: from 0.003 to 1.43 Å⁻², centred at 0.

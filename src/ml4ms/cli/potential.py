@@ -1,0 +1,158 @@
+"""``ml4ms potential fit | eval`` and ``ml4ms md``: neural-network potentials."""
+
+import os
+
+from ..errors import InputError
+
+
+def add_parsers(sub):
+    p = sub.add_parser("potential", help="neural-network interatomic potentials: fit, eval")
+    psub = p.add_subparsers(dest="potential_command", metavar="SUBCOMMAND")
+
+    q = psub.add_parser("fit", help="train a potential on structures with energies and forces")
+    q.add_argument("data", help="NAME:SPLIT (e.g. tio2:train) or a structure file with energies and forces")
+    q.add_argument("--config", metavar="FILE.toml", help="recipe: [model], [descriptor], [training]")
+    q.add_argument("-o", "--output", required=True, metavar="MODEL", help="potential folder to write (JSON + npz)")
+    q.add_argument("--checkpoint", metavar="DIR", help="checkpoint folder (default: MODEL.checkpoint); resumed if present")
+    q.add_argument("--epochs", type=int, help="override [training] epochs")
+    q.add_argument("--minutes", type=float, help="stop training after this many minutes")
+    q.add_argument("--quiet", action="store_true", help="no progress bar")
+    q.set_defaults(func=run_fit)
+
+    q = psub.add_parser("eval", help="energy and force errors of a potential on labelled structures")
+    q.add_argument("model", help="potential folder written by 'ml4ms potential fit'")
+    q.add_argument("data")
+    q.add_argument("--json", metavar="OUT", help="write the metrics as JSON")
+    q.add_argument("--plot", metavar="PNG", help="parity plots (default: parity_potential.png, or next to --json)")
+    q.set_defaults(func=run_eval)
+
+    q = sub.add_parser("md", help="molecular dynamics with a potential (ASE integrators)")
+    q.add_argument("model", help="potential folder")
+    q.add_argument("structure", help="structure file (first frame used) or NAME:SPLIT[@INDEX]")
+    q.add_argument("--ensemble", choices=["nve", "nvt", "npt"], default="nve")
+    q.add_argument("--temperature", type=float, default=300.0, metavar="K")
+    q.add_argument("--steps", type=int, default=1000, metavar="N")
+    q.add_argument("--dt", type=float, default=1.0, metavar="FS", help="time step (fs)")
+    q.add_argument("--friction", type=float, default=0.01, metavar="1/FS", help="Langevin friction (nvt)")
+    q.add_argument("--pressure", type=float, default=0.0, metavar="GPA", help="pressure (npt)")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--interval", type=int, default=10, help="write every N steps")
+    q.add_argument("-o", "--output", required=True, metavar="TRAJ.extxyz")
+    q.add_argument("--json", metavar="OUT")
+    q.set_defaults(func=run_md_cmd)
+
+
+def _help(parser):
+    parser.print_help()
+    return 2
+
+
+def _structures(spec):
+    """``(records, source)``: a structure file is read directly (its string info keys are fine),
+    anything else goes through :func:`ml4ms.datasets.load_data`."""
+    from ..datasets import load_data
+    from ..structures import read_structures
+
+    if os.path.exists(spec) and not spec.lower().endswith(".csv"):
+        return read_structures(spec), spec
+    data = load_data(spec)
+    if not data.records or not hasattr(data.records[0], "positions"):
+        raise InputError("needs structures, not a table", source=data.source)
+    return data.records, data.source
+
+
+def _beside(json_path, default, suffix):
+    return os.path.splitext(json_path)[0] + suffix if json_path else default
+
+
+def run_fit(args):
+    from ..potentials.io import save_potential
+    from ..potentials.model import NeuralPotential
+    from ..potentials.train import labels_of, read_config, train_potential
+
+    model, kwargs = read_config(args.config) if args.config else (NeuralPotential(), {})
+    if args.epochs is not None:
+        kwargs["epochs"] = args.epochs
+    if args.minutes is not None:
+        kwargs["time_limit"] = 60.0 * args.minutes
+    frames, source = _structures(args.data)
+    energies, forces = labels_of(frames, source)
+    checkpoint = args.checkpoint or os.path.abspath(args.output).rstrip(os.sep) + ".checkpoint"
+    model, history = train_potential(model, frames, energies, forces, checkpoint_dir=checkpoint,
+                                     progress=not args.quiet, source=source, **kwargs)
+    save_potential(args.output, model, {"data": source, "history": history[-1:] if history else []})
+    last = history[-1] if history else {}
+    print(f"wrote {args.output} ({model.training_['epochs']} epochs, {model.training_['n_train']} train / "
+          f"{model.training_['n_val']} validation structures, {model.training_['n_excluded']} excluded)")
+    if last:
+        print(f"last epoch: validation energy RMSE {last['val_energy_rmse']:.3f} meV/atom, "
+              f"force RMSE {last['val_force_rmse']:.4f} eV/Å")
+    return 0
+
+
+def run_eval(args):
+    import numpy as np
+
+    from ..outputs import write_json
+    from ..plots import parity_plot
+    from ..potentials.io import load_potential
+    from ..potentials.train import evaluate_errors, labels_of
+
+    model = load_potential(args.model)
+    if isinstance(model, list):
+        model = model[0]
+    frames, source = _structures(args.data)
+    energies, forces = labels_of(frames, source)
+    out = evaluate_errors(model, frames, energies, forces)
+    pred_e, pred_f = model.predict(frames, forces=True)
+    n = np.array([len(a) for a in frames])
+    plot = args.plot or _beside(args.json, "parity_potential.png", "_parity.png")
+    base = os.path.splitext(plot)[0]
+    parity_plot(energies / n, pred_e / n, ["energy per atom"], base + "_energy.png", units=["eV/atom"],
+                title=f"{args.model} on {source}")
+    parity_plot(np.concatenate([f.ravel() for f in forces]), np.concatenate([f.ravel() for f in pred_f]),
+                ["force component"], base + "_forces.png", units=["eV/Å"], title=f"{args.model} on {source}")
+    out["parity_plots"] = [base + "_energy.png", base + "_forces.png"]
+    out["data"] = source
+    if args.json:
+        write_json(args.json, out)
+    print(f"energy RMSE {out['energy_rmse_mev_per_atom']:.3f} meV/atom, MAE {out['energy_mae_mev_per_atom']:.3f}; "
+          f"force RMSE {out['force_rmse_ev_per_ang']:.4f} eV/Å, MAE {out['force_mae_ev_per_ang']:.4f} "
+          f"({out['n_structures']} structures)")
+    print(f"parity plots: {', '.join(out['parity_plots'])}")
+    return 0
+
+
+def _structure(spec):
+    index = 0
+    if not os.path.exists(spec) and "@" in spec:
+        spec, _, idx = spec.rpartition("@")
+        try:
+            index = int(idx)
+        except ValueError:
+            raise InputError(f"bad structure index '{idx}'", source=spec, hint="use NAME:SPLIT@INDEX") from None
+    records, _ = _structures(spec)
+    if not 0 <= index < len(records):
+        raise InputError(f"index {index} out of range (0..{len(records) - 1})", source=spec)
+    atoms = records[index].copy()
+    atoms.calc = None
+    return atoms
+
+
+def run_md_cmd(args):
+    from ..outputs import write_json
+    from ..potentials.calculator import NeuralPotentialCalculator
+    from ..potentials.md import run_md
+
+    calc = NeuralPotentialCalculator(args.model)
+    atoms = _structure(args.structure)
+    result = run_md(atoms, calc, ensemble=args.ensemble, temperature=args.temperature, steps=args.steps,
+                    timestep=args.dt, friction=args.friction, pressure=args.pressure, seed=args.seed,
+                    trajectory=args.output, interval=args.interval)
+    result["trajectory"] = args.output
+    if args.json:
+        write_json(args.json, result)
+    print(f"{result['steps']} steps of {result['atoms']} atoms ({result['ensemble']}): energy drift "
+          f"{result['energy_drift_mev_per_atom_per_ps']:.3f} meV/atom/ps, "
+          f"{result['atom_steps_per_second']:.0f} atom-steps/s")
+    return 0

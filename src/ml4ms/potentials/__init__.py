@@ -1,0 +1,10 @@
+"""Neural-network interatomic potentials: model, training, ASE calculator, model files, MD."""
+
+from .calculator import NeuralPotentialCalculator
+from .io import load_potential, save_potential
+from .md import run_md
+from .model import NeuralPotential
+from .train import train_potential
+
+__all__ = ["NeuralPotential", "NeuralPotentialCalculator", "load_potential", "run_md", "save_potential",
+           "train_potential"]

@@ -1,0 +1,101 @@
+"""ASE calculator of a :class:`~ml4ms.potentials.model.NeuralPotential` (or a committee).
+
+Neighbour data: the pair list is built with the cutoff plus a ``skin`` and
+reused while the atomic numbers, cell and pbc are unchanged and no atom has
+moved more than ``skin / 2`` since it was built (then no pair can have
+crossed the cutoff unseen); pair vectors are always recomputed from the
+current positions, so reuse changes no number, only the time. ``skin=0``
+rebuilds the list on every call.
+"""
+
+from contextlib import nullcontext
+
+import numpy as np
+from ase.calculators.calculator import Calculator, all_changes
+
+from ..descriptors.acsf import single_thread
+from ..errors import InputError
+
+
+class NeuralPotentialCalculator(Calculator):
+    """ASE calculator: ``energy``, ``free_energy``, ``forces``, ``stress``.
+
+    Parameters
+    ----------
+    model : NeuralPotential, list of NeuralPotential, or str
+        A model, a committee (list) or a potential folder.
+    skin : float, default 0.5
+        Extra neighbour-list distance (Å) that allows reuse between steps.
+    threads_above : int, default 1000
+        Structures with fewer atoms run on one torch thread.
+
+    Notes
+    -----
+    With a committee, ``energy``/``forces``/``stress`` are the committee means and
+    ``results`` also holds ``energy_std`` (eV) and ``forces_std`` (n_atoms, 3; eV/Å),
+    the spread of the members (for active learning).
+
+    Examples
+    --------
+    >>> from ase.build import bulk
+    >>> from ml4ms.potentials import NeuralPotential
+    >>> a = bulk("MgO", "rocksalt", a=4.2)
+    >>> m = NeuralPotential(hidden=(3,), descriptor_params={"radial_order": 2, "angular_order": 1})
+    >>> a.calc = NeuralPotentialCalculator(m.initialize([a], [-10.0]))
+    >>> a.get_forces().shape
+    (2, 3)
+    """
+
+    implemented_properties = ["energy", "free_energy", "forces", "stress"]
+
+    def __init__(self, model, skin=0.5, threads_above=1000, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(model, str):
+            from .io import load_potential
+
+            model = load_potential(model)
+        self.models = list(model) if isinstance(model, (list, tuple)) else [model]
+        if not self.models:
+            raise InputError("a committee needs at least one model")
+        self.skin = float(skin)
+        self.threads_above = int(threads_above)
+        self._nl = None  # (numbers, cell, pbc, positions, {cutoff: tensors})
+        self.n_builds = 0
+
+    def _tensors(self, atoms, model):
+        cutoff = model.cutoff()
+        key = (atoms.numbers.tobytes(), np.asarray(atoms.cell).tobytes(), atoms.pbc.tobytes())
+        if self._nl is not None and self._nl[0] == key and self.skin > 0:
+            moved = np.sqrt(((atoms.positions - self._nl[1]) ** 2).sum(1)).max() if len(atoms) else 0.0
+            if moved <= 0.5 * self.skin:
+                cache = self._nl[2]
+                if cutoff not in cache:
+                    cache[cutoff] = model.tensors([atoms], cutoff + self.skin)
+                return cache[cutoff]
+        t = model.tensors([atoms], cutoff + self.skin)
+        self.n_builds += 1
+        self._nl = (key, atoms.positions.copy(), {cutoff: t})
+        return t
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        atoms = self.atoms
+        want_stress = "stress" in properties
+        if want_stress and not all(atoms.pbc):
+            raise InputError("stress needs a periodic cell in all three directions")
+        es, fs, ss = [], [], []
+        # small cells: one torch thread (extra threads only spin-wait on tensors this small)
+        with single_thread() if len(atoms) < self.threads_above else nullcontext():
+            for m in self.models:
+                e, f, s = m.compute(atoms, forces=True, stress=want_stress, tensors=self._tensors(atoms, m))
+                es.append(e)
+                fs.append(f)
+                ss.append(s)
+        self.results["energy"] = float(np.mean(es))
+        self.results["free_energy"] = self.results["energy"]
+        self.results["forces"] = np.mean(fs, axis=0)
+        if want_stress:
+            self.results["stress"] = np.mean(ss, axis=0)
+        if len(self.models) > 1:
+            self.results["energy_std"] = float(np.std(es))
+            self.results["forces_std"] = np.std(fs, axis=0)

@@ -1,0 +1,336 @@
+r"""Behler–Parrinello neural-network potential on ml4ms descriptors.
+
+The total energy of a structure is a sum of atomic energies,
+
+.. math::
+
+    E = \sum_a \left[ E^{\mathrm{ref}}_{t_a} + s\,
+        \mathrm{NN}_{t_a}\!\left(\frac{X_a - \mu_{t_a}}{\sigma_{t_a}}\right) \right],
+
+with one feed-forward network per element :math:`t` (tanh hidden layers,
+linear output), the per-element reference energies :math:`E^{\mathrm{ref}}`
+fitted by least squares on the composition, the descriptor :math:`X_a`
+(Chebyshev of Artrith–Urban–Ceder by default, or ACSF) standardised per
+element, and an energy scale :math:`s` (the spread of the reference-energy
+residual per atom) so the networks learn numbers of order one. Forces are
+:math:`-\partial E/\partial \mathbf r` and the stress
+:math:`\sigma = V^{-1}\,\partial E/\partial \varepsilon` (homogeneous strain of
+positions and cell), both by autograd through the pure-torch descriptor.
+
+Everything the model holds is plain numbers and numpy arrays, so it is saved
+by :mod:`ml4ms.serialize` (JSON + npz); torch tensors are built on demand.
+"""
+
+import numpy as np
+from sklearn.base import BaseEstimator
+
+from ..descriptors.acsf import DEFAULT_G2, DEFAULT_G4, _torch, acsf_features, batch_tensors, torch_dtype
+from ..descriptors.chebyshev import chebyshev_features, type_weights
+from ..errors import InputError
+
+#: descriptor settings of the ænet TiO2 workshop fit set003
+CHEBYSHEV_DEFAULTS = {"radial_cutoff": 5.0, "radial_order": 12, "angular_cutoff": 3.0, "angular_order": 5}
+ACSF_DEFAULTS = {"r_cut": 6.0, "g2": [list(p) for p in DEFAULT_G2], "g4": [list(p) for p in DEFAULT_G4]}
+
+
+def _species_of(frames):
+    return sorted({int(z) for a in frames for z in a.numbers})
+
+
+class NeuralPotential(BaseEstimator):
+    """Per-element feed-forward networks on a local descriptor.
+
+    Parameters
+    ----------
+    descriptor : {"chebyshev", "acsf"}, default "chebyshev"
+    descriptor_params : dict, optional
+        Settings of the descriptor; missing keys take the defaults
+        (:data:`CHEBYSHEV_DEFAULTS`, :data:`ACSF_DEFAULTS`).
+    hidden : sequence of int, default (20, 20)
+        Hidden-layer widths (tanh) of every element's network.
+    dtype : {"float64", "float32"}, default "float64"
+    seed : int, default 0
+        Seed of the weight initialisation.
+
+    Attributes
+    ----------
+    species_ : list of int
+        Atomic numbers, sorted.
+    reference_energies_ : ndarray (n_species,)
+        Per-element reference energies (eV).
+    energy_scale_ : float
+        Scale (eV) of the network outputs.
+    feature_mean_, feature_std_ : ndarray (n_species, n_features)
+    weights_ : list (per species) of list of ndarray
+        ``[W0, b0, W1, b1, ...]`` with ``W`` of shape (n_in, n_out).
+
+    Examples
+    --------
+    >>> from ase.build import bulk
+    >>> a = bulk("MgO", "rocksalt", a=4.2)
+    >>> m = NeuralPotential(hidden=(4,), descriptor_params={"radial_order": 3, "angular_order": 2})
+    >>> m = m.initialize([a], [-10.0])
+    >>> e, f, s = m.compute(a, stress=True)
+    >>> f.shape, s.shape
+    ((2, 3), (6,))
+    """
+
+    def __init__(self, *, descriptor="chebyshev", descriptor_params=None, hidden=(20, 20), dtype="float64", seed=0):
+        self.descriptor = descriptor
+        self.descriptor_params = descriptor_params
+        self.hidden = hidden
+        self.dtype = dtype
+        self.seed = seed
+
+    # ------------------------------------------------------------ settings --
+    def descriptor_settings(self):
+        """The full descriptor settings (defaults filled in)."""
+        if self.descriptor == "chebyshev":
+            base = dict(CHEBYSHEV_DEFAULTS)
+        elif self.descriptor == "acsf":
+            base = dict(ACSF_DEFAULTS)
+        else:
+            raise InputError(f"unknown descriptor '{self.descriptor}'", hint="use 'chebyshev' or 'acsf'")
+        extra = dict(self.descriptor_params or {})
+        unknown = set(extra) - set(base) - ({"g1", "g3", "g5"} if self.descriptor == "acsf" else set())
+        if unknown:
+            raise InputError(f"unknown {self.descriptor} settings: {', '.join(sorted(unknown))}",
+                             hint=f"allowed: {', '.join(sorted(base))}")
+        base.update(extra)
+        return base
+
+    def cutoff(self):
+        """Neighbour-list cutoff (Å) the descriptor needs."""
+        s = self.descriptor_settings()
+        if self.descriptor == "chebyshev":
+            return max(float(s["radial_cutoff"]), float(s["angular_cutoff"]))
+        return float(s["r_cut"])
+
+    def _check_hidden(self):
+        hidden = list(self.hidden) if not isinstance(self.hidden, int) else [self.hidden]
+        if not all(isinstance(h, (int, np.integer)) and not isinstance(h, bool) and h > 0 for h in hidden):
+            raise InputError(f"hidden must be a list of positive integers, got {self.hidden!r}")
+        return [int(h) for h in hidden]
+
+    # -------------------------------------------------------------- tensors --
+    def tensors(self, frames, cutoff=None):
+        """Batched torch inputs of ``frames`` (see :func:`~ml4ms.descriptors.acsf.batch_tensors`)."""
+        self._check_species(frames)
+        return batch_tensors(frames, self.cutoff() if cutoff is None else cutoff, self.species_, self.dtype)
+
+    def _check_species(self, frames):
+        known = set(self.species_)
+        for k, a in enumerate(frames):
+            bad = {int(z) for z in a.numbers} - known
+            if bad:
+                raise InputError(f"element Z={sorted(bad)[0]} is not among the potential's species {self.species_}",
+                                 index=k, hint="train a potential that includes it")
+
+    def features(self, t, strain=None):
+        """Raw descriptor (n_atoms, n_features) of batched tensors ``t`` (differentiable)."""
+        s = self.descriptor_settings()
+        args = (t["positions"], t["species_index"], t["cell"], t["i"], t["j"], t["shifts"])
+        if self.descriptor == "chebyshev":
+            weights = type_weights(len(self.species_)) if len(self.species_) > 1 else None
+            return chebyshev_features(*args, radial_cutoff=float(s["radial_cutoff"]),
+                                      radial_order=int(s["radial_order"]), angular_cutoff=float(s["angular_cutoff"]),
+                                      angular_order=int(s["angular_order"]), weights=weights, strain=strain)
+        return acsf_features(*args, n_species=len(self.species_), r_cut=float(s["r_cut"]), g2=s.get("g2", ()),
+                             g3=s.get("g3", ()), g4=s.get("g4", ()), g5=s.get("g5", ()), g1=s.get("g1", True),
+                             strain=strain, structure=t.get("structure"))
+
+    def fit(self, frames, energies=None, forces=None, **train_kwargs):
+        """Train on structures with energies and forces; see :func:`~ml4ms.potentials.train.train_potential`.
+
+        Returns
+        -------
+        self
+            With the best-validation weights; ``history_`` holds the per-epoch errors.
+        """
+        from .train import train_potential
+
+        best, history = train_potential(self, frames, energies, forces, **train_kwargs)
+        self.__dict__.update({k: v for k, v in best.__dict__.items() if k.endswith("_")})
+        self.history_ = history
+        return self
+
+    # ------------------------------------------------------- initialisation --
+    def initialize(self, frames, energies, max_stat_frames=400):
+        """Set species, reference energies, feature statistics and random weights.
+
+        Parameters
+        ----------
+        frames : list of ase.Atoms
+        energies : array-like (n_frames,)
+            Total energies (eV), for the least-squares reference energies.
+        max_stat_frames : int
+            Structures (evenly spaced) used for the feature statistics.
+
+        Returns
+        -------
+        self
+        """
+        torch = _torch()
+        hidden = self._check_hidden()
+        torch_dtype(self.dtype)
+        if len(frames) == 0:
+            raise InputError("no structures to train on")
+        energies = np.asarray(energies, dtype=float)
+        self.species_ = _species_of(frames)
+        counts = self.composition(frames)
+        ref, *_ = np.linalg.lstsq(counts, energies, rcond=None)
+        self.reference_energies_ = np.asarray(ref, dtype=float)
+        n = counts.sum(1)
+        resid = (energies - counts @ ref) / n
+        self.energy_scale_ = float(max(np.std(resid), 1e-3))
+        step = max(1, len(frames) // max_stat_frames)
+        sample = list(frames[::step])
+        with torch.no_grad():
+            t = self.tensors(sample)
+            X = self.features(t).double().numpy()
+        sidx = t["species_index"].numpy()
+        nf = X.shape[1]
+        mean = np.zeros((len(self.species_), nf))
+        std = np.ones((len(self.species_), nf))
+        for s in range(len(self.species_)):
+            xs = X[sidx == s]
+            if len(xs):
+                mean[s] = xs.mean(0)
+                sd = xs.std(0)
+                std[s] = np.where(sd > 1e-8, sd, 1.0)
+        self.feature_mean_, self.feature_std_ = mean, std
+        self.n_features_ = int(nf)
+        rng = np.random.default_rng(self.seed)
+        self.weights_ = []
+        for _ in self.species_:
+            layers, n_in = [], nf
+            for width in hidden + [1]:
+                layers.append(rng.normal(0.0, 1.0 / np.sqrt(n_in), (n_in, width)))
+                layers.append(np.zeros(width))
+                n_in = width
+            self.weights_.append(layers)
+        return self
+
+    def composition(self, frames):
+        """Counts (n_frames, n_species) of each species in each structure."""
+        index = {z: k for k, z in enumerate(self.species_)}
+        out = np.zeros((len(frames), len(self.species_)))
+        for r, a in enumerate(frames):
+            for z in a.numbers:
+                out[r, index[int(z)]] += 1
+        return out
+
+    # ---------------------------------------------------------------- torch --
+    def torch_parameters(self, requires_grad=True):
+        """The weights as lists of torch tensors (per species), in ``dtype``."""
+        torch = _torch()
+        dt = torch_dtype(self.dtype)
+        return [[torch.tensor(w, dtype=dt, requires_grad=requires_grad) for w in layers] for layers in self.weights_]
+
+    def set_parameters(self, params):
+        """Copy torch parameters (as from :meth:`torch_parameters`) back into ``weights_``."""
+        self.weights_ = [[p.detach().double().numpy().copy() for p in layers] for layers in params]
+        return self
+
+    def atomic_energies(self, t, params, strain=None):
+        """Atomic energies (n_atoms,) of batched tensors ``t`` (differentiable)."""
+        torch = _torch()
+        dt = torch_dtype(self.dtype)
+        X = self.features(t, strain)
+        sidx = t["species_index"]
+        out = torch.zeros(X.shape[0], dtype=dt)
+        mean = torch.as_tensor(self.feature_mean_, dtype=dt)
+        std = torch.as_tensor(self.feature_std_, dtype=dt)
+        ref = torch.as_tensor(self.reference_energies_, dtype=dt)
+        for s, layers in enumerate(params):
+            idx = torch.nonzero(sidx == s).squeeze(1)
+            if idx.numel() == 0:
+                continue
+            h = (X[idx] - mean[s]) / std[s]
+            for k in range(0, len(layers) - 2, 2):
+                h = torch.tanh(h @ layers[k] + layers[k + 1])
+            e = (h @ layers[-2] + layers[-1]).squeeze(1) * self.energy_scale_ + ref[s]
+            out = out.index_put((idx,), e)
+        return out
+
+    def energies_forces(self, t, params, *, forces=True, stress=False, create_graph=False):
+        """Energies (n_structures,), forces (n_atoms, 3) and virials dE/dε (n_structures, 3, 3) as tensors.
+
+        ``t`` must come from :meth:`tensors` (batched). ``forces``/``virial``
+        are ``None`` when not requested.
+        """
+        torch = _torch()
+        dt = torch_dtype(self.dtype)
+        counts = np.asarray(t["counts"])
+        n_struct = len(counts)
+        structure = torch.from_numpy(np.asarray(t["structure"], dtype=np.int64))
+        pos = t["positions"]
+        if forces:
+            pos = pos.detach().clone().requires_grad_(True)
+        strain = None
+        if stress:
+            eps = torch.zeros(n_struct, 3, 3, dtype=dt, requires_grad=True)
+            strain = eps[structure]
+        tt = dict(t)
+        tt["positions"] = pos
+        ea = self.atomic_energies(tt, params, strain)
+        energy = torch.zeros(n_struct, dtype=dt).index_add(0, structure, ea)
+        F = V = None
+        if forces or stress:
+            inputs = ([pos] if forces else []) + ([eps] if stress else [])
+            grads = torch.autograd.grad(energy.sum(), inputs, create_graph=create_graph)
+            if forces:
+                F = -grads[0]
+            if stress:
+                V = grads[-1]
+        return energy, F, V
+
+    # ---------------------------------------------------------------- numpy --
+    def compute(self, atoms, forces=True, stress=False, tensors=None):
+        """Energy (eV), forces (eV/Å) and Voigt stress (eV/Å³) of one structure.
+
+        ``tensors`` may be given (e.g. a cached neighbour list with a skin);
+        its ``positions`` are replaced by the current ones.
+
+        Returns
+        -------
+        energy : float
+        forces : ndarray (n_atoms, 3) or None
+        stress : ndarray (6,) or None, in ASE's order xx, yy, zz, yz, xz, xy
+        """
+        from sklearn.utils.validation import check_is_fitted
+
+        torch = _torch()
+        check_is_fitted(self, "weights_")
+        if stress and not all(atoms.pbc):
+            raise InputError("stress needs a periodic cell in all three directions")
+        t = self.tensors([atoms]) if tensors is None else dict(tensors)
+        t["positions"] = torch.as_tensor(np.asarray(atoms.positions), dtype=torch_dtype(self.dtype))
+        params = self.torch_parameters(requires_grad=False)
+        e, F, V = self.energies_forces(t, params, forces=forces, stress=stress)
+        f = F.detach().double().numpy() if forces else None
+        s = None
+        if stress:
+            v = V[0].detach().double().numpy()
+            v = 0.5 * (v + v.T) / atoms.get_volume()
+            s = np.array([v[0, 0], v[1, 1], v[2, 2], v[1, 2], v[0, 2], v[0, 1]])
+        return float(e.detach()[0]), f, s
+
+    def predict(self, frames, forces=True, batch_atoms=2000):
+        """Energies (n_frames,) and, if ``forces``, a list of force arrays for many structures."""
+        from ..descriptors.base import batches_of
+
+        params = self.torch_parameters(requires_grad=False)
+        energies, force_list = [], []
+        for group in batches_of(list(frames), batch_atoms):
+            t = self.tensors(group)
+            e, F, _ = self.energies_forces(t, params, forces=forces)
+            energies.extend(e.detach().double().numpy().tolist())
+            if forces:
+                F = F.detach().double().numpy()
+                start = 0
+                for n in t["counts"]:
+                    force_list.append(F[start:start + int(n)])
+                    start += int(n)
+        energies = np.asarray(energies)
+        return (energies, force_list) if forces else energies

@@ -1,0 +1,392 @@
+"""Training a :class:`~ml4ms.potentials.model.NeuralPotential` on energies and forces.
+
+Loss per mini-batch of structures::
+
+    energy_weight * mean_s ((E_pred - E_ref) / N_s)^2  +  force_weight * mean_components (F_pred - F_ref)^2
+
+(eV/atom and eV/Å). Adam with an exponential learning-rate decay per epoch,
+early stopping on a validation split drawn (by ``seed``) from the training
+structures only, and the best-validation weights kept. With
+``checkpoint_dir`` the state is written after every epoch (``model/`` and
+``best/`` in the potential-file format, ``optimizer.npz`` with the Adam
+moments, ``state.json`` with epoch, history and split), and a call with the
+same folder resumes from the last finished epoch. Epoch shuffles are seeded
+by ``(seed, epoch)``, so a resumed run draws the same batches as an
+uninterrupted one.
+"""
+
+import io
+import json
+import os
+import time
+
+import numpy as np
+
+from ..descriptors.acsf import _torch, torch_dtype
+from ..errors import InputError
+from ..outputs import write_bytes, write_json
+
+STATE = "state.json"
+OPTIMIZER = "optimizer.npz"
+
+
+def binding_energy_per_atom(frames, energies, atomic_energies):
+    """``(E − Σ_a E_atom[t_a]) / N`` of each structure (eV/atom)."""
+    from ase.data import chemical_symbols
+
+    out = np.empty(len(frames))
+    for k, (a, e) in enumerate(zip(frames, energies)):
+        try:
+            ref = sum(float(atomic_energies[chemical_symbols[z]]) for z in a.numbers)
+        except KeyError as exc:
+            raise InputError(f"no atomic reference energy for {exc.args[0]}", index=k,
+                             hint="add it to atomic_energies") from None
+        out[k] = (e - ref) / len(a)
+    return out
+
+
+def labels_of(frames, source="data"):
+    """Total energies (n,) and force arrays of structures carrying them (ASE calculator or info/arrays)."""
+    energies, forces = [], []
+    for k, a in enumerate(frames):
+        try:
+            energies.append(float(a.get_potential_energy()))
+            forces.append(np.asarray(a.get_forces(), dtype=float))
+        except Exception:
+            e = a.info.get("energy")
+            f = a.arrays.get("forces")
+            if e is None or f is None:
+                raise InputError("structure has no energy and forces", source=source, index=k,
+                                 hint="give structures with DFT energies and forces (e.g. extxyz)") from None
+            energies.append(float(e))
+            forces.append(np.asarray(f, dtype=float))
+    return np.asarray(energies), forces
+
+
+def _rmse(x):
+    return float(np.sqrt(np.mean(np.square(x)))) if len(x) else float("nan")
+
+
+def evaluate_errors(model, frames, energies, forces, batch_atoms=2000):
+    """RMSE/MAE of energies per atom (meV/atom) and force components (eV/Å)."""
+    pred_e, pred_f = model.predict(frames, forces=True, batch_atoms=batch_atoms)
+    n = np.array([len(a) for a in frames])
+    de = (pred_e - np.asarray(energies)) / n
+    df = np.concatenate([(p - f).ravel() for p, f in zip(pred_f, forces)]) if frames else np.zeros(0)
+    return {
+        "energy_rmse_mev_per_atom": 1000 * _rmse(de),
+        "energy_mae_mev_per_atom": 1000 * float(np.mean(np.abs(de))),
+        "force_rmse_ev_per_ang": _rmse(df),
+        "force_mae_ev_per_ang": float(np.mean(np.abs(df))),
+        "n_structures": int(len(frames)),
+    }
+
+
+def _save_checkpoint(folder, model, best, optimizer, params, state):
+    from .io import save_potential
+
+    save_potential(os.path.join(folder, "model"), model)
+    if best is not None:
+        save_potential(os.path.join(folder, "best"), best)
+    arrays = {}
+    flat = [p for layers in params for p in layers]
+    for k, p in enumerate(flat):
+        st = optimizer.state.get(p, {})
+        if "exp_avg" in st:
+            arrays[f"m{k}"] = st["exp_avg"].detach().double().numpy()
+            arrays[f"v{k}"] = st["exp_avg_sq"].detach().double().numpy()
+            arrays[f"step{k}"] = np.asarray(float(st["step"]))
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    write_bytes(os.path.join(folder, OPTIMIZER), buf.getvalue())
+    write_json(os.path.join(folder, STATE), state)  # last: marks the checkpoint complete
+
+
+def _load_optimizer(folder, optimizer, params):
+    torch = _torch()
+    path = os.path.join(folder, OPTIMIZER)
+    if not os.path.exists(path):
+        return
+    with np.load(path, allow_pickle=False) as npz:
+        flat = [p for layers in params for p in layers]
+        for k, p in enumerate(flat):
+            if f"m{k}" in npz.files:
+                optimizer.state[p] = {
+                    "step": torch.tensor(float(npz[f"step{k}"])),
+                    "exp_avg": torch.as_tensor(npz[f"m{k}"], dtype=p.dtype).clone(),
+                    "exp_avg_sq": torch.as_tensor(npz[f"v{k}"], dtype=p.dtype).clone(),
+                }
+
+
+def train_potential(model, frames, energies=None, forces=None, *, epochs=100, batch_size=8, learning_rate=1e-3,
+                    lr_decay=0.98, min_learning_rate=1e-5, energy_weight=1.0, force_weight=0.1,
+                    valid_fraction=0.1, patience=20, seed=0, max_energy_per_atom=None, atomic_energies=None,
+                    checkpoint_dir=None, time_limit=None, progress=True, source="data", threads=1):
+    """Train ``model`` (a :class:`NeuralPotential`) on structures with energies and forces.
+
+    Parameters
+    ----------
+    model : NeuralPotential
+        Initialised here from the training split (unless resuming).
+    frames : list of ase.Atoms
+    energies, forces : optional
+        Total energies (eV) and force arrays (eV/Å); read from the frames if ``None``.
+    epochs, batch_size : int
+        Passes over the training split; structures per Adam step.
+    learning_rate, lr_decay, min_learning_rate : float
+        Adam step size, multiplied by ``lr_decay`` after each epoch (not below the minimum).
+    energy_weight, force_weight : float
+        Loss weights of the energy-per-atom and force-component squared errors.
+        ``force_weight=0`` trains on energies only (faster: no second derivatives).
+    valid_fraction : float
+        Fraction of ``frames`` kept apart for early stopping (0: none, no early stopping).
+    patience : int
+        Stop after this many epochs without a better validation loss.
+    seed : int
+        Seeds the split, the shuffles and (through ``model.seed``) nothing else.
+    max_energy_per_atom : float, optional
+        Exclude structures whose binding energy per atom (relative to
+        ``atomic_energies``) is above this (eV/atom), like ænet's MAXENERGY.
+    atomic_energies : dict of str -> float, optional
+        Free-atom energies (eV) by element symbol, needed by ``max_energy_per_atom``.
+    checkpoint_dir : str, optional
+        Folder for per-epoch checkpoints; an existing checkpoint is resumed.
+    time_limit : float, optional
+        Seconds (from this call) after which training stops: the current epoch
+        ends early, is validated and checkpointed, and is the last.
+    progress : bool
+        tqdm progress bar with train/validation energy (meV/atom) and force (eV/Å) RMSE.
+    threads : int or None, default 1
+        torch intra-op threads during training (restored afterwards); ``None``
+        keeps the current setting. Batches of a few hundred atoms gain little
+        from threads, and on a shared machine spin-waiting threads can be ~50x slower.
+
+    Returns
+    -------
+    model : NeuralPotential
+        With the best-validation weights.
+    history : list of dict
+        Per epoch: ``epoch``, ``lr``, ``train_energy_rmse``, ``train_force_rmse``,
+        ``val_energy_rmse``, ``val_force_rmse``, ``val_loss``, ``seconds``.
+    """
+    torch = _torch()
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(int(threads))
+    try:
+        return _train(model, frames, energies, forces, epochs, batch_size, learning_rate, lr_decay,
+                      min_learning_rate, energy_weight, force_weight, valid_fraction, patience, seed,
+                      max_energy_per_atom, atomic_energies, checkpoint_dir, time_limit, progress, source)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _train(model, frames, energies, forces, epochs, batch_size, learning_rate, lr_decay, min_learning_rate,
+           energy_weight, force_weight, valid_fraction, patience, seed, max_energy_per_atom, atomic_energies,
+           checkpoint_dir, time_limit, progress, source):
+    torch = _torch()
+    from tqdm.auto import tqdm
+
+    from .io import load_potential
+
+    t_start = time.time()
+    frames = list(frames)
+    if energies is None or forces is None:
+        energies, forces = labels_of(frames, source)
+    energies = np.asarray(energies, dtype=float)
+    if len(frames) != len(energies) or len(frames) != len(forces):
+        raise InputError("frames, energies and forces differ in length", source=source)
+    for name, v in (("batch_size", batch_size), ("epochs", epochs)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise InputError(f"{name} must be a positive integer, got {v!r}")
+    if not 0 <= valid_fraction < 1:
+        raise InputError(f"valid_fraction must be in [0, 1), got {valid_fraction!r}")
+    keep = np.arange(len(frames))
+    if max_energy_per_atom is not None:
+        if atomic_energies is None:
+            raise InputError("max_energy_per_atom needs atomic_energies (free-atom energies by element)")
+        eb = binding_energy_per_atom(frames, energies, atomic_energies)
+        keep = keep[eb <= float(max_energy_per_atom)]
+    if len(keep) < 2:
+        raise InputError("fewer than 2 structures left to train on", source=source)
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(keep)
+    n_val = int(round(valid_fraction * len(perm)))
+    val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+
+    state = None
+    if checkpoint_dir and os.path.exists(os.path.join(checkpoint_dir, STATE)):
+        with open(os.path.join(checkpoint_dir, STATE), encoding="utf-8") as handle:
+            state = json.load(handle)
+        if state.get("n_frames") != len(frames) or state.get("train_idx") != train_idx.tolist():
+            raise InputError(f"{checkpoint_dir}: checkpoint is from other data or another split",
+                             hint="use a new checkpoint folder")
+        model = load_potential(os.path.join(checkpoint_dir, "model"))
+        best = load_potential(os.path.join(checkpoint_dir, "best")) if state.get("has_best") else None
+    else:
+        model.initialize([frames[k] for k in train_idx], energies[train_idx])
+        best = None
+    dt = torch_dtype(model.dtype)
+    params = model.torch_parameters(requires_grad=True)
+    flat = [p for layers in params for p in layers]
+    optimizer = torch.optim.Adam(flat, lr=learning_rate)
+    start_epoch, history = 0, []
+    best_loss, stale = float("inf"), 0
+    lr = float(learning_rate)
+    if state is not None:
+        _load_optimizer(checkpoint_dir, optimizer, params)
+        start_epoch, history = int(state["epoch"]), state["history"]
+        best_loss, stale, lr = float(state["best_loss"]), int(state["stale"]), float(state["lr"])
+
+    # neighbour lists once per structure; batches concatenate them
+    cache = {}
+
+    def batch(indices):
+        from ..descriptors.acsf import structure_tensors
+
+        parts = []
+        for k in indices:
+            if k not in cache:
+                cache[int(k)] = structure_tensors(frames[k], model.cutoff(), model.species_, model.dtype)
+            parts.append(cache[int(k)])
+        counts = np.array([len(frames[k]) for k in indices], dtype=np.int64)
+        offsets = np.cumsum(counts) - counts
+        t = {key: torch.cat([p[key] for p in parts]) for key in ("positions", "species_index", "shifts")}
+        t["i"] = torch.cat([p["i"] + int(o) for p, o in zip(parts, offsets)])
+        t["j"] = torch.cat([p["j"] + int(o) for p, o in zip(parts, offsets)])
+        t["cell"] = torch.cat([p["cell"].expand(int(n), 3, 3) for p, n in zip(parts, counts)])
+        t["structure"] = np.repeat(np.arange(len(indices)), counts)
+        t["counts"] = counts
+        e_ref = torch.as_tensor(energies[indices], dtype=dt)
+        f_ref = torch.as_tensor(np.concatenate([forces[k] for k in indices]), dtype=dt)
+        return t, e_ref, f_ref, torch.as_tensor(counts, dtype=dt)
+
+    def run_epoch(indices, train):
+        se_e = se_f = 0.0
+        n_e = n_f = 0
+        for b0 in range(0, len(indices), batch_size):
+            if train and b0 and time_limit is not None and time.time() - t_start > time_limit:
+                break  # out of time: this partial epoch is the last
+            idx = indices[b0:b0 + batch_size]
+            t, e_ref, f_ref, n = batch(idx)
+            use_f = force_weight > 0 or not train
+            e, F, _ = model.energies_forces(t, params, forces=use_f, create_graph=train and force_weight > 0)
+            de = (e - e_ref) / n
+            loss_e = (de ** 2).mean()
+            loss = energy_weight * loss_e
+            if use_f:
+                df = F - f_ref
+                loss_f = (df ** 2).mean()
+                loss = loss + force_weight * loss_f
+                se_f += float(loss_f.detach()) * df.numel()
+                n_f += df.numel()
+            if train:
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+            se_e += float(loss_e.detach()) * len(idx)
+            n_e += len(idx)
+            if train:
+                bar.update(1)
+                f_txt = f"{np.sqrt(se_f / n_f):.3f}" if n_f else "-"
+                bar.set_postfix_str(f"epoch {epoch + 1}: train E {1000 * np.sqrt(se_e / n_e):.2f} meV/atom "
+                                    f"F {f_txt} eV/Å | val {last_val}")
+        e_rmse = float(1000 * np.sqrt(se_e / max(n_e, 1)))
+        f_rmse = float(np.sqrt(se_f / n_f)) if n_f else float("nan")
+        return e_rmse, f_rmse
+
+    n_batches = -(-len(train_idx) // batch_size)
+    bar = tqdm(total=epochs * n_batches, initial=start_epoch * n_batches, disable=not progress,
+               desc="fit potential", unit="batch")
+    epoch = start_epoch
+    last_val = "-"
+    try:
+        while epoch < epochs:
+            t0 = time.time()
+            for g in optimizer.param_groups:
+                g["lr"] = lr
+            order = np.random.default_rng([seed, epoch]).permutation(train_idx)
+            tr_e, tr_f = run_epoch(order, True)
+            model.set_parameters(params)
+            if len(val_idx):
+                va_e, va_f = run_epoch(val_idx, False)
+                val_loss = energy_weight * (va_e / 1000) ** 2 + force_weight * va_f ** 2
+            else:
+                va_e = va_f = float("nan")
+                val_loss = energy_weight * (tr_e / 1000) ** 2 + (force_weight * tr_f ** 2 if force_weight > 0 else 0)
+            if val_loss < best_loss:
+                best_loss, stale = float(val_loss), 0
+                best = model.__class__(**model.get_params()).set_params()
+                best.__dict__.update({k: v for k, v in model.__dict__.items() if k.endswith("_")})
+            else:
+                stale += 1
+            epoch += 1
+            history.append({"epoch": epoch, "lr": lr, "train_energy_rmse": tr_e, "train_force_rmse": tr_f,
+                            "val_energy_rmse": va_e, "val_force_rmse": va_f, "val_loss": float(val_loss),
+                            "seconds": time.time() - t0})
+            lr = max(lr * lr_decay, min_learning_rate)
+            last_val = f"E {va_e:.2f} meV/atom F {va_f:.3f} eV/Å"
+            if checkpoint_dir:
+                _save_checkpoint(checkpoint_dir, model, best, optimizer, params, {
+                    "epoch": epoch, "history": history, "best_loss": best_loss, "stale": stale, "lr": lr,
+                    "has_best": best is not None, "n_frames": len(frames), "train_idx": train_idx.tolist(),
+                    "val_idx": val_idx.tolist()})
+            if len(val_idx) and stale >= patience:
+                break
+            if time_limit is not None and time.time() - t_start > time_limit:
+                break
+    finally:
+        bar.close()
+    result = best if best is not None else model
+    result.training_ = {"epochs": epoch, "n_train": int(len(train_idx)), "n_val": int(len(val_idx)),
+                        "n_excluded": int(len(frames) - len(keep)), "best_val_loss": float(best_loss)}
+    return result, history
+
+
+#: keys of the ``[training]`` table of a potential config
+TRAIN_KEYS = ("epochs", "batch_size", "learning_rate", "lr_decay", "min_learning_rate", "energy_weight",
+              "force_weight", "valid_fraction", "patience", "seed", "max_energy_per_atom", "atomic_energies",
+              "time_limit", "threads")
+MODEL_KEYS = ("descriptor", "hidden", "dtype", "seed")
+
+
+def read_config(path=None, doc=None):
+    """A potential recipe (TOML) -> ``(NeuralPotential, training keyword arguments)``.
+
+    Sections: ``[model]`` (descriptor, hidden, dtype, seed), ``[descriptor]``
+    (settings of the descriptor) and ``[training]`` (arguments of
+    :func:`train_potential`; ``atomic_energies`` a table of element -> eV).
+
+    Examples
+    --------
+    >>> m, kw = read_config(doc={"model": {"hidden": [8]}, "training": {"epochs": 3}})
+    >>> m.hidden, kw
+    ([8], {'epochs': 3})
+    """
+    from .model import NeuralPotential
+
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # pragma: no cover
+        import tomli as tomllib
+    source = path or "config"
+    if doc is None:
+        if not os.path.exists(path):
+            raise InputError("config file not found", source=path)
+        try:
+            with open(path, "rb") as handle:
+                doc = tomllib.load(handle)
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise InputError(f"invalid TOML ({' '.join(str(exc).split())})", source=path) from None
+    unknown = set(doc) - {"model", "descriptor", "training"}
+    if unknown:
+        raise InputError(f"unknown section(s) {', '.join(sorted(unknown))}", source=source,
+                         hint="use: model, descriptor, training")
+    for section, keys in (("model", MODEL_KEYS), ("training", TRAIN_KEYS)):
+        bad = set(doc.get(section, {})) - set(keys)
+        if bad:
+            raise InputError(f"unknown key(s) in [{section}]: {', '.join(sorted(bad))}", source=source,
+                             hint=f"allowed: {', '.join(keys)}")
+    model = NeuralPotential(descriptor_params=dict(doc.get("descriptor", {})) or None, **doc.get("model", {}))
+    model.descriptor_settings()
+    return model, dict(doc.get("training", {}))
