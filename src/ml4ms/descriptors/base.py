@@ -59,6 +59,21 @@ def species_numbers(species):
     return sorted(out)
 
 
+def check_known_species(numbers, allowed, index):
+    """Raise the one-line error for elements of a record that were not seen in ``fit``."""
+    from ase.data import chemical_symbols
+
+    unknown = set(int(z) for z in np.unique(numbers)) - set(allowed)
+    if unknown:
+        names = ", ".join(chemical_symbols[z] for z in sorted(unknown))
+        known = ", ".join(chemical_symbols[z] for z in sorted(allowed))
+        raise InputError(
+            f"element {names} was not seen in training (known: {known})",
+            index=index,
+            hint="retrain with this element, or remove the structure",
+        )
+
+
 def _chunks(n, size):
     return [(start, min(start + size, n)) for start in range(0, n, size)]
 
@@ -86,22 +101,12 @@ class BaseDescriptor(TransformerMixin, BaseEstimator):
         if not self._uses_species:
             return
         allowed = set(self.species_)
-        from ase.data import chemical_symbols
-
         for i, r in enumerate(records):
             if not is_atoms(r):
                 raise InputError(
                     f"{type(self).__name__} needs ase.Atoms, got {type(r).__name__}", index=i
                 )
-            unknown = set(int(z) for z in np.unique(r.numbers)) - allowed
-            if unknown:
-                names = ", ".join(chemical_symbols[z] for z in sorted(unknown))
-                known = ", ".join(chemical_symbols[z] for z in sorted(allowed))
-                raise InputError(
-                    f"element {names} was not seen in training (known: {known})",
-                    index=i,
-                    hint="retrain with this element or remove the structure",
-                )
+            check_known_species(r.numbers, allowed, i)
 
     def fit(self, X, y=None):
         """Learn the species (unless given) and the output size; returns self."""

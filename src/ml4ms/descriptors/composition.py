@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..structures import is_atoms
-from .base import GlobalDescriptor, as_records
+from .base import GlobalDescriptor, as_records, check_known_species
 from .elements import PROPERTIES, Z_MAX, property_table
 
 #: Statistics computed for every property, in feature order.
@@ -228,20 +228,9 @@ class CompositionFeatures(GlobalDescriptor):
         return sorted(found)
 
     def _check_species(self, records, comps=None):
-        from ase.data import chemical_symbols
-
         comps = self._compositions(records) if comps is None else comps
-        allowed = set(self.species_)
         for k, (numbers, _) in enumerate(comps):
-            unknown = set(int(z) for z in numbers) - allowed
-            if unknown:
-                names = ", ".join(chemical_symbols[z] for z in sorted(unknown))
-                known = ", ".join(chemical_symbols[z] for z in sorted(allowed))
-                raise InputError(
-                    f"element {names} was not seen in training (known: {known})",
-                    index=k,
-                    hint="retrain with this element, or pass species=[...] that includes it",
-                )
+            check_known_species(numbers, self.species_, k)
         return comps
 
     def _fit_extra(self, records):
