@@ -324,3 +324,47 @@ def test_nvt_and_npt_run(trained, frames):
 
     with pytest.raises(InputError):
         run_md(atoms, NeuralPotentialCalculator(trained[0]), ensemble="nph", steps=5)
+
+
+def test_precomputed_jacobians_match_autograd_forces(frames):
+    from ml4ms.potentials.precompute import JacobianSet
+
+    mixed = frames[:4] + [a for a in load("tio2", "train").records[:60] if len(a) > 12][:2]
+    energies, forces = labels_of(mixed)
+    for model in (NeuralPotential(hidden=(5,), descriptor_params=SMALL, seed=2),
+                  NeuralPotential(descriptor="acsf", hidden=(5,), seed=2,
+                                  descriptor_params={"r_cut": 4.5, "g2": [[0.5, 0.0]],
+                                                     "g4": [[0.01, 1.0, 1.0], [0.01, 2.0, -1.0]]})):
+        model.initialize(mixed, energies)
+        js = JacobianSet(model, mixed, energies, forces, batch_atoms=30, progress=False)
+        assert len(js.blocks) == len({len(a) for a in mixed})
+        groups = js.groups(np.arange(len(mixed)))
+        e, f = js.energies_forces(model, model.torch_parameters(False), groups)
+        ref_e, ref_f = model.predict(mixed)
+        ref_e = ref_e - model.composition(mixed) @ model.reference_energies_
+        for (blk, _, where), eg, fg in zip(groups, e, f):
+            np.testing.assert_allclose(eg.detach().numpy(), ref_e[where], rtol=1e-10, atol=1e-10)
+            for k, w in enumerate(where):
+                np.testing.assert_allclose(fg[k].detach().numpy(), ref_f[w], atol=1e-5)
+
+
+def test_precomputed_training_follows_direct_training(frames):
+    runs = []
+    for precompute in (False, True):
+        model, history = train_potential(NeuralPotential(hidden=(6,), descriptor_params=SMALL), frames,
+                                         **dict(TRAIN, epochs=3), precompute=precompute)
+        runs.append((model, history))
+    (m0, h0), (m1, h1) = runs
+    for a, b in zip(h0, h1):  # float32 Jacobians: equal to ~1e-6 relative
+        assert abs(a["val_loss"] - b["val_loss"]) <= 1e-4 * b["val_loss"]
+    for la, lb in zip(m0.weights_, m1.weights_):
+        for wa, wb in zip(la, lb):
+            np.testing.assert_allclose(wa, wb, atol=1e-4)
+
+
+def test_plateau_schedule_lowers_learning_rate(frames):
+    _, history = train_potential(NeuralPotential(hidden=(4,), descriptor_params=SMALL), frames,
+                                 **dict(TRAIN, epochs=6, learning_rate=0.5), lr_schedule="plateau",
+                                 lr_patience=1, lr_decay=0.5, patience=100)
+    lrs = [h["lr"] for h in history]
+    assert lrs[0] == 0.5 and min(lrs) < 0.5 and all(b <= a for a, b in zip(lrs, lrs[1:]))

@@ -96,15 +96,15 @@ def run_eval(args):
     from ..outputs import write_json
     from ..plots import parity_plot
     from ..potentials.io import load_potential
-    from ..potentials.train import evaluate_errors, labels_of
+    from ..potentials.train import evaluate_errors, labels_of, predict_potential
 
-    model = load_potential(args.model)
-    if isinstance(model, list):
-        model = model[0]
+    model = load_potential(args.model)  # a committee (list) is scored by its mean
     frames, source = _structures(args.data)
     energies, forces = labels_of(frames, source)
-    out = evaluate_errors(model, frames, energies, forces)
-    pred_e, pred_f = model.predict(frames, forces=True)
+    pred_e, pred_f = predict_potential(model, frames)
+    out = evaluate_errors(model, frames, energies, forces, predictions=(pred_e, pred_f))
+    if isinstance(model, list):
+        out["committee_members"] = len(model)
     n = np.array([len(a) for a in frames])
     plot = args.plot or _beside(args.json, "parity_potential.png", "_parity.png")
     base = os.path.splitext(plot)[0]

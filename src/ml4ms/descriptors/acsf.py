@@ -370,7 +370,7 @@ def _as_param_array(params, width, name):
 
 
 def acsf_features(positions, species_index, cell, i, j, shifts, *, n_species, r_cut,
-                  g2=(), g3=(), g4=(), g5=(), g1=True, strain=None, structure=None):
+                  g2=(), g3=(), g4=(), g5=(), g1=True, strain=None, structure=None, vectors=None):
     """Behler–Parrinello symmetry functions of every atom (pure PyTorch).
 
     Parameters
@@ -396,6 +396,10 @@ def acsf_features(positions, species_index, cell, i, j, shifts, *, n_species, r_
         ``cell`` of shape (n_atoms, 3, 3)): the non-decreasing structure
         index of every atom (see :func:`batch_tensors`). Only used to keep
         the internal pair lookup table small.
+    vectors : torch.Tensor (n_pairs, 3), optional
+        The pair vectors themselves (as :func:`chebyshev_features`); the
+        G4 pair table is then not used, so every atom's features depend
+        only on its own pairs.
 
     Returns
     -------
@@ -412,7 +416,7 @@ def acsf_features(positions, species_index, cell, i, j, shifts, *, n_species, r_
     n_rad = int(bool(g1)) + len(g2) + len(g3)
     n_ang = len(g4) + len(g5)
 
-    D = pair_vectors(positions, cell, i, j, shifts, strain)
+    D = pair_vectors(positions, cell, i, j, shifts, strain) if vectors is None else vectors
     r2 = (D * D).sum(1)
     r = torch.sqrt(r2)
     keep = r < r_cut
@@ -439,7 +443,8 @@ def acsf_features(positions, species_index, cell, i, j, shifts, *, n_species, r_
         blocks.append(out.reshape(n_atoms, n_species * n_rad))
     if n_ang:
         etas = sorted({float(e) for e in g4[:, 0]})
-        table = _pair_table(r2, fc, i, j, shifts, n_atoms, etas, structure) if len(g4) else None
+        use_table = len(g4) and vectors is None
+        table = _pair_table(r2, fc, i, j, shifts, n_atoms, etas, structure) if use_table else None
         blocks.append(_acsf_angular(D, r2, fc, i, species_index[j], n_atoms, n_species, r_cut, g4, g5, table))
     if not blocks:
         return torch.zeros(n_atoms, 0, dtype=dt)

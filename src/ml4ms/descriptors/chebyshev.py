@@ -79,7 +79,7 @@ def chebyshev_polynomials(x, order):
 
 
 def chebyshev_features(positions, species_index, cell, i, j, shifts, *, radial_cutoff, radial_order,
-                       angular_cutoff, angular_order, weights=None, strain=None):
+                       angular_cutoff, angular_order, weights=None, strain=None, vectors=None):
     """Artrith–Urban–Ceder Chebyshev features of every atom (pure PyTorch).
 
     Parameters
@@ -98,6 +98,11 @@ def chebyshev_features(positions, species_index, cell, i, j, shifts, *, radial_c
         Weight of each species for the second channel (see
         :func:`type_weights`); ``None`` gives the unweighted channel only.
     strain : torch.Tensor (3, 3), optional
+    vectors : torch.Tensor (n_pairs, 3), optional
+        The pair vectors themselves (then ``positions`` only gives the atom
+        count and dtype); atom *a*'s features depend only on the pairs with
+        ``i == a``, so the gradient with respect to ``vectors`` holds every
+        per-atom Jacobian (see :mod:`ml4ms.potentials.precompute`).
 
     Returns
     -------
@@ -107,7 +112,7 @@ def chebyshev_features(positions, species_index, cell, i, j, shifts, *, radial_c
     n_atoms = positions.shape[0]
     dt = positions.dtype
     nr, na = int(radial_order) + 1, int(angular_order) + 1
-    D = pair_vectors(positions, cell, i, j, shifts, strain)
+    D = pair_vectors(positions, cell, i, j, shifts, strain) if vectors is None else vectors
     r2 = (D * D).sum(1)
     r = torch.sqrt(r2)
     w = None

@@ -126,18 +126,23 @@ class NeuralPotential(BaseEstimator):
                 raise InputError(f"element Z={sorted(bad)[0]} is not among the potential's species {self.species_}",
                                  index=k, hint="train a potential that includes it")
 
-    def features(self, t, strain=None):
-        """Raw descriptor (n_atoms, n_features) of batched tensors ``t`` (differentiable)."""
+    def features(self, t, strain=None, vectors=None):
+        """Raw descriptor (n_atoms, n_features) of batched tensors ``t`` (differentiable).
+
+        ``vectors`` (n_pairs, 3) replaces the pair vectors computed from the
+        positions (see :mod:`ml4ms.potentials.precompute`).
+        """
         s = self.descriptor_settings()
         args = (t["positions"], t["species_index"], t["cell"], t["i"], t["j"], t["shifts"])
         if self.descriptor == "chebyshev":
             weights = type_weights(len(self.species_)) if len(self.species_) > 1 else None
             return chebyshev_features(*args, radial_cutoff=float(s["radial_cutoff"]),
                                       radial_order=int(s["radial_order"]), angular_cutoff=float(s["angular_cutoff"]),
-                                      angular_order=int(s["angular_order"]), weights=weights, strain=strain)
+                                      angular_order=int(s["angular_order"]), weights=weights, strain=strain,
+                                      vectors=vectors)
         return acsf_features(*args, n_species=len(self.species_), r_cut=float(s["r_cut"]), g2=s.get("g2", ()),
                              g3=s.get("g3", ()), g4=s.get("g4", ()), g5=s.get("g5", ()), g1=s.get("g1", True),
-                             strain=strain, structure=t.get("structure"))
+                             strain=strain, structure=t.get("structure"), vectors=vectors)
 
     def fit(self, frames, energies=None, forces=None, **train_kwargs):
         """Train on structures with energies and forces; see :func:`~ml4ms.potentials.train.train_potential`.
@@ -232,26 +237,29 @@ class NeuralPotential(BaseEstimator):
         self.weights_ = [[p.detach().double().numpy().copy() for p in layers] for layers in params]
         return self
 
-    def atomic_energies(self, t, params, strain=None):
-        """Atomic energies (n_atoms,) of batched tensors ``t`` (differentiable)."""
+    def network_energies(self, X, species_index, params):
+        """Atomic energies above the reference energies (n_atoms,) from raw features ``X`` (differentiable)."""
         torch = _torch()
-        dt = torch_dtype(self.dtype)
-        X = self.features(t, strain)
-        sidx = t["species_index"]
-        out = torch.zeros(X.shape[0], dtype=dt)
-        mean = torch.as_tensor(self.feature_mean_, dtype=dt)
-        std = torch.as_tensor(self.feature_std_, dtype=dt)
-        ref = torch.as_tensor(self.reference_energies_, dtype=dt)
+        mean = torch.as_tensor(self.feature_mean_, dtype=X.dtype)
+        std = torch.as_tensor(self.feature_std_, dtype=X.dtype)
+        out = torch.zeros(X.shape[0], dtype=X.dtype)
         for s, layers in enumerate(params):
-            idx = torch.nonzero(sidx == s).squeeze(1)
+            idx = torch.nonzero(species_index == s).squeeze(1)
             if idx.numel() == 0:
                 continue
             h = (X[idx] - mean[s]) / std[s]
             for k in range(0, len(layers) - 2, 2):
                 h = torch.tanh(h @ layers[k] + layers[k + 1])
-            e = (h @ layers[-2] + layers[-1]).squeeze(1) * self.energy_scale_ + ref[s]
-            out = out.index_put((idx,), e)
+            out = out.index_put((idx,), (h @ layers[-2] + layers[-1]).squeeze(1) * self.energy_scale_)
         return out
+
+    def atomic_energies(self, t, params, strain=None):
+        """Atomic energies (n_atoms,) of batched tensors ``t`` (differentiable)."""
+        torch = _torch()
+        dt = torch_dtype(self.dtype)
+        sidx = t["species_index"]
+        ref = torch.as_tensor(self.reference_energies_, dtype=dt)
+        return self.network_energies(self.features(t, strain), sidx, params) + ref[sidx]
 
     def energies_forces(self, t, params, *, forces=True, stress=False, create_graph=False):
         """Energies (n_structures,), forces (n_atoms, 3) and virials dE/dε (n_structures, 3, 3) as tensors.

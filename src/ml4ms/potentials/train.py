@@ -25,6 +25,7 @@ import numpy as np
 from ..descriptors.acsf import _torch, torch_dtype
 from ..errors import InputError
 from ..outputs import write_bytes, write_json
+from .precompute import JacobianSet
 
 STATE = "state.json"
 OPTIMIZER = "optimizer.npz"
@@ -67,9 +68,22 @@ def _rmse(x):
     return float(np.sqrt(np.mean(np.square(x)))) if len(x) else float("nan")
 
 
-def evaluate_errors(model, frames, energies, forces, batch_atoms=2000):
-    """RMSE/MAE of energies per atom (meV/atom) and force components (eV/Å)."""
-    pred_e, pred_f = model.predict(frames, forces=True, batch_atoms=batch_atoms)
+def predict_potential(model, frames, batch_atoms=2000):
+    """Energies (n_frames,) and force arrays of a potential, or the mean of a committee (a list)."""
+    models = list(model) if isinstance(model, (list, tuple)) else [model]
+    runs = [m.predict(frames, forces=True, batch_atoms=batch_atoms) for m in models]
+    energies = np.mean([e for e, _ in runs], axis=0)
+    forces = [np.mean([f[k] for _, f in runs], axis=0) for k in range(len(frames))]
+    return energies, forces
+
+
+def evaluate_errors(model, frames, energies, forces, batch_atoms=2000, predictions=None):
+    """RMSE/MAE of energies per atom (meV/atom) and force components (eV/Å).
+
+    ``model`` may be a committee (a list: its mean is scored); ``predictions``
+    (energies, forces) skips the prediction.
+    """
+    pred_e, pred_f = predictions or predict_potential(model, frames, batch_atoms)
     n = np.array([len(a) for a in frames])
     de = (pred_e - np.asarray(energies)) / n
     df = np.concatenate([(p - f).ravel() for p, f in zip(pred_f, forces)]) if frames else np.zeros(0)
@@ -121,7 +135,8 @@ def _load_optimizer(folder, optimizer, params):
 def train_potential(model, frames, energies=None, forces=None, *, epochs=100, batch_size=8, learning_rate=1e-3,
                     lr_decay=0.98, min_learning_rate=1e-5, energy_weight=1.0, force_weight=0.1,
                     valid_fraction=0.1, patience=20, seed=0, max_energy_per_atom=None, atomic_energies=None,
-                    checkpoint_dir=None, time_limit=None, progress=True, source="data", threads=1):
+                    checkpoint_dir=None, time_limit=None, progress=True, source="data", threads=1,
+                    precompute=True, lr_schedule="exponential", lr_patience=10):
     """Train ``model`` (a :class:`NeuralPotential`) on structures with energies and forces.
 
     Parameters
@@ -134,7 +149,12 @@ def train_potential(model, frames, energies=None, forces=None, *, epochs=100, ba
     epochs, batch_size : int
         Passes over the training split; structures per Adam step.
     learning_rate, lr_decay, min_learning_rate : float
-        Adam step size, multiplied by ``lr_decay`` after each epoch (not below the minimum).
+        Adam step size, multiplied by ``lr_decay`` (not below the minimum)
+        after each epoch (``lr_schedule="exponential"``) or after
+        ``lr_patience`` epochs without a better validation loss
+        (``lr_schedule="plateau"``).
+    lr_schedule : {"exponential", "plateau"}
+    lr_patience : int
     energy_weight, force_weight : float
         Loss weights of the energy-per-atom and force-component squared errors.
         ``force_weight=0`` trains on energies only (faster: no second derivatives).
@@ -160,6 +180,12 @@ def train_potential(model, frames, energies=None, forces=None, *, epochs=100, ba
         torch intra-op threads during training (restored afterwards); ``None``
         keeps the current setting. Batches of a few hundred atoms gain little
         from threads, and on a shared machine spin-waiting threads can be ~50x slower.
+    precompute : bool, default True
+        Compute the descriptor and its position Jacobian of every structure
+        once (:class:`~ml4ms.potentials.precompute.JacobianSet`) and train
+        through the networks only: several times faster, at the memory of
+        the Jacobians (float32, ``Σ n_atoms² × n_features × 3`` numbers).
+        ``False`` differentiates through the descriptor at every step.
 
     Returns
     -------
@@ -176,14 +202,15 @@ def train_potential(model, frames, energies=None, forces=None, *, epochs=100, ba
     try:
         return _train(model, frames, energies, forces, epochs, batch_size, learning_rate, lr_decay,
                       min_learning_rate, energy_weight, force_weight, valid_fraction, patience, seed,
-                      max_energy_per_atom, atomic_energies, checkpoint_dir, time_limit, progress, source)
+                      max_energy_per_atom, atomic_energies, checkpoint_dir, time_limit, progress, source,
+                      precompute, lr_schedule, lr_patience)
     finally:
         torch.set_num_threads(previous)
 
 
 def _train(model, frames, energies, forces, epochs, batch_size, learning_rate, lr_decay, min_learning_rate,
            energy_weight, force_weight, valid_fraction, patience, seed, max_energy_per_atom, atomic_energies,
-           checkpoint_dir, time_limit, progress, source):
+           checkpoint_dir, time_limit, progress, source, precompute, lr_schedule, lr_patience):
     torch = _torch()
     from tqdm.auto import tqdm
 
@@ -201,6 +228,8 @@ def _train(model, frames, energies, forces, epochs, batch_size, learning_rate, l
             raise InputError(f"{name} must be a positive integer, got {v!r}")
     if not 0 <= valid_fraction < 1:
         raise InputError(f"valid_fraction must be in [0, 1), got {valid_fraction!r}")
+    if lr_schedule not in ("exponential", "plateau"):
+        raise InputError(f"unknown lr_schedule {lr_schedule!r}", hint="use 'exponential' or 'plateau'")
     keep = np.arange(len(frames))
     if max_energy_per_atom is not None:
         if atomic_energies is None:
@@ -261,6 +290,27 @@ def _train(model, frames, energies, forces, epochs, batch_size, learning_rate, l
         f_ref = torch.as_tensor(np.concatenate([forces[k] for k in indices]), dtype=dt)
         return t, e_ref, f_ref, torch.as_tensor(counts, dtype=dt)
 
+    jac = None
+    if precompute:
+        used = np.concatenate([train_idx, val_idx])
+        jac = JacobianSet(model, [frames[k] for k in used], energies[used], [forces[k] for k in used],
+                          progress=progress)
+        position = np.empty(len(frames), dtype=np.int64)
+        position[used] = np.arange(len(used))
+
+    def errors(idx, use_f, create_graph):
+        """Energy errors per atom (b,) and force errors (flattened) of a batch."""
+        if jac is None:
+            t, e_ref, f_ref, n = batch(idx)
+            e, F, _ = model.energies_forces(t, params, forces=use_f, create_graph=create_graph)
+            return (e - e_ref) / n, (F - f_ref if use_f else None)
+        groups = jac.groups(position[idx])
+        e, F = jac.energies_forces(model, params, groups, forces=use_f, create_graph=create_graph)
+        de = torch.cat([(ei - jac.residual[position[idx][w]]) / blk["n"] for (blk, _, w), ei in zip(groups, e)])
+        df = torch.cat([(Fi - blk["forces"][slots]).reshape(-1) for (blk, slots, _), Fi in zip(groups, F)]) \
+            if use_f else None
+        return de, df
+
     def run_epoch(indices, train):
         se_e = se_f = 0.0
         n_e = n_f = 0
@@ -268,14 +318,11 @@ def _train(model, frames, energies, forces, epochs, batch_size, learning_rate, l
             if train and b0 and time_limit is not None and time.time() - t_start > time_limit:
                 break  # out of time: this partial epoch is the last
             idx = indices[b0:b0 + batch_size]
-            t, e_ref, f_ref, n = batch(idx)
             use_f = force_weight > 0 or not train
-            e, F, _ = model.energies_forces(t, params, forces=use_f, create_graph=train and force_weight > 0)
-            de = (e - e_ref) / n
+            de, df = errors(idx, use_f, train and force_weight > 0)
             loss_e = (de ** 2).mean()
             loss = energy_weight * loss_e
             if use_f:
-                df = F - f_ref
                 loss_f = (df ** 2).mean()
                 loss = loss + force_weight * loss_f
                 se_f += float(loss_f.detach()) * df.numel()
@@ -324,7 +371,8 @@ def _train(model, frames, energies, forces, epochs, batch_size, learning_rate, l
             history.append({"epoch": epoch, "lr": lr, "train_energy_rmse": tr_e, "train_force_rmse": tr_f,
                             "val_energy_rmse": va_e, "val_force_rmse": va_f, "val_loss": float(val_loss),
                             "seconds": time.time() - t0})
-            lr = max(lr * lr_decay, min_learning_rate)
+            if lr_schedule == "exponential" or (stale and stale % lr_patience == 0):
+                lr = max(lr * lr_decay, min_learning_rate)
             last_val = f"E {va_e:.2f} meV/atom F {va_f:.3f} eV/Å"
             if checkpoint_dir:
                 _save_checkpoint(checkpoint_dir, model, best, optimizer, params, {
@@ -346,7 +394,7 @@ def _train(model, frames, energies, forces, epochs, batch_size, learning_rate, l
 #: keys of the ``[training]`` table of a potential config
 TRAIN_KEYS = ("epochs", "batch_size", "learning_rate", "lr_decay", "min_learning_rate", "energy_weight",
               "force_weight", "valid_fraction", "patience", "seed", "max_energy_per_atom", "atomic_energies",
-              "time_limit", "threads")
+              "time_limit", "threads", "precompute", "lr_schedule", "lr_patience")
 MODEL_KEYS = ("descriptor", "hidden", "dtype", "seed")
 
 

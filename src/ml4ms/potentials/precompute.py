@@ -1,0 +1,157 @@
+r"""Descriptors and their position Jacobians computed once, for fast training on forces.
+
+A potential's descriptor does not change while its networks train, so the
+features :math:`X_a` of every training atom and their Jacobians
+:math:`J_{a f b} = \partial X_{a f} / \partial \mathbf r_b` can be computed
+once. Forces then follow by the chain rule through the (small) networks
+only,
+
+.. math::
+
+    \mathbf F_b = -\sum_{a, f} \frac{\partial E}{\partial X_{a f}} J_{a f b},
+
+so an epoch costs a network pass and one small matrix product per
+structure instead of a second-order pass through the descriptor (about 5×
+faster on the ænet TiO2 set).
+
+The Jacobians come from reverse-mode autograd on the pair vectors
+:math:`\mathbf D_p = \mathbf r_{j_p} - \mathbf r_{i_p}` (+ cell shift):
+atom *a*'s features depend only on the pairs with :math:`i_p = a`, so one
+backward pass per feature gives :math:`\partial X_{i_p f}/\partial \mathbf D_p`
+for every pair at once, and :math:`J_{a f b}` collects
+:math:`+\partial X/\partial \mathbf D_p` at :math:`b = j_p` and
+:math:`-\partial X/\partial \mathbf D_p` at :math:`b = a`. Structures are
+stored in groups of equal atom count (dense ``(n, F, n, 3)`` blocks in
+float32), which suits the small periodic cells of DFT training sets: the
+ænet TiO2 training set (6937 cells, 147,740 atoms, 38 features) takes
+about 1.9 GB.
+"""
+
+import numpy as np
+
+from ..descriptors.acsf import _torch, pair_vectors, torch_dtype
+
+
+def _jacobian_chunk(model, frames):
+    """Features (s, n, F) and Jacobians (s, n, F, n, 3) of equal-size structures."""
+    torch = _torch()
+    t = model.tensors(frames)
+    n = len(frames[0])
+    s = len(frames)
+    D = pair_vectors(t["positions"], t["cell"], t["i"], t["j"], t["shifts"]).detach().requires_grad_(True)
+    X = model.features(t, vectors=D)
+    F = X.shape[1]
+    G = torch.empty(F, D.shape[0], 3, dtype=D.dtype)
+    for f in range(F):
+        (G[f],) = torch.autograd.grad(X[:, f].sum(), D, retain_graph=f < F - 1)
+    i, j = t["i"].numpy(), t["j"].numpy()
+    owner = i // n
+    a, b = i - owner * n, j - owner * n
+    rows = torch.from_numpy(owner * n * n + a * n + b)
+    diag = torch.from_numpy(owner * n * n + a * n + a)
+    G = G.permute(1, 0, 2)  # (pairs, F, 3)
+    J = torch.zeros(s * n * n, F, 3, dtype=D.dtype)
+    J.index_add_(0, rows, G)
+    J.index_add_(0, diag, -G)
+    J = J.reshape(s, n, n, F, 3).permute(0, 1, 3, 2, 4)
+    return X.detach().reshape(s, n, F), J.to(torch.float32).contiguous(), t["species_index"].reshape(s, n)
+
+
+class JacobianSet:
+    """Features, Jacobians and labels of many structures, grouped by atom count.
+
+    Parameters
+    ----------
+    model : NeuralPotential
+        Initialised (species and descriptor settings fixed).
+    frames : list of ase.Atoms
+    energies : array-like (n_frames,)
+        Total energies (eV).
+    forces : list of arrays (n_atoms, 3)
+    batch_atoms : int
+        Atoms per Jacobian pass (memory of the pass grows with it).
+    progress : bool
+        tqdm bar over structures.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ase.build import bulk
+    >>> from ml4ms.potentials.model import NeuralPotential
+    >>> a = bulk("MgO", "rocksalt", a=4.2)
+    >>> a.rattle(0.05, seed=1)
+    >>> m = NeuralPotential(hidden=(4,), descriptor_params={"radial_order": 3, "angular_order": 2})
+    >>> m = m.initialize([a], [-10.0])
+    >>> js = JacobianSet(m, [a], [-10.0], [np.zeros((2, 3))], progress=False)
+    >>> e, f = js.energies_forces(m, m.torch_parameters(False), js.groups([0]))
+    >>> bool(np.allclose(f[0].numpy(), m.compute(a)[1]))
+    True
+    """
+
+    def __init__(self, model, frames, energies, forces, batch_atoms=3000, progress=True):
+        from tqdm.auto import tqdm
+
+        torch = _torch()
+        dt = torch_dtype(model.dtype)
+        sizes = np.array([len(a) for a in frames])
+        comp = model.composition(frames)
+        #: energies above the per-element reference energies (eV), what the networks fit
+        self.residual = torch.as_tensor(np.asarray(energies, dtype=float) - comp @ model.reference_energies_,
+                                        dtype=dt)
+        self.n_atoms = torch.as_tensor(sizes, dtype=dt)
+        self.group_of = np.empty(len(frames), dtype=np.int64)
+        self.slot_of = np.empty(len(frames), dtype=np.int64)
+        self.blocks = []
+        bar = tqdm(total=len(frames), desc="descriptor Jacobians", unit="structure", disable=not progress)
+        with torch.enable_grad():
+            for g, n in enumerate(np.unique(sizes)):
+                members = np.flatnonzero(sizes == n)
+                per = max(1, batch_atoms // int(n))
+                Xs, Js, Ss = [], [], []
+                for c0 in range(0, len(members), per):
+                    X, J, S = _jacobian_chunk(model, [frames[k] for k in members[c0:c0 + per]])
+                    Xs.append(X)
+                    Js.append(J)
+                    Ss.append(S)
+                    bar.update(len(members[c0:c0 + per]))
+                F = torch.as_tensor(np.stack([np.asarray(forces[k], dtype=float) for k in members]), dtype=dt)
+                self.blocks.append({"n": int(n), "X": torch.cat(Xs).to(dt), "J": torch.cat(Js),
+                                    "species": torch.cat(Ss), "forces": F})
+                self.group_of[members] = g
+                self.slot_of[members] = np.arange(len(members))
+        bar.close()
+
+    def groups(self, indices):
+        """``[(block, slots, positions_in_indices), ...]`` of a batch of structure indices."""
+        indices = np.asarray(indices, dtype=np.int64)
+        out = []
+        g_of = self.group_of[indices]
+        for g in np.unique(g_of):
+            where = np.flatnonzero(g_of == g)
+            out.append((self.blocks[g], _torch().from_numpy(self.slot_of[indices[where]]), where))
+        return out
+
+    def energies_forces(self, model, params, groups, forces=True, create_graph=False):
+        """Residual energies (per group, (b,)) and forces (per group, (b, n, 3)) of a batch."""
+        torch = _torch()
+        Xs = [blk["X"][slots] for blk, slots, _ in groups]
+        flat = torch.cat([x.reshape(-1, x.shape[-1]) for x in Xs])
+        species = torch.cat([blk["species"][slots].reshape(-1) for blk, slots, _ in groups])
+        if forces:
+            flat = flat.detach().requires_grad_(True)
+        ea = model.network_energies(flat, species, params)
+        energies, start, bounds = [], 0, []
+        for (blk, slots, _), x in zip(groups, Xs):
+            m = x.shape[0] * x.shape[1]
+            energies.append(ea[start:start + m].reshape(x.shape[0], x.shape[1]).sum(1))
+            bounds.append((start, m))
+            start += m
+        if not forces:
+            return energies, None
+        (c,) = torch.autograd.grad(ea.sum(), flat, create_graph=create_graph)
+        out = []
+        for (blk, slots, _), (s0, m) in zip(groups, bounds):
+            b, n = len(slots), blk["n"]
+            J = blk["J"][slots].to(flat.dtype).reshape(b, -1, n * 3)
+            out.append(-(c[s0:s0 + m].reshape(b, 1, -1) @ J).reshape(b, n, 3))
+        return energies, out
