@@ -185,3 +185,27 @@ def test_reverse_mode_forces_and_virial_match_jacobians():
     f_pos, f_eps = torch.autograd.grad(energy, (pos, eps))
     np.testing.assert_allclose(f_pos.numpy(), np.einsum("f,afbx->bx", w, dX), rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(f_eps.numpy(), np.einsum("f,afxy->xy", w, dS), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("n_species", [1, 3])
+def test_analytic_pair_gradients_match_autograd(n_species):
+    import torch
+
+    from ml4ms.descriptors.acsf import batch_tensors, pair_vectors
+    from ml4ms.descriptors.chebyshev import chebyshev_features, chebyshev_pair_gradients
+
+    numbers = [8, 22, 12][:n_species]
+    rng = np.random.default_rng(n_species)
+    atoms = Atoms(numbers=rng.choice(numbers, 9), positions=rng.uniform(0, 5.5, (9, 3)), cell=[5.5, 5.6, 5.4],
+                  pbc=True)
+    species = sorted(set(int(z) for z in atoms.numbers))
+    t = batch_tensors([atoms], 4.5, species)
+    kw = dict(radial_cutoff=4.5, radial_order=7, angular_cutoff=3.5, angular_order=4,
+              weights=type_weights(len(species)) if len(species) > 1 else None)
+    D = pair_vectors(t["positions"], t["cell"], t["i"], t["j"], t["shifts"]).detach().requires_grad_(True)
+    X = chebyshev_features(t["positions"], t["species_index"], t["cell"], t["i"], t["j"], t["shifts"], vectors=D,
+                           **kw)
+    ref = torch.stack([torch.autograd.grad(X[:, f].sum(), D, retain_graph=True)[0] for f in range(X.shape[1])], 1)
+    G = chebyshev_pair_gradients(D.detach(), t["species_index"], t["i"], t["j"], len(atoms), **kw)
+    assert G.shape == ref.shape and float(ref.abs().max()) > 0.1
+    np.testing.assert_allclose(G.numpy(), ref.numpy(), atol=1e-10)

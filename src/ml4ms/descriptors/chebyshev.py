@@ -159,6 +159,97 @@ def chebyshev_features(positions, species_index, cell, i, j, shifts, *, radial_c
     return torch.cat([radial, angular[:, :na], radial_w, angular[:, na:]], 1)
 
 
+
+def chebyshev_derivatives(x, order):
+    """``[T_0'(x), ..., T_order'(x)]`` (``T_n' = n U_{n-1}``) stacked on a new last axis (torch)."""
+    torch = _torch()
+    values = [torch.zeros_like(x)]
+    u_prev, u = torch.zeros_like(x), torch.ones_like(x)  # U_{-1}, U_0
+    for n in range(1, order + 1):
+        values.append(n * u)
+        u_prev, u = u, 2.0 * x * u - u_prev
+    return torch.stack(values, -1)
+
+
+def _cutoff_derivative(r, r_cut):
+    torch = _torch()
+    return torch.where(r < r_cut, -0.5 * (math.pi / r_cut) * torch.sin(r * (math.pi / r_cut)), torch.zeros_like(r))
+
+
+def chebyshev_pair_gradients(vectors, species_index, i, j, n_atoms, *, radial_cutoff, radial_order, angular_cutoff,
+                             angular_order, weights=None):
+    r"""Analytic ``dX_{i_p} / dD_p`` of :func:`chebyshev_features` for every pair *p* (no autograd).
+
+    Atom *a*'s features depend only on its own pair vectors ``D_p``
+    (``i_p = a``): radial terms through :math:`|D_p|`, angular terms through
+    :math:`\cos\theta_{pq} = \hat D_p \cdot \hat D_q` and the cutoff factors.
+    One pass gives every derivative, where reverse-mode autograd needs one
+    pass per feature.
+
+    Parameters
+    ----------
+    vectors : torch.Tensor (n_pairs, 3)
+        Pair vectors (from :func:`~ml4ms.descriptors.acsf.pair_vectors`).
+    species_index, i, j, n_atoms, radial_cutoff, radial_order, angular_cutoff, angular_order, weights
+        As :func:`chebyshev_features`.
+
+    Returns
+    -------
+    torch.Tensor (n_pairs, n_features, 3)
+        In the feature layout of :func:`chebyshev_features`.
+    """
+    torch = _torch()
+    D = vectors
+    dt = D.dtype
+    nr, na = int(radial_order) + 1, int(angular_order) + 1
+    n_ch = 1 if weights is None else 2
+    G = torch.zeros(D.shape[0], n_ch * (nr + na), 3, dtype=dt)
+    r = torch.sqrt((D * D).sum(1))
+    w = None
+    if weights is not None:
+        w = torch.as_tensor(np.asarray(weights, dtype=float), dtype=dt)[species_index[j]]
+    # feature columns: [radial, angular] or [radial, angular, radial_w, angular_w]
+    rad_cols = [0] + ([nr + na] if w is not None else [])
+    ang_cols = [nr] + ([2 * nr + na] if w is not None else [])
+
+    keep = torch.nonzero(r < radial_cutoff).squeeze(1)
+    rk = r[keep]
+    x = 2.0 * rk / radial_cutoff - 1.0
+    g = (chebyshev_derivatives(x, nr - 1) * (2.0 / radial_cutoff) * cosine_cutoff(rk, radial_cutoff)[:, None]
+         + chebyshev_polynomials(x, nr - 1) * _cutoff_derivative(rk, radial_cutoff)[:, None])
+    u = D[keep] / rk[:, None]
+    G[keep, rad_cols[0]:rad_cols[0] + nr] = g[:, :, None] * u[:, None, :]
+    if w is not None:
+        G[keep, rad_cols[1]:rad_cols[1] + nr] = (g * w[keep][:, None])[:, :, None] * u[:, None, :]
+
+    keep = torch.nonzero(r < angular_cutoff).squeeze(1)
+    Da, ra, ia = D[keep], r[keep], i[keep]
+    fa = cosine_cutoff(ra, angular_cutoff)
+    dfa = _cutoff_derivative(ra, angular_cutoff)
+    channels = [(fa, dfa)] + ([(fa * w[keep], dfa * w[keep])] if w is not None else [])
+    for c0, c1, pairs, M, slot, _ in center_blocks(ia.numpy(), n_atoms, per_element=4 * na + 8):
+        b = c1 - c0
+        if M < 2:
+            continue
+        slot_t = torch.from_numpy(slot)
+        pairs_t = torch.from_numpy(pairs)
+        rr = padded(ra[pairs_t], slot_t, b, M, 1.0)
+        U = padded(Da[pairs_t], slot_t, b, M) / rr[:, :, None]
+        cos = (U @ U.transpose(1, 2)).clamp(-1.0, 1.0)
+        off = 1.0 - torch.eye(M, dtype=dt)
+        T = chebyshev_polynomials(cos, na - 1)
+        Tp = chebyshev_derivatives(cos, na - 1)
+        rows = keep[pairs_t]
+        for col, (f, df) in zip(ang_cols, channels):
+            fp, dfp = padded(f[pairs_t], slot_t, b, M), padded(df[pairs_t], slot_t, b, M)
+            fk = fp[:, None, :] * off  # (b, j, k): f_k, zero on j == k
+            A = Tp * fk[..., None]  # (b, j, k, n)
+            B = T * fk[..., None]
+            term = torch.einsum("bjkn,bkx->bjnx", A, U) - (A * cos[..., None]).sum(2)[..., None] * U[:, :, None, :]
+            Gb = (fp / rr)[:, :, None, None] * term + (dfp[:, :, None] * B.sum(2))[..., None] * U[:, :, None, :]
+            G[rows, col:col + na] = Gb.reshape(b * M, na, 3)[slot_t]
+    return G
+
 class Chebyshev(BatchedLocal):
     """Artrith–Urban–Ceder Chebyshev descriptor, per atom; size independent of species.
 

@@ -25,7 +25,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from ..descriptors.acsf import DEFAULT_G2, DEFAULT_G4, _torch, acsf_features, batch_tensors, torch_dtype
-from ..descriptors.chebyshev import chebyshev_features, type_weights
+from ..descriptors.chebyshev import chebyshev_features, chebyshev_pair_gradients, type_weights
 from ..errors import InputError
 
 #: descriptor settings of the ænet TiO2 workshop fit set003
@@ -143,6 +143,32 @@ class NeuralPotential(BaseEstimator):
         return acsf_features(*args, n_species=len(self.species_), r_cut=float(s["r_cut"]), g2=s.get("g2", ()),
                              g3=s.get("g3", ()), g4=s.get("g4", ()), g5=s.get("g5", ()), g1=s.get("g1", True),
                              strain=strain, structure=t.get("structure"), vectors=vectors)
+
+    def pair_gradients(self, t, vectors):
+        """Features (n_atoms, F) and ``dX_{i_p}/dD_p`` (n_pairs, F, 3) at the pair vectors ``vectors``.
+
+        Chebyshev: analytic (:func:`~ml4ms.descriptors.chebyshev.chebyshev_pair_gradients`);
+        ACSF: one reverse-mode pass per feature.
+        """
+        torch = _torch()
+        D = vectors.detach()
+        if self.descriptor == "chebyshev":
+            s = self.descriptor_settings()
+            with torch.no_grad():
+                X = self.features(t, vectors=D)
+            weights = type_weights(len(self.species_)) if len(self.species_) > 1 else None
+            G = chebyshev_pair_gradients(D, t["species_index"], t["i"], t["j"], X.shape[0],
+                                         radial_cutoff=float(s["radial_cutoff"]), radial_order=int(s["radial_order"]),
+                                         angular_cutoff=float(s["angular_cutoff"]),
+                                         angular_order=int(s["angular_order"]), weights=weights)
+            return X, G
+        D = D.requires_grad_(True)
+        with torch.enable_grad():
+            X = self.features(t, vectors=D)
+            G = torch.empty(D.shape[0], X.shape[1], 3, dtype=D.dtype)
+            for f in range(X.shape[1]):
+                (G[:, f],) = torch.autograd.grad(X[:, f].sum(), D, retain_graph=f < X.shape[1] - 1)
+        return X.detach(), G
 
     def fit(self, frames, energies=None, forces=None, **train_kwargs):
         """Train on structures with energies and forces; see :func:`~ml4ms.potentials.train.train_potential`.

@@ -14,11 +14,13 @@ so an epoch costs a network pass and one small matrix product per
 structure instead of a second-order pass through the descriptor (about 5×
 faster on the ænet TiO2 set).
 
-The Jacobians come from reverse-mode autograd on the pair vectors
-:math:`\mathbf D_p = \mathbf r_{j_p} - \mathbf r_{i_p}` (+ cell shift):
-atom *a*'s features depend only on the pairs with :math:`i_p = a`, so one
-backward pass per feature gives :math:`\partial X_{i_p f}/\partial \mathbf D_p`
-for every pair at once, and :math:`J_{a f b}` collects
+The Jacobians are assembled from the derivatives with respect to the pair
+vectors :math:`\mathbf D_p = \mathbf r_{j_p} - \mathbf r_{i_p}` (+ cell
+shift): atom *a*'s features depend only on the pairs with :math:`i_p = a`,
+so :math:`\partial X_{i_p f}/\partial \mathbf D_p` of every pair
+(:meth:`~ml4ms.potentials.model.NeuralPotential.pair_gradients`: analytic
+for Chebyshev, one reverse-mode pass per feature for ACSF) holds them all,
+and :math:`J_{a f b}` collects
 :math:`+\partial X/\partial \mathbf D_p` at :math:`b = j_p` and
 :math:`-\partial X/\partial \mathbf D_p` at :math:`b = a`. Structures are
 stored in groups of equal atom count (dense ``(n, F, n, 3)`` blocks in
@@ -38,18 +40,14 @@ def _jacobian_chunk(model, frames):
     t = model.tensors(frames)
     n = len(frames[0])
     s = len(frames)
-    D = pair_vectors(t["positions"], t["cell"], t["i"], t["j"], t["shifts"]).detach().requires_grad_(True)
-    X = model.features(t, vectors=D)
+    D = pair_vectors(t["positions"], t["cell"], t["i"], t["j"], t["shifts"])
+    X, G = model.pair_gradients(t, D)  # (n_atoms, F), (pairs, F, 3)
     F = X.shape[1]
-    G = torch.empty(F, D.shape[0], 3, dtype=D.dtype)
-    for f in range(F):
-        (G[f],) = torch.autograd.grad(X[:, f].sum(), D, retain_graph=f < F - 1)
     i, j = t["i"].numpy(), t["j"].numpy()
     owner = i // n
     a, b = i - owner * n, j - owner * n
     rows = torch.from_numpy(owner * n * n + a * n + b)
     diag = torch.from_numpy(owner * n * n + a * n + a)
-    G = G.permute(1, 0, 2)  # (pairs, F, 3)
     J = torch.zeros(s * n * n, F, 3, dtype=D.dtype)
     J.index_add_(0, rows, G)
     J.index_add_(0, diag, -G)
