@@ -92,3 +92,12 @@ def test_features_constant_up_to_rounding_are_not_amplified():
     Z = X[:3].copy()
     Z[:, 3] = 0.3 + 1e-13
     np.testing.assert_allclose(m.predict(Z), m.predict(X[:3]), atol=1e-6)
+
+
+def test_auto_width_does_not_depend_on_row_order():
+    from ml4ms.models.kernel import median_distance
+
+    X = np.random.default_rng(0).normal(size=(700, 4))
+    perm = np.random.default_rng(1).permutation(len(X))
+    for kernel in ("gaussian", "laplacian"):
+        assert median_distance(X, kernel) == median_distance(X[perm], kernel)

@@ -236,7 +236,7 @@ def test_config_and_bad_input():
     from ml4ms.errors import InputError
 
     m, kw = read_config(os.path.join(os.path.dirname(__file__), "..", "configs", "tio2_potential.toml"))
-    assert m.hidden == [40, 40] and kw["max_energy_per_atom"] == 1.0 and kw["atomic_energies"]["Ti"] < 0
+    assert m.hidden == [64, 64] and kw["max_energy_per_atom"] == 1.0 and kw["atomic_energies"]["Ti"] < 0
     with pytest.raises(InputError):
         read_config(doc={"training": {"epoch": 3}})
     with pytest.raises(InputError):

@@ -12,8 +12,11 @@ from ..errors import InputError
 REGRESSORS = {
     "krr": "ml4ms.models.kernel:KernelRidge",
     "committee": "ml4ms.models.committee:CommitteeRegressor",
+    "ensemble": "ml4ms.models.ensemble:EnsembleRegressor",
+    "gp": "ml4ms.models.gp:GaussianProcessRegressor",
     "ridge": "sklearn.linear_model:Ridge",
     "lasso": "sklearn.linear_model:Lasso",
+    "bayesian_ridge": "sklearn.linear_model:BayesianRidge",
 }
 
 

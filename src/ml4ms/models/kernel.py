@@ -75,11 +75,15 @@ def kernel_from_base(base, kernel, gamma=1.0, zeta=2):
 
 
 def median_distance(X, kernel, n_sample=500, seed=0):
-    """Median pairwise distance (L1 for laplacian, squared L2 for gaussian) on a subsample."""
+    """Median pairwise distance (L1 for laplacian, squared L2 for gaussian) on a subsample.
+
+    The subsample is drawn from the rows in lexicographic order, so the
+    result does not depend on the order of the training rows.
+    """
     X = np.asarray(X, dtype=float)
     rng = np.random.default_rng(seed)
     if len(X) > n_sample:
-        X = X[rng.choice(len(X), n_sample, replace=False)]
+        X = X[np.lexsort(X.T[::-1])][np.sort(rng.choice(len(X), n_sample, replace=False))]
     metric = "cityblock" if kernel == "laplacian" else "sqeuclidean"
     d = cdist(X, X, metric)[np.triu_indices(len(X), 1)]
     d = d[d > 0]
