@@ -12,6 +12,7 @@ from ml4ms.workflow import fit, predict
 # small settings per descriptor, and the data it suits
 SETTINGS = {
     "soap": ("qm7", {"r_cut": 4.0, "n_max": 3, "l_max": 2}),
+    "local_kernel": ("qm7", {"descriptor": {"name": "soap", "r_cut": 4.0, "n_max": 3, "l_max": 2}, "n_active": 50}),
     "acsf": ("qm7", {"r_cut": 4.0}),
     "chebyshev": ("qm7", {"radial_cutoff": 4.0, "radial_order": 6, "angular_order": 3}),
     "coulomb_matrix": ("qm7", {}),

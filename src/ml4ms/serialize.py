@@ -40,6 +40,7 @@ ARRAYS_NAME = "arrays.npz"
 #: scikit-learn classes that may appear in a model file
 SKLEARN_ALLOWED = {
     "sklearn.linear_model._ridge.Ridge",
+    "sklearn.linear_model._bayes.BayesianRidge",
     "sklearn.linear_model._coordinate_descent.Lasso",
     "sklearn.linear_model._coordinate_descent.ElasticNet",
     "sklearn.preprocessing._data.StandardScaler",

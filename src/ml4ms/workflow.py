@@ -256,6 +256,40 @@ def predict(model, meta, data, progress=True):
     return rows
 
 
+def predict_local(model, meta, data, progress=True):
+    """Per-atom contributions of a sum-of-local model: one dict row per atom.
+
+    Rows hold ``structure`` (index), ``id`` (if the records have one),
+    ``atom`` (index within the structure), ``element``, ``pos_x``, ``pos_y``,
+    ``pos_z`` (Å) and one column per target; the contributions of a structure add up to
+    its prediction (see :meth:`~ml4ms.models.structure.StructureRegressor.predict_local`).
+    """
+    from ase.data import chemical_symbols
+
+    records = data.records
+    check_structures(records, source=data.source)
+    if not is_structure_data(data):
+        raise InputError("per-atom contributions need structures, not table rows", source=data.source)
+    try:
+        parts = model.predict_local(records)
+    except InputError as exc:
+        raise InputError(exc.message, source=data.source, index=exc.index, hint=exc.hint) from None
+    rows = []
+    for i, (r, part) in enumerate(zip(records, parts)):
+        part = np.asarray(part).reshape(len(r), -1)
+        rid = record_id(r)
+        for a in range(len(r)):
+            row = {"structure": i}
+            if rid is not None:
+                row["id"] = rid.item() if hasattr(rid, "item") else rid
+            x, y, z = (float(v) for v in r.positions[a])
+            row.update(atom=a, element=chemical_symbols[int(r.numbers[a])], pos_x=x, pos_y=y, pos_z=z)
+            for j, t in enumerate(meta["targets"]):
+                row[t] = float(part[a, j])
+            rows.append(row)
+    return rows
+
+
 def evaluate(model, meta, data, progress=True):
     """Metrics of a fitted model against the labels in ``data``."""
     targets = meta["targets"]

@@ -28,6 +28,8 @@ def add_parsers(sub):
     p.add_argument("model", help="model folder written by 'ml4ms fit'")
     p.add_argument("data")
     p.add_argument("-o", "--output", required=True, metavar="CSV")
+    p.add_argument("--per-atom", metavar="OUT.csv", dest="per_atom_output",
+                   help="also write per-atom contributions (sum-of-local models): CSV, or extxyz for .xyz/.extxyz")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=run_predict)
 
@@ -122,8 +124,39 @@ def run_predict(args):
     model, meta = _load(args.model)
     data = load_data(args.data)
     rows = predict(model, meta, data, progress=not args.quiet)
+    per_atom = getattr(args, "per_atom_output", None)
+    atom_rows = _per_atom_rows(model, meta, data, not args.quiet) if per_atom else None
     write_csv(args.output, rows)
     print(f"{len(rows)} predictions of {', '.join(meta['targets'])} written to {args.output}")
+    if per_atom:
+        _write_per_atom(per_atom, atom_rows, data, meta["targets"])
+        print(f"{len(atom_rows)} per-atom contributions written to {per_atom}")
+
+
+def _per_atom_rows(model, meta, data, progress):
+    from ..workflow import predict_local
+
+    return predict_local(model, meta, data, progress=progress)
+
+
+def _write_per_atom(path, rows, data, targets):
+    """Per-atom rows as CSV, or as extxyz with one per-atom array per target."""
+    from ..outputs import write_csv
+
+    if not path.lower().endswith((".xyz", ".extxyz")):
+        write_csv(path, rows)
+        return
+    import numpy as np
+    from ase.io import write
+
+    frames, k = [], 0
+    for atoms in data.records:
+        frame = atoms.copy()
+        for t in targets:
+            frame.arrays[f"{t}_atomic"] = np.array([rows[k + a][t] for a in range(len(atoms))])
+        k += len(atoms)
+        frames.append(frame)
+    write(path, frames, format="extxyz")
 
 
 def run_evaluate(args):

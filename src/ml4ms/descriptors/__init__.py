@@ -26,6 +26,7 @@ DESCRIPTORS = {
     "chebyshev": "chebyshev:Chebyshev",
     "coulomb_matrix": "coulomb:CoulombMatrix",
     "bag_of_bonds": "coulomb:BagOfBonds",
+    "local_kernel": "local_kernel:LocalKernelFeatures",
 }
 
 

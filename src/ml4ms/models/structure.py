@@ -127,8 +127,65 @@ class StructureRegressor(RegressorMixin, BaseEstimator):
             pred, std = pred[:, 0], std[:, 0]
         return (pred, std) if return_std else pred
 
+    def predict_local(self, X):
+        """Per-atom contributions that add up to :meth:`predict`, one array per structure.
+
+        Needs a sum-of-local model: a descriptor with ``reduce="sum"`` and a
+        ``transform_local`` method (SOAP, ``local_kernel``, ...) and a linear
+        regressor (``coef_``/``intercept_``, or :class:`~ml4ms.models.kernel.KernelRidge`
+        with ``kernel="linear"``). The intercept and a Δ-learning baseline are
+        split evenly over the atoms of a structure.
+
+        Returns
+        -------
+        list of ndarray
+            Shape (n_atoms,) per structure, or (n_atoms, n_targets) for several targets.
+        """
+        check_is_fitted(self, "estimators_")
+        if self.target_transform != "none" or self.per_atom:
+            raise InputError(
+                "per-atom contributions need a model of the raw target (or target minus a baseline)",
+                hint="refit without transform 'log1p' and without per_atom",
+            )
+        if getattr(self.descriptor_, "reduce", None) != "sum" or not hasattr(self.descriptor_, "transform_local"):
+            raise InputError(
+                "per-atom contributions need a per-atom descriptor summed over atoms",
+                hint="use soap or local_kernel with reduce = \"sum\"",
+            )
+        weights = [_linear_weights(est, self.descriptor_.n_features_out_) for est in self.estimators_]
+        W = np.hstack([w for w, _ in weights])
+        b = np.concatenate([c for _, c in weights])
+        records = as_records(X)
+        rows, index = self.descriptor_.transform_local(records)
+        n = len(records)
+        sizes = np.bincount(index, minlength=n).astype(float)
+        contrib = rows @ W + b[None, :] / np.maximum(sizes[index], 1.0)[:, None]
+        if self.baseline:
+            base = self.transform_.inverse(np.zeros(n), records)  # the baseline of each structure
+            contrib += (base / np.maximum(sizes, 1.0))[index][:, None]
+        parts = np.split(contrib, np.cumsum(sizes.astype(int))[:-1])
+        return [p[:, 0] if self._single_ else p for p in parts]
+
     @property
     def has_uncertainty(self):
         """Whether :meth:`predict` can return a standard deviation."""
         check_is_fitted(self, "estimators_")
         return all(_accepts(e.predict, "return_std") for e in self.estimators_)
+
+
+def _linear_weights(est, n_features):
+    """``(W, b)`` with ``predict(X) = X @ W + b`` of a fitted linear regressor, W (n_features, k)."""
+    if hasattr(est, "coef_") and hasattr(est, "intercept_"):
+        W = np.asarray(est.coef_, dtype=float)
+        W = W.reshape(-1, n_features).T if W.ndim > 1 else W.reshape(n_features, 1)
+        return W, np.atleast_1d(np.asarray(est.intercept_, dtype=float)).ravel()
+    if getattr(est, "kernel", None) == "linear" and hasattr(est, "dual_coef_") and hasattr(est, "X_fit_"):
+        dual = np.asarray(est.dual_coef_, dtype=float).reshape(len(est.X_fit_), -1)
+        W = (est.X_fit_.T @ dual) / np.asarray(est.x_scale_)[:, None]
+        b = np.asarray(est.y_mean_, dtype=float).ravel() - np.asarray(est.x_mean_) @ W
+        return W, b
+    raise InputError(
+        f"per-atom contributions need a linear regressor, not {type(est).__name__}"
+        + (f" with kernel '{est.kernel}'" if hasattr(est, "kernel") else ""),
+        hint="use model ridge, bayesian_ridge or krr with kernel = \"linear\"",
+    )
