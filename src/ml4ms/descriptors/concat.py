@@ -21,12 +21,23 @@ class ConcatDescriptor(TransformerMixin, BaseEstimator):
     progress : bool, default True
         Passed on to the parts that show progress bars.
 
+    Attributes
+    ----------
+    descriptors_ : list
+        The fitted parts.
+    blocks_ : list of [str, int, int]
+        ``[name, start, stop]`` of each part's columns in the output (e.g. for
+        the ``blocks`` of :class:`~ml4ms.models.ensemble.EnsembleRegressor`).
+    n_features_out_ : int
+
     Examples
     --------
     >>> d = ConcatDescriptor(parts=[{"name": "columns", "columns": ["a"]},
     ...                             {"name": "columns", "columns": ["b"]}])
     >>> d.fit_transform([{"a": 1, "b": 2}])
     array([[1., 2.]])
+    >>> d.blocks_
+    [['columns', 0, 1], ['columns', 1, 2]]
     """
 
     def __init__(self, *, parts=None, weights=None, progress=True):
@@ -68,6 +79,8 @@ class ConcatDescriptor(TransformerMixin, BaseEstimator):
                 descriptor.fit(records)
             self.descriptors_.append(descriptor)
         self.n_features_out_ = int(sum(d.n_features_out_ for d in self.descriptors_))
+        stops = np.cumsum([int(d.n_features_out_) for d in self.descriptors_]).tolist()
+        self.blocks_ = [[part["name"], start, stop] for part, start, stop in zip(self.parts, [0] + stops[:-1], stops)]
         species = set()
         for d in self.descriptors_:
             species.update(getattr(d, "species_", []))
