@@ -217,7 +217,8 @@ def fit(recipe, data, progress=True, prepared=None):
     from ase.data import chemical_symbols
 
     species = [chemical_symbols[z] for z in getattr(descriptor, "species_", [])]
-    chosen = [getattr(e, "best_params_", None) or getattr(e, "member_params_", None) for e in model.estimators_]
+    chosen = [getattr(e, "best_params_", None) or getattr(e, "member_params_", None) or _evidence_params(e)
+              for e in model.estimators_]
     meta = {
         "targets": targets,
         "recipe": recipe.to_dict(),
@@ -228,6 +229,13 @@ def fit(recipe, data, progress=True, prepared=None):
         "has_uncertainty": bool(model.has_uncertainty),
     }
     return model, meta
+
+
+def _evidence_params(estimator):
+    """Noise and prior precisions of a Bayesian ridge (chosen by evidence), or None."""
+    found = {k.rstrip("_"): float(getattr(estimator, k)) for k in ("alpha_", "lambda_")
+             if np.isscalar(getattr(estimator, k, None))}
+    return found or None
 
 
 def predict(model, meta, data, progress=True):
