@@ -41,7 +41,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..errors import InputError
-from .kernel import AUTO_GAMMA_FACTORS, KERNELS, kernel_base, kernel_from_base, median_distance
+from .kernel import KERNELS, feature_scaling, kernel_base, kernel_from_base, kernel_widths
 
 #: default grid of noise-to-signal variance ratios ``α`` (10^-10 ... 10, quarter decades: each
 #: costs O(n) once the kernel is diagonalised, so a fine grid is almost free)
@@ -192,17 +192,7 @@ class GaussianProcessRegressor(RegressorMixin, BaseEstimator):
         return tags
 
     def _gammas(self, Xs):
-        if self.kernel in ("linear", "polynomial"):
-            return [None]
-        if isinstance(self.gamma, str):
-            if self.gamma != "auto":
-                raise InputError(f"gamma must be a number, a list or 'auto', not '{self.gamma}'")
-            med = median_distance(Xs, self.kernel)
-            return [f / med for f in AUTO_GAMMA_FACTORS]
-        gammas = [float(g) for g in np.atleast_1d(self.gamma)]
-        if not gammas or any(not np.isfinite(g) or g <= 0 for g in gammas):
-            raise InputError("gamma must be > 0")
-        return gammas
+        return kernel_widths(Xs, self.kernel, self.gamma)
 
     def fit(self, X, y, groups=None):
         """Fit, choosing ``gamma`` and ``alpha`` per output by the log marginal likelihood.
@@ -223,14 +213,7 @@ class GaussianProcessRegressor(RegressorMixin, BaseEstimator):
         alphas = [float(a) for a in np.atleast_1d(self.alpha)]
         if not alphas or any(not np.isfinite(a) or a <= 0 for a in alphas):
             raise InputError("alpha (the noise-to-signal variance ratio) must be > 0")
-        if self.scale:
-            self.x_mean_ = X.mean(axis=0)
-            std = X.std(axis=0)
-            # features constant up to rounding are left unscaled (as in KernelRidge)
-            self.x_scale_ = np.where(std <= 1e-10 * (np.abs(self.x_mean_) + 1.0), 1.0, std)
-        else:
-            self.x_mean_ = np.zeros(X.shape[1])
-            self.x_scale_ = np.ones(X.shape[1])
+        self.x_mean_, self.x_scale_ = feature_scaling(X, self.scale)
         Xs = (X - self.x_mean_) / self.x_scale_
         y2 = y.reshape(len(y), -1).astype(float)
         self.y_mean_ = y2.mean(axis=0)

@@ -90,6 +90,40 @@ def median_distance(X, kernel, n_sample=500, seed=0):
     return float(np.median(d)) if len(d) else 1.0
 
 
+def kernel_widths(Xs, kernel, gamma):
+    """The list of widths ``gamma`` to try: ``[None]`` for dot-product kernels, "auto" a grid around the median distance."""
+    if kernel in ("linear", "polynomial"):
+        return [None]
+    if isinstance(gamma, str):
+        if gamma != "auto":
+            raise InputError(f"gamma must be a number, a list or 'auto', not '{gamma}'")
+        med = median_distance(Xs, kernel)
+        return [f / med for f in AUTO_GAMMA_FACTORS]
+    gammas = [float(g) for g in np.atleast_1d(gamma)]
+    if not gammas or any(not np.isfinite(g) or g <= 0 for g in gammas):
+        raise InputError("gamma must be > 0")
+    return gammas
+
+
+def feature_scaling(X, scale=True):
+    """Column means and scales ``(x_mean, x_scale)``; zeros and ones when ``scale`` is false.
+
+    A feature constant up to rounding has a std of ~1e-16, not 0: dividing by
+    it would blow rounding noise up to O(1), so such features are left unscaled.
+
+    Examples
+    --------
+    >>> feature_scaling(np.array([[1.0, 5.0], [3.0, 5.0]]))
+    (array([2., 5.]), array([1., 1.]))
+    """
+    X = np.asarray(X, dtype=float)
+    if not scale:
+        return np.zeros(X.shape[1]), np.ones(X.shape[1])
+    mean = X.mean(axis=0)
+    std = X.std(axis=0)
+    return mean, np.where(std <= 1e-10 * (np.abs(mean) + 1.0), 1.0, std)
+
+
 def group_loo_residuals(eigvals, eigvecs, y, alpha, groups, eigvecs_squared=None):
     """Exact leave-one-group-out residuals of KRR for one ``alpha``.
 
@@ -174,14 +208,7 @@ class KernelRidge(RegressorMixin, BaseEstimator):
         return tags
 
     def _gammas(self, Xs):
-        if self.kernel in ("linear", "polynomial"):
-            return [None]
-        if isinstance(self.gamma, str):
-            if self.gamma != "auto":
-                raise InputError(f"gamma must be a number, a list or 'auto', not '{self.gamma}'")
-            med = median_distance(Xs, self.kernel)
-            return [f / med for f in AUTO_GAMMA_FACTORS]
-        return [float(g) for g in np.atleast_1d(self.gamma)]
+        return kernel_widths(Xs, self.kernel, self.gamma)
 
     def fit(self, X, y, groups=None):
         """Fit, searching the hyperparameter grid by exact leave-one-group-out.
@@ -202,16 +229,7 @@ class KernelRidge(RegressorMixin, BaseEstimator):
         if self.kernel not in KERNELS:
             raise InputError(f"unknown kernel '{self.kernel}'", hint=f"choose one of: {', '.join(KERNELS)}")
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True)
-        if self.scale:
-            self.x_mean_ = X.mean(axis=0)
-            std = X.std(axis=0)
-            # a feature constant up to rounding has a std of ~1e-16, not 0: dividing by it
-            # would blow rounding noise up to O(1), so such features are left unscaled
-            constant = std <= 1e-10 * (np.abs(self.x_mean_) + 1.0)
-            self.x_scale_ = np.where(constant, 1.0, std)
-        else:
-            self.x_mean_ = np.zeros(X.shape[1])
-            self.x_scale_ = np.ones(X.shape[1])
+        self.x_mean_, self.x_scale_ = feature_scaling(X, self.scale)
         Xs = (X - self.x_mean_) / self.x_scale_
         y2 = y.reshape(len(y), -1).astype(float)
         self.y_mean_ = y2.mean(axis=0)
