@@ -238,10 +238,18 @@ def _evidence_params(estimator):
     return found or None
 
 
+def _show_progress(model, progress):
+    """Switch the progress bar of a fitted model's descriptor on or off."""
+    desc = getattr(model, "descriptor_", None)
+    if desc is not None and "progress" in desc.get_params():
+        desc.set_params(progress=progress)
+
+
 def predict(model, meta, data, progress=True):
     """Predictions for every record: a list of dict rows (index, id, targets, stds)."""
     records = data.records
     check_structures(records, source=data.source)
+    _show_progress(model, progress)
     try:
         if meta.get("has_uncertainty"):
             pred, std = model.predict(records, return_std=True)
@@ -278,6 +286,7 @@ def predict_local(model, meta, data, progress=True):
     check_structures(records, source=data.source)
     if not is_structure_data(data):
         raise InputError("per-atom contributions need structures, not table rows", source=data.source)
+    _show_progress(model, progress)
     try:
         parts = model.predict_local(records)
     except InputError as exc:

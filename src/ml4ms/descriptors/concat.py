@@ -90,4 +90,7 @@ class ConcatDescriptor(TransformerMixin, BaseEstimator):
     def transform(self, X):
         check_is_fitted(self, "descriptors_")
         records = as_records(X)
+        for part, d in zip(self.parts, self.descriptors_):  # progress switched after fitting reaches the parts
+            if "progress" in d.get_params() and "progress" not in part:
+                d.set_params(progress=self.progress)
         return self._weighted([d.transform(records) for d in self.descriptors_])
