@@ -31,7 +31,7 @@ import inspect
 import warnings
 
 import numpy as np
-from sklearn.base import BaseEstimator, RegressorMixin, clone
+from sklearn.base import BaseEstimator, MultiOutputMixin, RegressorMixin, clone
 from sklearn.utils.validation import check_is_fitted, check_random_state, validate_data
 
 from ..errors import InputError
@@ -124,7 +124,7 @@ def _tuned(base, X, y, groups):
     return clone(base).set_params(**fixed), {k: v for k, v in best.items()}
 
 
-class CommitteeRegressor(RegressorMixin, BaseEstimator):
+class CommitteeRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
     """Committee of regressors on random subsamples, with a calibrated spread as uncertainty.
 
     Parameters
@@ -207,11 +207,6 @@ class CommitteeRegressor(RegressorMixin, BaseEstimator):
             return bool(getattr(self._base(), "_per_output_search", False))
         except InputError:
             return False
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.target_tags.multi_output = True
-        return tags
 
     def fit(self, X, y, groups=None):
         """Fit ``n_models`` members on subsamples and the calibration scale.

@@ -29,7 +29,7 @@ where they disagree (with one member ``c = 0``: a constant σ).
 """
 
 import numpy as np
-from sklearn.base import BaseEstimator, RegressorMixin, clone
+from sklearn.base import BaseEstimator, MultiOutputMixin, RegressorMixin, clone
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..errors import InputError
@@ -188,7 +188,7 @@ def krr_loo_predictions(est, y, groups):
     return out
 
 
-class EnsembleRegressor(RegressorMixin, BaseEstimator):
+class EnsembleRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
     """Members on blocks of columns, combined by stacking (NNLS) or averaging, with a calibrated std.
 
     Parameters
@@ -266,11 +266,6 @@ class EnsembleRegressor(RegressorMixin, BaseEstimator):
         self.oof = oof
         self.n_splits = n_splits
         self.random_state = random_state
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.target_tags.multi_output = True
-        return tags
 
     # ----------------------------------------------------------------- set-up
     def _member_specs(self):

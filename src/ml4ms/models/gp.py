@@ -37,7 +37,7 @@ against the mean are calibrated by it if the model is right.
 """
 
 import numpy as np
-from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.base import BaseEstimator, MultiOutputMixin, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..errors import InputError
@@ -118,7 +118,7 @@ def _diag_base(Xs, kernel):
     return (sq > 0).astype(float)  # normalised dot product of a row with itself (0 for a zero row)
 
 
-class GaussianProcessRegressor(RegressorMixin, BaseEstimator):
+class GaussianProcessRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
     """Gaussian-process regression; ``gamma`` and the noise ratio ``alpha`` maximise the marginal likelihood.
 
     The targets are centred (constant mean); the signal variance
@@ -185,11 +185,6 @@ class GaussianProcessRegressor(RegressorMixin, BaseEstimator):
         self.gamma = gamma
         self.zeta = zeta
         self.scale = scale
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.target_tags.multi_output = True
-        return tags
 
     def _gammas(self, Xs):
         return kernel_widths(Xs, self.kernel, self.gamma)

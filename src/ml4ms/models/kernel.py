@@ -13,7 +13,7 @@ always left out together — an honest score, not an inflated one.
 
 import numpy as np
 from scipy.spatial.distance import cdist
-from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.base import BaseEstimator, MultiOutputMixin, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..errors import InputError
@@ -157,7 +157,7 @@ def group_loo_residuals(eigvals, eigvecs, y, alpha, groups, eigvecs_squared=None
     return e.reshape(y.shape)
 
 
-class KernelRidge(RegressorMixin, BaseEstimator):
+class KernelRidge(MultiOutputMixin, RegressorMixin, BaseEstimator):
     """Kernel ridge regression; lists of ``alpha``/``gamma`` are searched by exact grouped LOO.
 
     Parameters
@@ -201,11 +201,6 @@ class KernelRidge(RegressorMixin, BaseEstimator):
         self.gamma = gamma
         self.zeta = zeta
         self.scale = scale
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.target_tags.multi_output = True
-        return tags
 
     def _gammas(self, Xs):
         return kernel_widths(Xs, self.kernel, self.gamma)

@@ -96,27 +96,25 @@ class JacobianSet:
         #: energies above the per-element reference energies (eV), what the networks fit
         self.residual = torch.as_tensor(np.asarray(energies, dtype=float) - comp @ model.reference_energies_,
                                         dtype=dt)
-        self.n_atoms = torch.as_tensor(sizes, dtype=dt)
         self.group_of = np.empty(len(frames), dtype=np.int64)
         self.slot_of = np.empty(len(frames), dtype=np.int64)
         self.blocks = []
         bar = tqdm(total=len(frames), desc="descriptor Jacobians", unit="structure", disable=not progress)
-        with torch.enable_grad():
-            for g, n in enumerate(np.unique(sizes)):
-                members = np.flatnonzero(sizes == n)
-                per = max(1, batch_atoms // int(n))
-                Xs, Js, Ss = [], [], []
-                for c0 in range(0, len(members), per):
-                    X, J, S = _jacobian_chunk(model, [frames[k] for k in members[c0:c0 + per]])
-                    Xs.append(X)
-                    Js.append(J)
-                    Ss.append(S)
-                    bar.update(len(members[c0:c0 + per]))
-                F = torch.as_tensor(np.stack([np.asarray(forces[k], dtype=float) for k in members]), dtype=dt)
-                self.blocks.append({"n": int(n), "X": torch.cat(Xs).to(dt), "J": torch.cat(Js),
-                                    "species": torch.cat(Ss), "forces": F})
-                self.group_of[members] = g
-                self.slot_of[members] = np.arange(len(members))
+        for g, n in enumerate(np.unique(sizes)):
+            members = np.flatnonzero(sizes == n)
+            per = max(1, batch_atoms // int(n))
+            Xs, Js, Ss = [], [], []
+            for c0 in range(0, len(members), per):
+                X, J, S = _jacobian_chunk(model, [frames[k] for k in members[c0:c0 + per]])
+                Xs.append(X)
+                Js.append(J)
+                Ss.append(S)
+                bar.update(len(members[c0:c0 + per]))
+            F = torch.as_tensor(np.stack([np.asarray(forces[k], dtype=float) for k in members]), dtype=dt)
+            self.blocks.append({"n": int(n), "X": torch.cat(Xs).to(dt), "J": torch.cat(Js),
+                                "species": torch.cat(Ss), "forces": F})
+            self.group_of[members] = g
+            self.slot_of[members] = np.arange(len(members))
         bar.close()
 
     def groups(self, indices):
