@@ -237,6 +237,8 @@ def test_config_and_bad_input():
 
     m, kw = read_config(os.path.join(os.path.dirname(__file__), "..", "configs", "tio2_potential.toml"))
     assert m.hidden == [64, 64] and kw["max_energy_per_atom"] == 1.0 and kw["atomic_energies"]["Ti"] < 0
+    m, kw = read_config(os.path.join(os.path.dirname(__file__), "..", "configs", "tio2_potential_cell_mean.toml"))
+    assert m.cell_mean is True and not read_config(doc={})[0].cell_mean
     with pytest.raises(InputError):
         read_config(doc={"training": {"epoch": 3}})
     with pytest.raises(InputError):
@@ -338,14 +340,19 @@ def test_precomputed_jacobians_match_autograd_forces(frames):
         model.initialize(mixed, energies)
         js = JacobianSet(model, mixed, energies, forces, batch_atoms=30, progress=False)
         assert len(js.blocks) == len({len(a) for a in mixed})
-        groups = js.groups(np.arange(len(mixed)))
-        e, f = js.energies_forces(model, model.torch_parameters(False), groups)
-        ref_e, ref_f = model.predict(mixed)
-        ref_e = ref_e - model.composition(mixed) @ model.reference_energies_
-        for (blk, _, where), eg, fg in zip(groups, e, f):
-            np.testing.assert_allclose(eg.detach().numpy(), ref_e[where], rtol=1e-10, atol=1e-10)
-            for k, w in enumerate(where):
-                np.testing.assert_allclose(fg[k].detach().numpy(), ref_f[w], atol=1e-5)
+        assert_jacobian_path_matches_autograd(model, js, mixed)
+
+
+def assert_jacobian_path_matches_autograd(model, js, frames):
+    """Energies and forces from precomputed Jacobians equal the model's autograd ones."""
+    groups = js.groups(np.arange(len(frames)))
+    e, f = js.energies_forces(model, model.torch_parameters(False), groups)
+    ref_e, ref_f = model.predict(frames)
+    ref_e = ref_e - model.composition(frames) @ model.reference_energies_
+    for (blk, _, where), eg, fg in zip(groups, e, f):
+        np.testing.assert_allclose(eg.detach().numpy(), ref_e[where], rtol=1e-10, atol=1e-10)
+        for k, w in enumerate(where):
+            np.testing.assert_allclose(fg[k].detach().numpy(), ref_f[w], atol=1e-5)
 
 
 def test_precomputed_training_follows_direct_training(frames):
@@ -368,3 +375,63 @@ def test_plateau_schedule_lowers_learning_rate(frames):
                                  lr_patience=1, lr_decay=0.5, patience=100)
     lrs = [h["lr"] for h in history]
     assert lrs[0] == 0.5 and min(lrs) < 0.5 and all(b <= a for a, b in zip(lrs, lrs[1:]))
+
+
+def test_cell_mean_model_physics_and_precompute(frames, tmp_path):
+    from ml4ms.potentials.precompute import JacobianSet
+
+    model, _ = train_potential(NeuralPotential(hidden=(6,), descriptor_params=SMALL, cell_mean=True), frames,
+                               **dict(TRAIN, epochs=2), precompute=True)
+    assert model.weights_[0][0].shape[0] == 2 * model.n_features_ and model.cell_feature_std_.shape == (model.n_features_,)
+    atoms = _cell(frames)
+    e0, f0, s0 = model.compute(atoms, stress=True)
+    # forces are exact derivatives although every atom sees the whole cell
+    h = 1e-4
+    for a, x in [(0, 0), (3, 1), (len(atoms) - 1, 2)]:
+        plus, minus = atoms.copy(), atoms.copy()
+        plus.positions[a, x] += h
+        minus.positions[a, x] -= h
+        fd = -(model.compute(plus, forces=False)[0] - model.compute(minus, forces=False)[0]) / (2 * h)
+        assert abs(fd - f0[a, x]) < 1e-6 * max(1.0, abs(fd))
+    d, volume = 1e-5, atoms.get_volume()
+    energies = []
+    for sign in (1, -1):
+        strained = atoms.copy()
+        strained.set_cell(atoms.cell @ (np.eye(3) + sign * d * np.diag([1.0, 0, 0])), scale_atoms=True)
+        energies.append(model.compute(strained, forces=False)[0])
+    assert abs((energies[0] - energies[1]) / (2 * d * volume) - s0[0]) < 1e-7
+    # invariances, and a supercell has exactly twice the energy and the same forces
+    rot = atoms.copy()
+    rot.rotate(50.0, (0.2, 1.0, 0.3), rotate_cell=True)
+    assert abs(model.compute(rot)[0] - e0) < 1e-9
+    perm = atoms[np.random.default_rng(0).permutation(len(atoms))]
+    assert abs(model.compute(perm)[0] - e0) < 1e-9
+    e2, f2, _ = model.compute(atoms.repeat((2, 1, 1)))
+    assert abs(e2 - 2 * e0) < 1e-8
+    np.testing.assert_allclose(f2[:len(atoms)], f0, atol=1e-9)
+    # the cell average is per structure in a batch: batched = one by one, Jacobian path = autograd
+    mixed = [frames[0], frames[5], frames[9]]
+    energies, forces = labels_of(mixed)
+    batched, _ = model.predict(mixed)
+    np.testing.assert_allclose(batched, [model.compute(a, forces=False)[0] for a in mixed], rtol=1e-12)
+    assert_jacobian_path_matches_autograd(model, JacobianSet(model, mixed, energies, forces, progress=False), mixed)
+    save_potential(str(tmp_path / "m"), model)
+    back = load_potential(str(tmp_path / "m"))
+    assert back.cell_mean and abs(back.compute(atoms)[0] - e0) < 1e-10
+
+
+def test_errors_by_formula_partition_the_errors(frames):
+    from ml4ms.potentials.train import errors_by_formula, evaluate_errors
+
+    mixed = frames[:3] + [a for a in load("tio2", "train").records[:80] if len(a) > 12][:4]
+    energies, forces = labels_of(mixed)
+    rng = np.random.default_rng(0)
+    pred = (energies + rng.normal(0, 0.05, len(mixed)), [f + rng.normal(0, 0.1, f.shape) for f in forces])
+    groups = errors_by_formula(mixed, energies, forces, pred)
+    assert len(groups) > 1 and sum(g["n_structures"] for g in groups.values()) == len(mixed)
+    rmse = [g["energy_rmse_mev_per_atom"] for g in groups.values()]
+    assert rmse == sorted(rmse, reverse=True)
+    total = evaluate_errors(None, mixed, energies, forces, predictions=pred)
+    mse = sum(g["energy_rmse_mev_per_atom"] ** 2 * g["n_structures"] for g in groups.values()) / len(mixed)
+    assert abs(np.sqrt(mse) - total["energy_rmse_mev_per_atom"]) < 1e-9
+    assert errors_by_formula(mixed, energies, forces, pred, max_groups=1) == {}

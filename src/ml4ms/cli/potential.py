@@ -96,7 +96,7 @@ def run_eval(args):
     from ..outputs import write_json
     from ..plots import parity_plot
     from ..potentials.io import load_potential
-    from ..potentials.train import evaluate_errors, labels_of, predict_potential
+    from ..potentials.train import errors_by_formula, evaluate_errors, labels_of, predict_potential
 
     model = load_potential(args.model)  # a committee (list) is scored by its mean
     frames, source = _structures(args.data)
@@ -105,6 +105,9 @@ def run_eval(args):
     out = evaluate_errors(model, frames, energies, forces, predictions=(pred_e, pred_f))
     if isinstance(model, list):
         out["committee_members"] = len(model)
+    by_formula = errors_by_formula(frames, energies, forces, (pred_e, pred_f))
+    if len(by_formula) > 1:
+        out["by_formula"] = by_formula
     n = np.array([len(a) for a in frames])
     plot = args.plot or _beside(args.json, "parity_potential.png", "_parity.png")
     base = os.path.splitext(plot)[0]
@@ -119,6 +122,9 @@ def run_eval(args):
     print(f"energy RMSE {out['energy_rmse_mev_per_atom']:.3f} meV/atom, MAE {out['energy_mae_mev_per_atom']:.3f}; "
           f"force RMSE {out['force_rmse_ev_per_ang']:.4f} eV/Å, MAE {out['force_mae_ev_per_ang']:.4f} "
           f"({out['n_structures']} structures)")
+    for name, e in out.get("by_formula", {}).items():
+        print(f"  {name:>12s} ({e['n_structures']:4d}): energy RMSE {e['energy_rmse_mev_per_atom']:7.3f} meV/atom, "
+              f"force RMSE {e['force_rmse_ev_per_ang']:.4f} eV/Å")
     print(f"parity plots: {', '.join(out['parity_plots'])}")
     return 0
 

@@ -17,6 +17,19 @@ residual per atom) so the networks learn numbers of order one. Forces are
 :math:`\sigma = V^{-1}\,\partial E/\partial \varepsilon` (homogeneous strain of
 positions and cell), both by autograd through the pure-torch descriptor.
 
+With ``cell_mean=True`` every atom's network also sees the cell average of
+the standardised descriptor,
+:math:`\bar X = N^{-1} \sum_b (X_b - \mu_{t_b})/\sigma_{t_b}` (itself
+standardised over the training cells), a mean-field input in the spirit of
+the global descriptors of fourth-generation potentials (Ko et al., Nat.
+Commun. 12, 398, 2021). It carries cell-wide information a cutoff cannot:
+in the O-deficient cells of the ænet TiO2 set the excess electrons are
+delocalised (PBE), and the local model's energy errors there are 3× larger
+than in stoichiometric cells (docs/benchmarks.md). Energies stay invariant,
+forces and stress stay exact derivatives, and a supercell has exactly
+*k*-fold energy; but the model is no longer local, so keep it to cells like
+the training ones (not interfaces or mixed-phase slabs).
+
 Everything the model holds is plain numbers and numpy arrays, so it is saved
 by :mod:`ml4ms.serialize` (JSON + npz); torch tensors are built on demand.
 """
@@ -51,6 +64,9 @@ class NeuralPotential(BaseEstimator):
     dtype : {"float64", "float32"}, default "float64"
     seed : int, default 0
         Seed of the weight initialisation.
+    cell_mean : bool, default False
+        Append the (standardised) cell average of the standardised
+        descriptor to every atom's input (see the module notes).
 
     Attributes
     ----------
@@ -61,6 +77,8 @@ class NeuralPotential(BaseEstimator):
     energy_scale_ : float
         Scale (eV) of the network outputs.
     feature_mean_, feature_std_ : ndarray (n_species, n_features)
+    cell_feature_mean_, cell_feature_std_ : ndarray (n_features,)
+        Statistics of the cell averages (with ``cell_mean`` only).
     weights_ : list (per species) of list of ndarray
         ``[W0, b0, W1, b1, ...]`` with ``W`` of shape (n_in, n_out).
 
@@ -75,12 +93,14 @@ class NeuralPotential(BaseEstimator):
     ((2, 3), (6,))
     """
 
-    def __init__(self, *, descriptor="chebyshev", descriptor_params=None, hidden=(20, 20), dtype="float64", seed=0):
+    def __init__(self, *, descriptor="chebyshev", descriptor_params=None, hidden=(20, 20), dtype="float64", seed=0,
+                 cell_mean=False):
         self.descriptor = descriptor
         self.descriptor_params = descriptor_params
         self.hidden = hidden
         self.dtype = dtype
         self.seed = seed
+        self.cell_mean = cell_mean
 
     # ------------------------------------------------------------ settings --
     def descriptor_settings(self):
@@ -231,10 +251,19 @@ class NeuralPotential(BaseEstimator):
                 std[s] = np.where(sd > 1e-8, sd, 1.0)
         self.feature_mean_, self.feature_std_ = mean, std
         self.n_features_ = int(nf)
+        if self.cell_mean:
+            H = (X - mean[sidx]) / std[sidx]
+            structure = np.asarray(t["structure"])
+            cells = np.zeros((len(sample), nf))
+            np.add.at(cells, structure, H)
+            cells /= np.bincount(structure, minlength=len(sample))[:, None]
+            sd = cells.std(0)
+            self.cell_feature_mean_ = cells.mean(0)
+            self.cell_feature_std_ = np.where(sd > 1e-8, sd, 1.0)
         rng = np.random.default_rng(self.seed)
         self.weights_ = []
         for _ in self.species_:
-            layers, n_in = [], nf
+            layers, n_in = [], nf * (2 if self.cell_mean else 1)
             for width in hidden + [1]:
                 layers.append(rng.normal(0.0, 1.0 / np.sqrt(n_in), (n_in, width)))
                 layers.append(np.zeros(width))
@@ -263,17 +292,31 @@ class NeuralPotential(BaseEstimator):
         self.weights_ = [[p.detach().double().numpy().copy() for p in layers] for layers in params]
         return self
 
-    def network_energies(self, X, species_index, params):
-        """Atomic energies above the reference energies (n_atoms,) from raw features ``X`` (differentiable)."""
+    def network_energies(self, X, species_index, params, structure=None):
+        """Atomic energies above the reference energies (n_atoms,) from raw features ``X`` (differentiable).
+
+        ``structure`` (n_atoms,) int64 tensor: the cell of each atom (needed
+        with ``cell_mean``).
+        """
         torch = _torch()
         mean = torch.as_tensor(self.feature_mean_, dtype=X.dtype)
         std = torch.as_tensor(self.feature_std_, dtype=X.dtype)
+        H = (X - mean[species_index]) / std[species_index]
+        if getattr(self, "cell_mean", False):
+            if structure is None:
+                raise ValueError("cell_mean needs the structure index of every atom")
+            n_cells = int(structure.max()) + 1 if structure.numel() else 0
+            counts = torch.zeros(n_cells, dtype=X.dtype).index_add_(0, structure, torch.ones_like(X[:, 0]))
+            cells = torch.zeros(n_cells, H.shape[1], dtype=X.dtype).index_add(0, structure, H) / counts[:, None]
+            cells = (cells - torch.as_tensor(self.cell_feature_mean_, dtype=X.dtype)) / torch.as_tensor(
+                self.cell_feature_std_, dtype=X.dtype)
+            H = torch.cat([H, cells[structure]], 1)
         out = torch.zeros(X.shape[0], dtype=X.dtype)
         for s, layers in enumerate(params):
             idx = torch.nonzero(species_index == s).squeeze(1)
             if idx.numel() == 0:
                 continue
-            h = (X[idx] - mean[s]) / std[s]
+            h = H[idx]
             for k in range(0, len(layers) - 2, 2):
                 h = torch.tanh(h @ layers[k] + layers[k + 1])
             out = out.index_put((idx,), (h @ layers[-2] + layers[-1]).squeeze(1) * self.energy_scale_)
@@ -285,7 +328,8 @@ class NeuralPotential(BaseEstimator):
         dt = torch_dtype(self.dtype)
         sidx = t["species_index"]
         ref = torch.as_tensor(self.reference_energies_, dtype=dt)
-        return self.network_energies(self.features(t, strain), sidx, params) + ref[sidx]
+        structure = torch.from_numpy(np.asarray(t["structure"], dtype=np.int64))
+        return self.network_energies(self.features(t, strain), sidx, params, structure) + ref[sidx]
 
     def energies_forces(self, t, params, *, forces=True, stress=False, create_graph=False):
         """Energies (n_structures,), forces (n_atoms, 3) and virials dE/dε (n_structures, 3, 3) as tensors.

@@ -133,9 +133,11 @@ class JacobianSet:
         Xs = [blk["X"][slots] for blk, slots, _ in groups]
         flat = torch.cat([x.reshape(-1, x.shape[-1]) for x in Xs])
         species = torch.cat([blk["species"][slots].reshape(-1) for blk, slots, _ in groups])
+        sizes = np.concatenate([np.full(len(slots), blk["n"]) for blk, slots, _ in groups])
+        structure = torch.from_numpy(np.repeat(np.arange(len(sizes)), sizes))
         if forces:
             flat = flat.detach().requires_grad_(True)
-        ea = model.network_energies(flat, species, params)
+        ea = model.network_energies(flat, species, params, structure)
         energies, start, bounds = [], 0, []
         for (blk, slots, _), x in zip(groups, Xs):
             m = x.shape[0] * x.shape[1]

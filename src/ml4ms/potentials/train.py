@@ -96,6 +96,37 @@ def evaluate_errors(model, frames, energies, forces, batch_atoms=2000, predictio
     }
 
 
+def errors_by_formula(frames, energies, forces, predictions, max_groups=50):
+    """:func:`evaluate_errors` per chemical formula of the cell (e.g. ``O14Ti8``), largest energy RMSE first.
+
+    Returns ``{}`` when there are more than ``max_groups`` formulas (a
+    breakdown of that size says little).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ase.build import bulk
+    >>> cells = [bulk("Si"), bulk("Si").repeat((2, 1, 1))]
+    >>> forces = [np.zeros((2, 3)), np.zeros((4, 3))]
+    >>> out = errors_by_formula(cells, [-10.0, -20.0], forces, ([-10.0, -19.996], forces))
+    >>> list(out), round(out["Si4"]["energy_rmse_mev_per_atom"], 3)
+    (['Si4', 'Si2'], 1.0)
+    """
+    pred_e, pred_f = predictions
+    formulas = np.array([a.get_chemical_formula() for a in frames])
+    names = np.unique(formulas)
+    if len(names) > max_groups:
+        return {}
+    energies = np.asarray(energies, dtype=float)
+    pred_e = np.asarray(pred_e, dtype=float)
+    out = {}
+    for name in names:
+        idx = np.flatnonzero(formulas == name)
+        out[str(name)] = evaluate_errors(None, [frames[k] for k in idx], energies[idx], [forces[k] for k in idx],
+                                         predictions=(pred_e[idx], [pred_f[k] for k in idx]))
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]["energy_rmse_mev_per_atom"]))
+
+
 def _save_checkpoint(folder, model, best, optimizer, params, state):
     from .io import save_potential
 
@@ -395,13 +426,13 @@ def _train(model, frames, energies, forces, epochs, batch_size, learning_rate, l
 TRAIN_KEYS = ("epochs", "batch_size", "learning_rate", "lr_decay", "min_learning_rate", "energy_weight",
               "force_weight", "valid_fraction", "patience", "seed", "max_energy_per_atom", "atomic_energies",
               "time_limit", "threads", "precompute", "lr_schedule", "lr_patience")
-MODEL_KEYS = ("descriptor", "hidden", "dtype", "seed")
+MODEL_KEYS = ("descriptor", "hidden", "dtype", "seed", "cell_mean")
 
 
 def read_config(path=None, doc=None):
     """A potential recipe (TOML) -> ``(NeuralPotential, training keyword arguments)``.
 
-    Sections: ``[model]`` (descriptor, hidden, dtype, seed), ``[descriptor]``
+    Sections: ``[model]`` (descriptor, hidden, dtype, seed, cell_mean), ``[descriptor]``
     (settings of the descriptor) and ``[training]`` (arguments of
     :func:`train_potential`; ``atomic_energies`` a table of element -> eV).
 
