@@ -435,3 +435,54 @@ def test_errors_by_formula_partition_the_errors(frames):
     mse = sum(g["energy_rmse_mev_per_atom"] ** 2 * g["n_structures"] for g in groups.values()) / len(mixed)
     assert abs(np.sqrt(mse) - total["energy_rmse_mev_per_atom"]) < 1e-9
     assert errors_by_formula(mixed, energies, forces, pred, max_groups=1) == {}
+
+
+def test_torchscript_export_matches_the_model(trained, frames, tmp_path, capsys):
+    import torch
+    from ase.neighborlist import neighbor_list
+
+    import ml4ms.cli as cli
+    from ml4ms.potentials.export import export_torchscript
+
+    energies, _ = labels_of(frames)
+    models = {"local": trained[0],
+              "cell_mean": NeuralPotential(hidden=(5, 4), descriptor_params=SMALL, cell_mean=True,
+                                           seed=3).initialize(frames, energies),
+              "float32": NeuralPotential(hidden=(5,), descriptor_params=SMALL, dtype="float32",
+                                         seed=1).initialize(frames, energies)}
+    save_potential(tmp_path / "pot", trained[0])
+    assert cli.main(["potential", "export", str(tmp_path / "pot"), "-o", str(tmp_path / "local.pt")]) == 0
+    for name in ("cell_mean", "float32"):
+        export_torchscript(models[name], tmp_path / f"{name}.pt")
+    cluster = _cell(frames, seed=4)[:6]
+    cluster.pbc = False
+    for name, model in models.items():
+        module = torch.jit.load(str(tmp_path / f"{name}.pt"))
+        dt = torch.float32 if name == "float32" else torch.float64
+        tol = 2e-4 if name == "float32" else 1e-9
+        for atoms in (_cell(frames), _cell(frames, seed=2).repeat((2, 1, 1)), cluster):
+            i, j, S = neighbor_list("ijS", atoms, module.cutoff)
+            e, f, v = module(torch.tensor(atoms.positions, dtype=dt), torch.tensor(atoms.numbers),
+                             torch.tensor(atoms.cell[:], dtype=dt), torch.tensor(i), torch.tensor(j),
+                             torch.tensor(S, dtype=dt))
+            periodic = bool(atoms.pbc.all())
+            e0, f0, s0 = model.compute(atoms, stress=periodic)
+            assert abs(float(e) - e0) < tol * max(1.0, abs(e0))
+            np.testing.assert_allclose(f.double().numpy(), f0, atol=tol)
+            if periodic:
+                V = v.double().numpy()
+                V = 0.5 * (V + V.T) / atoms.get_volume()
+                np.testing.assert_allclose([V[0, 0], V[1, 1], V[2, 2], V[1, 2], V[0, 2], V[0, 1]], s0, atol=tol)
+    # an element the potential does not know is refused inside the module too
+    with pytest.raises(Exception, match="not among the potential's species"):
+        module(torch.zeros(1, 3), torch.tensor([1]), torch.eye(3), torch.zeros(0, dtype=torch.long),
+               torch.zeros(0, dtype=torch.long), torch.zeros(0, 3))
+    # what cannot be exported says so
+    acsf = NeuralPotential(descriptor="acsf", hidden=(3,), descriptor_params={"r_cut": 4.0, "g2": [[0.5, 0.0]],
+                                                                              "g4": []}).initialize(frames, energies)
+    save_potential(tmp_path / "acsf", acsf)
+    save_potential(tmp_path / "committee", [trained[0], trained[0]])
+    capsys.readouterr()
+    for bad in ("acsf", "committee"):
+        assert cli.main(["potential", "export", str(tmp_path / bad), "-o", str(tmp_path / "x.pt")]) == 2
+        assert "error" in capsys.readouterr().err

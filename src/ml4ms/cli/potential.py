@@ -1,4 +1,4 @@
-"""``ml4ms potential fit | eval`` and ``ml4ms md``: neural-network potentials."""
+"""``ml4ms potential fit | eval | export`` and ``ml4ms md``: neural-network potentials."""
 
 import os
 
@@ -6,7 +6,7 @@ from ..errors import InputError
 
 
 def add_parsers(sub):
-    p = sub.add_parser("potential", help="neural-network interatomic potentials: fit, eval")
+    p = sub.add_parser("potential", help="neural-network interatomic potentials: fit, eval, export")
     psub = p.add_subparsers(dest="potential_command", metavar="SUBCOMMAND")
 
     q = psub.add_parser("fit", help="train a potential on structures with energies and forces")
@@ -25,6 +25,11 @@ def add_parsers(sub):
     q.add_argument("--json", metavar="OUT", help="write the metrics as JSON")
     q.add_argument("--plot", metavar="PNG", help="parity plots (default: parity_potential.png, or next to --json)")
     q.set_defaults(func=run_eval)
+
+    q = psub.add_parser("export", help="write a Chebyshev potential as a TorchScript file (runs with torch alone)")
+    q.add_argument("model", help="potential folder written by 'ml4ms potential fit'")
+    q.add_argument("-o", "--output", required=True, metavar="FILE.pt")
+    q.set_defaults(func=run_export)
 
     q = sub.add_parser("md", help="molecular dynamics with a potential (ASE integrators)")
     q.add_argument("model", help="potential folder")
@@ -126,6 +131,20 @@ def run_eval(args):
         print(f"  {name:>12s} ({e['n_structures']:4d}): energy RMSE {e['energy_rmse_mev_per_atom']:7.3f} meV/atom, "
               f"force RMSE {e['force_rmse_ev_per_ang']:.4f} eV/Å")
     print(f"parity plots: {', '.join(out['parity_plots'])}")
+    return 0
+
+
+def run_export(args):
+    from ..potentials.export import export_torchscript
+    from ..potentials.io import load_potential
+
+    model = load_potential(args.model)
+    if isinstance(model, list):
+        raise InputError("a committee cannot be exported as one TorchScript file", source=args.model,
+                         hint="export its member folders (member0, member1, ...) one by one")
+    module = export_torchscript(model, args.output)
+    print(f"wrote {args.output}: TorchScript, species {list(model.species_)}, neighbour cutoff {module.cutoff} Å; "
+          "forward(positions, numbers, cell, i, j, shifts) -> (energy, forces, virial)")
     return 0
 
 

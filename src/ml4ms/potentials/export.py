@@ -1,0 +1,213 @@
+"""TorchScript export of a Chebyshev :class:`~ml4ms.potentials.NeuralPotential`.
+
+The exported file runs with PyTorch alone (``torch.jit.load``), for hosts
+that embed TorchScript models (C++ codes, LAMMPS-style pair styles, other
+Python stacks). The host supplies the neighbour list, as for MACE or NequIP
+exports; the module computes the Chebyshev descriptor, the standardisation,
+the per-element networks and, by autograd inside the module, forces and the
+virial.
+
+``forward(positions, numbers, cell, i, j, shifts)``:
+
+- ``positions`` (n, 3) Å and ``cell`` (3, 3) Å (rows are lattice vectors;
+  any cell for a molecule), in the model's dtype;
+- ``numbers`` (n,) int64 atomic numbers;
+- ``i``, ``j`` (n_pairs,) int64 and ``shifts`` (n_pairs, 3) in the model's
+  dtype: every ordered pair within ``module.cutoff`` Å, with the vector
+  ``positions[j] - positions[i] + shifts @ cell`` (ASE's
+  ``neighbor_list("ijS", atoms, module.cutoff)``);
+
+returns ``(energy, forces, virial)``: energy (eV, a 0-d tensor), forces
+(n, 3) eV/Å and the virial ``dE/dε`` (3, 3) eV, so the stress is
+``virial / volume`` (symmetrised). One structure per call. The model file
+(JSON + arrays) stays the reference format; this is a deployment copy.
+
+The angular term here sums over explicit neighbour triplets (TorchScript
+cannot run the padded-block layout of
+:func:`~ml4ms.descriptors.chebyshev.chebyshev_features`); a test pins both to
+the same numbers. TorchScript is in maintenance in PyTorch 2.x; the export
+suppresses its deprecation warning.
+"""
+
+import math
+import warnings
+from typing import List, Tuple
+
+import numpy as np
+import torch
+
+from ..descriptors.chebyshev import type_weights
+from ..errors import InputError
+from ..descriptors.acsf import torch_dtype
+
+
+def _chebyshev(x: torch.Tensor, order: int) -> torch.Tensor:
+    values = [torch.ones_like(x), x]
+    for _ in range(2, order + 1):
+        values.append(2.0 * x * values[-1] - values[-2])
+    return torch.stack(values[:order + 1], -1)
+
+
+def _cutoff(r: torch.Tensor, rc: float) -> torch.Tensor:
+    return 0.5 * (torch.cos(r * (math.pi / rc)) + 1.0)
+
+
+class ExportedPotential(torch.nn.Module):
+    """The scriptable module; build it with :func:`export_torchscript`."""
+
+    def __init__(self, model):
+        super().__init__()
+        s = model.descriptor_settings()
+        dt = torch_dtype(model.dtype)
+        self.radial_cutoff = float(s["radial_cutoff"])
+        self.angular_cutoff = float(s["angular_cutoff"])
+        self.radial_order = int(s["radial_order"])
+        self.angular_order = int(s["angular_order"])
+        self.cutoff = max(self.radial_cutoff, self.angular_cutoff)
+        self.weighted = len(model.species_) > 1
+        self.cell_mean = bool(getattr(model, "cell_mean", False))
+        self.energy_scale = float(model.energy_scale_)
+        lookup = -torch.ones(max(model.species_) + 1, dtype=torch.long)
+        for k, z in enumerate(model.species_):
+            lookup[int(z)] = k
+        self.register_buffer("lookup", lookup)
+        weights = type_weights(len(model.species_)) if self.weighted else [0.0]
+        self.register_buffer("type_weights", torch.tensor(weights, dtype=dt))
+        self.register_buffer("feature_mean", torch.tensor(model.feature_mean_, dtype=dt))
+        self.register_buffer("feature_std", torch.tensor(model.feature_std_, dtype=dt))
+        cm = np.asarray(getattr(model, "cell_feature_mean_", np.zeros(1)))
+        cs = np.asarray(getattr(model, "cell_feature_std_", np.ones(1)))
+        self.register_buffer("cell_feature_mean", torch.tensor(cm, dtype=dt))
+        self.register_buffer("cell_feature_std", torch.tensor(cs, dtype=dt))
+        self.register_buffer("reference", torch.tensor(model.reference_energies_, dtype=dt))
+        self.networks = torch.nn.ModuleList()
+        for layers in model.weights_:
+            net = torch.nn.Sequential()
+            for k in range(0, len(layers), 2):
+                w, b = np.asarray(layers[k]), np.asarray(layers[k + 1])
+                lin = torch.nn.Linear(w.shape[0], w.shape[1], dtype=dt)
+                with torch.no_grad():
+                    lin.weight.copy_(torch.tensor(w.T, dtype=dt))
+                    lin.bias.copy_(torch.tensor(b, dtype=dt))
+                net.append(lin)
+                if k + 2 < len(layers):
+                    net.append(torch.nn.Tanh())
+            self.networks.append(net.requires_grad_(False))
+
+    def features(self, species: torch.Tensor, D: torch.Tensor, i: torch.Tensor, j: torch.Tensor,
+                 n_atoms: int) -> torch.Tensor:
+        """Chebyshev features (n_atoms, F) from pair vectors ``D`` (channel layout of the model)."""
+        dt = D.dtype
+        nr, na = self.radial_order + 1, self.angular_order + 1
+        r = torch.sqrt((D * D).sum(1))
+        w = self.type_weights[species[j]]
+        k = torch.nonzero(r < self.radial_cutoff).squeeze(1)
+        T = _chebyshev(2.0 * r[k] / self.radial_cutoff - 1.0, self.radial_order) * _cutoff(
+            r[k], self.radial_cutoff)[:, None]
+        radial = torch.zeros(n_atoms, nr, dtype=dt).index_add(0, i[k], T)
+        radial_w = torch.zeros(n_atoms, nr, dtype=dt).index_add(0, i[k], T * w[k][:, None])
+        # angular: every ordered pair of neighbours (p, q), p != q, of the same centre; half the sum
+        k = torch.nonzero(r < self.angular_cutoff).squeeze(1)
+        ia = i[k]
+        order = torch.argsort(ia)
+        k, ia = k[order], ia[order]
+        counts = torch.bincount(ia, minlength=n_atoms)
+        start = torch.cumsum(counts, 0) - counts
+        reps = counts[ia]
+        p = torch.repeat_interleave(torch.arange(k.shape[0]), reps)
+        offset = torch.arange(p.shape[0]) - torch.repeat_interleave(torch.cumsum(reps, 0) - reps, reps)
+        q = start[ia[p]] + offset
+        keep = p != q
+        p, q = p[keep], q[keep]
+        Dp, Dq = D[k[p]], D[k[q]]
+        rp, rq = r[k[p]], r[k[q]]
+        cos = ((Dp * Dq).sum(1) / (rp * rq)).clamp(-1.0, 1.0)
+        f = _cutoff(rp, self.angular_cutoff) * _cutoff(rq, self.angular_cutoff)
+        Tc = 0.5 * _chebyshev(cos, self.angular_order) * f[:, None]
+        centre = ia[p]
+        angular = torch.zeros(n_atoms, na, dtype=dt).index_add(0, centre, Tc)
+        if not self.weighted:
+            return torch.cat([radial, angular], 1)
+        wpq = (w[k[p]] * w[k[q]])[:, None]
+        angular_w = torch.zeros(n_atoms, na, dtype=dt).index_add(0, centre, Tc * wpq)
+        return torch.cat([radial, angular, radial_w, angular_w], 1)
+
+    def energy(self, positions: torch.Tensor, species: torch.Tensor, cell: torch.Tensor, i: torch.Tensor,
+               j: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
+        """Total energy (eV) of one structure (differentiable in ``positions`` and ``cell``)."""
+        D = positions[j] - positions[i] + shifts @ cell
+        X = self.features(species, D, i, j, positions.shape[0])
+        H = (X - self.feature_mean[species]) / self.feature_std[species]
+        if self.cell_mean:
+            c = (H.mean(0) - self.cell_feature_mean) / self.cell_feature_std
+            H = torch.cat([H, c.expand(H.shape[0], c.shape[0])], 1)
+        out = self.reference[species]
+        for s, net in enumerate(self.networks):
+            idx = torch.nonzero(species == s).squeeze(1)
+            out = out.index_add(0, idx, net(H[idx]).squeeze(1) * self.energy_scale)
+        return out.sum()
+
+    def forward(self, positions: torch.Tensor, numbers: torch.Tensor, cell: torch.Tensor, i: torch.Tensor,
+                j: torch.Tensor, shifts: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if bool((numbers < 0).any()) or bool((numbers >= self.lookup.shape[0]).any()):
+            raise ValueError("an atomic number is not among the potential's species")
+        species = self.lookup[numbers]
+        if bool((species < 0).any()):
+            raise ValueError("an atomic number is not among the potential's species")
+        pos = positions.detach().requires_grad_(True)
+        eps = torch.zeros(3, 3, dtype=positions.dtype).requires_grad_(True)
+        strain = torch.eye(3, dtype=positions.dtype) + eps
+        e = self.energy(pos @ strain, species, cell.detach() @ strain, i, j, shifts)
+        grads = torch.autograd.grad([e], [pos, eps])
+        forces, virial = grads[0], grads[1]
+        assert forces is not None and virial is not None
+        return e.detach(), -forces, virial
+
+
+def export_torchscript(model, path):
+    """Write ``model`` (a fitted Chebyshev :class:`NeuralPotential`) as a TorchScript file.
+
+    Parameters
+    ----------
+    model : NeuralPotential
+        Fitted, with ``descriptor="chebyshev"``.
+    path : str
+        Output file (conventionally ``.pt``).
+
+    Returns
+    -------
+    torch.jit.ScriptModule
+        The scripted module that was saved.
+
+    Examples
+    --------
+    >>> import os, tempfile, torch
+    >>> from ase.build import bulk
+    >>> from ase.neighborlist import neighbor_list
+    >>> from ml4ms.potentials import NeuralPotential
+    >>> a = bulk("MgO", "rocksalt", a=4.2)
+    >>> m = NeuralPotential(hidden=(3,), descriptor_params={"radial_order": 2, "angular_order": 1})
+    >>> m = m.initialize([a], [-10.0])
+    >>> f = os.path.join(tempfile.mkdtemp(), "mgo.pt")
+    >>> _ = export_torchscript(m, f)
+    >>> module = torch.jit.load(f)
+    >>> i, j, S = neighbor_list("ijS", a, module.cutoff)
+    >>> e, forces, virial = module(torch.tensor(a.positions), torch.tensor(a.numbers), torch.tensor(a.cell[:]),
+    ...                            torch.tensor(i), torch.tensor(j), torch.tensor(S, dtype=torch.float64))
+    >>> abs(float(e) - m.compute(a)[0]) < 1e-10
+    True
+    """
+    from sklearn.utils.validation import check_is_fitted
+
+    check_is_fitted(model, "weights_")
+    if model.descriptor != "chebyshev":
+        raise InputError(f"TorchScript export supports the Chebyshev descriptor only, not {model.descriptor!r}",
+                         hint="train the potential with descriptor = \"chebyshev\"")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        scripted = torch.jit.script(ExportedPotential(model))
+    scripted.save(str(path))
+    return scripted
+
+
+__all__: List[str] = ["ExportedPotential", "export_torchscript"]
