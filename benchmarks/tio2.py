@@ -8,7 +8,7 @@ every epoch: rerun the same command to continue), then reports test energy
 RMSE/MAE (meV/atom) and force RMSE/MAE (eV/Å) on tio2:test (770 structures),
 and optionally a short NVE run of a 96-atom cell built from the data.
 
-    python benchmarks/tio2.py --minutes 60 -o models/tio2 [--json results.json] [--md-steps 10000]
+    python benchmarks/tio2.py --minutes 55 --threads 2 -o models/tio2 [--json results.json] [--md-steps 10000]
 
 Targets of issue 7: test energy RMSE <= 2.0 meV/atom and force RMSE <= 0.15 eV/Å
 within 1 hour on 2 CPU cores; ænet's set003 fit reached 4.97 meV/atom (energy only).

@@ -237,8 +237,9 @@ def test_config_and_bad_input():
 
     m, kw = read_config(os.path.join(os.path.dirname(__file__), "..", "configs", "tio2_potential.toml"))
     assert m.hidden == [64, 64] and kw["max_energy_per_atom"] == 1.0 and kw["atomic_energies"]["Ti"] < 0
-    m, kw = read_config(os.path.join(os.path.dirname(__file__), "..", "configs", "tio2_potential_cell_mean.toml"))
-    assert m.cell_mean is True and not read_config(doc={})[0].cell_mean
+    assert m.cell_mean is True and m.dtype == "float32" and kw["threads"] == 2
+    m, kw = read_config(os.path.join(os.path.dirname(__file__), "..", "configs", "tio2_potential_local.toml"))
+    assert not m.cell_mean and not read_config(doc={})[0].cell_mean
     with pytest.raises(InputError):
         read_config(doc={"training": {"epoch": 3}})
     with pytest.raises(InputError):
@@ -458,13 +459,12 @@ def test_torchscript_export_matches_the_model(trained, frames, tmp_path, capsys)
     cluster.pbc = False
     for name, model in models.items():
         module = torch.jit.load(str(tmp_path / f"{name}.pt"))
-        dt = torch.float32 if name == "float32" else torch.float64
         tol = 2e-4 if name == "float32" else 1e-9
         for atoms in (_cell(frames), _cell(frames, seed=2).repeat((2, 1, 1)), cluster):
-            i, j, S = neighbor_list("ijS", atoms, module.cutoff)
-            e, f, v = module(torch.tensor(atoms.positions, dtype=dt), torch.tensor(atoms.numbers),
-                             torch.tensor(atoms.cell[:], dtype=dt), torch.tensor(i), torch.tensor(j),
-                             torch.tensor(S, dtype=dt))
+            i, j, S = neighbor_list("ijS", atoms, module.cutoff)  # float64 positions, int shifts: cast inside
+            e, f, v = module(torch.tensor(atoms.positions), torch.tensor(atoms.numbers), torch.tensor(atoms.cell[:]),
+                             torch.tensor(i), torch.tensor(j), torch.tensor(S))
+            assert e.dtype == f.dtype == (torch.float32 if name == "float32" else torch.float64)
             periodic = bool(atoms.pbc.all())
             e0, f0, s0 = model.compute(atoms, stress=periodic)
             assert abs(float(e) - e0) < tol * max(1.0, abs(e0))

@@ -10,16 +10,18 @@ virial.
 ``forward(positions, numbers, cell, i, j, shifts)``:
 
 - ``positions`` (n, 3) Å and ``cell`` (3, 3) Å (rows are lattice vectors;
-  any cell for a molecule), in the model's dtype;
+  any cell for a molecule);
 - ``numbers`` (n,) int64 atomic numbers;
-- ``i``, ``j`` (n_pairs,) int64 and ``shifts`` (n_pairs, 3) in the model's
-  dtype: every ordered pair within ``module.cutoff`` Å, with the vector
+- ``i``, ``j`` (n_pairs,) int64 and ``shifts`` (n_pairs, 3): every ordered
+  pair within ``module.cutoff`` Å, with the vector
   ``positions[j] - positions[i] + shifts @ cell`` (ASE's
   ``neighbor_list("ijS", atoms, module.cutoff)``);
 
 returns ``(energy, forces, virial)``: energy (eV, a 0-d tensor), forces
 (n, 3) eV/Å and the virial ``dE/dε`` (3, 3) eV, so the stress is
-``virial / volume`` (symmetrised). One structure per call. The model file
+``virial / volume`` (symmetrised). Floating inputs of any dtype are cast to
+the model's (float32 or float64), which the outputs have. One structure per
+call. The model file
 (JSON + arrays) stays the reference format; this is a deployment copy.
 
 The angular term here sums over explicit neighbour triplets (TorchScript
@@ -154,10 +156,11 @@ class ExportedPotential(torch.nn.Module):
         species = self.lookup[numbers]
         if bool((species < 0).any()):
             raise ValueError("an atomic number is not among the potential's species")
-        pos = positions.detach().requires_grad_(True)
-        eps = torch.zeros(3, 3, dtype=positions.dtype).requires_grad_(True)
-        strain = torch.eye(3, dtype=positions.dtype) + eps
-        e = self.energy(pos @ strain, species, cell.detach() @ strain, i, j, shifts)
+        dt = self.feature_mean.dtype
+        pos = positions.detach().to(dt).requires_grad_(True)
+        eps = torch.zeros(3, 3, dtype=dt).requires_grad_(True)
+        strain = torch.eye(3, dtype=dt) + eps
+        e = self.energy(pos @ strain, species, cell.detach().to(dt) @ strain, i, j, shifts.to(dt))
         grads = torch.autograd.grad([e], [pos, eps])
         forces, virial = grads[0], grads[1]
         assert forces is not None and virial is not None
@@ -193,7 +196,7 @@ def export_torchscript(model, path):
     >>> module = torch.jit.load(f)
     >>> i, j, S = neighbor_list("ijS", a, module.cutoff)
     >>> e, forces, virial = module(torch.tensor(a.positions), torch.tensor(a.numbers), torch.tensor(a.cell[:]),
-    ...                            torch.tensor(i), torch.tensor(j), torch.tensor(S, dtype=torch.float64))
+    ...                            torch.tensor(i), torch.tensor(j), torch.tensor(S))
     >>> abs(float(e) - m.compute(a)[0]) < 1e-10
     True
     """
