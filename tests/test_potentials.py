@@ -214,6 +214,11 @@ def test_checkpoint_resume_continues(frames, trained, tmp_path):
     resumed, h2 = train_potential(NeuralPotential(hidden=(8,), descriptor_params=SMALL), frames,
                                   checkpoint_dir=str(tmp_path), **TRAIN)
     assert [h["epoch"] for h in h2] == [1, 2, 3, 4]
+    from ml4ms.errors import InputError
+
+    with pytest.raises(InputError, match=r"other model settings \(cell_mean, hidden\)"):
+        train_potential(NeuralPotential(hidden=(9,), descriptor_params=SMALL, cell_mean=True), frames,
+                        checkpoint_dir=str(tmp_path), **TRAIN)
     for a, b in zip(h2, history):
         assert abs(a["val_loss"] - b["val_loss"]) <= 1e-9 * abs(b["val_loss"])
     for la, lb in zip(resumed.weights_, model.weights_):
@@ -419,6 +424,15 @@ def test_cell_mean_model_physics_and_precompute(frames, tmp_path):
     save_potential(str(tmp_path / "m"), model)
     back = load_potential(str(tmp_path / "m"))
     assert back.cell_mean and abs(back.compute(atoms)[0] - e0) < 1e-10
+    # a non-boolean switch, or one turned on after fitting, is refused in plain words
+    from ml4ms.errors import InputError
+
+    few = labels_of(frames[:3])[0]
+    with pytest.raises(InputError, match="cell_mean must be true or false"):
+        NeuralPotential(descriptor_params=SMALL, cell_mean="no").initialize(frames[:3], few)
+    local = NeuralPotential(hidden=(3,), descriptor_params=SMALL).initialize(frames[:3], few)
+    with pytest.raises(InputError, match="switched on after fitting"):
+        local.set_params(cell_mean=True).compute(atoms)
 
 
 def test_errors_by_formula_partition_the_errors(frames):
@@ -440,43 +454,56 @@ def test_errors_by_formula_partition_the_errors(frames):
 
 def test_torchscript_export_matches_the_model(trained, frames, tmp_path, capsys):
     import torch
+    from ase.build import bulk
     from ase.neighborlist import neighbor_list
 
     import ml4ms.cli as cli
     from ml4ms.potentials.export import export_torchscript
 
     energies, _ = labels_of(frames)
+    si = [bulk("Si", "diamond", a=5.43, cubic=True) for _ in range(2)]
+    for k, a in enumerate(si):
+        a.rattle(0.05, seed=k)
     models = {"local": trained[0],
               "cell_mean": NeuralPotential(hidden=(5, 4), descriptor_params=SMALL, cell_mean=True,
                                            seed=3).initialize(frames, energies),
-              "float32": NeuralPotential(hidden=(5,), descriptor_params=SMALL, dtype="float32",
-                                         seed=1).initialize(frames, energies)}
+              "float32_cell_mean": NeuralPotential(hidden=(5,), descriptor_params=SMALL, dtype="float32",
+                                                   cell_mean=True, seed=1).initialize(frames, energies),
+              "one_species": NeuralPotential(hidden=(4,), descriptor_params=SMALL, seed=2).initialize(
+                  si, [-43.0, -43.2])}
     save_potential(tmp_path / "pot", trained[0])
-    assert cli.main(["potential", "export", str(tmp_path / "pot"), "-o", str(tmp_path / "local.pt")]) == 0
-    for name in ("cell_mean", "float32"):
-        export_torchscript(models[name], tmp_path / f"{name}.pt")
+    assert cli.main(["potential", "export", str(tmp_path / "pot"), "-o", str(tmp_path / "new" / "local.pt")]) == 0
+    for name in ("cell_mean", "float32_cell_mean", "one_species"):
+        export_torchscript(models[name], tmp_path / "new" / f"{name}.pt")
     cluster = _cell(frames, seed=4)[:6]
     cluster.pbc = False
+    tio2 = (_cell(frames), _cell(frames, seed=2).repeat((2, 1, 1)), cluster)
     for name, model in models.items():
-        module = torch.jit.load(str(tmp_path / f"{name}.pt"))
-        tol = 2e-4 if name == "float32" else 1e-9
-        for atoms in (_cell(frames), _cell(frames, seed=2).repeat((2, 1, 1)), cluster):
+        module = torch.jit.load(str(tmp_path / "new" / f"{name}.pt"))
+        single = name.startswith("float32")
+        tol = 1e-4 if single else 1e-9
+        for atoms in (si[1], si[1][:3]) if name == "one_species" else tio2:
             i, j, S = neighbor_list("ijS", atoms, module.cutoff)  # float64 positions, int shifts: cast inside
             e, f, v = module(torch.tensor(atoms.positions), torch.tensor(atoms.numbers), torch.tensor(atoms.cell[:]),
                              torch.tensor(i), torch.tensor(j), torch.tensor(S))
-            assert e.dtype == f.dtype == (torch.float32 if name == "float32" else torch.float64)
+            assert e.dtype == torch.float64 and f.dtype == (torch.float32 if single else torch.float64)
             periodic = bool(atoms.pbc.all())
             e0, f0, s0 = model.compute(atoms, stress=periodic)
-            assert abs(float(e) - e0) < tol * max(1.0, abs(e0))
+            assert abs(float(e) - e0) < tol
             np.testing.assert_allclose(f.double().numpy(), f0, atol=tol)
-            if periodic:
-                V = v.double().numpy()
-                V = 0.5 * (V + V.T) / atoms.get_volume()
-                np.testing.assert_allclose([V[0, 0], V[1, 1], V[2, 2], V[1, 2], V[0, 2], V[0, 1]], s0, atol=tol)
-    # an element the potential does not know is refused inside the module too
-    with pytest.raises(Exception, match="not among the potential's species"):
-        module(torch.zeros(1, 3), torch.tensor([1]), torch.eye(3), torch.zeros(0, dtype=torch.long),
-               torch.zeros(0, dtype=torch.long), torch.zeros(0, 3))
+            if periodic:  # virial W = -dE/dε, stress = -W / V
+                W = v.double().numpy()
+                W = -0.5 * (W + W.T) / atoms.get_volume()
+                np.testing.assert_allclose([W[0, 0], W[1, 1], W[2, 2], W[1, 2], W[0, 2], W[0, 1]], s0, atol=tol)
+    args = [torch.tensor(a) for a in (atoms.positions, atoms.numbers, atoms.cell[:], i, j)] + [torch.tensor(S)]
+    with torch.no_grad(), pytest.raises(Exception, match="autograd enabled"):
+        module(*args)
+    with pytest.raises(Exception, match="neighbour indices"):
+        module(*args[:3], args[3] + len(atoms), *args[4:])
+    for z in (1, 99):  # unknown, and beyond every known atomic number
+        with pytest.raises(Exception, match="not among the potential's species"):
+            module(torch.zeros(1, 3), torch.tensor([z]), torch.eye(3), torch.zeros(0, dtype=torch.long),
+                   torch.zeros(0, dtype=torch.long), torch.zeros(0, 3))
     # what cannot be exported says so
     acsf = NeuralPotential(descriptor="acsf", hidden=(3,), descriptor_params={"r_cut": 4.0, "g2": [[0.5, 0.0]],
                                                                               "g4": []}).initialize(frames, energies)

@@ -144,7 +144,7 @@ def run_export(args):
                          hint="export its member folders (member0, member1, ...) one by one")
     module = export_torchscript(model, args.output)
     print(f"wrote {args.output}: TorchScript, species {list(model.species_)}, neighbour cutoff {module.cutoff} Å; "
-          "forward(positions, numbers, cell, i, j, shifts) -> (energy, forces, virial)")
+          "forward(positions, numbers, cell, i, j, shifts) -> (energy, forces, virial = -dE/dstrain)")
     return 0
 
 

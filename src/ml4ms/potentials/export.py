@@ -17,11 +17,14 @@ virial.
   ``positions[j] - positions[i] + shifts @ cell`` (ASE's
   ``neighbor_list("ijS", atoms, module.cutoff)``);
 
-returns ``(energy, forces, virial)``: energy (eV, a 0-d tensor), forces
-(n, 3) eV/Å and the virial ``dE/dε`` (3, 3) eV, so the stress is
-``virial / volume`` (symmetrised). Floating inputs of any dtype are cast to
-the model's (float32 or float64), which the outputs have. One structure per
-call. The model file
+returns ``(energy, forces, virial)``: energy (eV, a float64 0-d tensor),
+forces (n, 3) eV/Å and the virial ``W = −dE/dε`` (3, 3) eV under a
+homogeneous strain ε (the NequIP/MACE sign), so the stress is ``−W / volume``
+(ASE's sign; symmetrise it). Floating inputs of any dtype are cast to the
+model's (float32 or float64), which forces and virial have; the reference
+energies are added in float64. One structure per call; call it with
+autograd enabled (not under ``torch.no_grad()``), since forces come from
+autograd inside the module. The model file
 (JSON + arrays) stays the reference format; this is a deployment copy.
 
 The angular term here sums over explicit neighbour triplets (TorchScript
@@ -31,6 +34,7 @@ the same numbers. TorchScript is in maintenance in PyTorch 2.x; the export
 suppresses its deprecation warning.
 """
 
+import io
 import math
 import warnings
 from typing import List, Tuple
@@ -38,9 +42,10 @@ from typing import List, Tuple
 import numpy as np
 import torch
 
+from ..descriptors.acsf import torch_dtype
 from ..descriptors.chebyshev import type_weights
 from ..errors import InputError
-from ..descriptors.acsf import torch_dtype
+from ..outputs import write_bytes
 
 
 def _chebyshev(x: torch.Tensor, order: int) -> torch.Tensor:
@@ -65,9 +70,9 @@ class ExportedPotential(torch.nn.Module):
         self.angular_cutoff = float(s["angular_cutoff"])
         self.radial_order = int(s["radial_order"])
         self.angular_order = int(s["angular_order"])
-        self.cutoff = max(self.radial_cutoff, self.angular_cutoff)
+        self.cutoff = float(model.cutoff())
         self.weighted = len(model.species_) > 1
-        self.cell_mean = bool(getattr(model, "cell_mean", False))
+        self.cell_mean = bool(model.cell_mean)
         self.energy_scale = float(model.energy_scale_)
         lookup = -torch.ones(max(model.species_) + 1, dtype=torch.long)
         for k, z in enumerate(model.species_):
@@ -77,11 +82,10 @@ class ExportedPotential(torch.nn.Module):
         self.register_buffer("type_weights", torch.tensor(weights, dtype=dt))
         self.register_buffer("feature_mean", torch.tensor(model.feature_mean_, dtype=dt))
         self.register_buffer("feature_std", torch.tensor(model.feature_std_, dtype=dt))
-        cm = np.asarray(getattr(model, "cell_feature_mean_", np.zeros(1)))
-        cs = np.asarray(getattr(model, "cell_feature_std_", np.ones(1)))
+        cm, cs = (model.cell_feature_mean_, model.cell_feature_std_) if self.cell_mean else (np.zeros(1), np.ones(1))
         self.register_buffer("cell_feature_mean", torch.tensor(cm, dtype=dt))
         self.register_buffer("cell_feature_std", torch.tensor(cs, dtype=dt))
-        self.register_buffer("reference", torch.tensor(model.reference_energies_, dtype=dt))
+        self.register_buffer("reference", torch.tensor(model.reference_energies_, dtype=torch.float64))
         self.networks = torch.nn.ModuleList()
         for layers in model.weights_:
             net = torch.nn.Sequential()
@@ -136,21 +140,33 @@ class ExportedPotential(torch.nn.Module):
 
     def energy(self, positions: torch.Tensor, species: torch.Tensor, cell: torch.Tensor, i: torch.Tensor,
                j: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
-        """Total energy (eV) of one structure (differentiable in ``positions`` and ``cell``)."""
+        """Total energy (eV, float64) of one structure (differentiable in ``positions`` and ``cell``)."""
         D = positions[j] - positions[i] + shifts @ cell
         X = self.features(species, D, i, j, positions.shape[0])
         H = (X - self.feature_mean[species]) / self.feature_std[species]
         if self.cell_mean:
             c = (H.mean(0) - self.cell_feature_mean) / self.cell_feature_std
             H = torch.cat([H, c.expand(H.shape[0], c.shape[0])], 1)
-        out = self.reference[species]
+        out = torch.zeros(H.shape[0], dtype=H.dtype)
         for s, net in enumerate(self.networks):
             idx = torch.nonzero(species == s).squeeze(1)
             out = out.index_add(0, idx, net(H[idx]).squeeze(1) * self.energy_scale)
-        return out.sum()
+        return (out.double() + self.reference[species]).sum()
 
     def forward(self, positions: torch.Tensor, numbers: torch.Tensor, cell: torch.Tensor, i: torch.Tensor,
                 j: torch.Tensor, shifts: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if not torch.is_grad_enabled():
+            raise RuntimeError("call with autograd enabled (not under torch.no_grad or inference_mode): "
+                               "forces come from autograd inside the module")
+        n = positions.shape[0]
+        if positions.dim() != 2 or positions.shape[1] != 3 or numbers.dim() != 1 or numbers.shape[0] != n \
+                or cell.dim() != 2 or cell.shape[0] != 3 or cell.shape[1] != 3:
+            raise ValueError("positions must be (n, 3), numbers (n,) and cell (3, 3)")
+        if i.dim() != 1 or j.dim() != 1 or i.shape[0] != j.shape[0] or shifts.dim() != 2 \
+                or shifts.shape[0] != i.shape[0] or shifts.shape[1] != 3:
+            raise ValueError("i and j must be (n_pairs,) and shifts (n_pairs, 3)")
+        if i.shape[0] > 0 and (bool((i < 0).any()) or bool((j < 0).any()) or int(i.max()) >= n or int(j.max()) >= n):
+            raise ValueError("neighbour indices i, j must lie in 0..n-1")
         if bool((numbers < 0).any()) or bool((numbers >= self.lookup.shape[0]).any()):
             raise ValueError("an atomic number is not among the potential's species")
         species = self.lookup[numbers]
@@ -160,11 +176,12 @@ class ExportedPotential(torch.nn.Module):
         pos = positions.detach().to(dt).requires_grad_(True)
         eps = torch.zeros(3, 3, dtype=dt).requires_grad_(True)
         strain = torch.eye(3, dtype=dt) + eps
+        i, j = i.long(), j.long()
         e = self.energy(pos @ strain, species, cell.detach().to(dt) @ strain, i, j, shifts.to(dt))
         grads = torch.autograd.grad([e], [pos, eps])
-        forces, virial = grads[0], grads[1]
-        assert forces is not None and virial is not None
-        return e.detach(), -forces, virial
+        dE_dr, dE_deps = grads[0], grads[1]
+        assert dE_dr is not None and dE_deps is not None
+        return e.detach(), -dE_dr, -dE_deps
 
 
 def export_torchscript(model, path):
@@ -206,10 +223,15 @@ def export_torchscript(model, path):
     if model.descriptor != "chebyshev":
         raise InputError(f"TorchScript export supports the Chebyshev descriptor only, not {model.descriptor!r}",
                          hint="train the potential with descriptor = \"chebyshev\"")
+    if model.cell_mean and not hasattr(model, "cell_feature_mean_"):
+        raise InputError("cell_mean is on but the model has no cell-average statistics",
+                         hint="retrain (or initialize) the potential with cell_mean = true")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         scripted = torch.jit.script(ExportedPotential(model))
-    scripted.save(str(path))
+        buffer = io.BytesIO()
+        torch.jit.save(scripted, buffer)
+    write_bytes(path, buffer.getvalue())
     return scripted
 
 

@@ -224,6 +224,8 @@ class NeuralPotential(BaseEstimator):
         torch = _torch()
         hidden = self._check_hidden()
         torch_dtype(self.dtype)
+        if not isinstance(self.cell_mean, (bool, np.bool_)):
+            raise InputError(f"cell_mean must be true or false, got {self.cell_mean!r}")
         if len(frames) == 0:
             raise InputError("no structures to train on")
         energies = np.asarray(energies, dtype=float)
@@ -302,9 +304,12 @@ class NeuralPotential(BaseEstimator):
         mean = torch.as_tensor(self.feature_mean_, dtype=X.dtype)
         std = torch.as_tensor(self.feature_std_, dtype=X.dtype)
         H = (X - mean[species_index]) / std[species_index]
-        if getattr(self, "cell_mean", False):
+        if self.cell_mean:
             if structure is None:
                 raise ValueError("cell_mean needs the structure index of every atom")
+            if not hasattr(self, "cell_feature_mean_"):
+                raise InputError("cell_mean was switched on after fitting: the model has no cell-average "
+                                 "statistics", hint="retrain (or initialize) with cell_mean = true")
             n_cells = int(structure.max()) + 1 if structure.numel() else 0
             counts = torch.zeros(n_cells, dtype=X.dtype).index_add_(0, structure, torch.ones_like(X[:, 0]))
             cells = torch.zeros(n_cells, H.shape[1], dtype=X.dtype).index_add(0, structure, H) / counts[:, None]
@@ -323,20 +328,30 @@ class NeuralPotential(BaseEstimator):
         return out
 
     def atomic_energies(self, t, params, strain=None):
-        """Atomic energies (n_atoms,) of batched tensors ``t`` (differentiable)."""
+        """Atomic energies (n_atoms,) of batched tensors ``t`` (differentiable), in float64.
+
+        The networks run in ``dtype``; the reference energies (~1e3 eV per
+        atom) are added in float64, so float32 totals are not rounded to
+        float32 steps (~8 meV for a 100-atom cell).
+        """
         torch = _torch()
-        dt = torch_dtype(self.dtype)
         sidx = t["species_index"]
-        ref = torch.as_tensor(self.reference_energies_, dtype=dt)
+        ref = torch.as_tensor(self.reference_energies_, dtype=torch.float64)
         structure = torch.from_numpy(np.asarray(t["structure"], dtype=np.int64))
-        return self.network_energies(self.features(t, strain), sidx, params, structure) + ref[sidx]
+        return self.network_energies(self.features(t, strain), sidx, params, structure).double() + ref[sidx]
 
     def energies_forces(self, t, params, *, forces=True, stress=False, create_graph=False):
-        """Energies (n_structures,), forces (n_atoms, 3) and virials dE/dε (n_structures, 3, 3) as tensors.
+        """Energies (n_structures,), forces (n_atoms, 3) and dE/dε (n_structures, 3, 3) as tensors.
 
         ``t`` must come from :meth:`tensors` (batched). ``forces``/``virial``
-        are ``None`` when not requested.
+        are ``None`` when not requested. Energies are float64, forces and
+        dE/dε in ``dtype``. Works under ``torch.no_grad()`` too.
         """
+        torch = _torch()
+        with torch.enable_grad():
+            return self._energies_forces(t, params, forces, stress, create_graph)
+
+    def _energies_forces(self, t, params, forces, stress, create_graph):
         torch = _torch()
         dt = torch_dtype(self.dtype)
         counts = np.asarray(t["counts"])
@@ -352,7 +367,7 @@ class NeuralPotential(BaseEstimator):
         tt = dict(t)
         tt["positions"] = pos
         ea = self.atomic_energies(tt, params, strain)
-        energy = torch.zeros(n_struct, dtype=dt).index_add(0, structure, ea)
+        energy = torch.zeros(n_struct, dtype=torch.float64).index_add(0, structure, ea)
         F = V = None
         if forces or stress:
             inputs = ([pos] if forces else []) + ([eps] if stress else [])

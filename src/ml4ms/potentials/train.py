@@ -281,7 +281,15 @@ def _train(model, frames, energies, forces, epochs, batch_size, learning_rate, l
         if state.get("n_frames") != len(frames) or state.get("train_idx") != train_idx.tolist():
             raise InputError(f"{checkpoint_dir}: checkpoint is from other data or another split",
                              hint="use a new checkpoint folder")
-        model = load_potential(os.path.join(checkpoint_dir, "model"))
+        saved = load_potential(os.path.join(checkpoint_dir, "model"))
+        def same(v):  # tuples and lists alike
+            return json.loads(json.dumps(v, default=str))
+
+        changed = sorted(k for k, v in model.get_params().items() if same(saved.get_params()[k]) != same(v))
+        if changed:
+            raise InputError(f"{checkpoint_dir}: checkpoint was written with other model settings ({', '.join(changed)})",
+                             hint="use a new checkpoint folder, or the settings it was started with")
+        model = saved
         best = load_potential(os.path.join(checkpoint_dir, "best")) if state.get("has_best") else None
     else:
         model.initialize([frames[k] for k in train_idx], energies[train_idx])
@@ -317,9 +325,9 @@ def _train(model, frames, energies, forces, epochs, batch_size, learning_rate, l
         t["cell"] = torch.cat([p["cell"].expand(int(n), 3, 3) for p, n in zip(parts, counts)])
         t["structure"] = np.repeat(np.arange(len(indices)), counts)
         t["counts"] = counts
-        e_ref = torch.as_tensor(energies[indices], dtype=dt)
+        e_ref = torch.as_tensor(energies[indices], dtype=torch.float64)  # totals ~1e4 eV: float64, as predicted
         f_ref = torch.as_tensor(np.concatenate([forces[k] for k in indices]), dtype=dt)
-        return t, e_ref, f_ref, torch.as_tensor(counts, dtype=dt)
+        return t, e_ref, f_ref, torch.as_tensor(counts, dtype=torch.float64)
 
     jac = None
     if precompute:
