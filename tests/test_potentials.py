@@ -388,7 +388,8 @@ def test_cell_mean_model_physics_and_precompute(frames, tmp_path):
 
     model, _ = train_potential(NeuralPotential(hidden=(6,), descriptor_params=SMALL, cell_mean=True), frames,
                                **dict(TRAIN, epochs=2), precompute=True)
-    assert model.weights_[0][0].shape[0] == 2 * model.n_features_ and model.cell_feature_std_.shape == (model.n_features_,)
+    nf = model.n_features_
+    assert model.weights_[0][0].shape[0] == 2 * nf and model.cell_feature_std_.shape == (nf,)
     atoms = _cell(frames)
     e0, f0, s0 = model.compute(atoms, stress=True)
     # forces are exact derivatives although every atom sees the whole cell
@@ -498,6 +499,8 @@ def test_torchscript_export_matches_the_model(trained, frames, tmp_path, capsys)
     args = [torch.tensor(a) for a in (atoms.positions, atoms.numbers, atoms.cell[:], i, j)] + [torch.tensor(S)]
     with torch.no_grad(), pytest.raises(Exception, match="autograd enabled"):
         module(*args)
+    with pytest.raises(Exception, match="empty structure"):
+        module(torch.zeros(0, 3), *args[1:])
     with pytest.raises(Exception, match="neighbour indices"):
         module(*args[:3], args[3] + len(atoms), *args[4:])
     for z in (1, 99):  # unknown, and beyond every known atomic number

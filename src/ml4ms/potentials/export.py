@@ -159,6 +159,8 @@ class ExportedPotential(torch.nn.Module):
             raise RuntimeError("call with autograd enabled (not under torch.no_grad or inference_mode): "
                                "forces come from autograd inside the module")
         n = positions.shape[0]
+        if n == 0:
+            raise ValueError("empty structure: no atoms")
         if positions.dim() != 2 or positions.shape[1] != 3 or numbers.dim() != 1 or numbers.shape[0] != n \
                 or cell.dim() != 2 or cell.shape[0] != 3 or cell.shape[1] != 3:
             raise ValueError("positions must be (n, 3), numbers (n,) and cell (3, 3)")

@@ -282,12 +282,13 @@ def _train(model, frames, energies, forces, epochs, batch_size, learning_rate, l
             raise InputError(f"{checkpoint_dir}: checkpoint is from other data or another split",
                              hint="use a new checkpoint folder")
         saved = load_potential(os.path.join(checkpoint_dir, "model"))
+
         def same(v):  # tuples and lists alike
             return json.loads(json.dumps(v, default=str))
 
-        changed = sorted(k for k, v in model.get_params().items() if same(saved.get_params()[k]) != same(v))
+        changed = ", ".join(sorted(k for k, v in model.get_params().items() if same(saved.get_params()[k]) != same(v)))
         if changed:
-            raise InputError(f"{checkpoint_dir}: checkpoint was written with other model settings ({', '.join(changed)})",
+            raise InputError(f"{checkpoint_dir}: checkpoint was written with other model settings ({changed})",
                              hint="use a new checkpoint folder, or the settings it was started with")
         model = saved
         best = load_potential(os.path.join(checkpoint_dir, "best")) if state.get("has_best") else None
