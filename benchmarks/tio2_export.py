@@ -28,6 +28,9 @@ def main(argv=None):
 
     torch.set_num_threads(1)
     model = load_potential(args.model)
+    if isinstance(model, list):  # a committee: time one member (the committee module runs each member's networks)
+        print(f"{args.model} is a committee of {len(model)}: timing member 0")
+        model = model[0]
     path = os.path.join(tempfile.mkdtemp(), "model.pt")
     export_torchscript(model, path)
     module = torch.jit.load(path)

@@ -265,6 +265,9 @@ def test_cli_eval_md_and_bad_input(trained, frames, tmp_path, capsys):
         assert np.isfinite(doc[key]) and doc[key] >= 0
     assert doc["energy_mae_mev_per_atom"] <= doc["energy_rmse_mev_per_atom"]
     assert all(os.path.exists(p) for p in doc["parity_plots"])
+    worst = doc["worst_structures"]
+    assert len(worst) == 5 and sorted(w["index"] for w in worst) == list(range(5))
+    assert "largest energy errors" in capsys.readouterr().out
     md_json = tmp_path / "md.json"
     assert cli.main(["md", str(tmp_path / "pot"), str(data), "--ensemble", "nvt", "--steps", "5", "--dt", "0.5",
                      "-o", str(tmp_path / "traj.extxyz"), "--json", str(md_json), "--interval", "1"]) == 0
@@ -453,12 +456,64 @@ def test_errors_by_formula_partition_the_errors(frames):
     assert errors_by_formula(mixed, energies, forces, pred, max_groups=1) == {}
 
 
+def test_worst_structures_rank_the_energy_errors(frames):
+    from ml4ms.potentials.train import evaluate_errors, worst_structures
+
+    energies, forces = labels_of(frames[:6])
+    rng = np.random.default_rng(1)
+    pred = (energies + rng.normal(0, 0.05, 6), [f + rng.normal(0, 0.1, f.shape) for f in forces])
+    every = worst_structures(frames[:6], energies, forces, pred, count=10)
+    err = [w["energy_error_mev_per_atom"] for w in every]
+    assert len(every) == 6 and sorted(w["index"] for w in every) == list(range(6))
+    assert np.all(np.diff(np.abs(err)) <= 0)
+    assert abs(sum(w["share_of_energy_mse"] for w in every) - 1.0) < 1e-12
+    k = every[0]["index"]
+    one = evaluate_errors(None, [frames[k]], energies[[k]], [forces[k]], predictions=(pred[0][[k]], [pred[1][k]]))
+    assert abs(abs(err[0]) - one["energy_rmse_mev_per_atom"]) < 1e-9
+    assert abs(every[0]["force_rmse_ev_per_ang"] - one["force_rmse_ev_per_ang"]) < 1e-12
+    assert every[0]["max_reference_force_ev_per_ang"] == np.abs(forces[k]).max()
+    assert [w["index"] for w in worst_structures(frames[:6], energies, forces, pred, count=2)] == \
+        [w["index"] for w in every[:2]]
+
+
+def test_committee_members_are_seeded_runs_in_parallel_processes(frames, tmp_path, capsys):
+    import ml4ms.cli as cli
+    from ml4ms.errors import InputError
+    from ml4ms.potentials.train import train_committee
+
+    few = frames[:12]
+    energies, forces = labels_of(few)
+    base = NeuralPotential(hidden=(4,), descriptor_params=SMALL, seed=3)
+    kw = dict(TRAIN, epochs=2, seed=5)
+    models, histories = train_committee(base, few, energies, forces, members=2, jobs=2,
+                                        checkpoint_dir=str(tmp_path / "ck"), **kw)
+    # member 1 is the run with weight seed 3 + 1 and training seed 5 + 1 (own split and shuffles), in any process
+    alone, history = train_potential(NeuralPotential(hidden=(4,), descriptor_params=SMALL, seed=4), few, energies,
+                                     forces, **dict(kw, seed=6))
+    assert [m.seed for m in models] == [3, 4] and len(histories[1]) == len(history) == 2
+    e1, f1 = models[1].predict(few[:3])
+    e2, f2 = alone.predict(few[:3])
+    assert np.allclose(e1, e2, rtol=0, atol=1e-9) and np.allclose(np.concatenate(f1), np.concatenate(f2), atol=1e-9)
+    assert not np.allclose(models[0].predict(few[:3], forces=False), e1, atol=1e-6)
+    assert os.path.exists(tmp_path / "ck" / "member1" / "state.json")
+    with pytest.raises(InputError, match="members must be a positive integer"):
+        train_committee(base, few, energies, forces, members=0)
+    # the CLI writes a committee folder that loads as a list
+    data = tmp_path / "few.extxyz"
+    write(data, few)
+    assert cli.main(["potential", "fit", str(data), "-o", str(tmp_path / "com"), "--members", "2", "--jobs", "1",
+                     "--epochs", "1", "--quiet"]) == 0
+    assert "committee of 2" in capsys.readouterr().out
+    assert len(load_potential(str(tmp_path / "com"))) == 2
+
+
 def test_torchscript_export_matches_the_model(trained, frames, tmp_path, capsys):
     import torch
     from ase.build import bulk
     from ase.neighborlist import neighbor_list
 
     import ml4ms.cli as cli
+    from ml4ms.errors import InputError
     from ml4ms.potentials.export import export_torchscript
 
     energies, _ = labels_of(frames)
@@ -511,8 +566,28 @@ def test_torchscript_export_matches_the_model(trained, frames, tmp_path, capsys)
     acsf = NeuralPotential(descriptor="acsf", hidden=(3,), descriptor_params={"r_cut": 4.0, "g2": [[0.5, 0.0]],
                                                                               "g4": []}).initialize(frames, energies)
     save_potential(tmp_path / "acsf", acsf)
-    save_potential(tmp_path / "committee", [trained[0], trained[0]])
     capsys.readouterr()
-    for bad in ("acsf", "committee"):
-        assert cli.main(["potential", "export", str(tmp_path / bad), "-o", str(tmp_path / "x.pt")]) == 2
-        assert "error" in capsys.readouterr().err
+    assert cli.main(["potential", "export", str(tmp_path / "acsf"), "-o", str(tmp_path / "x.pt")]) == 2
+    assert "error" in capsys.readouterr().err
+    # a committee is one module returning the members' mean; a different descriptor does not share the pass
+    other = NeuralPotential(hidden=(3,), descriptor_params={"radial_order": 4, "angular_order": 2},
+                            seed=5).initialize(frames, energies)
+    for name, members in (("shared", [trained[0], models["cell_mean"]]), ("mixed", [trained[0], other])):
+        save_potential(tmp_path / name, members)
+        assert cli.main(["potential", "export", str(tmp_path / name), "-o", str(tmp_path / f"{name}.pt")]) == 0
+        assert "committee of 2" in capsys.readouterr().out
+        module = torch.jit.load(str(tmp_path / f"{name}.pt"))
+        assert module.shared == (name == "shared")
+        for atoms in tio2[:2]:
+            i, j, S = neighbor_list("ijS", atoms, module.cutoff)
+            e, f, v = module(torch.tensor(atoms.positions), torch.tensor(atoms.numbers), torch.tensor(atoms.cell[:]),
+                             torch.tensor(i), torch.tensor(j), torch.tensor(S))
+            ref = [m.compute(atoms, stress=True) for m in members]
+            assert abs(float(e) - np.mean([r[0] for r in ref])) < 1e-9
+            np.testing.assert_allclose(f.numpy(), np.mean([r[1] for r in ref], 0), atol=1e-9)
+            W = v.numpy()
+            W = -0.5 * (W + W.T) / atoms.get_volume()
+            np.testing.assert_allclose([W[0, 0], W[1, 1], W[2, 2], W[1, 2], W[0, 2], W[0, 1]],
+                                       np.mean([r[2] for r in ref], 0), atol=1e-9)
+    with pytest.raises(InputError, match="differ in species or dtype"):
+        export_torchscript([trained[0], models["float32_cell_mean"]], tmp_path / "bad.pt")

@@ -16,6 +16,8 @@ def add_parsers(sub):
     q.add_argument("--checkpoint", metavar="DIR", help="checkpoint folder (default: MODEL.checkpoint); resumed if present")
     q.add_argument("--epochs", type=int, help="override [training] epochs")
     q.add_argument("--minutes", type=float, help="stop training after this many minutes")
+    q.add_argument("--members", type=int, help="train a committee of N members (override [training] members)")
+    q.add_argument("--jobs", type=int, help="committee members trained at once, in parallel processes")
     q.add_argument("--quiet", action="store_true", help="no progress bar")
     q.set_defaults(func=run_fit)
 
@@ -73,16 +75,30 @@ def _beside(json_path, default, suffix):
 def run_fit(args):
     from ..potentials.io import save_potential
     from ..potentials.model import NeuralPotential
-    from ..potentials.train import labels_of, read_config, train_potential
+    from ..potentials.train import labels_of, read_config, train_committee, train_potential
 
     model, kwargs = read_config(args.config) if args.config else (NeuralPotential(), {})
     if args.epochs is not None:
         kwargs["epochs"] = args.epochs
     if args.minutes is not None:
         kwargs["time_limit"] = 60.0 * args.minutes
+    members, jobs = kwargs.pop("members", 1), kwargs.pop("jobs", None)
+    members = members if args.members is None else args.members
+    jobs = jobs if args.jobs is None else args.jobs
     frames, source = _structures(args.data)
     energies, forces = labels_of(frames, source)
     checkpoint = args.checkpoint or os.path.abspath(args.output).rstrip(os.sep) + ".checkpoint"
+    if members != 1:
+        models, histories = train_committee(model, frames, energies, forces, members=members, jobs=jobs,
+                                            checkpoint_dir=checkpoint, progress=not args.quiet, source=source,
+                                            **kwargs)
+        save_potential(args.output, models, {"data": source})
+        for k, (m, h) in enumerate(zip(models, histories)):
+            print(f"member {k}: {m.training_['epochs']} epochs" + (
+                f", last validation energy RMSE {h[-1]['val_energy_rmse']:.3f} meV/atom, "
+                f"force RMSE {h[-1]['val_force_rmse']:.4f} eV/Å" if h else ""))
+        print(f"wrote {args.output} (committee of {len(models)})")
+        return 0
     model, history = train_potential(model, frames, energies, forces, checkpoint_dir=checkpoint,
                                      progress=not args.quiet, source=source, **kwargs)
     save_potential(args.output, model, {"data": source, "history": history[-1:] if history else []})
@@ -101,7 +117,7 @@ def run_eval(args):
     from ..outputs import write_json
     from ..plots import parity_plot
     from ..potentials.io import load_potential
-    from ..potentials.train import errors_by_formula, evaluate_errors, labels_of, predict_potential
+    from ..potentials.train import errors_by_formula, evaluate_errors, labels_of, predict_potential, worst_structures
 
     model = load_potential(args.model)  # a committee (list) is scored by its mean
     frames, source = _structures(args.data)
@@ -113,6 +129,7 @@ def run_eval(args):
     by_formula = errors_by_formula(frames, energies, forces, (pred_e, pred_f))
     if len(by_formula) > 1:
         out["by_formula"] = by_formula
+    out["worst_structures"] = worst_structures(frames, energies, forces, (pred_e, pred_f))
     n = np.array([len(a) for a in frames])
     plot = args.plot or _beside(args.json, "parity_potential.png", "_parity.png")
     base = os.path.splitext(plot)[0]
@@ -130,6 +147,12 @@ def run_eval(args):
     for name, e in out.get("by_formula", {}).items():
         print(f"  {name:>12s} ({e['n_structures']:4d}): energy RMSE {e['energy_rmse_mev_per_atom']:7.3f} meV/atom, "
               f"force RMSE {e['force_rmse_ev_per_ang']:.4f} eV/Å")
+    if len(frames) > 1:
+        print("largest energy errors (structure index in the data, formula, error, share of the energy MSE):")
+        for w in out["worst_structures"]:
+            print(f"  {w['index']:6d} {w['formula']:>12s} {w['energy_error_mev_per_atom']:+9.2f} meV/atom "
+                  f"{100 * w['share_of_energy_mse']:5.1f} %  (force RMSE {w['force_rmse_ev_per_ang']:.3f} eV/Å, "
+                  f"largest reference force {w['max_reference_force_ev_per_ang']:.1f} eV/Å)")
     print(f"parity plots: {', '.join(out['parity_plots'])}")
     return 0
 
@@ -139,12 +162,12 @@ def run_export(args):
     from ..potentials.io import load_potential
 
     model = load_potential(args.model)
-    if isinstance(model, list):
-        raise InputError("a committee cannot be exported as one TorchScript file", source=args.model,
-                         hint="export its member folders (member0, member1, ...) one by one")
     module = export_torchscript(model, args.output)
-    print(f"wrote {args.output}: TorchScript, species {list(model.species_)}, neighbour cutoff {module.cutoff} Å; "
-          "forward(positions, numbers, cell, i, j, shifts) -> (energy, forces, virial = -dE/dstrain)")
+    first = model[0] if isinstance(model, list) else model
+    what = f"the mean of a committee of {len(model)}, " if isinstance(model, list) else ""
+    print(f"wrote {args.output}: TorchScript, {what}species {list(first.species_)}, neighbour cutoff "
+          f"{module.cutoff} Å; forward(positions, numbers, cell, i, j, shifts) -> (energy, forces, "
+          "virial = -dE/dstrain)")
     return 0
 
 

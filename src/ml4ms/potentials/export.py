@@ -26,6 +26,8 @@ energies are added in float64. One structure per call; call it with
 autograd enabled (not under ``torch.no_grad()``), since forces come from
 autograd inside the module. The model file
 (JSON + arrays) stays the reference format; this is a deployment copy.
+A committee exports as one module (:class:`ExportedCommittee`) that
+returns the members' mean energy, forces and virial.
 
 The angular term here sums over explicit neighbour triplets (TorchScript
 cannot run the padded-block layout of
@@ -142,7 +144,10 @@ class ExportedPotential(torch.nn.Module):
                j: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
         """Total energy (eV, float64) of one structure (differentiable in ``positions`` and ``cell``)."""
         D = positions[j] - positions[i] + shifts @ cell
-        X = self.features(species, D, i, j, positions.shape[0])
+        return self.energy_of_features(self.features(species, D, i, j, positions.shape[0]), species)
+
+    def energy_of_features(self, X: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
+        """Total energy (eV, float64) from the raw features ``X`` (n_atoms, F) of one structure."""
         H = (X - self.feature_mean[species]) / self.feature_std[species]
         if self.cell_mean:
             c = (H.mean(0) - self.cell_feature_mean) / self.cell_feature_std
@@ -155,44 +160,97 @@ class ExportedPotential(torch.nn.Module):
 
     def forward(self, positions: torch.Tensor, numbers: torch.Tensor, cell: torch.Tensor, i: torch.Tensor,
                 j: torch.Tensor, shifts: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        if not torch.is_grad_enabled():
-            raise RuntimeError("call with autograd enabled (not under torch.no_grad or inference_mode): "
-                               "forces come from autograd inside the module")
-        n = positions.shape[0]
-        if n == 0:
-            raise ValueError("empty structure: no atoms")
-        if positions.dim() != 2 or positions.shape[1] != 3 or numbers.dim() != 1 or numbers.shape[0] != n \
-                or cell.dim() != 2 or cell.shape[0] != 3 or cell.shape[1] != 3:
-            raise ValueError("positions must be (n, 3), numbers (n,) and cell (3, 3)")
-        if i.dim() != 1 or j.dim() != 1 or i.shape[0] != j.shape[0] or shifts.dim() != 2 \
-                or shifts.shape[0] != i.shape[0] or shifts.shape[1] != 3:
-            raise ValueError("i and j must be (n_pairs,) and shifts (n_pairs, 3)")
-        if i.shape[0] > 0 and (bool((i < 0).any()) or bool((j < 0).any()) or int(i.max()) >= n or int(j.max()) >= n):
-            raise ValueError("neighbour indices i, j must lie in 0..n-1")
-        if bool((numbers < 0).any()) or bool((numbers >= self.lookup.shape[0]).any()):
-            raise ValueError("an atomic number is not among the potential's species")
-        species = self.lookup[numbers]
-        if bool((species < 0).any()):
-            raise ValueError("an atomic number is not among the potential's species")
+        species = _species(positions, numbers, cell, i, j, shifts, self.lookup)
         dt = self.feature_mean.dtype
         pos = positions.detach().to(dt).requires_grad_(True)
         eps = torch.zeros(3, 3, dtype=dt).requires_grad_(True)
         strain = torch.eye(3, dtype=dt) + eps
-        i, j = i.long(), j.long()
-        e = self.energy(pos @ strain, species, cell.detach().to(dt) @ strain, i, j, shifts.to(dt))
-        grads = torch.autograd.grad([e], [pos, eps])
-        dE_dr, dE_deps = grads[0], grads[1]
-        assert dE_dr is not None and dE_deps is not None
-        return e.detach(), -dE_dr, -dE_deps
+        e = self.energy(pos @ strain, species, cell.detach().to(dt) @ strain, i.long(), j.long(), shifts.to(dt))
+        return _energy_forces_virial(e, pos, eps)
+
+
+def _species(positions: torch.Tensor, numbers: torch.Tensor, cell: torch.Tensor, i: torch.Tensor, j: torch.Tensor,
+             shifts: torch.Tensor, lookup: torch.Tensor) -> torch.Tensor:
+    """Checks the inputs of ``forward`` and returns the species index of every atom."""
+    if not torch.is_grad_enabled():
+        raise RuntimeError("call with autograd enabled (not under torch.no_grad or inference_mode): "
+                           "forces come from autograd inside the module")
+    n = positions.shape[0]
+    if n == 0:
+        raise ValueError("empty structure: no atoms")
+    if positions.dim() != 2 or positions.shape[1] != 3 or numbers.dim() != 1 or numbers.shape[0] != n \
+            or cell.dim() != 2 or cell.shape[0] != 3 or cell.shape[1] != 3:
+        raise ValueError("positions must be (n, 3), numbers (n,) and cell (3, 3)")
+    if i.dim() != 1 or j.dim() != 1 or i.shape[0] != j.shape[0] or shifts.dim() != 2 \
+            or shifts.shape[0] != i.shape[0] or shifts.shape[1] != 3:
+        raise ValueError("i and j must be (n_pairs,) and shifts (n_pairs, 3)")
+    if i.shape[0] > 0 and (bool((i < 0).any()) or bool((j < 0).any()) or int(i.max()) >= n or int(j.max()) >= n):
+        raise ValueError("neighbour indices i, j must lie in 0..n-1")
+    if bool((numbers < 0).any()) or bool((numbers >= lookup.shape[0]).any()):
+        raise ValueError("an atomic number is not among the potential's species")
+    species = lookup[numbers]
+    if bool((species < 0).any()):
+        raise ValueError("an atomic number is not among the potential's species")
+    return species
+
+
+def _energy_forces_virial(e: torch.Tensor, pos: torch.Tensor,
+                          eps: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    grads = torch.autograd.grad([e], [pos, eps])
+    dE_dr, dE_deps = grads[0], grads[1]
+    assert dE_dr is not None and dE_deps is not None
+    return e.detach(), -dE_dr, -dE_deps
+
+
+class ExportedCommittee(torch.nn.Module):
+    """A committee's mean as one scriptable module (same ``forward`` as :class:`ExportedPotential`).
+
+    Members that share the descriptor settings share one descriptor pass.
+    """
+
+    def __init__(self, models):
+        super().__init__()
+        first = models[0]
+        for m in models[1:]:
+            if list(m.species_) != list(first.species_) or m.dtype != first.dtype:
+                raise InputError("committee members differ in species or dtype; they cannot be exported together",
+                                 hint="export the members one by one")
+        self.members = torch.nn.ModuleList([ExportedPotential(m) for m in models])
+        self.cutoff = max(float(m.cutoff()) for m in models)
+        self.n_members = len(models)
+        self.shared = all(m.descriptor_settings() == first.descriptor_settings() for m in models)
+        self.register_buffer("lookup", self.members[0].lookup.clone())
+        self.register_buffer("feature_mean", self.members[0].feature_mean.clone())  # carries the dtype
+
+    def forward(self, positions: torch.Tensor, numbers: torch.Tensor, cell: torch.Tensor, i: torch.Tensor,
+                j: torch.Tensor, shifts: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        species = _species(positions, numbers, cell, i, j, shifts, self.lookup)
+        dt = self.feature_mean.dtype
+        pos = positions.detach().to(dt).requires_grad_(True)
+        eps = torch.zeros(3, 3, dtype=dt).requires_grad_(True)
+        strain = torch.eye(3, dtype=dt) + eps
+        p, c, i, j, S = pos @ strain, cell.detach().to(dt) @ strain, i.long(), j.long(), shifts.to(dt)
+        total = torch.zeros((), dtype=torch.float64)
+        if self.shared:
+            D = p[j] - p[i] + S @ c
+            X = self.members[0].features(species, D, i, j, p.shape[0])
+            for member in self.members:
+                total = total + member.energy_of_features(X, species)
+        else:
+            for member in self.members:
+                total = total + member.energy(p, species, c, i, j, S)
+        return _energy_forces_virial(total / self.n_members, pos, eps)
 
 
 def export_torchscript(model, path):
-    """Write ``model`` (a fitted Chebyshev :class:`NeuralPotential`) as a TorchScript file.
+    """Write ``model`` (a fitted Chebyshev :class:`NeuralPotential`, or a committee) as a TorchScript file.
 
     Parameters
     ----------
-    model : NeuralPotential
-        Fitted, with ``descriptor="chebyshev"``.
+    model : NeuralPotential or list of NeuralPotential
+        Fitted, with ``descriptor="chebyshev"``. A committee (list) is
+        written as one module that returns the members' mean
+        (:class:`ExportedCommittee`).
     path : str
         Output file (conventionally ``.pt``).
 
@@ -221,20 +279,25 @@ def export_torchscript(model, path):
     """
     from sklearn.utils.validation import check_is_fitted
 
-    check_is_fitted(model, "weights_")
-    if model.descriptor != "chebyshev":
-        raise InputError(f"TorchScript export supports the Chebyshev descriptor only, not {model.descriptor!r}",
-                         hint="train the potential with descriptor = \"chebyshev\"")
-    if model.cell_mean and not hasattr(model, "cell_feature_mean_"):
-        raise InputError("cell_mean is on but the model has no cell-average statistics",
-                         hint="retrain (or initialize) the potential with cell_mean = true")
+    models = list(model) if isinstance(model, (list, tuple)) else [model]
+    if not models:
+        raise InputError("an empty committee cannot be exported")
+    for m in models:
+        check_is_fitted(m, "weights_")
+        if m.descriptor != "chebyshev":
+            raise InputError(f"TorchScript export supports the Chebyshev descriptor only, not {m.descriptor!r}",
+                             hint="train the potential with descriptor = \"chebyshev\"")
+        if m.cell_mean and not hasattr(m, "cell_feature_mean_"):
+            raise InputError("cell_mean is on but the model has no cell-average statistics",
+                             hint="retrain (or initialize) the potential with cell_mean = true")
+    module = ExportedCommittee(models) if isinstance(model, (list, tuple)) else ExportedPotential(model)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        scripted = torch.jit.script(ExportedPotential(model))
+        scripted = torch.jit.script(module)
         buffer = io.BytesIO()
         torch.jit.save(scripted, buffer)
     write_bytes(path, buffer.getvalue())
     return scripted
 
 
-__all__: List[str] = ["ExportedPotential", "export_torchscript"]
+__all__: List[str] = ["ExportedCommittee", "ExportedPotential", "export_torchscript"]

@@ -50,6 +50,17 @@ def _species_of(frames):
     return sorted({int(z) for a in frames for z in a.numbers})
 
 
+def _cell_average(H, structure):
+    """Rows of ``H`` (n_atoms, F) averaged over the atoms of each cell: (n_cells, F), differentiable.
+
+    ``structure`` (n_atoms,) int64 tensor: the cell of every atom.
+    """
+    torch = _torch()
+    n_cells = int(structure.max()) + 1 if structure.numel() else 0
+    counts = torch.zeros(n_cells, dtype=H.dtype).index_add_(0, structure, torch.ones_like(H[:, 0]))
+    return torch.zeros(n_cells, H.shape[1], dtype=H.dtype).index_add(0, structure, H) / counts[:, None]
+
+
 class NeuralPotential(BaseEstimator):
     """Per-element feed-forward networks on a local descriptor.
 
@@ -254,11 +265,8 @@ class NeuralPotential(BaseEstimator):
         self.feature_mean_, self.feature_std_ = mean, std
         self.n_features_ = int(nf)
         if self.cell_mean:
-            H = (X - mean[sidx]) / std[sidx]
-            structure = np.asarray(t["structure"])
-            cells = np.zeros((len(sample), nf))
-            np.add.at(cells, structure, H)
-            cells /= np.bincount(structure, minlength=len(sample))[:, None]
+            H = torch.from_numpy((X - mean[sidx]) / std[sidx])
+            cells = _cell_average(H, torch.from_numpy(np.asarray(t["structure"], dtype=np.int64))).numpy()
             sd = cells.std(0)
             self.cell_feature_mean_ = cells.mean(0)
             self.cell_feature_std_ = np.where(sd > 1e-8, sd, 1.0)
@@ -310,11 +318,8 @@ class NeuralPotential(BaseEstimator):
             if not hasattr(self, "cell_feature_mean_"):
                 raise InputError("cell_mean was switched on after fitting: the model has no cell-average "
                                  "statistics", hint="retrain (or initialize) with cell_mean = true")
-            n_cells = int(structure.max()) + 1 if structure.numel() else 0
-            counts = torch.zeros(n_cells, dtype=X.dtype).index_add_(0, structure, torch.ones_like(X[:, 0]))
-            cells = torch.zeros(n_cells, H.shape[1], dtype=X.dtype).index_add(0, structure, H) / counts[:, None]
-            cells = (cells - torch.as_tensor(self.cell_feature_mean_, dtype=X.dtype)) / torch.as_tensor(
-                self.cell_feature_std_, dtype=X.dtype)
+            cells = (_cell_average(H, structure) - torch.as_tensor(self.cell_feature_mean_, dtype=X.dtype)) \
+                / torch.as_tensor(self.cell_feature_std_, dtype=X.dtype)
             H = torch.cat([H, cells[structure]], 1)
         out = torch.zeros(X.shape[0], dtype=X.dtype)
         for s, layers in enumerate(params):
@@ -327,17 +332,19 @@ class NeuralPotential(BaseEstimator):
             out = out.index_put((idx,), (h @ layers[-2] + layers[-1]).squeeze(1) * self.energy_scale_)
         return out
 
-    def atomic_energies(self, t, params, strain=None):
+    def atomic_energies(self, t, params, strain=None, structure=None):
         """Atomic energies (n_atoms,) of batched tensors ``t`` (differentiable), in float64.
 
         The networks run in ``dtype``; the reference energies (~1e3 eV per
         atom) are added in float64, so float32 totals are not rounded to
-        float32 steps (~8 meV for a 100-atom cell).
+        float32 steps (~8 meV for a 100-atom cell). ``structure`` is
+        ``t["structure"]`` as an int64 tensor, if the caller has it already.
         """
         torch = _torch()
         sidx = t["species_index"]
         ref = torch.as_tensor(self.reference_energies_, dtype=torch.float64)
-        structure = torch.from_numpy(np.asarray(t["structure"], dtype=np.int64))
+        if structure is None:
+            structure = torch.from_numpy(np.asarray(t["structure"], dtype=np.int64))
         return self.network_energies(self.features(t, strain), sidx, params, structure).double() + ref[sidx]
 
     def energies_forces(self, t, params, *, forces=True, stress=False, create_graph=False):
@@ -366,7 +373,7 @@ class NeuralPotential(BaseEstimator):
             strain = eps[structure]
         tt = dict(t)
         tt["positions"] = pos
-        ea = self.atomic_energies(tt, params, strain)
+        ea = self.atomic_energies(tt, params, strain, structure)
         energy = torch.zeros(n_struct, dtype=torch.float64).index_add(0, structure, ea)
         F = V = None
         if forces or stress:

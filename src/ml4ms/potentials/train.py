@@ -127,6 +127,40 @@ def errors_by_formula(frames, energies, forces, predictions, max_groups=50):
     return dict(sorted(out.items(), key=lambda kv: -kv[1]["energy_rmse_mev_per_atom"]))
 
 
+def worst_structures(frames, energies, forces, predictions, count=5):
+    """The ``count`` structures with the largest energy error per atom, worst first.
+
+    Each is a dict: ``index`` (into ``frames``), ``formula``,
+    ``energy_error_mev_per_atom`` (predicted minus reference),
+    ``share_of_energy_mse`` (its part of the summed squared energy errors),
+    ``force_rmse_ev_per_ang`` and ``max_reference_force_ev_per_ang``. A few
+    structures often carry much of an RMSE; these are the ones to look at.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ase.build import bulk
+    >>> cells = [bulk("Si"), bulk("Si").repeat((2, 1, 1))]
+    >>> forces = [np.zeros((2, 3)), np.zeros((4, 3))]
+    >>> out = worst_structures(cells, [-10.0, -20.0], forces, ([-10.002, -19.996], forces), count=1)
+    >>> out[0]["index"], round(out[0]["energy_error_mev_per_atom"], 3), round(out[0]["share_of_energy_mse"], 3)
+    (0, -1.0, 0.5)
+    """
+    pred_e, pred_f = predictions
+    n = np.array([len(a) for a in frames])
+    de = 1000 * (np.asarray(pred_e, dtype=float) - np.asarray(energies, dtype=float)) / n
+    total = float(np.sum(de ** 2))
+    out = []
+    for k in np.argsort(-np.abs(de), kind="stable")[:count]:
+        k = int(k)
+        out.append({"index": k, "formula": frames[k].get_chemical_formula(),
+                    "energy_error_mev_per_atom": float(de[k]),
+                    "share_of_energy_mse": float(de[k] ** 2 / total) if total > 0 else 0.0,
+                    "force_rmse_ev_per_ang": _rmse(np.asarray(pred_f[k]) - np.asarray(forces[k])),
+                    "max_reference_force_ev_per_ang": float(np.abs(forces[k]).max()) if len(forces[k]) else 0.0})
+    return out
+
+
 def _save_checkpoint(folder, model, best, optimizer, params, state):
     from .io import save_potential
 
@@ -431,10 +465,123 @@ def _train(model, frames, energies, forces, epochs, batch_size, learning_rate, l
     return result, history
 
 
+def _fit_member(model, frames, energies, forces, kwargs):
+    """One committee member, in a worker process (top level, so it pickles)."""
+    return train_potential(model, frames, energies, forces, **kwargs)
+
+
+def _member_status(folder):
+    """``"member k: epoch E, val E .. F .."`` from a member's checkpoint (``None`` before its first epoch)."""
+    try:
+        with open(os.path.join(folder, STATE), encoding="utf-8") as handle:
+            last = json.load(handle)["history"][-1]
+    except (OSError, ValueError, KeyError, IndexError):
+        return None
+    return last["epoch"], f"{last['val_energy_rmse']:.2f}/{last['val_force_rmse']:.3f}"
+
+
+def train_committee(model, frames, energies=None, forces=None, *, members=2, jobs=None, checkpoint_dir=None,
+                    progress=True, seed=0, **kwargs):
+    """Train a committee of ``members`` potentials, in parallel processes.
+
+    Member *k* is ``model`` with weight seed ``model.seed + k``, trained by
+    :func:`train_potential` with ``seed + k``: its own validation split,
+    shuffles and initial weights, so the members differ as a committee's
+    should. Their mean is the committee's prediction and their spread its
+    uncertainty (:class:`~ml4ms.potentials.calculator.NeuralPotentialCalculator`).
+    On a machine with as many cores as members, members with ``threads=1``
+    in parallel train about as many epochs in the same wall time as one
+    model on all cores (small batches gain little from threads).
+
+    Parameters
+    ----------
+    model : NeuralPotential
+    frames, energies, forces
+        As in :func:`train_potential`.
+    members : int, default 2
+    jobs : int, optional
+        Processes at once (default: ``members``). With 1 the members train
+        one after the other in this process.
+    checkpoint_dir : str, optional
+        Member *k* checkpoints in ``checkpoint_dir/member<k>`` (resumed if
+        present). Without it, a temporary folder holds the checkpoints that
+        the progress bar reads.
+    progress : bool
+        One tqdm bar over the members' epochs, with each member's latest
+        validation energy (meV/atom) / force (eV/Å) RMSE.
+    seed : int
+        Training seed of member 0.
+    **kwargs
+        Further arguments of :func:`train_potential`. ``time_limit`` applies
+        to every member. ``threads`` is the total: with ``jobs`` processes at
+        once each gets ``max(1, threads // jobs)``.
+
+    Returns
+    -------
+    models : list of NeuralPotential
+    histories : list of list of dict
+
+    Examples
+    --------
+    >>> from ase.build import bulk
+    >>> from ml4ms.potentials import NeuralPotential
+    >>> cells = [bulk("MgO", "rocksalt", a=4.1 + 0.05 * k) for k in range(4)]
+    >>> m = NeuralPotential(hidden=(3,), descriptor_params={"radial_order": 2, "angular_order": 1})
+    >>> models, _ = train_committee(m, cells, [-10.0, -10.2, -10.3, -10.25], [np.zeros((2, 3))] * 4,
+    ...                             members=2, jobs=1, epochs=2, batch_size=2, valid_fraction=0.25, progress=False)
+    >>> len(models), models[1].seed - models[0].seed
+    (2, 1)
+    """
+    import tempfile
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from multiprocessing import get_context
+
+    from tqdm.auto import tqdm
+
+    if not isinstance(members, (int, np.integer)) or isinstance(members, bool) or members < 1:
+        raise InputError(f"members must be a positive integer, got {members!r}")
+    jobs = int(members if jobs is None else jobs)
+    if jobs < 1:
+        raise InputError(f"jobs must be a positive integer, got {jobs!r}")
+    temporary = None
+    if checkpoint_dir is None:
+        temporary = tempfile.TemporaryDirectory(prefix="ml4ms-committee-")
+        checkpoint_dir = temporary.name
+    folders = [os.path.join(checkpoint_dir, f"member{k}") for k in range(members)]
+    clones = [model.__class__(**model.get_params()).set_params(seed=int(model.seed) + k) for k in range(members)]
+    if jobs > 1 and kwargs.get("threads", 1) is not None:
+        kwargs = dict(kwargs, threads=max(1, int(kwargs.get("threads", 1)) // min(jobs, members)))
+    calls = [dict(kwargs, seed=int(seed) + k, checkpoint_dir=folders[k]) for k in range(members)]
+    try:
+        if jobs == 1:
+            out = [train_potential(m, frames, energies, forces, progress=progress, **c) for m, c in zip(clones, calls)]
+        else:
+            epochs = int(kwargs.get("epochs", 100))
+            bar = tqdm(total=members * epochs, disable=not progress, desc=f"fit committee of {members}",
+                       unit="epoch")
+            # spawn, not fork: a forked torch process can hang on the parent's thread pools
+            with ProcessPoolExecutor(max_workers=min(jobs, members), mp_context=get_context("spawn")) as pool:
+                futures = [pool.submit(_fit_member, m, frames, energies, forces, dict(c, progress=False))
+                           for m, c in zip(clones, calls)]
+                pending = set(futures)
+                while pending:
+                    _, pending = wait(pending, timeout=5.0, return_when=FIRST_COMPLETED)
+                    status = [_member_status(f) for f in folders]
+                    done = sum(s[0] if s else 0 for s in status)
+                    bar.update(done - bar.n)
+                    bar.set_postfix_str("val E/F " + " | ".join(s[1] if s else "-" for s in status))
+                out = [f.result() for f in futures]
+            bar.close()
+    finally:
+        if temporary is not None:
+            temporary.cleanup()
+    return [m for m, _ in out], [h for _, h in out]
+
+
 #: keys of the ``[training]`` table of a potential config
 TRAIN_KEYS = ("epochs", "batch_size", "learning_rate", "lr_decay", "min_learning_rate", "energy_weight",
               "force_weight", "valid_fraction", "patience", "seed", "max_energy_per_atom", "atomic_energies",
-              "time_limit", "threads", "precompute", "lr_schedule", "lr_patience")
+              "time_limit", "threads", "precompute", "lr_schedule", "lr_patience", "members", "jobs")
 MODEL_KEYS = ("descriptor", "hidden", "dtype", "seed", "cell_mean")
 
 
