@@ -465,11 +465,6 @@ def _train(model, frames, energies, forces, epochs, batch_size, learning_rate, l
     return result, history
 
 
-def _fit_member(model, frames, energies, forces, kwargs):
-    """One committee member, in a worker process (top level, so it pickles)."""
-    return train_potential(model, frames, energies, forces, **kwargs)
-
-
 def _member_status(folder):
     """``"member k: epoch E, val E .. F .."`` from a member's checkpoint (``None`` before its first epoch)."""
     try:
@@ -561,7 +556,7 @@ def train_committee(model, frames, energies=None, forces=None, *, members=2, job
                        unit="epoch")
             # spawn, not fork: a forked torch process can hang on the parent's thread pools
             with ProcessPoolExecutor(max_workers=min(jobs, members), mp_context=get_context("spawn")) as pool:
-                futures = [pool.submit(_fit_member, m, frames, energies, forces, dict(c, progress=False))
+                futures = [pool.submit(train_potential, m, frames, energies, forces, **dict(c, progress=False))
                            for m, c in zip(clones, calls)]
                 pending = set(futures)
                 while pending:
