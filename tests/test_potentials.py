@@ -226,6 +226,24 @@ def test_checkpoint_resume_continues(frames, trained, tmp_path):
             np.testing.assert_allclose(wa, wb, rtol=1e-9, atol=1e-12)
 
 
+def test_restore_best_or_last_weights(frames, tmp_path):
+    # a learning rate so large that the validation loss is lowest after the first of 4 epochs
+    run = dict(TRAIN, learning_rate=0.3)
+    weights = {}
+    for restore in (True, False):
+        folder = str(tmp_path / str(restore))
+        model, history = train_potential(NeuralPotential(hidden=(8,), descriptor_params=SMALL), frames,
+                                         checkpoint_dir=folder, restore_best=restore, **run)
+        losses = [h["val_loss"] for h in history]
+        assert int(np.argmin(losses)) == 0 and len(losses) == 4
+        saved = load_potential(os.path.join(folder, "best" if restore else "model"))
+        for la, lb in zip(model.weights_, saved.weights_):
+            for wa, wb in zip(la, lb):
+                np.testing.assert_array_equal(wa, wb)
+        weights[restore] = model.weights_[0][0]
+    assert not np.array_equal(weights[True], weights[False])
+
+
 def test_max_energy_exclusion(frames):
     energies, _ = labels_of(frames)
     eb = binding_energy_per_atom(frames, energies, TIO2_ATOMIC_ENERGIES)
@@ -235,6 +253,37 @@ def test_max_energy_exclusion(frames):
                            max_energy_per_atom=cut - 1e-9, atomic_energies=TIO2_ATOMIC_ENERGIES,
                            valid_fraction=0.0, force_weight=0.0, progress=False)
     assert m.training_["n_excluded"] == 5 and m.training_["n_train"] == 25
+
+
+def test_validation_split_keeps_duplicates_together(frames, tmp_path):
+    from ml4ms.errors import InputError
+
+    copies = []
+    for a in frames[:6]:  # translated copies: the same structure
+        b = a.copy()
+        b.positions += 0.3
+        copies.append(b)
+    data = list(frames) + copies
+    energies, forces = labels_of(frames)
+    energies, forces = np.concatenate([energies, energies[:6]]), list(forces) + list(forces[:6])
+    for seed in range(4):
+        folder = str(tmp_path / f"s{seed}")
+        train_potential(NeuralPotential(hidden=(4,), descriptor_params=SMALL), data, energies, forces, epochs=1,
+                        valid_fraction=0.3, force_weight=0.0, seed=seed, checkpoint_dir=folder, progress=False)
+        val = set(json.load(open(os.path.join(folder, "state.json")))["val_idx"])
+        assert 0 < len(val) < len(data)
+        for k in range(6):
+            assert (k in val) == (len(frames) + k in val)
+    # the caller's groups (say, MD trajectories) are kept whole too
+    groups = np.arange(len(frames)) // 10
+    folder = str(tmp_path / "groups")
+    train_potential(NeuralPotential(hidden=(4,), descriptor_params=SMALL), frames, epochs=1, valid_fraction=0.3,
+                    force_weight=0.0, groups=groups, checkpoint_dir=folder, progress=False)
+    val = json.load(open(os.path.join(folder, "state.json")))["val_idx"]
+    assert len(set(groups[val])) == 1 and len(val) == 10
+    with pytest.raises(InputError, match="groups has 3 labels for 30 structures"):
+        train_potential(NeuralPotential(hidden=(4,), descriptor_params=SMALL), frames, epochs=1, groups=[0, 1, 2],
+                        progress=False)
 
 
 def test_config_and_bad_input():

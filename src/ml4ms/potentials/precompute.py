@@ -149,7 +149,10 @@ class JacobianSet:
         (c,) = torch.autograd.grad(ea.sum(), flat, create_graph=create_graph)
         out = []
         for (blk, slots, _), (s0, m) in zip(groups, bounds):
+            # one product per structure on a view of its stored Jacobian: gathering the batch's Jacobians
+            # first copied them, which took longer than the products
             b, n = len(slots), blk["n"]
-            J = blk["J"][slots].to(flat.dtype).reshape(b, -1, n * 3)
-            out.append(-(c[s0:s0 + m].reshape(b, 1, -1) @ J).reshape(b, n, 3))
+            cs = c[s0:s0 + m].reshape(b, -1)
+            rows = [cs[k] @ blk["J"][s].reshape(-1, n * 3).to(c.dtype) for k, s in enumerate(slots.tolist())]
+            out.append(-torch.stack(rows).reshape(b, n, 3))
         return energies, out

@@ -23,7 +23,9 @@ import time
 import numpy as np
 
 from ..descriptors.acsf import _torch, torch_dtype
+from ..duplicates import duplicate_groups
 from ..errors import InputError
+from ..model_selection import group_train_test_split
 from ..outputs import write_bytes, write_json
 from .precompute import JacobianSet
 
@@ -201,7 +203,7 @@ def train_potential(model, frames, energies=None, forces=None, *, epochs=100, ba
                     lr_decay=0.98, min_learning_rate=1e-5, energy_weight=1.0, force_weight=0.1,
                     valid_fraction=0.1, patience=20, seed=0, max_energy_per_atom=None, atomic_energies=None,
                     checkpoint_dir=None, time_limit=None, progress=True, source="data", threads=1,
-                    precompute=True, lr_schedule="exponential", lr_patience=10):
+                    precompute=True, lr_schedule="exponential", lr_patience=10, restore_best=True, groups=None):
     """Train ``model`` (a :class:`NeuralPotential`) on structures with energies and forces.
 
     Parameters
@@ -225,8 +227,18 @@ def train_potential(model, frames, energies=None, forces=None, *, epochs=100, ba
         ``force_weight=0`` trains on energies only (faster: no second derivatives).
     valid_fraction : float
         Fraction of ``frames`` kept apart for early stopping (0: none, no early stopping).
+        Duplicate structures (:func:`ml4ms.duplicates.duplicate_groups`) stay
+        on one side of the split.
+    groups : array-like of int (n_frames,), optional
+        Structures with the same label stay on one side of the validation
+        split (for example frames of one MD trajectory); default: duplicate groups.
     patience : int
         Stop after this many epochs without a better validation loss.
+    restore_best : bool, default True
+        Return the weights of the best validation loss; ``False`` returns the
+        last epoch's. With a learning rate decayed to its minimum the last
+        weights are converged, and on a small validation set a few unusual
+        structures can make an early epoch look best.
     seed : int
         Seeds the split, the shuffles and (through ``model.seed``) nothing else.
     max_energy_per_atom : float, optional
@@ -255,7 +267,7 @@ def train_potential(model, frames, energies=None, forces=None, *, epochs=100, ba
     Returns
     -------
     model : NeuralPotential
-        With the best-validation weights.
+        With the best-validation weights (the last ones with ``restore_best=False``).
     history : list of dict
         Per epoch: ``epoch``, ``lr``, ``train_energy_rmse``, ``train_force_rmse``,
         ``val_energy_rmse``, ``val_force_rmse``, ``val_loss``, ``seconds``.
@@ -268,14 +280,14 @@ def train_potential(model, frames, energies=None, forces=None, *, epochs=100, ba
         return _train(model, frames, energies, forces, epochs, batch_size, learning_rate, lr_decay,
                       min_learning_rate, energy_weight, force_weight, valid_fraction, patience, seed,
                       max_energy_per_atom, atomic_energies, checkpoint_dir, time_limit, progress, source,
-                      precompute, lr_schedule, lr_patience)
+                      precompute, lr_schedule, lr_patience, restore_best, groups)
     finally:
         torch.set_num_threads(previous)
 
 
 def _train(model, frames, energies, forces, epochs, batch_size, learning_rate, lr_decay, min_learning_rate,
            energy_weight, force_weight, valid_fraction, patience, seed, max_energy_per_atom, atomic_energies,
-           checkpoint_dir, time_limit, progress, source, precompute, lr_schedule, lr_patience):
+           checkpoint_dir, time_limit, progress, source, precompute, lr_schedule, lr_patience, restore_best, groups):
     torch = _torch()
     from tqdm.auto import tqdm
 
@@ -293,6 +305,8 @@ def _train(model, frames, energies, forces, epochs, batch_size, learning_rate, l
             raise InputError(f"{name} must be a positive integer, got {v!r}")
     if not 0 <= valid_fraction < 1:
         raise InputError(f"valid_fraction must be in [0, 1), got {valid_fraction!r}")
+    if groups is not None and len(groups) != len(frames):
+        raise InputError(f"groups has {len(groups)} labels for {len(frames)} structures", source=source)
     if lr_schedule not in ("exponential", "plateau"):
         raise InputError(f"unknown lr_schedule {lr_schedule!r}", hint="use 'exponential' or 'plateau'")
     keep = np.arange(len(frames))
@@ -303,10 +317,17 @@ def _train(model, frames, energies, forces, epochs, batch_size, learning_rate, l
         keep = keep[eb <= float(max_energy_per_atom)]
     if len(keep) < 2:
         raise InputError("fewer than 2 structures left to train on", source=source)
-    rng = np.random.default_rng(seed)
-    perm = rng.permutation(keep)
-    n_val = int(round(valid_fraction * len(perm)))
-    val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+    if valid_fraction > 0:
+        # duplicates (found here, or the caller's groups) stay on one side of the split
+        sub = duplicate_groups([frames[k] for k in keep], progress=progress) if groups is None \
+            else np.asarray(groups)[keep]
+        if len(np.unique(sub)) < 2:
+            raise InputError("fewer than 2 distinct structures (or groups) to split into training and validation",
+                             source=source, hint="add structures, or set valid_fraction = 0")
+        tr, va = group_train_test_split(sub, valid_fraction, random_state=seed)
+        train_idx, val_idx = keep[tr], keep[va]
+    else:
+        train_idx, val_idx = keep, keep[:0]
 
     state = None
     if checkpoint_dir and os.path.exists(os.path.join(checkpoint_dir, STATE)):
@@ -378,10 +399,10 @@ def _train(model, frames, energies, forces, epochs, batch_size, learning_rate, l
             t, e_ref, f_ref, n = batch(idx)
             e, F, _ = model.energies_forces(t, params, forces=use_f, create_graph=create_graph)
             return (e - e_ref) / n, (F - f_ref if use_f else None)
-        groups = jac.groups(position[idx])
-        e, F = jac.energies_forces(model, params, groups, forces=use_f, create_graph=create_graph)
-        de = torch.cat([(ei - jac.residual[position[idx][w]]) / blk["n"] for (blk, _, w), ei in zip(groups, e)])
-        df = torch.cat([(Fi - blk["forces"][slots]).reshape(-1) for (blk, slots, _), Fi in zip(groups, F)]) \
+        parts = jac.groups(position[idx])
+        e, F = jac.energies_forces(model, params, parts, forces=use_f, create_graph=create_graph)
+        de = torch.cat([(ei - jac.residual[position[idx][w]]) / blk["n"] for (blk, _, w), ei in zip(parts, e)])
+        df = torch.cat([(Fi - blk["forces"][slots]).reshape(-1) for (blk, slots, _), Fi in zip(parts, F)]) \
             if use_f else None
         return de, df
 
@@ -459,7 +480,7 @@ def _train(model, frames, energies, forces, epochs, batch_size, learning_rate, l
                 break
     finally:
         bar.close()
-    result = best if best is not None else model
+    result = best if best is not None and restore_best else model
     result.training_ = {"epochs": epoch, "n_train": int(len(train_idx)), "n_val": int(len(val_idx)),
                         "n_excluded": int(len(frames) - len(keep)), "best_val_loss": float(best_loss)}
     return result, history
@@ -576,7 +597,7 @@ def train_committee(model, frames, energies=None, forces=None, *, members=2, job
 #: keys of the ``[training]`` table of a potential config
 TRAIN_KEYS = ("epochs", "batch_size", "learning_rate", "lr_decay", "min_learning_rate", "energy_weight",
               "force_weight", "valid_fraction", "patience", "seed", "max_energy_per_atom", "atomic_energies",
-              "time_limit", "threads", "precompute", "lr_schedule", "lr_patience", "members", "jobs")
+              "time_limit", "threads", "precompute", "lr_schedule", "lr_patience", "restore_best", "members", "jobs")
 MODEL_KEYS = ("descriptor", "hidden", "dtype", "seed", "cell_mean")
 
 
