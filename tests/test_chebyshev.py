@@ -27,7 +27,7 @@ def triclinic(seed=1, symbols=("Ti", "O", "O", "Ti", "O")):
     return Atoms(list(symbols), scaled_positions=rng.random((len(symbols), 3)), cell=cell, pbc=True)
 
 
-def reference(atoms, species, radial_cutoff, radial_order, angular_cutoff, angular_order):
+def reference(atoms, species, radial_cutoff, radial_order, angular_cutoff, angular_order, angular_radial_order=0):
     """Plain loops over neighbours and neighbour pairs, numpy Chebyshev polynomials."""
     from numpy.polynomial.chebyshev import chebvander
 
@@ -44,16 +44,21 @@ def reference(atoms, species, radial_cutoff, radial_order, angular_cutoff, angul
         r = np.linalg.norm(D, axis=1)
         s = np.array([w[z] for z in atoms.numbers[j[sel]]])
         rad, radw = np.zeros(radial_order + 1), np.zeros(radial_order + 1)
-        ang, angw = np.zeros(angular_order + 1), np.zeros(angular_order + 1)
+        n_p = angular_radial_order + 1
+        ang, angw = np.zeros((n_p, angular_order + 1)), np.zeros((n_p, angular_order + 1))
         for p in range(len(r)):
             t = chebvander(2 * r[p] / radial_cutoff - 1, radial_order) * fc(r[p], radial_cutoff)
             rad += t[0]
             radw += s[p] * t[0]
-            for q in range(p + 1, len(r)):
+            for q in range(len(r)):  # ordered pairs p != q, leg p radially resolved, half the sum
+                if q == p:
+                    continue
                 cos = D[p] @ D[q] / (r[p] * r[q])
-                t = chebvander(cos, angular_order)[0] * fc(r[p], angular_cutoff) * fc(r[q], angular_cutoff)
+                g = chebvander(2 * r[p] / angular_cutoff - 1, angular_radial_order)[0] * fc(r[p], angular_cutoff)
+                t = 0.5 * np.outer(g, chebvander(cos, angular_order)[0]) * fc(r[q], angular_cutoff)
                 ang += t
                 angw += s[p] * s[q] * t
+        ang, angw = ang.ravel(), angw.ravel()
         rows.append(np.concatenate([rad, ang, radw, angw] if len(species) > 1 else [rad, ang]))
     return np.array(rows)
 
@@ -66,6 +71,24 @@ def test_matches_loop_reference():
     mono = Atoms("Cu4", scaled_positions=np.random.default_rng(3).random((4, 3)), cell=3.2 * np.eye(3), pbc=True)
     model = Chebyshev(**PARAMS, reduce=None).fit([mono])
     np.testing.assert_allclose(model.transform([mono]), reference(mono, [29], **PARAMS), rtol=1e-10, atol=1e-10)
+
+
+def test_radially_resolved_angular_terms():
+    atoms = triclinic()
+    resolved = Chebyshev(**PARAMS, angular_radial_order=3, reduce=None).fit([atoms])
+    X = resolved.transform([atoms])
+    assert resolved.n_features_out_ == X.shape[1] == 2 * (9 + 4 * 5) == len(resolved.get_feature_names_out())
+    np.testing.assert_allclose(X, reference(atoms, [8, 22], **PARAMS, angular_radial_order=3), rtol=1e-10,
+                               atol=1e-10)
+    # p = 0 is ænet's basis; the layout keeps it where it was
+    plain = Chebyshev(**PARAMS, reduce=None).fit([atoms]).transform([atoms])
+    np.testing.assert_allclose(X[:, :14], plain[:, :14], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(X[:, 29:29 + 14], plain[:, 14:], rtol=1e-12, atol=1e-12)
+    # the new columns are new information: over many environments they raise the rank of the features
+    cells = [rutile(0.15, seed) for seed in range(12)]
+    rank_plain = np.linalg.matrix_rank(np.vstack(Chebyshev(**PARAMS, reduce=None).fit(cells).transform(cells)))
+    rank_resolved = np.linalg.matrix_rank(np.vstack(resolved.transform(cells)))
+    assert rank_resolved > rank_plain + 10
 
 
 def test_type_weights_and_size_independent_of_species():
@@ -187,8 +210,8 @@ def test_reverse_mode_forces_and_virial_match_jacobians():
     np.testing.assert_allclose(f_eps.numpy(), np.einsum("f,afxy->xy", w, dS), rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("n_species", [1, 3])
-def test_analytic_pair_gradients_match_autograd(n_species):
+@pytest.mark.parametrize("n_species, angular_radial_order", [(1, 0), (3, 0), (2, 3), (1, 2)])
+def test_analytic_pair_gradients_match_autograd(n_species, angular_radial_order):
     import torch
 
     from ml4ms.descriptors.acsf import batch_tensors, pair_vectors
@@ -201,7 +224,8 @@ def test_analytic_pair_gradients_match_autograd(n_species):
     species = sorted(set(int(z) for z in atoms.numbers))
     t = batch_tensors([atoms], 4.5, species)
     kw = dict(radial_cutoff=4.5, radial_order=7, angular_cutoff=3.5, angular_order=4,
-              weights=type_weights(len(species)) if len(species) > 1 else None)
+              weights=type_weights(len(species)) if len(species) > 1 else None,
+              angular_radial_order=angular_radial_order)
     D = pair_vectors(t["positions"], t["cell"], t["i"], t["j"], t["shifts"]).detach().requires_grad_(True)
     X = chebyshev_features(t["positions"], t["species_index"], t["cell"], t["i"], t["j"], t["shifts"], vectors=D,
                            **kw)

@@ -392,10 +392,14 @@ def test_precomputed_jacobians_match_autograd_forces(frames):
     mixed = frames[:4] + [a for a in load("tio2", "train").records[:60] if len(a) > 12][:2]
     energies, forces = labels_of(mixed)
     for model in (NeuralPotential(hidden=(5,), descriptor_params=SMALL, seed=2),
+                  NeuralPotential(hidden=(5,), descriptor_params=dict(SMALL, angular_radial_order=2), seed=2,
+                                  cell_mean=True, linear=True),
                   NeuralPotential(descriptor="acsf", hidden=(5,), seed=2,
                                   descriptor_params={"r_cut": 4.5, "g2": [[0.5, 0.0]],
                                                      "g4": [[0.01, 1.0, 1.0], [0.01, 2.0, -1.0]]})):
         model.initialize(mixed, energies)
+        if model.linear:  # the linear term starts at zero: make it count
+            model.weights_[1][-1] += 0.2
         js = JacobianSet(model, mixed, energies, forces, batch_atoms=30, progress=False)
         assert len(js.blocks) == len({len(a) for a in mixed})
         assert_jacobian_path_matches_autograd(model, js, mixed)
@@ -488,6 +492,49 @@ def test_cell_mean_model_physics_and_precompute(frames, tmp_path):
         local.set_params(cell_mean=True).compute(atoms)
 
 
+def test_linear_term_is_a_skip_connection(frames, tmp_path):
+    from ml4ms.errors import InputError
+
+    energies, _ = labels_of(frames)
+    model = NeuralPotential(hidden=(4,), descriptor_params=SMALL, cell_mean=True, linear=True, seed=1)
+    model.initialize(frames, energies)
+    n_in = 2 * model.n_features_
+    assert [w.shape for w in model.weights_[0]][-1] == (n_in,) and not model.weights_[0][-1].any()
+    atoms = _cell(frames)
+    e_plain = model.compute(atoms, forces=False)[0]
+    rng = np.random.default_rng(0)
+    for layers in model.weights_:
+        layers[-1] = rng.normal(0, 0.3, n_in)
+    # the energy gains exactly Σ_i v_{t_i} · h_i (energy scale units), h_i the standardised inputs
+    X = model.features(model.tensors([atoms])).detach().numpy()
+    sidx = np.searchsorted(model.species_, atoms.numbers)
+    H = (X - model.feature_mean_[sidx]) / model.feature_std_[sidx]
+    H = np.hstack([H, np.tile((H.mean(0) - model.cell_feature_mean_) / model.cell_feature_std_, (len(H), 1))])
+    extra = sum(H[a] @ model.weights_[sidx[a]][-1] for a in range(len(atoms))) * model.energy_scale_
+    e, f, _ = model.compute(atoms)
+    assert abs(e - e_plain - extra) < 1e-9 and abs(extra) > 1e-3
+    h = 1e-4
+    for a, x in [(1, 0), (len(atoms) - 2, 2)]:
+        plus, minus = atoms.copy(), atoms.copy()
+        plus.positions[a, x] += h
+        minus.positions[a, x] -= h
+        fd = -(model.compute(plus, forces=False)[0] - model.compute(minus, forces=False)[0]) / (2 * h)
+        assert abs(fd - f[a, x]) < 1e-6 * max(1.0, abs(fd))
+    rot = atoms.copy()
+    rot.rotate(33.0, (1.0, 0.2, -0.4), rotate_cell=True)
+    assert abs(model.compute(rot, forces=False)[0] - e) < 1e-9
+    save_potential(tmp_path / "lin", model)
+    assert load_potential(tmp_path / "lin").compute(atoms, forces=False)[0] == e
+    # training moves the linear weights; switching the term after fitting is refused in plain words
+    trained, _ = train_potential(NeuralPotential(hidden=(4,), descriptor_params=SMALL, linear=True), frames,
+                                 **dict(TRAIN, epochs=2))
+    assert all(np.abs(layers[-1]).max() > 0 for layers in trained.weights_)
+    with pytest.raises(InputError, match="linear was switched off after fitting"):
+        trained.set_params(linear=False).compute(atoms)
+    with pytest.raises(InputError, match="linear must be true or false"):
+        NeuralPotential(descriptor_params=SMALL, linear=1).initialize(frames[:3], energies[:3])
+
+
 def test_errors_by_formula_partition_the_errors(frames):
     from ml4ms.potentials.train import errors_by_formula, evaluate_errors
 
@@ -572,13 +619,17 @@ def test_torchscript_export_matches_the_model(trained, frames, tmp_path, capsys)
     models = {"local": trained[0],
               "cell_mean": NeuralPotential(hidden=(5, 4), descriptor_params=SMALL, cell_mean=True,
                                            seed=3).initialize(frames, energies),
+              "resolved_angles_linear": NeuralPotential(hidden=(4,), cell_mean=True, linear=True, seed=4,
+                                                        descriptor_params=dict(SMALL, angular_radial_order=2)
+                                                        ).initialize(frames, energies),
               "float32_cell_mean": NeuralPotential(hidden=(5,), descriptor_params=SMALL, dtype="float32",
                                                    cell_mean=True, seed=1).initialize(frames, energies),
               "one_species": NeuralPotential(hidden=(4,), descriptor_params=SMALL, seed=2).initialize(
                   si, [-43.0, -43.2])}
     save_potential(tmp_path / "pot", trained[0])
     assert cli.main(["potential", "export", str(tmp_path / "pot"), "-o", str(tmp_path / "new" / "local.pt")]) == 0
-    for name in ("cell_mean", "float32_cell_mean", "one_species"):
+    models["resolved_angles_linear"].weights_[0][-1] += 0.3  # the linear term starts at zero: make it count
+    for name in ("cell_mean", "resolved_angles_linear", "float32_cell_mean", "one_species"):
         export_torchscript(models[name], tmp_path / "new" / f"{name}.pt")
     cluster = _cell(frames, seed=4)[:6]
     cluster.pbc = False

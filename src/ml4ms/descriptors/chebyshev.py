@@ -15,16 +15,36 @@ polynomials :math:`T_\alpha`; the expansion coefficients are the features:
 
 with the cosine cutoff :math:`f_c(r; R_c) = \tfrac12[\cos(\pi r / R_c) + 1]`
 (0 beyond :math:`R_c`), sums over all periodic images and *j < k* over
-unordered pairs of distinct neighbours. With more than one species a second,
-species-weighted copy of both expansions is appended, in which every
-neighbour *j* carries the weight :math:`w_{t_j}` (radial) and every pair the
-weight :math:`w_{t_j} w_{t_k}` (angular). The weights are ænet's
-"type spins": for species sorted by atomic number, the integers
+unordered pairs of distinct neighbours.
+
+The angular expansion carries no radial information beyond the cutoff
+factors: first-shell and second-shell angles inside :math:`R_c^{(3)}` are
+summed together. With ``angular_radial_order`` *P* > 0 (an ml4ms
+extension; 0, the default, is ænet's basis) the angular terms are also
+resolved along one leg of each angle,
+
+.. math::
+
+    c^{(3)}_{\alpha p} = \tfrac12 \sum_{j \ne k} T_\alpha(\cos\theta_{ijk})\,
+        g_p(r_{ij})\, f_c(r_{ik}; R_c^{(3)}), \qquad
+    g_p(r) = T_p\!\left(\frac{2 r}{R_c^{(3)}} - 1\right) f_c(r; R_c^{(3)}),
+    \qquad p = 0 \dots P,
+
+where :math:`p = 0` is the ænet term (:math:`g_0 = f_c`): one leg of the
+radial-times-angular resolution of SOAP/ACE-type bases, at a cost linear in
+*P*. (On the ænet TiO2 set it fits the training cells better but generalises
+worse at equal training: docs/benchmarks.md.)
+
+With more than one species a second, species-weighted copy of both
+expansions is appended, in which every neighbour *j* carries the weight
+:math:`w_{t_j}` (radial) and every pair the weight :math:`w_{t_j} w_{t_k}`
+(angular). The weights are ænet's "type spins": for species sorted by atomic number, the integers
 :math:`-\lfloor N/2\rfloor, \dots` counting upwards and skipping 0 when N is
 even (2 species: −1, +1; 3 species: −1, 0, +1; 4: −2, −1, +1, +2).
-Layout: ``[c2 (n2+1), c3 (n3+1), c2_weighted, c3_weighted]``, so the size
-is ``2 (n2 + n3 + 2)`` for any number of species (half that for one
-species, where the weighted copy would be zero), as in ænet's ``sfbasis``.
+Layout: ``[c2 (n2+1), c3 ((P+1)(n3+1), p-major), c2_weighted,
+c3_weighted]``, so the size is ``2 (n2 + 1 + (P+1)(n3 + 1))`` for any number
+of species (half that for one species, where the weighted copy would be
+zero); with *P* = 0 it is ænet's ``sfbasis``.
 
 The maths is the pure PyTorch function :func:`chebyshev_features`,
 differentiable with respect to positions and a homogeneous strain (forces
@@ -79,7 +99,8 @@ def chebyshev_polynomials(x, order):
 
 
 def chebyshev_features(positions, species_index, cell, i, j, shifts, *, radial_cutoff, radial_order,
-                       angular_cutoff, angular_order, weights=None, strain=None, vectors=None):
+                       angular_cutoff, angular_order, weights=None, strain=None, vectors=None,
+                       angular_radial_order=0):
     """Artrith–Urban–Ceder Chebyshev features of every atom (pure PyTorch).
 
     Parameters
@@ -103,6 +124,8 @@ def chebyshev_features(positions, species_index, cell, i, j, shifts, *, radial_c
         count and dtype); atom *a*'s features depend only on the pairs with
         ``i == a``, so the gradient with respect to ``vectors`` holds every
         per-atom Jacobian (see :mod:`ml4ms.potentials.precompute`).
+    angular_radial_order : int, default 0
+        *P*: radial resolution of the angular terms (module docstring).
 
     Returns
     -------
@@ -122,7 +145,7 @@ def chebyshev_features(positions, species_index, cell, i, j, shifts, *, radial_c
     # radial
     keep = torch.nonzero(r < radial_cutoff).squeeze(1)
     rk, ik = r[keep], i[keep]
-    T = chebyshev_polynomials(2.0 * rk / radial_cutoff - 1.0, nr - 1) * cosine_cutoff(rk, radial_cutoff)[:, None]
+    T = _radial_basis(rk, radial_cutoff, nr)
     radial = torch.zeros(n_atoms, nr, dtype=dt).index_add(0, ik, T)
     radial_w = torch.zeros(n_atoms, nr, dtype=dt).index_add(0, ik, T * w[keep][:, None]) if w is not None else None
 
@@ -132,11 +155,14 @@ def chebyshev_features(positions, species_index, cell, i, j, shifts, *, radial_c
     fa = cosine_cutoff(torch.sqrt(r2a), angular_cutoff)
     wa = w[keep] if w is not None else None
     n_ch = 1 if w is None else 2
+    n_p = int(angular_radial_order) + 1
+    # g_p of every angular pair, (pairs, P+1); g_0 = f_c
+    ga = _radial_basis(torch.sqrt(r2a), angular_cutoff, n_p)
     parts = []
-    for c0, c1, pairs, M, slot, _ in center_blocks(ia.numpy(), n_atoms, per_element=na + 4):
+    for c0, c1, pairs, M, slot, _ in center_blocks(ia.numpy(), n_atoms, per_element=na + 3 + n_ch * n_p):
         b = c1 - c0
         if M < 2:
-            parts.append(torch.zeros(b, n_ch * na, dtype=dt))
+            parts.append(torch.zeros(b, n_ch * n_p * na, dtype=dt))
             continue
         slot = torch.from_numpy(slot)
         pairs = torch.from_numpy(pairs)
@@ -145,18 +171,34 @@ def chebyshev_features(positions, species_index, cell, i, j, shifts, *, radial_c
         cos = (U @ U.transpose(1, 2)).clamp(-1.0, 1.0)
         eye = torch.eye(M, dtype=torch.bool)
         f = padded(fa[pairs], slot, b, M)
-        W = [(f[:, :, None] * f[:, None, :]).masked_fill(eye, 0.0)]
+        g = padded(ga[pairs], slot, b, M)  # (b, M, P+1)
+        legs = [(f, g)]
         if wa is not None:
-            fw = f * padded(wa[pairs], slot, b, M)
-            W.append((fw[:, :, None] * fw[:, None, :]).masked_fill(eye, 0.0))
-        W = torch.stack(W, -1).reshape(b, M * M, n_ch)
+            wb = padded(wa[pairs], slot, b, M)
+            legs.append((f * wb, g * wb[:, :, None]))
+        # W[j, k] = g_p(r_j) f(r_k), j != k, for every channel and p (channel-major, then p)
+        W = [(gc[:, :, None, p] * fc[:, None, :]).masked_fill(eye, 0.0) for fc, gc in legs for p in range(n_p)]
+        W = torch.stack(W, -1).reshape(b, M * M, n_ch * n_p)
         Tc = chebyshev_polynomials(cos, na - 1).reshape(b, M * M, na)
-        # Σ_{j<k} = ½ Σ_{j≠k}; (b, na, n_ch) -> channel-major
-        parts.append(0.5 * (Tc.transpose(1, 2) @ W).transpose(1, 2).reshape(b, n_ch * na))
+        # ½ Σ_{j≠k} (= Σ_{j<k} when p = 0); (b, na, n_ch n_p) -> channel-major, p, α
+        parts.append(0.5 * (Tc.transpose(1, 2) @ W).transpose(1, 2).reshape(b, n_ch * n_p * na))
     angular = torch.cat(parts, 0) if len(parts) > 1 else parts[0]
     if w is None:
         return torch.cat([radial, angular], 1)
-    return torch.cat([radial, angular[:, :na], radial_w, angular[:, na:]], 1)
+    m = n_p * na
+    return torch.cat([radial, angular[:, :m], radial_w, angular[:, m:]], 1)
+
+
+def _radial_basis(r, r_cut, n_p):
+    """``T_p(2r/R_c - 1) f_c(r)``, ``p < n_p``, stacked on a new last axis (torch)."""
+    return chebyshev_polynomials(2.0 * r / r_cut - 1.0, n_p - 1) * cosine_cutoff(r, r_cut)[:, None]
+
+
+def _radial_basis_derivative(r, r_cut, n_p):
+    """``d/dr`` of :func:`_radial_basis`."""
+    x = 2.0 * r / r_cut - 1.0
+    return (chebyshev_derivatives(x, n_p - 1) * (2.0 / r_cut) * cosine_cutoff(r, r_cut)[:, None]
+            + chebyshev_polynomials(x, n_p - 1) * _cutoff_derivative(r, r_cut)[:, None])
 
 
 
@@ -177,7 +219,7 @@ def _cutoff_derivative(r, r_cut):
 
 
 def chebyshev_pair_gradients(vectors, species_index, i, j, n_atoms, *, radial_cutoff, radial_order, angular_cutoff,
-                             angular_order, weights=None):
+                             angular_order, weights=None, angular_radial_order=0):
     r"""Analytic ``dX_{i_p} / dD_p`` of :func:`chebyshev_features` for every pair *p* (no autograd).
 
     Atom *a*'s features depend only on its own pair vectors ``D_p``
@@ -190,7 +232,9 @@ def chebyshev_pair_gradients(vectors, species_index, i, j, n_atoms, *, radial_cu
     ----------
     vectors : torch.Tensor (n_pairs, 3)
         Pair vectors (from :func:`~ml4ms.descriptors.acsf.pair_vectors`).
-    species_index, i, j, n_atoms, radial_cutoff, radial_order, angular_cutoff, angular_order, weights
+    species_index, i, j, n_atoms
+        As :func:`chebyshev_features`.
+    radial_cutoff, radial_order, angular_cutoff, angular_order, weights, angular_radial_order
         As :func:`chebyshev_features`.
 
     Returns
@@ -201,33 +245,39 @@ def chebyshev_pair_gradients(vectors, species_index, i, j, n_atoms, *, radial_cu
     torch = _torch()
     D = vectors
     dt = D.dtype
-    nr, na = int(radial_order) + 1, int(angular_order) + 1
+    nr, na, n_p = int(radial_order) + 1, int(angular_order) + 1, int(angular_radial_order) + 1
     n_ch = 1 if weights is None else 2
-    G = torch.zeros(D.shape[0], n_ch * (nr + na), 3, dtype=dt)
+    G = torch.zeros(D.shape[0], n_ch * (nr + n_p * na), 3, dtype=dt)
     r = torch.sqrt((D * D).sum(1))
     w = None
     if weights is not None:
         w = torch.as_tensor(np.asarray(weights, dtype=float), dtype=dt)[species_index[j]]
     # feature columns: [radial, angular] or [radial, angular, radial_w, angular_w]
-    rad_cols = [0] + ([nr + na] if w is not None else [])
-    ang_cols = [nr] + ([2 * nr + na] if w is not None else [])
+    rad_cols = [0] + ([nr + n_p * na] if w is not None else [])
+    ang_cols = [nr] + ([2 * nr + n_p * na] if w is not None else [])
 
     keep = torch.nonzero(r < radial_cutoff).squeeze(1)
     rk = r[keep]
-    x = 2.0 * rk / radial_cutoff - 1.0
-    g = (chebyshev_derivatives(x, nr - 1) * (2.0 / radial_cutoff) * cosine_cutoff(rk, radial_cutoff)[:, None]
-         + chebyshev_polynomials(x, nr - 1) * _cutoff_derivative(rk, radial_cutoff)[:, None])
+    g = _radial_basis_derivative(rk, radial_cutoff, nr)
     u = D[keep] / rk[:, None]
     G[keep, rad_cols[0]:rad_cols[0] + nr] = g[:, :, None] * u[:, None, :]
     if w is not None:
         G[keep, rad_cols[1]:rad_cols[1] + nr] = (g * w[keep][:, None])[:, :, None] * u[:, None, :]
 
+    # X = ½ Σ_{j≠k} T(c_jk) g_j f_k per (channel, p), with g = g_p (g_0 = f) and the species weights folded into
+    # g and f. With ∂c_jk/∂D_j = (u_k − c_jk u_j)/r_j and T symmetric in (j, k):
+    #   ∂X/∂D_j = ½/r_j Σ_k T'(c_jk)(g_j f_k + f_j g_k)(u_k − c_jk u_j) + ½ (g'_j Σ_k T_jk f_k + f'_j Σ_k T_jk g_k) u_j
     keep = torch.nonzero(r < angular_cutoff).squeeze(1)
     Da, ra, ia = D[keep], r[keep], i[keep]
     fa = cosine_cutoff(ra, angular_cutoff)
     dfa = _cutoff_derivative(ra, angular_cutoff)
-    channels = [(fa, dfa)] + ([(fa * w[keep], dfa * w[keep])] if w is not None else [])
-    for c0, c1, pairs, M, slot, _ in center_blocks(ia.numpy(), n_atoms, per_element=4 * na + 8):
+    ga = _radial_basis(ra, angular_cutoff, n_p)
+    dga = _radial_basis_derivative(ra, angular_cutoff, n_p)
+    channels = [(fa, dfa, ga, dga)]
+    if w is not None:
+        wk = w[keep]
+        channels.append((fa * wk, dfa * wk, ga * wk[:, None], dga * wk[:, None]))
+    for c0, c1, pairs, M, slot, _ in center_blocks(ia.numpy(), n_atoms, per_element=6 * na + 8):
         b = c1 - c0
         if M < 2:
             continue
@@ -240,14 +290,27 @@ def chebyshev_pair_gradients(vectors, species_index, i, j, n_atoms, *, radial_cu
         T = chebyshev_polynomials(cos, na - 1)
         Tp = chebyshev_derivatives(cos, na - 1)
         rows = keep[pairs_t]
-        for col, (f, df) in zip(ang_cols, channels):
+
+        def contract(leg):
+            """Σ_k T'(c_jk) leg_k (u_k − c_jk u_j) and Σ_k T_jk leg_k, leg zero on k = j: (b, j, n, 3), (b, j, n)."""
+            lk = leg[:, None, :] * off
+            A = Tp * lk[..., None]
+            return (torch.einsum("bjkn,bkx->bjnx", A, U) - (A * cos[..., None]).sum(2)[..., None] * U[:, :, None, :],
+                    (T * lk[..., None]).sum(2))
+
+        for col, (f, df, gq, dgq) in zip(ang_cols, channels):
             fp, dfp = padded(f[pairs_t], slot_t, b, M), padded(df[pairs_t], slot_t, b, M)
-            fk = fp[:, None, :] * off  # (b, j, k): f_k, zero on j == k
-            A = Tp * fk[..., None]  # (b, j, k, n)
-            B = T * fk[..., None]
-            term = torch.einsum("bjkn,bkx->bjnx", A, U) - (A * cos[..., None]).sum(2)[..., None] * U[:, :, None, :]
-            Gb = (fp / rr)[:, :, None, None] * term + (dfp[:, :, None] * B.sum(2))[..., None] * U[:, :, None, :]
-            G[rows, col:col + na] = Gb.reshape(b * M, na, 3)[slot_t]
+            Cf, Sf = contract(fp)
+            for p in range(n_p):
+                if p == 0:  # g_0 = f
+                    gp, dgp, Cg, Sg = fp, dfp, Cf, Sf
+                else:
+                    gp, dgp = padded(gq[pairs_t, p], slot_t, b, M), padded(dgq[pairs_t, p], slot_t, b, M)
+                    Cg, Sg = contract(gp)
+                Gb = (0.5 / rr)[:, :, None, None] * (gp[:, :, None, None] * Cf + fp[:, :, None, None] * Cg)
+                Gb = Gb + (0.5 * (dgp[:, :, None] * Sf + dfp[:, :, None] * Sg))[..., None] * U[:, :, None, :]
+                c = col + p * na
+                G[rows, c:c + na] = Gb.reshape(b * M, na, 3)[slot_t]
     return G
 
 class Chebyshev(BatchedLocal):
@@ -263,6 +326,10 @@ class Chebyshev(BatchedLocal):
         Cutoff (Å) of the angular expansion.
     angular_order : int, default 5
         Highest Chebyshev order of the angular expansion.
+    angular_radial_order : int, default 0
+        Highest Chebyshev order of the radial resolution of the angular
+        terms (0: ænet's basis; *P* multiplies the angular features by
+        *P* + 1, see the module docstring).
     species : list of str or int, optional
         Fixed species (they set the weights); learned in ``fit`` if ``None``.
     reduce : {"mean", "sum", "species_mean", None}, default "mean"
@@ -285,14 +352,17 @@ class Chebyshev(BatchedLocal):
     >>> rutile = bulk("NaCl", "rocksalt", a=5.64)
     >>> Chebyshev(radial_order=4, angular_order=2).fit(rutile).transform_local(rutile)[0].shape
     (2, 16)
+    >>> Chebyshev(radial_order=4, angular_order=2, angular_radial_order=2).fit(rutile).transform_local(rutile)[0].shape
+    (2, 28)
     """
 
     def __init__(self, *, radial_cutoff=5.0, radial_order=12, angular_cutoff=3.0, angular_order=5,
-                 species=None, reduce="mean", dtype="float64", n_jobs=1, progress=True):
+                 angular_radial_order=0, species=None, reduce="mean", dtype="float64", n_jobs=1, progress=True):
         self.radial_cutoff = radial_cutoff
         self.radial_order = radial_order
         self.angular_cutoff = angular_cutoff
         self.angular_order = angular_order
+        self.angular_radial_order = angular_radial_order
         self.species = species
         self.reduce = reduce
         self.dtype = dtype
@@ -308,7 +378,7 @@ class Chebyshev(BatchedLocal):
                 ok = False
             if not ok:
                 raise InputError(f"{name} must be a positive number of Å, got {value!r}")
-        for name in ("radial_order", "angular_order"):
+        for name in ("radial_order", "angular_order", "angular_radial_order"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
                 raise InputError(f"{name} must be a non-negative integer, got {value!r}")
@@ -316,7 +386,7 @@ class Chebyshev(BatchedLocal):
         self.type_weights_ = type_weights(len(self.species_))
 
     def _n_features(self):
-        n = int(self.radial_order) + 1 + int(self.angular_order) + 1
+        n = int(self.radial_order) + 1 + (int(self.angular_radial_order) + 1) * (int(self.angular_order) + 1)
         return 2 * n if len(self.species_) > 1 else n
 
     def _cutoff(self):
@@ -331,7 +401,8 @@ class Chebyshev(BatchedLocal):
             return chebyshev_features(positions, species_index, cell, i, j, shifts,
                                       radial_cutoff=float(self.radial_cutoff), radial_order=int(self.radial_order),
                                       angular_cutoff=float(self.angular_cutoff),
-                                      angular_order=int(self.angular_order), weights=weights, strain=strain)
+                                      angular_order=int(self.angular_order), weights=weights, strain=strain,
+                                      angular_radial_order=int(self.angular_radial_order))
 
         return func
 
@@ -362,7 +433,8 @@ class Chebyshev(BatchedLocal):
 
         check_is_fitted(self, "n_features_out_")
         names = [f"radial{a}" for a in range(int(self.radial_order) + 1)]
-        names += [f"angular{a}" for a in range(int(self.angular_order) + 1)]
+        names += [f"angular{a}" + (f"_r{p}" if p else "") for p in range(int(self.angular_radial_order) + 1)
+                  for a in range(int(self.angular_order) + 1)]
         if len(self.species_) > 1:
             names += [f"{n}_weighted" for n in names]
         return np.asarray(names, dtype=object)

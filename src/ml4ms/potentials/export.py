@@ -72,6 +72,7 @@ class ExportedPotential(torch.nn.Module):
         self.angular_cutoff = float(s["angular_cutoff"])
         self.radial_order = int(s["radial_order"])
         self.angular_order = int(s["angular_order"])
+        self.angular_radial_order = int(s["angular_radial_order"])
         self.cutoff = float(model.cutoff())
         self.weighted = len(model.species_) > 1
         self.cell_mean = bool(model.cell_mean)
@@ -89,7 +90,10 @@ class ExportedPotential(torch.nn.Module):
         self.register_buffer("cell_feature_std", torch.tensor(cs, dtype=dt))
         self.register_buffer("reference", torch.tensor(model.reference_energies_, dtype=torch.float64))
         self.networks = torch.nn.ModuleList()
+        skips = []  # the linear terms (zeros without ``linear``), one row per species
         for layers in model.weights_:
+            layers, skip = model.split_layers(layers)
+            skips.append(np.zeros(np.asarray(layers[0]).shape[0]) if skip is None else np.asarray(skip))
             net = torch.nn.Sequential()
             for k in range(0, len(layers), 2):
                 w, b = np.asarray(layers[k]), np.asarray(layers[k + 1])
@@ -101,6 +105,7 @@ class ExportedPotential(torch.nn.Module):
                 if k + 2 < len(layers):
                     net.append(torch.nn.Tanh())
             self.networks.append(net.requires_grad_(False))
+        self.register_buffer("skip", torch.tensor(np.stack(skips), dtype=dt))
 
     def features(self, species: torch.Tensor, D: torch.Tensor, i: torch.Tensor, j: torch.Tensor,
                  n_atoms: int) -> torch.Tensor:
@@ -130,14 +135,17 @@ class ExportedPotential(torch.nn.Module):
         Dp, Dq = D[k[p]], D[k[q]]
         rp, rq = r[k[p]], r[k[q]]
         cos = ((Dp * Dq).sum(1) / (rp * rq)).clamp(-1.0, 1.0)
-        f = _cutoff(rp, self.angular_cutoff) * _cutoff(rq, self.angular_cutoff)
-        Tc = 0.5 * _chebyshev(cos, self.angular_order) * f[:, None]
+        # leg p radially resolved: g_m(r_p) f_c(r_q), m = 0..angular_radial_order (g_0 = f_c)
+        g = _chebyshev(2.0 * rp / self.angular_cutoff - 1.0, self.angular_radial_order) * (
+            _cutoff(rp, self.angular_cutoff) * _cutoff(rq, self.angular_cutoff))[:, None]
+        Tc = (0.5 * g[:, :, None] * _chebyshev(cos, self.angular_order)[:, None, :]).reshape(g.shape[0], -1)
+        m = Tc.shape[1]
         centre = ia[p]
-        angular = torch.zeros(n_atoms, na, dtype=dt).index_add(0, centre, Tc)
+        angular = torch.zeros(n_atoms, m, dtype=dt).index_add(0, centre, Tc)
         if not self.weighted:
             return torch.cat([radial, angular], 1)
         wpq = (w[k[p]] * w[k[q]])[:, None]
-        angular_w = torch.zeros(n_atoms, na, dtype=dt).index_add(0, centre, Tc * wpq)
+        angular_w = torch.zeros(n_atoms, m, dtype=dt).index_add(0, centre, Tc * wpq)
         return torch.cat([radial, angular, radial_w, angular_w], 1)
 
     def energy(self, positions: torch.Tensor, species: torch.Tensor, cell: torch.Tensor, i: torch.Tensor,
@@ -155,7 +163,8 @@ class ExportedPotential(torch.nn.Module):
         out = torch.zeros(H.shape[0], dtype=H.dtype)
         for s, net in enumerate(self.networks):
             idx = torch.nonzero(species == s).squeeze(1)
-            out = out.index_add(0, idx, net(H[idx]).squeeze(1) * self.energy_scale)
+            h = H[idx]
+            out = out.index_add(0, idx, (net(h).squeeze(1) + h @ self.skip[s]) * self.energy_scale)
         return (out.double() + self.reference[species]).sum()
 
     def forward(self, positions: torch.Tensor, numbers: torch.Tensor, cell: torch.Tensor, i: torch.Tensor,

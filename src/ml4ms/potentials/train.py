@@ -598,13 +598,13 @@ def train_committee(model, frames, energies=None, forces=None, *, members=2, job
 TRAIN_KEYS = ("epochs", "batch_size", "learning_rate", "lr_decay", "min_learning_rate", "energy_weight",
               "force_weight", "valid_fraction", "patience", "seed", "max_energy_per_atom", "atomic_energies",
               "time_limit", "threads", "precompute", "lr_schedule", "lr_patience", "restore_best", "members", "jobs")
-MODEL_KEYS = ("descriptor", "hidden", "dtype", "seed", "cell_mean")
+MODEL_KEYS = ("descriptor", "hidden", "dtype", "seed", "cell_mean", "linear")
 
 
 def read_config(path=None, doc=None):
     """A potential recipe (TOML) -> ``(NeuralPotential, training keyword arguments)``.
 
-    Sections: ``[model]`` (descriptor, hidden, dtype, seed, cell_mean), ``[descriptor]``
+    Sections: ``[model]`` (descriptor, hidden, dtype, seed, cell_mean, linear), ``[descriptor]``
     (settings of the descriptor) and ``[training]`` (arguments of
     :func:`train_potential`; ``atomic_energies`` a table of element -> eV).
 

@@ -1,0 +1,101 @@
+"""Quick comparison of TiO2 potential variants: energy+force training on a subset, scored on tio2:test.
+
+A full run of the recipe takes an hour; this trains each variant of
+``configs/tio2_committee.toml``'s model on the same random subset of
+``tio2:train`` (``--n`` structures) for a fixed number of epochs, with the
+learning rate decayed to 1e-5 by the end, and scores it on all 770 test
+structures. Every variant runs with each of the ``--seeds`` (weights,
+validation split, shuffles; the subset is the same for all); the table gives
+mean ± std over seeds and the ratio to the first variant. With fewer
+structures the errors are far above the full recipe's; the comparison is
+what counts, and a variant that wins here still has to win a full run.
+
+Variants (``--variants``):
+
+- ``base``: the recipe's model without its linear term (Chebyshev radial Rc 6 / order 16, angular Rc 4 / order 8,
+  cell average, 2×64 tanh), i.e. the recipe before session 7;
+- ``linear``: plus a term linear in the network inputs (``NeuralPotential(linear=True)``, now the recipe);
+- ``resolved3``, ``resolved1``: ``base`` with angular terms resolved radially to order 3 or 1
+  (``angular_radial_order``);
+- ``wide``: ``base`` with 2×128 networks.
+
+    python benchmarks/tio2_variants.py [--n 1200] [--epochs 300] [--seeds 0 1] [--jobs 2] [--variants base linear]
+"""
+
+import argparse
+import os
+import time
+
+VARIANTS = {
+    "base": ({}, {"linear": False}),
+    "linear": ({}, {"linear": True}),
+    "resolved3": ({"angular_radial_order": 3}, {"linear": False}),
+    "resolved1": ({"angular_radial_order": 1}, {"linear": False}),
+    "wide": ({}, {"hidden": [128, 128], "linear": False}),
+}
+
+
+def run_variant(name, seed, n, epochs):
+    """Train one variant with one seed on the subset; test errors and seconds."""
+    import numpy as np
+
+    from ml4ms.descriptors.acsf import single_thread
+    from ml4ms.datasets import load
+    from ml4ms.potentials.train import evaluate_errors, labels_of, read_config, train_potential
+
+    t0 = time.time()
+    with single_thread():
+        model, kw = read_config(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs",
+                                             "tio2_committee.toml"))
+        descriptor, extra = VARIANTS[name]
+        model.set_params(seed=seed, descriptor_params=dict(model.descriptor_params, **descriptor), **extra)
+        for key in ("members", "jobs", "threads", "epochs", "patience", "lr_decay", "seed"):
+            kw.pop(key, None)
+        train = load("tio2", "train").records
+        subset = [train[k] for k in np.sort(np.random.default_rng(0).choice(len(train), n, replace=False))]
+        model, _ = train_potential(model, subset, epochs=epochs, patience=epochs, seed=seed, progress=False,
+                                   lr_decay=(1e-5 / kw["learning_rate"]) ** (1.0 / epochs), source="tio2:train",
+                                   **kw)
+        test = load("tio2", "test").records
+        errors = evaluate_errors(model, test, *labels_of(test, "tio2:test"))
+    return {"energy_rmse_mev_per_atom": errors["energy_rmse_mev_per_atom"],
+            "force_rmse_ev_per_ang": errors["force_rmse_ev_per_ang"], "seconds": time.time() - t0}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variants", nargs="+", default=["base", "linear", "resolved3"], choices=list(VARIANTS))
+    parser.add_argument("--n", type=int, default=1200, help="training structures (random subset of tio2:train)")
+    parser.add_argument("--epochs", type=int, default=300)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--jobs", type=int, default=2, help="runs at once, one thread each")
+    parser.add_argument("--json", help="write the results here")
+    args = parser.parse_args(argv)
+
+    import numpy as np
+    from joblib import Parallel, delayed
+
+    from ml4ms.outputs import write_json
+
+    runs = [(v, s) for v in args.variants for s in args.seeds]
+    out = Parallel(n_jobs=args.jobs)(delayed(run_variant)(v, s, args.n, args.epochs) for v, s in runs)
+    results = {}
+    for (v, s), r in zip(runs, out):
+        results.setdefault(v, {})[str(s)] = r
+    print(f"{args.n} training structures, {args.epochs} epochs, seeds {args.seeds}; test set: 770 structures")
+    print(f"{'variant':10s} {'energy RMSE (meV/atom)':>24s} {'ratio':>6s} {'force RMSE (eV/Å)':>20s} {'ratio':>6s} "
+          f"{'s/run':>6s}")
+    first = None
+    for v, per_seed in results.items():
+        e = np.array([r["energy_rmse_mev_per_atom"] for r in per_seed.values()])
+        f = np.array([r["force_rmse_ev_per_ang"] for r in per_seed.values()])
+        t = np.mean([r["seconds"] for r in per_seed.values()])
+        first = first or (e.mean(), f.mean())
+        print(f"{v:10s} {e.mean():15.2f} ± {e.std():5.2f} {e.mean() / first[0]:6.2f} {f.mean():12.3f} ± {f.std():.3f} "
+              f"{f.mean() / first[1]:6.2f} {t:6.0f}")
+    if args.json:
+        write_json(args.json, {"n": args.n, "epochs": args.epochs, "seeds": args.seeds, "results": results})
+
+
+if __name__ == "__main__":
+    main()
