@@ -298,6 +298,12 @@ def test_config_and_bad_input():
         read_config(doc={"training": {"epoch": 3}})
     with pytest.raises(InputError):
         NeuralPotential(descriptor="soapy").cutoff()
+    m, _ = read_config(os.path.join(os.path.dirname(__file__), "..", "configs", "tio2_committee.toml"))
+    assert m.linear is True and m.cell_mean is True
+    for bad, match in (({"angular_radial_order": -1}, "angular_radial_order must be a non-negative integer"),
+                       ({"angular_cutoff": 0.0}, "angular_cutoff must be a positive")):
+        with pytest.raises(InputError, match=match):
+            NeuralPotential(descriptor_params=bad).cutoff()
 
 
 def test_cli_eval_md_and_bad_input(trained, frames, tmp_path, capsys):

@@ -87,6 +87,33 @@ def type_weights(n_species):
     return out
 
 
+#: the settings of the descriptor (keyword arguments of :func:`chebyshev_features`)
+SETTINGS = ("radial_cutoff", "radial_order", "angular_cutoff", "angular_order", "angular_radial_order")
+
+
+def check_settings(settings):
+    """One-line :class:`~ml4ms.errors.InputError` for a bad cutoff or order in ``settings`` (a dict).
+
+    Examples
+    --------
+    >>> check_settings({"radial_cutoff": 5.0, "angular_order": -1})
+    Traceback (most recent call last):
+    ...
+    ml4ms.errors.InputError: angular_order must be a non-negative integer, got -1
+    """
+    for name, value in settings.items():
+        if name.endswith("_cutoff"):
+            try:
+                ok = math.isfinite(float(value)) and float(value) > 0
+            except (TypeError, ValueError):
+                ok = False
+            if not ok:
+                raise InputError(f"{name} must be a positive number of Å, got {value!r}")
+        elif name.endswith("_order"):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+                raise InputError(f"{name} must be a non-negative integer, got {value!r}")
+
+
 def chebyshev_polynomials(x, order):
     """``[T_0(x), ..., T_order(x)]`` stacked on a new last axis (torch)."""
     torch = _torch()
@@ -370,18 +397,7 @@ class Chebyshev(BatchedLocal):
         self.progress = progress
 
     def _fit_extra(self, records):
-        for name in ("radial_cutoff", "angular_cutoff"):
-            value = getattr(self, name)
-            try:
-                ok = math.isfinite(float(value)) and float(value) > 0
-            except (TypeError, ValueError):
-                ok = False
-            if not ok:
-                raise InputError(f"{name} must be a positive number of Å, got {value!r}")
-        for name in ("radial_order", "angular_order", "angular_radial_order"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-                raise InputError(f"{name} must be a non-negative integer, got {value!r}")
+        check_settings({name: getattr(self, name) for name in SETTINGS})
         torch_dtype(self.dtype)
         self.type_weights_ = type_weights(len(self.species_))
 

@@ -46,7 +46,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from ..descriptors.acsf import DEFAULT_G2, DEFAULT_G4, _torch, acsf_features, batch_tensors, torch_dtype
-from ..descriptors.chebyshev import chebyshev_features, chebyshev_pair_gradients, type_weights
+from ..descriptors.chebyshev import check_settings, chebyshev_features, chebyshev_pair_gradients, type_weights
 from ..errors import InputError
 
 #: descriptor settings of the ænet TiO2 workshop fit set003
@@ -142,6 +142,8 @@ class NeuralPotential(BaseEstimator):
             raise InputError(f"unknown {self.descriptor} settings: {', '.join(sorted(unknown))}",
                              hint=f"allowed: {', '.join(sorted(base))}")
         base.update(extra)
+        if self.descriptor == "chebyshev":
+            check_settings(base)
         return base
 
     def cutoff(self):
