@@ -17,7 +17,11 @@ Variants (``--variants``):
 - ``linear``: plus a term linear in the network inputs (``NeuralPotential(linear=True)``, now the recipe);
 - ``resolved3``, ``resolved1``: ``base`` with angular terms resolved radially to order 3 or 1
   (``angular_radial_order``);
-- ``wide``: ``base`` with 2×128 networks.
+- ``wide``: ``base`` with 2×128 networks;
+- ``wide_linear``, ``deep_linear``, ``wider_linear``, ``deep_wide_linear``: ``linear`` with 2×128, 3×64, 2×256
+  or 3×128 networks.
+
+``--n 6937`` trains on all of ``tio2:train``.
 
     python benchmarks/tio2_variants.py [--n 1200] [--epochs 300] [--seeds 0 1] [--jobs 2] [--variants base linear]
 """
@@ -32,6 +36,10 @@ VARIANTS = {
     "resolved3": ({"angular_radial_order": 3}, {"linear": False}),
     "resolved1": ({"angular_radial_order": 1}, {"linear": False}),
     "wide": ({}, {"hidden": [128, 128], "linear": False}),
+    "wide_linear": ({}, {"hidden": [128, 128], "linear": True}),
+    "deep_linear": ({}, {"hidden": [64, 64, 64], "linear": True}),
+    "wider_linear": ({}, {"hidden": [256, 256], "linear": True}),
+    "deep_wide_linear": ({}, {"hidden": [128, 128, 128], "linear": True}),
 }
 
 
