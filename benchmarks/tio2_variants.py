@@ -14,12 +14,14 @@ Variants (``--variants``):
 
 - ``base``: the recipe's model without its linear term (Chebyshev radial Rc 6 / order 16, angular Rc 4 / order 8,
   cell average, 2×64 tanh), i.e. the recipe before session 7;
-- ``linear``: plus a term linear in the network inputs (``NeuralPotential(linear=True)``, now the recipe);
+- ``linear``: plus a term linear in the network inputs (``NeuralPotential(linear=True)``, session 7's recipe);
 - ``resolved3``, ``resolved1``: ``base`` with angular terms resolved radially to order 3 or 1
   (``angular_radial_order``);
 - ``wide``: ``base`` with 2×128 networks;
-- ``wide_linear``, ``deep_linear``, ``wider_linear``, ``deep_wide_linear``: ``linear`` with 2×128, 3×64, 2×256
-  or 3×128 networks.
+- ``wide_linear`` (the recipe since session 8), ``deep_linear``, ``wider_linear``, ``deep_wide_linear``:
+  ``linear`` with 2×128, 3×64, 2×256 or 3×128 networks.
+
+Every variant sets its own network size, so it does not change when the recipe's does.
 
 ``--n 6937`` trains on all of ``tio2:train``.
 
@@ -31,10 +33,10 @@ import os
 import time
 
 VARIANTS = {
-    "base": ({}, {"linear": False}),
-    "linear": ({}, {"linear": True}),
-    "resolved3": ({"angular_radial_order": 3}, {"linear": False}),
-    "resolved1": ({"angular_radial_order": 1}, {"linear": False}),
+    "base": ({}, {"hidden": [64, 64], "linear": False}),
+    "linear": ({}, {"hidden": [64, 64], "linear": True}),
+    "resolved3": ({"angular_radial_order": 3}, {"hidden": [64, 64], "linear": False}),
+    "resolved1": ({"angular_radial_order": 1}, {"hidden": [64, 64], "linear": False}),
     "wide": ({}, {"hidden": [128, 128], "linear": False}),
     "wide_linear": ({}, {"hidden": [128, 128], "linear": True}),
     "deep_linear": ({}, {"hidden": [64, 64, 64], "linear": True}),
