@@ -20,8 +20,11 @@ Variants (``--variants``):
 - ``wide``: ``base`` with 2×128 networks;
 - ``wide_linear`` (the recipe since session 8), ``deep_linear``, ``wider_linear``, ``deep_wide_linear``:
   ``linear`` with 2×128, 3×64, 2×256 or 3×128 networks.
+- ``ema``, ``stage_two``, ``ema_stage_two``: ``wide_linear`` trained with a moving average of the weights
+  (``ema_decay = 0.999``), with the force weight lowered to 0.02 for the last 15 % of the epochs
+  (``stage_two_start = 0.85``), or both.
 
-Every variant sets its own network size, so it does not change when the recipe's does.
+Every variant sets its own network size and training options, so it does not change when the recipe's does.
 
 ``--n 6937`` trains on all of ``tio2:train``.
 
@@ -42,6 +45,12 @@ VARIANTS = {
     "deep_linear": ({}, {"hidden": [64, 64, 64], "linear": True}),
     "wider_linear": ({}, {"hidden": [256, 256], "linear": True}),
     "deep_wide_linear": ({}, {"hidden": [128, 128, 128], "linear": True}),
+    # training variants of wide_linear (session 9): a moving average of the weights, a second loss stage
+    "ema": ({}, {"hidden": [128, 128], "linear": True}, {"ema_decay": 0.999}),
+    "stage_two": ({}, {"hidden": [128, 128], "linear": True},
+                  {"stage_two_start": 0.85, "stage_two_force_weight": 0.02}),
+    "ema_stage_two": ({}, {"hidden": [128, 128], "linear": True},
+                      {"ema_decay": 0.999, "stage_two_start": 0.85, "stage_two_force_weight": 0.02}),
 }
 
 
@@ -57,10 +66,12 @@ def run_variant(name, seed, n, epochs):
     with single_thread():
         model, kw = read_config(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs",
                                              "tio2_committee.toml"))
-        descriptor, extra = VARIANTS[name]
+        descriptor, extra, training = (VARIANTS[name] + ({},))[:3]
         model.set_params(seed=seed, descriptor_params=dict(model.descriptor_params, **descriptor), **extra)
-        for key in ("members", "jobs", "threads", "epochs", "patience", "lr_decay", "seed"):
+        for key in ("members", "jobs", "threads", "epochs", "patience", "lr_decay", "seed", "ema_decay",
+                    "stage_two_start", "stage_two_energy_weight", "stage_two_force_weight"):
             kw.pop(key, None)
+        kw.update(training)
         train = load("tio2", "train").records
         subset = [train[k] for k in np.sort(np.random.default_rng(0).choice(len(train), n, replace=False))]
         model, _ = train_potential(model, subset, epochs=epochs, patience=epochs, seed=seed, progress=False,

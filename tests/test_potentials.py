@@ -697,3 +697,60 @@ def test_torchscript_export_matches_the_model(trained, frames, tmp_path, capsys)
                                        np.mean([r[2] for r in ref], 0), atol=1e-9)
     with pytest.raises(InputError, match="differ in species or dtype"):
         export_torchscript([trained[0], models["float32_cell_mean"]], tmp_path / "bad.pt")
+
+
+def test_weight_average_follows_its_definition_and_resumes(frames, tmp_path):
+    from ml4ms.errors import InputError
+
+    # one Adam step per epoch (the batch holds the whole training split): the average after two steps is
+    # d1 (0.1 w0 + 0.9 w1) + (1 - d1) w2 with d1 = min(ema_decay, 2 / 11), from the plain run's weights
+    run = dict(TRAIN, batch_size=100, restore_best=False)
+
+    def weights(**kw):
+        m, h = train_potential(NeuralPotential(hidden=(5,), descriptor_params=SMALL), frames, **dict(run, **kw))
+        return [w for layers in m.weights_ for w in layers], h
+
+    w0, _ = weights(epochs=1, learning_rate=0.0)
+    w1, _ = weights(epochs=1)
+    w2, plain = weights(epochs=2)
+    avg, history = weights(epochs=2, ema_decay=0.5)
+    d1 = min(0.5, 2 / 11)
+    for a, b0, b1, b2 in zip(avg, w0, w1, w2):
+        np.testing.assert_allclose(a, d1 * (0.1 * b0 + 0.9 * b1) + (1 - d1) * b2, rtol=1e-9, atol=1e-12)
+    assert history[0]["train_energy_rmse"] == plain[0]["train_energy_rmse"]  # training sees the raw weights
+    assert history[1]["val_loss"] != plain[1]["val_loss"]  # validation sees the average
+    # ema_decay = 0: the average is the last step's weights
+    same, h0 = weights(epochs=2, ema_decay=0.0)
+    assert h0[1]["val_loss"] == plain[1]["val_loss"]
+    for a, b in zip(same, w2):
+        np.testing.assert_array_equal(a, b)
+    # a run killed after 3 of 4 epochs and resumed equals the uninterrupted one (raw weights and average kept)
+    full, hf = weights(epochs=4, batch_size=6, ema_decay=0.9)
+    weights(epochs=3, batch_size=6, ema_decay=0.9, checkpoint_dir=str(tmp_path))
+    resumed, hr = weights(epochs=4, batch_size=6, ema_decay=0.9, checkpoint_dir=str(tmp_path))
+    assert abs(hr[-1]["val_loss"] - hf[-1]["val_loss"]) <= 1e-9 * hf[-1]["val_loss"]
+    for a, b in zip(resumed, full):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+    with pytest.raises(InputError, match="ema_decay must be in"):
+        weights(epochs=1, ema_decay=1.0)
+
+
+def test_stage_two_switches_the_loss_weights(frames):
+    from ml4ms.errors import InputError
+
+    run = dict(TRAIN, restore_best=False)
+    plain, hp = train_potential(NeuralPotential(hidden=(5,), descriptor_params=SMALL), frames, **run)
+    two, h2 = train_potential(NeuralPotential(hidden=(5,), descriptor_params=SMALL), frames, stage_two_start=0.5,
+                              stage_two_energy_weight=2.0, stage_two_force_weight=0.0, **run)
+    assert [h["stage"] for h in h2] == [1, 1, 2, 2]
+    assert [h["val_loss"] for h in h2[:2]] == [h["val_loss"] for h in hp[:2]]  # the same first stage
+    for h in h2[2:]:  # energies only, weighted 2: no force term in training or in the validation loss
+        assert np.isnan(h["train_force_rmse"]) and np.isfinite(h["val_force_rmse"])
+        assert h["val_loss"] == pytest.approx(2.0 * (h["val_energy_rmse"] / 1000) ** 2, rel=1e-12)
+    assert not np.array_equal(two.weights_[0][0], plain.weights_[0][0])
+    # a time limit: the fraction is of the time (here any time at all), whichever comes first
+    _, ht = train_potential(NeuralPotential(hidden=(5,), descriptor_params=SMALL), frames, stage_two_start=1e-9,
+                            time_limit=1e6, stage_two_force_weight=0.0, **run)
+    assert [h["stage"] for h in ht] == [2, 2, 2, 2]
+    with pytest.raises(InputError, match="stage_two_start must be in"):
+        train_potential(NeuralPotential(hidden=(5,), descriptor_params=SMALL), frames, stage_two_start=0.0, **run)

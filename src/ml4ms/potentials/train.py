@@ -12,7 +12,9 @@ structures only, and the best-validation weights kept. With
 moments, ``state.json`` with epoch, history and split), and a call with the
 same folder resumes from the last finished epoch. Epoch shuffles are seeded
 by ``(seed, epoch)``, so a resumed run draws the same batches as an
-uninterrupted one.
+uninterrupted one. Options: a moving average of the weights
+(``ema_decay``; the checkpoint then also keeps the raw weights) and a second
+stage with other loss weights for the end of the run (``stage_two_*``).
 """
 
 import io
@@ -163,7 +165,7 @@ def worst_structures(frames, energies, forces, predictions, count=5):
     return out
 
 
-def _save_checkpoint(folder, model, best, optimizer, params, state):
+def _save_checkpoint(folder, model, best, optimizer, params, state, raw=False):
     from .io import save_potential
 
     save_potential(os.path.join(folder, "model"), model)
@@ -177,6 +179,8 @@ def _save_checkpoint(folder, model, best, optimizer, params, state):
             arrays[f"m{k}"] = st["exp_avg"].detach().double().numpy()
             arrays[f"v{k}"] = st["exp_avg_sq"].detach().double().numpy()
             arrays[f"step{k}"] = np.asarray(float(st["step"]))
+        if raw:  # the model holds the averaged weights; these are the optimizer's own
+            arrays[f"w{k}"] = p.detach().double().numpy()
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     write_bytes(os.path.join(folder, OPTIMIZER), buf.getvalue())
@@ -197,13 +201,18 @@ def _load_optimizer(folder, optimizer, params):
                     "exp_avg": torch.as_tensor(npz[f"m{k}"], dtype=p.dtype).clone(),
                     "exp_avg_sq": torch.as_tensor(npz[f"v{k}"], dtype=p.dtype).clone(),
                 }
+            if f"w{k}" in npz.files:
+                with torch.no_grad():
+                    p.copy_(torch.as_tensor(npz[f"w{k}"], dtype=p.dtype))
 
 
 def train_potential(model, frames, energies=None, forces=None, *, epochs=100, batch_size=8, learning_rate=1e-3,
                     lr_decay=0.98, min_learning_rate=1e-5, energy_weight=1.0, force_weight=0.1,
                     valid_fraction=0.1, patience=20, seed=0, max_energy_per_atom=None, atomic_energies=None,
                     checkpoint_dir=None, time_limit=None, progress=True, source="data", threads=1,
-                    precompute=True, lr_schedule="exponential", lr_patience=10, restore_best=True, groups=None):
+                    precompute=True, lr_schedule="exponential", lr_patience=10, restore_best=True, groups=None,
+                    ema_decay=None, stage_two_start=None, stage_two_energy_weight=None,
+                    stage_two_force_weight=None):
     """Train ``model`` (a :class:`NeuralPotential`) on structures with energies and forces.
 
     Parameters
@@ -263,6 +272,21 @@ def train_potential(model, frames, energies=None, forces=None, *, epochs=100, ba
         through the networks only: several times faster, at the memory of
         the Jacobians (float32, ``Σ n_atoms² × n_features × 3`` numbers).
         ``False`` differentiates through the descriptor at every step.
+    ema_decay : float, optional
+        Keep an exponential moving average of the weights over Adam steps,
+        ``w_avg <- d w_avg + (1 - d) w`` with ``d = min(ema_decay, (1 + t) / (10 + t))``
+        after step ``t`` (as in MACE's training): validation, checkpoints and
+        the returned model use the averaged weights, which smooth out the
+        step-to-step noise of mini-batch training. ``None`` (default) keeps the
+        last step's weights.
+    stage_two_start : float in (0, 1], optional
+        Switch the loss weights to ``stage_two_energy_weight`` and
+        ``stage_two_force_weight`` (defaults: the first-stage weights) for the
+        rest of the run once this fraction of ``epochs``, or of
+        ``time_limit``, is spent, as in MACE's two-stage training: a force
+        weight that shapes the energy surface early, then mostly the energies
+        at the small final learning rates. The validation loss uses the current
+        weights, so the best-validation record restarts at the switch.
 
     Returns
     -------
@@ -270,7 +294,7 @@ def train_potential(model, frames, energies=None, forces=None, *, epochs=100, ba
         With the best-validation weights (the last ones with ``restore_best=False``).
     history : list of dict
         Per epoch: ``epoch``, ``lr``, ``train_energy_rmse``, ``train_force_rmse``,
-        ``val_energy_rmse``, ``val_force_rmse``, ``val_loss``, ``seconds``.
+        ``val_energy_rmse``, ``val_force_rmse``, ``val_loss``, ``seconds``, ``stage`` (1 or 2).
     """
     torch = _torch()
     previous = torch.get_num_threads()
@@ -280,14 +304,16 @@ def train_potential(model, frames, energies=None, forces=None, *, epochs=100, ba
         return _train(model, frames, energies, forces, epochs, batch_size, learning_rate, lr_decay,
                       min_learning_rate, energy_weight, force_weight, valid_fraction, patience, seed,
                       max_energy_per_atom, atomic_energies, checkpoint_dir, time_limit, progress, source,
-                      precompute, lr_schedule, lr_patience, restore_best, groups)
+                      precompute, lr_schedule, lr_patience, restore_best, groups, ema_decay,
+                      (stage_two_start, stage_two_energy_weight, stage_two_force_weight))
     finally:
         torch.set_num_threads(previous)
 
 
 def _train(model, frames, energies, forces, epochs, batch_size, learning_rate, lr_decay, min_learning_rate,
            energy_weight, force_weight, valid_fraction, patience, seed, max_energy_per_atom, atomic_energies,
-           checkpoint_dir, time_limit, progress, source, precompute, lr_schedule, lr_patience, restore_best, groups):
+           checkpoint_dir, time_limit, progress, source, precompute, lr_schedule, lr_patience, restore_best, groups,
+           ema_decay, stage_two):
     torch = _torch()
     from tqdm.auto import tqdm
 
@@ -309,6 +335,14 @@ def _train(model, frames, energies, forces, epochs, batch_size, learning_rate, l
         raise InputError(f"groups has {len(groups)} labels for {len(frames)} structures", source=source)
     if lr_schedule not in ("exponential", "plateau"):
         raise InputError(f"unknown lr_schedule {lr_schedule!r}", hint="use 'exponential' or 'plateau'")
+    stage_two_start = stage_two[0]
+    if stage_two_start is not None and not 0 < stage_two_start <= 1:
+        raise InputError(f"stage_two_start must be in (0, 1], got {stage_two_start!r}",
+                         hint="the fraction of the epochs (or of the time limit) before the loss weights change")
+    weights_two = (energy_weight if stage_two[1] is None else float(stage_two[1]),
+                   force_weight if stage_two[2] is None else float(stage_two[2]))
+    if ema_decay is not None and not 0 <= ema_decay < 1:
+        raise InputError(f"ema_decay must be in [0, 1), got {ema_decay!r}", hint="for example 0.99, or leave it out")
     keep = np.arange(len(frames))
     if max_energy_per_atom is not None:
         if atomic_energies is None:
@@ -354,6 +388,10 @@ def _train(model, frames, energies, forces, epochs, batch_size, learning_rate, l
     params = model.torch_parameters(requires_grad=True)
     flat = [p for layers in params for p in layers]
     optimizer = torch.optim.Adam(flat, lr=learning_rate)
+    # the moving average starts from the weights (of a resumed run: the saved average)
+    averaged = model.torch_parameters(requires_grad=False) if ema_decay is not None else None
+    ema_steps = 0
+    in_stage_two = False
     start_epoch, history = 0, []
     best_loss, stale = float("inf"), 0
     lr = float(learning_rate)
@@ -361,6 +399,9 @@ def _train(model, frames, energies, forces, epochs, batch_size, learning_rate, l
         _load_optimizer(checkpoint_dir, optimizer, params)
         start_epoch, history = int(state["epoch"]), state["history"]
         best_loss, stale, lr = float(state["best_loss"]), int(state["stale"]), float(state["lr"])
+        ema_steps = int(state.get("ema_steps", 0))
+        in_stage_two = bool(state.get("stage_two", False))
+    weights = averaged if averaged is not None else params  # what validation, checkpoints and the result use
 
     # neighbour lists once per structure; batches concatenate them
     cache = {}
@@ -393,7 +434,7 @@ def _train(model, frames, energies, forces, epochs, batch_size, learning_rate, l
         position = np.empty(len(frames), dtype=np.int64)
         position[used] = np.arange(len(used))
 
-    def errors(idx, use_f, create_graph):
+    def errors(idx, use_f, create_graph, params=params):
         """Energy errors per atom (b,) and force errors (flattened) of a batch."""
         if jac is None:
             t, e_ref, f_ref, n = batch(idx)
@@ -407,25 +448,32 @@ def _train(model, frames, energies, forces, epochs, batch_size, learning_rate, l
         return de, df
 
     def run_epoch(indices, train):
+        nonlocal ema_steps
         se_e = se_f = 0.0
         n_e = n_f = 0
         for b0 in range(0, len(indices), batch_size):
             if train and b0 and time_limit is not None and time.time() - t_start > time_limit:
                 break  # out of time: this partial epoch is the last
             idx = indices[b0:b0 + batch_size]
-            use_f = force_weight > 0 or not train
-            de, df = errors(idx, use_f, train and force_weight > 0)
+            use_f = w_f > 0 or not train
+            de, df = errors(idx, use_f, train and w_f > 0, params if train else weights)
             loss_e = (de ** 2).mean()
-            loss = energy_weight * loss_e
+            loss = w_e * loss_e
             if use_f:
                 loss_f = (df ** 2).mean()
-                loss = loss + force_weight * loss_f
+                loss = loss + w_f * loss_f
                 se_f += float(loss_f.detach()) * df.numel()
                 n_f += df.numel()
             if train:
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
+                if averaged is not None:
+                    d = min(float(ema_decay), (1.0 + ema_steps) / (10.0 + ema_steps))
+                    with torch.no_grad():
+                        for a, p in zip(averaged_flat, flat):
+                            a.mul_(d).add_(p, alpha=1.0 - d)
+                    ema_steps += 1
             se_e += float(loss_e.detach()) * len(idx)
             n_e += len(idx)
             if train:
@@ -437,6 +485,7 @@ def _train(model, frames, energies, forces, epochs, batch_size, learning_rate, l
         f_rmse = float(np.sqrt(se_f / n_f)) if n_f else float("nan")
         return e_rmse, f_rmse
 
+    averaged_flat = [a for layers in averaged for a in layers] if averaged is not None else None
     n_batches = -(-len(train_idx) // batch_size)
     bar = tqdm(total=epochs * n_batches, initial=start_epoch * n_batches, disable=not progress,
                desc="fit potential", unit="batch")
@@ -445,17 +494,22 @@ def _train(model, frames, energies, forces, epochs, batch_size, learning_rate, l
     try:
         while epoch < epochs:
             t0 = time.time()
+            if stage_two_start is not None and not in_stage_two and (
+                    epoch >= stage_two_start * epochs
+                    or (time_limit is not None and t0 - t_start >= stage_two_start * time_limit)):
+                in_stage_two, best_loss, stale = True, float("inf"), 0  # a new loss: a new best record
+            w_e, w_f = weights_two if in_stage_two else (energy_weight, force_weight)
             for g in optimizer.param_groups:
                 g["lr"] = lr
             order = np.random.default_rng([seed, epoch]).permutation(train_idx)
             tr_e, tr_f = run_epoch(order, True)
-            model.set_parameters(params)
+            model.set_parameters(weights)
             if len(val_idx):
                 va_e, va_f = run_epoch(val_idx, False)
-                val_loss = energy_weight * (va_e / 1000) ** 2 + force_weight * va_f ** 2
+                val_loss = w_e * (va_e / 1000) ** 2 + w_f * va_f ** 2
             else:
                 va_e = va_f = float("nan")
-                val_loss = energy_weight * (tr_e / 1000) ** 2 + (force_weight * tr_f ** 2 if force_weight > 0 else 0)
+                val_loss = w_e * (tr_e / 1000) ** 2 + (w_f * tr_f ** 2 if w_f > 0 else 0)
             if val_loss < best_loss:
                 best_loss, stale = float(val_loss), 0
                 best = model.__class__(**model.get_params()).set_params()
@@ -465,7 +519,7 @@ def _train(model, frames, energies, forces, epochs, batch_size, learning_rate, l
             epoch += 1
             history.append({"epoch": epoch, "lr": lr, "train_energy_rmse": tr_e, "train_force_rmse": tr_f,
                             "val_energy_rmse": va_e, "val_force_rmse": va_f, "val_loss": float(val_loss),
-                            "seconds": time.time() - t0})
+                            "seconds": time.time() - t0, "stage": 2 if in_stage_two else 1})
             if lr_schedule == "exponential" or (stale and stale % lr_patience == 0):
                 lr = max(lr * lr_decay, min_learning_rate)
             last_val = f"E {va_e:.2f} meV/atom F {va_f:.3f} eV/Å"
@@ -473,7 +527,8 @@ def _train(model, frames, energies, forces, epochs, batch_size, learning_rate, l
                 _save_checkpoint(checkpoint_dir, model, best, optimizer, params, {
                     "epoch": epoch, "history": history, "best_loss": best_loss, "stale": stale, "lr": lr,
                     "has_best": best is not None, "n_frames": len(frames), "train_idx": train_idx.tolist(),
-                    "val_idx": val_idx.tolist()})
+                    "val_idx": val_idx.tolist(), "ema_steps": ema_steps,
+                    "stage_two": in_stage_two}, raw=averaged is not None)
             if len(val_idx) and stale >= patience:
                 break
             if time_limit is not None and time.time() - t_start > time_limit:
@@ -597,7 +652,8 @@ def train_committee(model, frames, energies=None, forces=None, *, members=2, job
 #: keys of the ``[training]`` table of a potential config
 TRAIN_KEYS = ("epochs", "batch_size", "learning_rate", "lr_decay", "min_learning_rate", "energy_weight",
               "force_weight", "valid_fraction", "patience", "seed", "max_energy_per_atom", "atomic_energies",
-              "time_limit", "threads", "precompute", "lr_schedule", "lr_patience", "restore_best", "members", "jobs")
+              "time_limit", "threads", "precompute", "lr_schedule", "lr_patience", "restore_best", "members", "jobs",
+              "ema_decay", "stage_two_start", "stage_two_energy_weight", "stage_two_force_weight")
 MODEL_KEYS = ("descriptor", "hidden", "dtype", "seed", "cell_mean", "linear")
 
 
