@@ -434,14 +434,14 @@ def _train(model, frames, energies, forces, epochs, batch_size, learning_rate, l
         position = np.empty(len(frames), dtype=np.int64)
         position[used] = np.arange(len(used))
 
-    def errors(idx, use_f, create_graph, params=params):
-        """Energy errors per atom (b,) and force errors (flattened) of a batch."""
+    def errors(idx, use_f, create_graph, w):
+        """Energy errors per atom (b,) and force errors (flattened) of a batch with weights ``w``."""
         if jac is None:
             t, e_ref, f_ref, n = batch(idx)
-            e, F, _ = model.energies_forces(t, params, forces=use_f, create_graph=create_graph)
+            e, F, _ = model.energies_forces(t, w, forces=use_f, create_graph=create_graph)
             return (e - e_ref) / n, (F - f_ref if use_f else None)
         parts = jac.groups(position[idx])
-        e, F = jac.energies_forces(model, params, parts, forces=use_f, create_graph=create_graph)
+        e, F = jac.energies_forces(model, w, parts, forces=use_f, create_graph=create_graph)
         de = torch.cat([(ei - jac.residual[position[idx][w]]) / blk["n"] for (blk, _, w), ei in zip(parts, e)])
         df = torch.cat([(Fi - blk["forces"][slots]).reshape(-1) for (blk, slots, _), Fi in zip(parts, F)]) \
             if use_f else None
