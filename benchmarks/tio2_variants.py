@@ -24,6 +24,12 @@ Variants (``--variants``):
   (``ema_decay = 0.999``), with the force weight lowered to 0.02 for the last 15 % of the epochs
   (``stage_two_start = 0.85``), or both.
 
+- ``species_mean``: ``wide_linear`` with one cell average per element (the Ti atoms' and the O atoms' averages of
+  the standardised descriptor, each standardised) in place of the one over all atoms;
+- ``pool8``: ``wide_linear`` plus 8 learned cell-wide inputs: every atom maps its input through one tanh layer of
+  its element to 8 numbers, their cell average is appended to every atom's input (deep sets, Zaheer et al. 2017).
+  These two are defined here (subclasses of ``NeuralPotential``), not in the package (session 10).
+
 Every variant sets its own network size and training options, so it does not change when the recipe's does.
 
 ``--n 6937`` trains on all of ``tio2:train``.
@@ -51,7 +57,113 @@ VARIANTS = {
                   {"stage_two_start": 0.85, "stage_two_force_weight": 0.02}),
     "ema_stage_two": ({}, {"hidden": [128, 128], "linear": True},
                       {"ema_decay": 0.999, "stage_two_start": 0.85, "stage_two_force_weight": 0.02}),
+    # other cell-wide inputs (session 10): models defined below, not package options
+    "species_mean": ({}, {"hidden": [128, 128], "linear": True, "cell_mean": True}),
+    "pool8": ({}, {"hidden": [128, 128], "linear": True, "cell_mean": True}),
 }
+
+
+def _species_average(H, structure, species_index, n_species):
+    """Per-cell averages of the rows of ``H`` over each element's atoms, side by side: (n_cells, n_species * F)."""
+    import torch
+
+    n_cells = int(structure.max()) + 1
+    parts = []
+    for s in range(n_species):
+        mask = (species_index == s).to(H.dtype)
+        count = torch.zeros(n_cells, dtype=H.dtype).index_add(0, structure, mask).clamp(min=1.0)
+        total = torch.zeros(n_cells, H.shape[1], dtype=H.dtype).index_add(0, structure, H * mask[:, None])
+        parts.append(total / count[:, None])
+    return torch.cat(parts, 1)
+
+
+def _model_classes():
+    """The variant models that are not package options: {name: NeuralPotential subclass}.
+
+    For these runs only: their weights and statistics do not follow the package's layout, so they must not be saved,
+    loaded or exported.
+    """
+    import numpy as np
+    import torch
+
+    from ml4ms.potentials import NeuralPotential
+    from ml4ms.potentials.model import _cell_average
+
+    def atomic(model, H, species_index, params, n_tail):
+        """Per-element networks (weights ``params``, the last ``n_tail`` arrays of each not theirs) on inputs ``H``."""
+        out = torch.zeros(H.shape[0], dtype=H.dtype)
+        for s, layers in enumerate(params):
+            idx = torch.nonzero(species_index == s).squeeze(1)
+            if idx.numel() == 0:
+                continue
+            layers, skip = model.split_layers(layers[:len(layers) - n_tail])
+            h = H[idx]
+            lin = h @ skip if skip is not None else 0.0
+            for k in range(0, len(layers) - 2, 2):
+                h = torch.tanh(h @ layers[k] + layers[k + 1])
+            out = out.index_put((idx,), ((h @ layers[-2] + layers[-1]).squeeze(1) + lin) * model.energy_scale_)
+        return out
+
+    def standardised(model, X, species_index):
+        mean = torch.as_tensor(model.feature_mean_, dtype=X.dtype)
+        std = torch.as_tensor(model.feature_std_, dtype=X.dtype)
+        return (X - mean[species_index]) / std[species_index]
+
+    class SpeciesMean(NeuralPotential):
+        def initialize(self, frames, energies, max_stat_frames=400):
+            super().initialize(frames, energies, max_stat_frames)
+            n_species, nf = len(self.species_), self.n_features_
+            with torch.no_grad():
+                t = self.tensors(list(frames[::max(1, len(frames) // max_stat_frames)]))
+                H = standardised(self, self.features(t).double(), t["species_index"])
+            cells = _species_average(H, torch.as_tensor(np.asarray(t["structure"], dtype=np.int64)),
+                                     t["species_index"], n_species).numpy()
+            sd = cells.std(0)
+            self.cell_feature_mean_, self.cell_feature_std_ = cells.mean(0), np.where(sd > 1e-8, sd, 1.0)
+            rng = np.random.default_rng(self.seed)
+            n_in = nf * (1 + n_species)
+            for layers in self.weights_:
+                layers[0] = rng.normal(0.0, 1.0 / np.sqrt(n_in), (n_in, layers[0].shape[1]))
+                if self.linear:
+                    layers[-1] = np.zeros(n_in)
+            return self
+
+        def network_energies(self, X, species_index, params, structure=None):
+            H = standardised(self, X, species_index)
+            cells = (_species_average(H, structure, species_index, len(self.species_))
+                     - torch.as_tensor(self.cell_feature_mean_, dtype=X.dtype)) / torch.as_tensor(
+                self.cell_feature_std_, dtype=X.dtype)
+            return atomic(self, torch.cat([H, cells[structure]], 1), species_index, params, 0)
+
+    class Pooled(NeuralPotential):
+        K = 8
+
+        def initialize(self, frames, energies, max_stat_frames=400):
+            super().initialize(frames, energies, max_stat_frames)
+            rng = np.random.default_rng(self.seed + 7)
+            n_in = self.weights_[0][0].shape[0]
+            for layers in self.weights_:
+                layers[0] = np.vstack([layers[0], rng.normal(0.0, 1.0 / np.sqrt(n_in + self.K),
+                                                             (self.K, layers[0].shape[1]))])
+                if self.linear:
+                    layers[-1] = np.zeros(n_in + self.K)
+                layers += [rng.normal(0.0, 1.0 / np.sqrt(n_in), (n_in, self.K)), np.zeros(self.K)]
+            return self
+
+        def network_energies(self, X, species_index, params, structure=None):
+            H = standardised(self, X, species_index)
+            cells = (_cell_average(H, structure) - torch.as_tensor(self.cell_feature_mean_, dtype=X.dtype)) \
+                / torch.as_tensor(self.cell_feature_std_, dtype=X.dtype)
+            H = torch.cat([H, cells[structure]], 1)
+            G = torch.zeros(X.shape[0], self.K, dtype=X.dtype)
+            for s, layers in enumerate(params):
+                idx = torch.nonzero(species_index == s).squeeze(1)
+                if idx.numel():
+                    G = G.index_put((idx,), torch.tanh(H[idx] @ layers[-2] + layers[-1]))
+            H = torch.cat([H, _cell_average(G, structure)[structure]], 1)
+            return atomic(self, H, species_index, params, 2)
+
+    return {"species_mean": SpeciesMean, "pool8": Pooled}
 
 
 def run_variant(name, seed, n, epochs):
@@ -68,6 +180,9 @@ def run_variant(name, seed, n, epochs):
                                              "tio2_committee.toml"))
         descriptor, extra, training = (VARIANTS[name] + ({},))[:3]
         model.set_params(seed=seed, descriptor_params=dict(model.descriptor_params, **descriptor), **extra)
+        classes = _model_classes()
+        if name in classes:
+            model = classes[name](**model.get_params())
         for key in ("members", "jobs", "threads", "epochs", "patience", "lr_decay", "seed", "ema_decay",
                     "stage_two_start", "stage_two_energy_weight", "stage_two_force_weight"):
             kw.pop(key, None)

@@ -290,7 +290,7 @@ def test_config_and_bad_input():
     from ml4ms.errors import InputError
 
     m, kw = read_config(os.path.join(os.path.dirname(__file__), "..", "configs", "tio2_potential.toml"))
-    assert m.hidden == [64, 64] and kw["max_energy_per_atom"] == 1.0 and kw["atomic_energies"]["Ti"] < 0
+    assert m.hidden == [128, 128] and m.linear and kw["max_energy_per_atom"] == 1.0 and kw["atomic_energies"]["Ti"] < 0
     assert m.cell_mean is True and m.dtype == "float32" and kw["threads"] == 2
     m, kw = read_config(os.path.join(os.path.dirname(__file__), "..", "configs", "tio2_potential_local.toml"))
     assert not m.cell_mean and not read_config(doc={})[0].cell_mean
@@ -304,6 +304,48 @@ def test_config_and_bad_input():
                        ({"angular_cutoff": 0.0}, "angular_cutoff must be a positive")):
         with pytest.raises(InputError, match=match):
             NeuralPotential(descriptor_params=bad).cutoff()
+
+
+@pytest.mark.parametrize("section, key, value, match", [
+    ("training", "ema_decay", 2.0, "ema_decay must be in"),
+    ("training", "learning_rate", "fast", "learning_rate must be a number >= 0"),
+    ("training", "epochs", 1.5, "epochs must be a positive integer"),
+    ("training", "force_weight", -0.1, "force_weight must be a number >= 0"),
+    ("training", "lr_schedule", "cosine", "lr_schedule must be 'exponential' or 'plateau'"),
+    ("training", "stage_two_start", 0.0, "stage_two_start must be in"),
+    ("training", "precompute", "yes", "precompute must be true or false"),
+    ("model", "hidden", [0], "hidden must be a list of positive integers"),
+    ("model", "cell_mean", "yes", "cell_mean must be true or false"),
+    ("model", "dtype", "float16", "unknown dtype"),
+    ("descriptor", "radial_order", -1, "radial_order must be a non-negative integer"),
+    ("training", "seed", -1, "seed must be a non-negative integer"),
+    ("model", "seed", -1, "seed must be a non-negative integer"),
+    ("training", "max_energy_per_atom", 1.0, "max_energy_per_atom needs atomic_energies"),
+])
+def test_bad_config_values_fail_before_the_data_is_read(tmp_path, capsys, section, key, value, match):
+    """A bad value in a recipe is named, with the file, before the (here missing) data file is looked at."""
+    import ml4ms.cli as cli
+    from ml4ms.errors import InputError
+
+    cfg = tmp_path / "bad.toml"
+    text = repr(value).replace("'", '"') if not isinstance(value, list) else str(value)
+    cfg.write_text(f"[{section}]\n{key} = {text}\n")
+    with pytest.raises(InputError, match=match):
+        read_config(str(cfg))
+    assert cli.main(["potential", "fit", str(tmp_path / "missing.extxyz"), "--config", str(cfg),
+                     "-o", str(tmp_path / "m")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(cfg) in err[0] and match.split(" must")[0] in err[0] and "missing" not in err[0]
+
+
+def test_bad_command_line_training_values_fail_before_the_data_is_read(tmp_path, capsys):
+    import ml4ms.cli as cli
+
+    for flags, match in ((["--minutes", "0"], "--minutes must be positive"), (["--epochs", "0"], "epochs must be"),
+                         (["--members", "0"], "members must be")):
+        assert cli.main(["potential", "fit", str(tmp_path / "missing.extxyz"), "-o", str(tmp_path / "m")] + flags) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and match in err[0] and "missing" not in err[0]
 
 
 def test_cli_eval_md_and_bad_input(trained, frames, tmp_path, capsys):

@@ -75,16 +75,19 @@ def _beside(json_path, default, suffix):
 def run_fit(args):
     from ..potentials.io import save_potential
     from ..potentials.model import NeuralPotential
-    from ..potentials.train import labels_of, read_config, train_committee, train_potential
+    from ..potentials.train import check_training_options, labels_of, read_config, train_committee, train_potential
 
     model, kwargs = read_config(args.config) if args.config else (NeuralPotential(), {})
     if args.epochs is not None:
         kwargs["epochs"] = args.epochs
     if args.minutes is not None:
+        if not args.minutes > 0:
+            raise InputError(f"--minutes must be positive, got {args.minutes}")
         kwargs["time_limit"] = 60.0 * args.minutes
     members, jobs = kwargs.pop("members", 1), kwargs.pop("jobs", None)
     members = members if args.members is None else args.members
     jobs = jobs if args.jobs is None else args.jobs
+    check_training_options(dict(kwargs, members=members, jobs=jobs))
     frames, source = _structures(args.data)
     energies, forces = labels_of(frames, source)
     checkpoint = args.checkpoint or os.path.abspath(args.output).rstrip(os.sep) + ".checkpoint"

@@ -153,6 +153,29 @@ class NeuralPotential(BaseEstimator):
             return max(float(s["radial_cutoff"]), float(s["angular_cutoff"]))
         return float(s["r_cut"])
 
+    def check_settings(self):
+        """Raise :class:`~ml4ms.errors.InputError` for a bad setting; needs no data.
+
+        Returns
+        -------
+        list of int
+            The hidden-layer widths.
+
+        Examples
+        --------
+        >>> NeuralPotential(hidden=(8, 8)).check_settings()
+        [8, 8]
+        """
+        hidden = self._check_hidden()
+        torch_dtype(self.dtype)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
+            raise InputError(f"seed must be a non-negative integer, got {self.seed!r}")
+        for name in ("cell_mean", "linear"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise InputError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        self.descriptor_settings()
+        return hidden
+
     def _check_hidden(self):
         hidden = list(self.hidden) if not isinstance(self.hidden, int) else [self.hidden]
         if not all(isinstance(h, (int, np.integer)) and not isinstance(h, bool) and h > 0 for h in hidden):
@@ -250,11 +273,7 @@ class NeuralPotential(BaseEstimator):
         self
         """
         torch = _torch()
-        hidden = self._check_hidden()
-        torch_dtype(self.dtype)
-        for name in ("cell_mean", "linear"):
-            if not isinstance(getattr(self, name), (bool, np.bool_)):
-                raise InputError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        hidden = self.check_settings()
         if len(frames) == 0:
             raise InputError("no structures to train on")
         energies = np.asarray(energies, dtype=float)

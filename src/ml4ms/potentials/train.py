@@ -165,6 +165,81 @@ def worst_structures(frames, energies, forces, predictions, count=5):
     return out
 
 
+def _is_int(v):
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def _is_real(v):
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and np.isfinite(v)
+
+
+#: per training option: (test of a value, what the value must be[, what the option means]); ``None`` passes where
+#: it is the default
+_OPTION_RULES = {
+    "epochs": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
+    "batch_size": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
+    "patience": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
+    "lr_patience": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
+    "members": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
+    "jobs": (lambda v: v is None or (_is_int(v) and v >= 1), "a positive integer"),
+    "threads": (lambda v: v is None or (_is_int(v) and v >= 1), "a positive integer"),
+    "seed": (lambda v: _is_int(v) and v >= 0, "a non-negative integer"),
+    "learning_rate": (lambda v: _is_real(v) and v >= 0, "a number >= 0"),
+    "min_learning_rate": (lambda v: _is_real(v) and v >= 0, "a number >= 0"),
+    "lr_decay": (lambda v: _is_real(v) and 0 < v <= 1, "in (0, 1]"),
+    "energy_weight": (lambda v: _is_real(v) and v >= 0, "a number >= 0"),
+    "force_weight": (lambda v: _is_real(v) and v >= 0, "a number >= 0"),
+    "stage_two_energy_weight": (lambda v: v is None or (_is_real(v) and v >= 0), "a number >= 0"),
+    "stage_two_force_weight": (lambda v: v is None or (_is_real(v) and v >= 0), "a number >= 0"),
+    "valid_fraction": (lambda v: _is_real(v) and 0 <= v < 1, "in [0, 1)"),
+    "time_limit": (lambda v: v is None or (_is_real(v) and v > 0), "a positive number of seconds"),
+    "max_energy_per_atom": (lambda v: v is None or _is_real(v), "a number (eV/atom)"),
+    "atomic_energies": (lambda v: v is None or (isinstance(v, dict) and all(_is_real(x) for x in v.values())),
+                        "a table of element = energy (eV)"),
+    "precompute": (lambda v: isinstance(v, (bool, np.bool_)), "true or false"),
+    "restore_best": (lambda v: isinstance(v, (bool, np.bool_)), "true or false"),
+    "lr_schedule": (lambda v: v in ("exponential", "plateau"), "'exponential' or 'plateau'"),
+    "ema_decay": (lambda v: v is None or (_is_real(v) and 0 <= v < 1), "in [0, 1)",
+                  "the decay of the moving average of the weights, for example 0.999"),
+    "stage_two_start": (lambda v: v is None or (_is_real(v) and 0 < v <= 1), "in (0, 1]",
+                        "the fraction of the epochs (or of the time limit) before the loss weights change"),
+}
+
+
+def check_training_options(options, source=None, hint=None):
+    """Raise :class:`~ml4ms.errors.InputError` for the first bad value among training ``options``.
+
+    Only the values are checked, so a recipe fails before any data is read.
+
+    Parameters
+    ----------
+    options : dict
+        Keyword arguments of :func:`train_potential` / :func:`train_committee`
+        (or a ``[training]`` table); keys without a rule (``groups``,
+        ``progress``, ...) pass.
+    source : str, optional
+        The config file the options came from, for the message.
+    hint : str, optional
+        What to do, appended to the option's own explanation.
+
+    Examples
+    --------
+    >>> check_training_options({"epochs": 10, "ema_decay": 0.99})
+    >>> check_training_options({"epochs": 0})
+    Traceback (most recent call last):
+    ...
+    ml4ms.errors.InputError: epochs must be a positive integer, got 0
+    """
+    for key, value in options.items():
+        rule = _OPTION_RULES.get(key)
+        if rule is not None and not rule[0](value):
+            what = "; ".join(h for h in (rule[2] if len(rule) > 2 else None, hint) if h) or None
+            raise InputError(f"{key} must be {rule[1]}, got {value!r}", source=source, hint=what)
+    if options.get("max_energy_per_atom") is not None and options.get("atomic_energies") is None:
+        raise InputError("max_energy_per_atom needs atomic_energies (free-atom energies by element)", source=source,
+                         hint=hint or "give atomic_energies, or leave max_energy_per_atom out")
+
+
 def _save_checkpoint(folder, model, best, optimizer, params, state, raw=False):
     from .io import save_potential
 
@@ -296,6 +371,15 @@ def train_potential(model, frames, energies=None, forces=None, *, epochs=100, ba
         Per epoch: ``epoch``, ``lr``, ``train_energy_rmse``, ``train_force_rmse``,
         ``val_energy_rmse``, ``val_force_rmse``, ``val_loss``, ``seconds``, ``stage`` (1 or 2).
     """
+    check_training_options(dict(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, lr_decay=lr_decay,
+                                min_learning_rate=min_learning_rate, energy_weight=energy_weight,
+                                force_weight=force_weight, valid_fraction=valid_fraction, patience=patience,
+                                seed=seed, max_energy_per_atom=max_energy_per_atom, atomic_energies=atomic_energies,
+                                time_limit=time_limit, threads=threads, precompute=precompute,
+                                lr_schedule=lr_schedule, lr_patience=lr_patience, restore_best=restore_best,
+                                ema_decay=ema_decay, stage_two_start=stage_two_start,
+                                stage_two_energy_weight=stage_two_energy_weight,
+                                stage_two_force_weight=stage_two_force_weight))
     torch = _torch()
     previous = torch.get_num_threads()
     if threads is not None:
@@ -326,23 +410,11 @@ def _train(model, frames, energies, forces, epochs, batch_size, learning_rate, l
     energies = np.asarray(energies, dtype=float)
     if len(frames) != len(energies) or len(frames) != len(forces):
         raise InputError("frames, energies and forces differ in length", source=source)
-    for name, v in (("batch_size", batch_size), ("epochs", epochs)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise InputError(f"{name} must be a positive integer, got {v!r}")
-    if not 0 <= valid_fraction < 1:
-        raise InputError(f"valid_fraction must be in [0, 1), got {valid_fraction!r}")
     if groups is not None and len(groups) != len(frames):
         raise InputError(f"groups has {len(groups)} labels for {len(frames)} structures", source=source)
-    if lr_schedule not in ("exponential", "plateau"):
-        raise InputError(f"unknown lr_schedule {lr_schedule!r}", hint="use 'exponential' or 'plateau'")
     stage_two_start = stage_two[0]
-    if stage_two_start is not None and not 0 < stage_two_start <= 1:
-        raise InputError(f"stage_two_start must be in (0, 1], got {stage_two_start!r}",
-                         hint="the fraction of the epochs (or of the time limit) before the loss weights change")
     weights_two = (energy_weight if stage_two[1] is None else float(stage_two[1]),
                    force_weight if stage_two[2] is None else float(stage_two[2]))
-    if ema_decay is not None and not 0 <= ema_decay < 1:
-        raise InputError(f"ema_decay must be in [0, 1), got {ema_decay!r}", hint="for example 0.99, or leave it out")
     keep = np.arange(len(frames))
     if max_energy_per_atom is not None:
         if atomic_energies is None:
@@ -609,11 +681,8 @@ def train_committee(model, frames, energies=None, forces=None, *, members=2, job
 
     from tqdm.auto import tqdm
 
-    if not isinstance(members, (int, np.integer)) or isinstance(members, bool) or members < 1:
-        raise InputError(f"members must be a positive integer, got {members!r}")
+    check_training_options(dict(kwargs, members=members, jobs=jobs, seed=seed))
     jobs = int(members if jobs is None else jobs)
-    if jobs < 1:
-        raise InputError(f"jobs must be a positive integer, got {jobs!r}")
     temporary = None
     if checkpoint_dir is None:
         temporary = tempfile.TemporaryDirectory(prefix="ml4ms-committee-")
@@ -694,6 +763,12 @@ def read_config(path=None, doc=None):
         if bad:
             raise InputError(f"unknown key(s) in [{section}]: {', '.join(sorted(bad))}", source=source,
                              hint=f"allowed: {', '.join(keys)}")
+    training = dict(doc.get("training", {}))
+    check_training_options(training, source=source, hint="fix it in the [training] table")
     model = NeuralPotential(descriptor_params=dict(doc.get("descriptor", {})) or None, **doc.get("model", {}))
-    model.descriptor_settings()
-    return model, dict(doc.get("training", {}))
+    try:
+        model.check_settings()
+    except InputError as exc:
+        raise InputError(exc.message, source=source,
+                         hint=exc.hint or "fix it in the [model] or [descriptor] table") from None
+    return model, training
