@@ -416,9 +416,7 @@ def _train(model, frames, energies, forces, epochs, batch_size, learning_rate, l
     weights_two = (energy_weight if stage_two[1] is None else float(stage_two[1]),
                    force_weight if stage_two[2] is None else float(stage_two[2]))
     keep = np.arange(len(frames))
-    if max_energy_per_atom is not None:
-        if atomic_energies is None:
-            raise InputError("max_energy_per_atom needs atomic_energies (free-atom energies by element)")
+    if max_energy_per_atom is not None:  # with atomic_energies (check_training_options)
         eb = binding_energy_per_atom(frames, energies, atomic_energies)
         keep = keep[eb <= float(max_energy_per_atom)]
     if len(keep) < 2:
