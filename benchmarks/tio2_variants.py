@@ -89,33 +89,13 @@ def _model_classes():
     from ml4ms.potentials import NeuralPotential
     from ml4ms.potentials.model import _cell_average
 
-    def atomic(model, H, species_index, params, n_tail):
-        """Per-element networks (weights ``params``, the last ``n_tail`` arrays of each not theirs) on inputs ``H``."""
-        out = torch.zeros(H.shape[0], dtype=H.dtype)
-        for s, layers in enumerate(params):
-            idx = torch.nonzero(species_index == s).squeeze(1)
-            if idx.numel() == 0:
-                continue
-            layers, skip = model.split_layers(layers[:len(layers) - n_tail])
-            h = H[idx]
-            lin = h @ skip if skip is not None else 0.0
-            for k in range(0, len(layers) - 2, 2):
-                h = torch.tanh(h @ layers[k] + layers[k + 1])
-            out = out.index_put((idx,), ((h @ layers[-2] + layers[-1]).squeeze(1) + lin) * model.energy_scale_)
-        return out
-
-    def standardised(model, X, species_index):
-        mean = torch.as_tensor(model.feature_mean_, dtype=X.dtype)
-        std = torch.as_tensor(model.feature_std_, dtype=X.dtype)
-        return (X - mean[species_index]) / std[species_index]
-
     class SpeciesMean(NeuralPotential):
         def initialize(self, frames, energies, max_stat_frames=400):
             super().initialize(frames, energies, max_stat_frames)
             n_species, nf = len(self.species_), self.n_features_
             with torch.no_grad():
                 t = self.tensors(list(frames[::max(1, len(frames) // max_stat_frames)]))
-                H = standardised(self, self.features(t).double(), t["species_index"])
+                H = self.standardised(self.features(t).double(), t["species_index"])
             cells = _species_average(H, torch.as_tensor(np.asarray(t["structure"], dtype=np.int64)),
                                      t["species_index"], n_species).numpy()
             sd = cells.std(0)
@@ -128,12 +108,12 @@ def _model_classes():
                     layers[-1] = np.zeros(n_in)
             return self
 
-        def network_energies(self, X, species_index, params, structure=None):
-            H = standardised(self, X, species_index)
+        def network_inputs(self, X, species_index, params, structure=None):
+            H = self.standardised(X, species_index)  # the per-element averages replace the one over all atoms
             cells = (_species_average(H, structure, species_index, len(self.species_))
                      - torch.as_tensor(self.cell_feature_mean_, dtype=X.dtype)) / torch.as_tensor(
                 self.cell_feature_std_, dtype=X.dtype)
-            return atomic(self, torch.cat([H, cells[structure]], 1), species_index, params, 0)
+            return torch.cat([H, cells[structure]], 1)
 
     class Pooled(NeuralPotential):
         K = 8
@@ -150,18 +130,17 @@ def _model_classes():
                 layers += [rng.normal(0.0, 1.0 / np.sqrt(n_in), (n_in, self.K)), np.zeros(self.K)]
             return self
 
-        def network_energies(self, X, species_index, params, structure=None):
-            H = standardised(self, X, species_index)
-            cells = (_cell_average(H, structure) - torch.as_tensor(self.cell_feature_mean_, dtype=X.dtype)) \
-                / torch.as_tensor(self.cell_feature_std_, dtype=X.dtype)
-            H = torch.cat([H, cells[structure]], 1)
+        def network_inputs(self, X, species_index, params, structure=None):
+            H = super().network_inputs(X, species_index, params, structure)
             G = torch.zeros(X.shape[0], self.K, dtype=X.dtype)
-            for s, layers in enumerate(params):
+            for s, layers in enumerate(params):  # the pooling weights are the last two arrays of each element
                 idx = torch.nonzero(species_index == s).squeeze(1)
                 if idx.numel():
                     G = G.index_put((idx,), torch.tanh(H[idx] @ layers[-2] + layers[-1]))
-            H = torch.cat([H, _cell_average(G, structure)[structure]], 1)
-            return atomic(self, H, species_index, params, 2)
+            return torch.cat([H, _cell_average(G, structure)[structure]], 1)
+
+        def network_outputs(self, H, species_index, params):
+            return super().network_outputs(H, species_index, [layers[:-2] for layers in params])
 
     return {"species_mean": SpeciesMean, "pool8": Pooled}
 

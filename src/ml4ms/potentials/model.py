@@ -348,10 +348,12 @@ class NeuralPotential(BaseEstimator):
         ``structure`` (n_atoms,) int64 tensor: the cell of each atom (needed
         with ``cell_mean``).
         """
+        return self.network_outputs(self.network_inputs(X, species_index, params, structure), species_index, params)
+
+    def network_inputs(self, X, species_index, params, structure=None):
+        """The networks' inputs (n_atoms, n_in): the standardised descriptor, with ``cell_mean`` its cell average."""
         torch = _torch()
-        mean = torch.as_tensor(self.feature_mean_, dtype=X.dtype)
-        std = torch.as_tensor(self.feature_std_, dtype=X.dtype)
-        H = (X - mean[species_index]) / std[species_index]
+        H = self.standardised(X, species_index)
         if self.cell_mean:
             if structure is None:
                 raise ValueError("cell_mean needs the structure index of every atom")
@@ -361,7 +363,19 @@ class NeuralPotential(BaseEstimator):
             cells = (_cell_average(H, structure) - torch.as_tensor(self.cell_feature_mean_, dtype=X.dtype)) \
                 / torch.as_tensor(self.cell_feature_std_, dtype=X.dtype)
             H = torch.cat([H, cells[structure]], 1)
-        out = torch.zeros(X.shape[0], dtype=X.dtype)
+        return H
+
+    def standardised(self, X, species_index):
+        """Raw features ``X`` (n_atoms, F) standardised per element (differentiable)."""
+        torch = _torch()
+        mean = torch.as_tensor(self.feature_mean_, dtype=X.dtype)
+        std = torch.as_tensor(self.feature_std_, dtype=X.dtype)
+        return (X - mean[species_index]) / std[species_index]
+
+    def network_outputs(self, H, species_index, params):
+        """Atomic energies above the reference energies (n_atoms,) from the networks' inputs ``H``."""
+        torch = _torch()
+        out = torch.zeros(H.shape[0], dtype=H.dtype)
         for s, layers in enumerate(params):
             idx = torch.nonzero(species_index == s).squeeze(1)
             if idx.numel() == 0:
