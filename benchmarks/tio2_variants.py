@@ -28,7 +28,8 @@ Variants (``--variants``):
   the standardised descriptor, each standardised) in place of the one over all atoms;
 - ``pool8``: ``wide_linear`` plus 8 learned cell-wide inputs: every atom maps its input through one tanh layer of
   its element to 8 numbers, their cell average is appended to every atom's input (deep sets, Zaheer et al. 2017).
-  These two are defined here (subclasses of ``NeuralPotential``), not in the package (session 10).
+  Session 10 defined it here; since session 11 it is the package option ``NeuralPotential(cell_pool=8)``.
+  ``species_mean`` is defined here (a subclass of ``NeuralPotential``), not in the package.
 
 Every variant sets its own network size and training options, so it does not change when the recipe's does.
 
@@ -57,9 +58,9 @@ VARIANTS = {
                   {"stage_two_start": 0.85, "stage_two_force_weight": 0.02}),
     "ema_stage_two": ({}, {"hidden": [128, 128], "linear": True},
                       {"ema_decay": 0.999, "stage_two_start": 0.85, "stage_two_force_weight": 0.02}),
-    # other cell-wide inputs (session 10): models defined below, not package options
+    # other cell-wide inputs (session 10): species_mean is defined below, pool8 is cell_pool = 8 (session 11)
     "species_mean": ({}, {"hidden": [128, 128], "linear": True, "cell_mean": True}),
-    "pool8": ({}, {"hidden": [128, 128], "linear": True, "cell_mean": True}),
+    "pool8": ({}, {"hidden": [128, 128], "linear": True, "cell_mean": True, "cell_pool": 8}),
 }
 
 
@@ -92,7 +93,7 @@ def _model_classes():
     class SpeciesMean(NeuralPotential):
         def initialize(self, frames, energies, max_stat_frames=400):
             super().initialize(frames, energies, max_stat_frames)
-            n_species, nf = len(self.species_), self.n_features_
+            n_species = len(self.species_)
             with torch.no_grad():
                 t = self.tensors(list(frames[::max(1, len(frames) // max_stat_frames)]))
                 H = self.standardised(self.features(t).double(), t["species_index"])
@@ -100,13 +101,10 @@ def _model_classes():
                                      t["species_index"], n_species).numpy()
             sd = cells.std(0)
             self.cell_feature_mean_, self.cell_feature_std_ = cells.mean(0), np.where(sd > 1e-8, sd, 1.0)
-            rng = np.random.default_rng(self.seed)
-            n_in = nf * (1 + n_species)
-            for layers in self.weights_:
-                layers[0] = rng.normal(0.0, 1.0 / np.sqrt(n_in), (n_in, layers[0].shape[1]))
-                if self.linear:
-                    layers[-1] = np.zeros(n_in)
             return self
+
+        def n_inputs(self):  # the descriptor and one cell average per element
+            return self.n_features_ * (1 + len(self.species_))
 
         def network_inputs(self, X, species_index, params, structure=None):
             H = self.standardised(X, species_index)  # the per-element averages replace the one over all atoms
@@ -115,34 +113,7 @@ def _model_classes():
                 self.cell_feature_std_, dtype=X.dtype)
             return torch.cat([H, cells[structure]], 1)
 
-    class Pooled(NeuralPotential):
-        K = 8
-
-        def initialize(self, frames, energies, max_stat_frames=400):
-            super().initialize(frames, energies, max_stat_frames)
-            rng = np.random.default_rng(self.seed + 7)
-            n_in = self.weights_[0][0].shape[0]
-            for layers in self.weights_:
-                layers[0] = np.vstack([layers[0], rng.normal(0.0, 1.0 / np.sqrt(n_in + self.K),
-                                                             (self.K, layers[0].shape[1]))])
-                if self.linear:
-                    layers[-1] = np.zeros(n_in + self.K)
-                layers += [rng.normal(0.0, 1.0 / np.sqrt(n_in), (n_in, self.K)), np.zeros(self.K)]
-            return self
-
-        def network_inputs(self, X, species_index, params, structure=None):
-            H = super().network_inputs(X, species_index, params, structure)
-            G = torch.zeros(X.shape[0], self.K, dtype=X.dtype)
-            for s, layers in enumerate(params):  # the pooling weights are the last two arrays of each element
-                idx = torch.nonzero(species_index == s).squeeze(1)
-                if idx.numel():
-                    G = G.index_put((idx,), torch.tanh(H[idx] @ layers[-2] + layers[-1]))
-            return torch.cat([H, _cell_average(G, structure)[structure]], 1)
-
-        def network_outputs(self, H, species_index, params):
-            return super().network_outputs(H, species_index, [layers[:-2] for layers in params])
-
-    return {"species_mean": SpeciesMean, "pool8": Pooled}
+    return {"species_mean": SpeciesMean}
 
 
 def run_variant(name, seed, n, epochs):

@@ -316,6 +316,7 @@ def test_config_and_bad_input():
     ("training", "precompute", "yes", "precompute must be true or false"),
     ("model", "hidden", [0], "hidden must be a list of positive integers"),
     ("model", "cell_mean", "yes", "cell_mean must be true or false"),
+    ("model", "cell_pool", -2, "cell_pool must be a non-negative integer"),
     ("model", "dtype", "float16", "unknown dtype"),
     ("descriptor", "radial_order", -1, "radial_order must be a non-negative integer"),
     ("training", "seed", -1, "seed must be a non-negative integer"),
@@ -487,13 +488,19 @@ def test_plateau_schedule_lowers_learning_rate(frames):
     assert lrs[0] == 0.5 and min(lrs) < 0.5 and all(b <= a for a, b in zip(lrs, lrs[1:]))
 
 
-def test_cell_mean_model_physics_and_precompute(frames, tmp_path):
+@pytest.mark.parametrize("settings", [{"cell_mean": True}, {"cell_mean": True, "cell_pool": 3, "linear": True},
+                                      {"cell_pool": 2}], ids=["cell_mean", "cell_mean_pool", "pool"])
+def test_cell_wide_model_physics_and_precompute(frames, tmp_path, settings):
     from ml4ms.potentials.precompute import JacobianSet
 
-    model, _ = train_potential(NeuralPotential(hidden=(6,), descriptor_params=SMALL, cell_mean=True), frames,
+    model, _ = train_potential(NeuralPotential(hidden=(6,), descriptor_params=SMALL, **settings), frames,
                                **dict(TRAIN, epochs=2), precompute=True)
-    nf = model.n_features_
-    assert model.weights_[0][0].shape[0] == 2 * nf and model.cell_feature_std_.shape == (nf,)
+    nf, pool = model.n_features_, settings.get("cell_pool", 0)
+    n_base = nf * (2 if model.cell_mean else 1)
+    assert model.weights_[0][0].shape[0] == n_base + pool
+    assert not model.cell_mean or model.cell_feature_std_.shape == (nf,)
+    if pool:  # the pooling layer is last and training moved it
+        assert model.weights_[1][-2].shape == (n_base, pool) and np.abs(model.weights_[1][-1]).max() > 0
     atoms = _cell(frames)
     e0, f0, s0 = model.compute(atoms, stress=True)
     # forces are exact derivatives although every atom sees the whole cell
@@ -528,9 +535,16 @@ def test_cell_mean_model_physics_and_precompute(frames, tmp_path):
     assert_jacobian_path_matches_autograd(model, JacobianSet(model, mixed, energies, forces, progress=False), mixed)
     save_potential(str(tmp_path / "m"), model)
     back = load_potential(str(tmp_path / "m"))
-    assert back.cell_mean and abs(back.compute(atoms)[0] - e0) < 1e-10
+    assert back.get_params() == model.get_params() and abs(back.compute(atoms)[0] - e0) < 1e-10
     # a non-boolean switch, or one turned on after fitting, is refused in plain words
     from ml4ms.errors import InputError
+
+    if pool:
+        with pytest.raises(InputError, match="cell_pool was changed to 5 after fitting"):
+            back.set_params(cell_pool=5).compute(atoms)
+        with pytest.raises(InputError, match="differ from those it was fitted with"):
+            back.set_params(cell_pool=0).compute(atoms)
+        return
 
     few = labels_of(frames[:3])[0]
     with pytest.raises(InputError, match="cell_mean must be true or false"):
@@ -672,12 +686,15 @@ def test_torchscript_export_matches_the_model(trained, frames, tmp_path, capsys)
                                                         ).initialize(frames, energies),
               "float32_cell_mean": NeuralPotential(hidden=(5,), descriptor_params=SMALL, dtype="float32",
                                                    cell_mean=True, seed=1).initialize(frames, energies),
+              "pooled": NeuralPotential(hidden=(4, 3), descriptor_params=SMALL, cell_mean=True, linear=True,
+                                        cell_pool=3, seed=6).initialize(frames, energies),
               "one_species": NeuralPotential(hidden=(4,), descriptor_params=SMALL, seed=2).initialize(
                   si, [-43.0, -43.2])}
     save_potential(tmp_path / "pot", trained[0])
     assert cli.main(["potential", "export", str(tmp_path / "pot"), "-o", str(tmp_path / "new" / "local.pt")]) == 0
     models["resolved_angles_linear"].weights_[0][-1] += 0.3  # the linear term starts at zero: make it count
-    for name in ("cell_mean", "resolved_angles_linear", "float32_cell_mean", "one_species"):
+    models["pooled"].weights_[1][-1] += 0.5  # pooling biases start at zero: make them count
+    for name in ("cell_mean", "resolved_angles_linear", "float32_cell_mean", "pooled", "one_species"):
         export_torchscript(models[name], tmp_path / "new" / f"{name}.pt")
     cluster = _cell(frames, seed=4)[:6]
     cluster.pbc = False

@@ -76,6 +76,7 @@ class ExportedPotential(torch.nn.Module):
         self.cutoff = float(model.cutoff())
         self.weighted = len(model.species_) > 1
         self.cell_mean = bool(model.cell_mean)
+        self.cell_pool = int(model.cell_pool)
         self.energy_scale = float(model.energy_scale_)
         lookup = -torch.ones(max(model.species_) + 1, dtype=torch.long)
         for k, z in enumerate(model.species_):
@@ -91,9 +92,13 @@ class ExportedPotential(torch.nn.Module):
         self.register_buffer("reference", torch.tensor(model.reference_energies_, dtype=torch.float64))
         self.networks = torch.nn.ModuleList()
         skips = []  # the linear terms (zeros without ``linear``), one row per species
+        pools, pool_biases = [], []  # the pooling layers (one zero column without ``cell_pool``)
         for layers in model.weights_:
-            layers, skip = model.split_layers(layers)
-            skips.append(np.zeros(np.asarray(layers[0]).shape[0]) if skip is None else np.asarray(skip))
+            layers, skip, pool = model.split_layers(layers)
+            n_in = np.asarray(layers[0]).shape[0]
+            skips.append(np.zeros(n_in) if skip is None else np.asarray(skip))
+            pools.append(np.zeros((n_in, 1)) if pool is None else np.asarray(pool[0]))
+            pool_biases.append(np.zeros(1) if pool is None else np.asarray(pool[1]))
             net = torch.nn.Sequential()
             for k in range(0, len(layers), 2):
                 w, b = np.asarray(layers[k]), np.asarray(layers[k + 1])
@@ -106,6 +111,8 @@ class ExportedPotential(torch.nn.Module):
                     net.append(torch.nn.Tanh())
             self.networks.append(net.requires_grad_(False))
         self.register_buffer("skip", torch.tensor(np.stack(skips), dtype=dt))
+        self.register_buffer("pool_weight", torch.tensor(np.stack(pools), dtype=dt))
+        self.register_buffer("pool_bias", torch.tensor(np.stack(pool_biases), dtype=dt))
 
     def features(self, species: torch.Tensor, D: torch.Tensor, i: torch.Tensor, j: torch.Tensor,
                  n_atoms: int) -> torch.Tensor:
@@ -160,6 +167,13 @@ class ExportedPotential(torch.nn.Module):
         if self.cell_mean:
             c = (H.mean(0) - self.cell_feature_mean) / self.cell_feature_std
             H = torch.cat([H, c.expand(H.shape[0], c.shape[0])], 1)
+        if self.cell_pool > 0:
+            G = torch.zeros(H.shape[0], self.cell_pool, dtype=H.dtype)
+            for s in range(self.pool_weight.shape[0]):
+                idx = torch.nonzero(species == s).squeeze(1)
+                G = G.index_add(0, idx, torch.tanh(H[idx] @ self.pool_weight[s] + self.pool_bias[s]))
+            g = G.mean(0)
+            H = torch.cat([H, g.expand(H.shape[0], g.shape[0])], 1)
         out = torch.zeros(H.shape[0], dtype=H.dtype)
         for s, net in enumerate(self.networks):
             idx = torch.nonzero(species == s).squeeze(1)

@@ -38,6 +38,15 @@ cell-wide term; the network then fits what is left instead of bending tanh
 units into a near-linear trend. On the ænet TiO2 set it lowers the test
 energy error at equal training (docs/benchmarks.md).
 
+With ``cell_pool=K`` (K > 0) the cell-wide inputs are also learned: every
+atom maps its network input :math:`h_i` through one tanh layer of its
+element to K numbers, :math:`g_i = \tanh(h_i P_{t_i} + c_{t_i})`, and the
+cell average :math:`\bar g = N^{-1}\sum_b g_b` is appended to every atom's
+input (deep sets, Zaheer et al., NeurIPS 2017). Where ``cell_mean`` gives
+each atom a fixed summary of its cell, pooling lets training pick the
+summary. Invariances, exact derivatives and *k*-fold supercell energies hold
+as for ``cell_mean``, and so does the caveat on locality.
+
 Everything the model holds is plain numbers and numpy arrays, so it is saved
 by :mod:`ml4ms.serialize` (JSON + npz); torch tensors are built on demand.
 """
@@ -90,6 +99,8 @@ class NeuralPotential(BaseEstimator):
     linear : bool, default False
         Add a term linear in the network inputs to every atomic energy
         (a skip connection; see the module notes).
+    cell_pool : int, default 0
+        Number of learned cell-wide inputs (0: none; see the module notes).
 
     Attributes
     ----------
@@ -104,7 +115,9 @@ class NeuralPotential(BaseEstimator):
         Statistics of the cell averages (with ``cell_mean`` only).
     weights_ : list (per species) of list of ndarray
         ``[W0, b0, W1, b1, ...]`` with ``W`` of shape (n_in, n_out); with
-        ``linear``, the linear weights ``v`` (n_in,) come last.
+        ``linear``, the linear weights ``v`` (n_in,) follow; with
+        ``cell_pool = K`` the pooling layer's ``P`` (n_in - K, K) and ``c``
+        (K,) come last, and ``n_in`` counts the K pooled inputs.
 
     Examples
     --------
@@ -118,7 +131,7 @@ class NeuralPotential(BaseEstimator):
     """
 
     def __init__(self, *, descriptor="chebyshev", descriptor_params=None, hidden=(20, 20), dtype="float64", seed=0,
-                 cell_mean=False, linear=False):
+                 cell_mean=False, linear=False, cell_pool=0):
         self.descriptor = descriptor
         self.descriptor_params = descriptor_params
         self.hidden = hidden
@@ -126,6 +139,7 @@ class NeuralPotential(BaseEstimator):
         self.seed = seed
         self.cell_mean = cell_mean
         self.linear = linear
+        self.cell_pool = cell_pool
 
     # ------------------------------------------------------------ settings --
     def descriptor_settings(self):
@@ -173,6 +187,9 @@ class NeuralPotential(BaseEstimator):
         for name in ("cell_mean", "linear"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise InputError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        pool = self.cell_pool
+        if isinstance(pool, bool) or not isinstance(pool, (int, np.integer)) or pool < 0:
+            raise InputError(f"cell_pool must be a non-negative integer (0: off), got {pool!r}")
         self.descriptor_settings()
         return hidden
 
@@ -310,7 +327,8 @@ class NeuralPotential(BaseEstimator):
         rng = np.random.default_rng(self.seed)
         self.weights_ = []
         for _ in self.species_:
-            layers, n_in = [], nf * (2 if self.cell_mean else 1)
+            layers, n_in = [], self.n_inputs()
+            n_base = n_in - int(self.cell_pool)
             n_inputs = n_in
             for width in hidden + [1]:
                 layers.append(rng.normal(0.0, 1.0 / np.sqrt(n_in), (n_in, width)))
@@ -318,8 +336,15 @@ class NeuralPotential(BaseEstimator):
                 n_in = width
             if self.linear:
                 layers.append(np.zeros(n_inputs))  # the skip term starts at zero
+            if self.cell_pool:
+                layers.append(rng.normal(0.0, 1.0 / np.sqrt(n_base), (n_base, int(self.cell_pool))))
+                layers.append(np.zeros(int(self.cell_pool)))
             self.weights_.append(layers)
         return self
+
+    def n_inputs(self):
+        """Width of the networks' inputs: the descriptor, its cell average, the pooled inputs (fitted model)."""
+        return self.n_features_ * (2 if self.cell_mean else 1) + int(self.cell_pool)
 
     def composition(self, frames):
         """Counts (n_frames, n_species) of each species in each structure."""
@@ -351,18 +376,30 @@ class NeuralPotential(BaseEstimator):
         return self.network_outputs(self.network_inputs(X, species_index, params, structure), species_index, params)
 
     def network_inputs(self, X, species_index, params, structure=None):
-        """The networks' inputs (n_atoms, n_in): the standardised descriptor, with ``cell_mean`` its cell average."""
+        """The networks' inputs (n_atoms, n_in).
+
+        The standardised descriptor; with ``cell_mean`` its cell average; with
+        ``cell_pool`` the cell average of the pooling layer's outputs.
+        """
         torch = _torch()
         H = self.standardised(X, species_index)
+        if (self.cell_mean or self.cell_pool) and structure is None:
+            raise ValueError("cell_mean and cell_pool need the structure index of every atom")
         if self.cell_mean:
-            if structure is None:
-                raise ValueError("cell_mean needs the structure index of every atom")
             if not hasattr(self, "cell_feature_mean_"):
                 raise InputError("cell_mean was switched on after fitting: the model has no cell-average "
                                  "statistics", hint="retrain (or initialize) with cell_mean = true")
             cells = (_cell_average(H, structure) - torch.as_tensor(self.cell_feature_mean_, dtype=X.dtype)) \
                 / torch.as_tensor(self.cell_feature_std_, dtype=X.dtype)
             H = torch.cat([H, cells[structure]], 1)
+        if self.cell_pool:
+            G = torch.zeros(H.shape[0], int(self.cell_pool), dtype=H.dtype)
+            for s, layers in enumerate(params):
+                idx = torch.nonzero(species_index == s).squeeze(1)
+                if idx.numel():
+                    _, _, (P, c) = self.split_layers(layers)
+                    G = G.index_put((idx,), torch.tanh(H[idx] @ P + c))
+            H = torch.cat([H, _cell_average(G, structure)[structure]], 1)
         return H
 
     def standardised(self, X, species_index):
@@ -380,7 +417,7 @@ class NeuralPotential(BaseEstimator):
             idx = torch.nonzero(species_index == s).squeeze(1)
             if idx.numel() == 0:
                 continue
-            layers, skip = self.split_layers(layers)
+            layers, skip, _ = self.split_layers(layers)
             h = H[idx]
             lin = h @ skip if skip is not None else None
             for k in range(0, len(layers) - 2, 2):
@@ -390,11 +427,28 @@ class NeuralPotential(BaseEstimator):
         return out
 
     def split_layers(self, layers):
-        """``([W0, b0, ...], v)`` of one element's weights; ``v`` is ``None`` without ``linear``."""
+        """``([W0, b0, ...], v, (P, c))`` of one element's weights.
+
+        ``v`` is ``None`` without ``linear``, ``(P, c)`` is ``None`` without
+        ``cell_pool``.
+        """
+        pool = int(self.cell_pool)
+        if pool:
+            fitted = None if len(layers) < 4 or np.ndim(layers[-2]) != 2 else int(np.shape(layers[-2])[1])
+            if fitted is None or np.shape(layers[-1]) != (pool,) or fitted != pool \
+                    or np.shape(layers[0])[0] != np.shape(layers[-2])[0] + pool:
+                raise InputError(f"cell_pool was changed to {pool} after fitting: the weights do not match",
+                                 hint="retrain (or initialize) with the cell_pool the model was fitted with")
+            layers, pooling = layers[:-2], (layers[-2], layers[-1])
+        else:
+            pooling = None
         if len(layers) % 2 != int(bool(self.linear)):
             raise InputError(f"linear was switched {'on' if self.linear else 'off'} after fitting: the weights do "
                              "not match", hint=f"retrain (or initialize) with linear = {str(bool(self.linear)).lower()}")
-        return (layers[:-1], layers[-1]) if self.linear else (layers, None)
+        if np.shape(layers[0])[0] != self.n_inputs():
+            raise InputError("the model's settings (cell_mean, linear, cell_pool) differ from those it was fitted "
+                             "with: the weights do not match", hint="load the model again, or retrain it")
+        return (layers[:-1], layers[-1], pooling) if self.linear else (layers, None, pooling)
 
     def atomic_energies(self, t, params, strain=None, structure=None):
         """Atomic energies (n_atoms,) of batched tensors ``t`` (differentiable), in float64.

@@ -721,13 +721,13 @@ TRAIN_KEYS = ("epochs", "batch_size", "learning_rate", "lr_decay", "min_learning
               "force_weight", "valid_fraction", "patience", "seed", "max_energy_per_atom", "atomic_energies",
               "time_limit", "threads", "precompute", "lr_schedule", "lr_patience", "restore_best", "members", "jobs",
               "ema_decay", "stage_two_start", "stage_two_energy_weight", "stage_two_force_weight")
-MODEL_KEYS = ("descriptor", "hidden", "dtype", "seed", "cell_mean", "linear")
+MODEL_KEYS = ("descriptor", "hidden", "dtype", "seed", "cell_mean", "linear", "cell_pool")
 
 
 def read_config(path=None, doc=None):
     """A potential recipe (TOML) -> ``(NeuralPotential, training keyword arguments)``.
 
-    Sections: ``[model]`` (descriptor, hidden, dtype, seed, cell_mean, linear), ``[descriptor]``
+    Sections: ``[model]`` (descriptor, hidden, dtype, seed, cell_mean, linear, cell_pool), ``[descriptor]``
     (settings of the descriptor) and ``[training]`` (arguments of
     :func:`train_potential`; ``atomic_energies`` a table of element -> eV).
 
