@@ -434,9 +434,8 @@ class NeuralPotential(BaseEstimator):
         """
         pool = int(self.cell_pool)
         if pool:
-            fitted = None if len(layers) < 4 or np.ndim(layers[-2]) != 2 else int(np.shape(layers[-2])[1])
-            if fitted is None or np.shape(layers[-1]) != (pool,) or fitted != pool \
-                    or np.shape(layers[0])[0] != np.shape(layers[-2])[0] + pool:
+            if len(layers) < 4 or np.shape(layers[-1]) != (pool,) \
+                    or tuple(np.shape(layers[-2])) != (self.n_inputs() - pool, pool):
                 raise InputError(f"cell_pool was changed to {pool} after fitting: the weights do not match",
                                  hint="retrain (or initialize) with the cell_pool the model was fitted with")
             layers, pooling = layers[:-2], (layers[-2], layers[-1])
