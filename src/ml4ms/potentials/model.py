@@ -326,19 +326,18 @@ class NeuralPotential(BaseEstimator):
             self.cell_feature_std_ = np.where(sd > 1e-8, sd, 1.0)
         rng = np.random.default_rng(self.seed)
         self.weights_ = []
+        width_in, pool = self.n_inputs(), int(self.cell_pool)
         for _ in self.species_:
-            layers, n_in = [], self.n_inputs()
-            n_base = n_in - int(self.cell_pool)
-            n_inputs = n_in
+            layers, n_in = [], width_in
             for width in hidden + [1]:
                 layers.append(rng.normal(0.0, 1.0 / np.sqrt(n_in), (n_in, width)))
                 layers.append(np.zeros(width))
                 n_in = width
             if self.linear:
-                layers.append(np.zeros(n_inputs))  # the skip term starts at zero
-            if self.cell_pool:
-                layers.append(rng.normal(0.0, 1.0 / np.sqrt(n_base), (n_base, int(self.cell_pool))))
-                layers.append(np.zeros(int(self.cell_pool)))
+                layers.append(np.zeros(width_in))  # the skip term starts at zero
+            if pool:  # the pooling layer sees the inputs before the pooled ones
+                layers.append(rng.normal(0.0, 1.0 / np.sqrt(width_in - pool), (width_in - pool, pool)))
+                layers.append(np.zeros(pool))
             self.weights_.append(layers)
         return self
 
@@ -434,7 +433,7 @@ class NeuralPotential(BaseEstimator):
         """
         pool = int(self.cell_pool)
         if pool:
-            if len(layers) < 4 or np.shape(layers[-1]) != (pool,) \
+            if len(layers) < 4 or tuple(np.shape(layers[-1])) != (pool,) \
                     or tuple(np.shape(layers[-2])) != (self.n_inputs() - pool, pool):
                 raise InputError(f"cell_pool was changed to {pool} after fitting: the weights do not match",
                                  hint="retrain (or initialize) with the cell_pool the model was fitted with")
