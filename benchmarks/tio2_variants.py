@@ -20,6 +20,9 @@ Variants (``--variants``):
 - ``wide``: ``base`` with 2×128 networks;
 - ``wide_linear`` (the recipe since session 8), ``deep_linear``, ``wider_linear``, ``deep_wide_linear``:
   ``linear`` with 2×128, 3×64, 2×256 or 3×128 networks.
+- ``pairs_linear``: ``wide_linear`` with the angular terms resolved by neighbour species pair (Chebyshev
+  ``angular_pairs``: one more angular copy, so O–O and Ti–Ti neighbour pairs are no longer summed together; 61
+  features instead of 52).
 - ``ema``, ``stage_two``, ``ema_stage_two``: ``wide_linear`` trained with a moving average of the weights
   (``ema_decay = 0.999``), with the force weight lowered to 0.02 for the last 15 % of the epochs
   (``stage_two_start = 0.85``), or both.
@@ -49,6 +52,7 @@ VARIANTS = {
     "resolved1": ({"angular_radial_order": 1}, {"hidden": [64, 64], "linear": False}),
     "wide": ({}, {"hidden": [128, 128], "linear": False}),
     "wide_linear": ({}, {"hidden": [128, 128], "linear": True}),
+    "pairs_linear": ({"angular_pairs": True}, {"hidden": [128, 128], "linear": True}),
     "deep_linear": ({}, {"hidden": [64, 64, 64], "linear": True}),
     "wider_linear": ({}, {"hidden": [256, 256], "linear": True}),
     "deep_wide_linear": ({}, {"hidden": [128, 128, 128], "linear": True}),

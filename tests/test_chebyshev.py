@@ -7,7 +7,7 @@ from ase.spacegroup import crystal
 
 from ml4ms.descriptors import make_descriptor
 from ml4ms.descriptors.acsf import neighbor_list
-from ml4ms.descriptors.chebyshev import Chebyshev, type_weights
+from ml4ms.descriptors.chebyshev import Chebyshev, pair_channel_weights, type_weights
 from ml4ms.errors import InputError
 
 PARAMS = dict(radial_cutoff=4.5, radial_order=8, angular_cutoff=3.5, angular_order=4)
@@ -27,11 +27,16 @@ def triclinic(seed=1, symbols=("Ti", "O", "O", "Ti", "O")):
     return Atoms(list(symbols), scaled_positions=rng.random((len(symbols), 3)), cell=cell, pbc=True)
 
 
-def reference(atoms, species, radial_cutoff, radial_order, angular_cutoff, angular_order, angular_radial_order=0):
-    """Plain loops over neighbours and neighbour pairs, numpy Chebyshev polynomials."""
+def reference(atoms, species, radial_cutoff, radial_order, angular_cutoff, angular_order, angular_radial_order=0,
+              pair_weights=()):
+    """Plain loops over neighbours and neighbour pairs, numpy Chebyshev polynomials.
+
+    ``pair_weights``: species weight vectors of further angular channels (pair weight ``v[t_p] v[t_q]``).
+    """
     from numpy.polynomial.chebyshev import chebvander
 
     w = dict(zip(species, type_weights(len(species))))
+    extra = [dict(zip(species, v)) for v in pair_weights]
 
     def fc(r, rc):
         return 0.5 * (np.cos(np.pi * r / rc) + 1.0) if r < rc else 0.0
@@ -46,6 +51,8 @@ def reference(atoms, species, radial_cutoff, radial_order, angular_cutoff, angul
         rad, radw = np.zeros(radial_order + 1), np.zeros(radial_order + 1)
         n_p = angular_radial_order + 1
         ang, angw = np.zeros((n_p, angular_order + 1)), np.zeros((n_p, angular_order + 1))
+        ange = [np.zeros((n_p, angular_order + 1)) for _ in extra]
+        z = atoms.numbers[j[sel]]
         for p in range(len(r)):
             t = chebvander(2 * r[p] / radial_cutoff - 1, radial_order) * fc(r[p], radial_cutoff)
             rad += t[0]
@@ -58,8 +65,11 @@ def reference(atoms, species, radial_cutoff, radial_order, angular_cutoff, angul
                 t = 0.5 * np.outer(g, chebvander(cos, angular_order)[0]) * fc(r[q], angular_cutoff)
                 ang += t
                 angw += s[p] * s[q] * t
+                for v, a in zip(extra, ange):
+                    a += v[z[p]] * v[z[q]] * t
         ang, angw = ang.ravel(), angw.ravel()
-        rows.append(np.concatenate([rad, ang, radw, angw] if len(species) > 1 else [rad, ang]))
+        rows.append(np.concatenate([rad, ang, radw, angw] + [a.ravel() for a in ange] if len(species) > 1
+                                   else [rad, ang]))
     return np.array(rows)
 
 
@@ -91,6 +101,35 @@ def test_radially_resolved_angular_terms():
     assert rank_resolved > rank_plain + 10
 
 
+def test_species_pair_angular_channels():
+    """angular_pairs: one more angular copy for two species, and each species pair recoverable."""
+    assert pair_channel_weights(1) == [] and pair_channel_weights(2) == [[1.0, 0.0]]
+    for n in (3, 4, 5):  # with 1 1^T and w w^T, the pair weightings span all symmetric n x n matrices
+        vs = [np.ones(n), np.asarray(type_weights(n))] + [np.asarray(v) for v in pair_channel_weights(n)]
+        assert len(vs) == n * (n + 1) // 2
+        assert np.linalg.matrix_rank(np.array([np.outer(v, v).ravel() for v in vs])) == n * (n + 1) // 2
+    atoms = triclinic(symbols=("Ti", "O", "O", "Ti", "O", "O", "Ti"))
+    model = Chebyshev(**PARAMS, angular_pairs=True, reduce=None).fit([atoms])
+    X = model.transform([atoms])
+    assert model.n_features_out_ == X.shape[1] == 2 * (9 + 5) + 5 == len(model.get_feature_names_out())
+    np.testing.assert_allclose(X, reference(atoms, [8, 22], **PARAMS, pair_weights=[[1.0, 0.0]]), rtol=1e-10,
+                               atol=1e-10)
+    plain = Chebyshev(**PARAMS, reduce=None).fit([atoms]).transform([atoms])
+    np.testing.assert_allclose(X[:, :28], plain, rtol=1e-12, atol=1e-12)  # ænet's features first, unchanged
+    # angles between two O neighbours, and between two Ti neighbours, each on their own
+    oo = reference(atoms, [8, 22], **PARAMS, pair_weights=[[1.0, 0.0]])[:, 28:]
+    titi = reference(atoms, [8, 22], **PARAMS, pair_weights=[[0.0, 1.0]])[:, 28:]
+    assert np.abs(titi).max() > 0.01 and np.abs(oo).max() > 0.01
+    np.testing.assert_allclose(X[:, 28:], oo, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(0.5 * (X[:, 9:14] + X[:, 23:28]) - X[:, 28:], titi, rtol=1e-10, atol=1e-10)
+    # one species: nothing to resolve
+    mono = Atoms("Cu4", scaled_positions=np.random.default_rng(3).random((4, 3)), cell=3.2 * np.eye(3), pbc=True)
+    one = Chebyshev(**PARAMS, angular_pairs=True, reduce=None).fit([mono])
+    assert one.n_features_out_ == 14
+    with pytest.raises(InputError, match="angular_pairs must be true or false"):
+        Chebyshev(**PARAMS, angular_pairs="yes").fit([atoms])
+
+
 def test_type_weights_and_size_independent_of_species():
     assert type_weights(1) == [0.0]
     assert type_weights(5) == [-2.0, -1.0, 0.0, 1.0, 2.0]
@@ -103,9 +142,10 @@ def test_type_weights_and_size_independent_of_species():
     assert default.n_features_out_ == 38 and len(default.get_feature_names_out()) == 38
 
 
-def test_invariances_supercell_small_cell():
+@pytest.mark.parametrize("pairs", [False, True], ids=["aenet", "angular_pairs"])
+def test_invariances_supercell_small_cell(pairs):
     atoms = triclinic()
-    model = Chebyshev(**PARAMS, reduce=None).fit([atoms])
+    model = Chebyshev(**PARAMS, angular_pairs=pairs, reduce=None).fit([atoms])
     X = model.transform([atoms])
     rotated = atoms.copy()
     rotated.rotate(71, (1, -2, 0.5), rotate_cell=True)
@@ -210,8 +250,9 @@ def test_reverse_mode_forces_and_virial_match_jacobians():
     np.testing.assert_allclose(f_eps.numpy(), np.einsum("f,afxy->xy", w, dS), rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("n_species, angular_radial_order", [(1, 0), (3, 0), (2, 3), (1, 2)])
-def test_analytic_pair_gradients_match_autograd(n_species, angular_radial_order):
+@pytest.mark.parametrize("n_species, angular_radial_order, pairs",
+                         [(1, 0, False), (3, 0, False), (2, 3, False), (1, 2, False), (3, 0, True), (2, 2, True)])
+def test_analytic_pair_gradients_match_autograd(n_species, angular_radial_order, pairs):
     import torch
 
     from ml4ms.descriptors.acsf import batch_tensors, pair_vectors
@@ -225,7 +266,8 @@ def test_analytic_pair_gradients_match_autograd(n_species, angular_radial_order)
     t = batch_tensors([atoms], 4.5, species)
     kw = dict(radial_cutoff=4.5, radial_order=7, angular_cutoff=3.5, angular_order=4,
               weights=type_weights(len(species)) if len(species) > 1 else None,
-              angular_radial_order=angular_radial_order)
+              angular_radial_order=angular_radial_order,
+              angular_weights=pair_channel_weights(len(species)) if pairs else None)
     D = pair_vectors(t["positions"], t["cell"], t["i"], t["j"], t["shifts"]).detach().requires_grad_(True)
     X = chebyshev_features(t["positions"], t["species_index"], t["cell"], t["i"], t["j"], t["shifts"], vectors=D,
                            **kw)

@@ -301,7 +301,8 @@ def test_config_and_bad_input():
     m, _ = read_config(os.path.join(os.path.dirname(__file__), "..", "configs", "tio2_committee.toml"))
     assert m.linear is True and m.cell_mean is True
     for bad, match in (({"angular_radial_order": -1}, "angular_radial_order must be a non-negative integer"),
-                       ({"angular_cutoff": 0.0}, "angular_cutoff must be a positive")):
+                       ({"angular_cutoff": 0.0}, "angular_cutoff must be a positive"),
+                       ({"angular_pairs": 1}, "angular_pairs must be true or false")):
         with pytest.raises(InputError, match=match):
             NeuralPotential(descriptor_params=bad).cutoff()
 
@@ -441,7 +442,8 @@ def test_precomputed_jacobians_match_autograd_forces(frames):
     mixed = frames[:4] + [a for a in load("tio2", "train").records[:60] if len(a) > 12][:2]
     energies, forces = labels_of(mixed)
     for model in (NeuralPotential(hidden=(5,), descriptor_params=SMALL, seed=2),
-                  NeuralPotential(hidden=(5,), descriptor_params=dict(SMALL, angular_radial_order=2), seed=2,
+                  NeuralPotential(hidden=(5,), descriptor_params=dict(SMALL, angular_radial_order=2,
+                                                                      angular_pairs=True), seed=2,
                                   cell_mean=True, linear=True),
                   NeuralPotential(descriptor="acsf", hidden=(5,), seed=2,
                                   descriptor_params={"r_cut": 4.5, "g2": [[0.5, 0.0]],
@@ -686,8 +688,8 @@ def test_torchscript_export_matches_the_model(trained, frames, tmp_path, capsys)
                                                         ).initialize(frames, energies),
               "float32_cell_mean": NeuralPotential(hidden=(5,), descriptor_params=SMALL, dtype="float32",
                                                    cell_mean=True, seed=1).initialize(frames, energies),
-              "pooled": NeuralPotential(hidden=(4, 3), descriptor_params=SMALL, cell_mean=True, linear=True,
-                                        cell_pool=3, seed=6).initialize(frames, energies),
+              "pooled": NeuralPotential(hidden=(4, 3), descriptor_params=dict(SMALL, angular_pairs=True),
+                                        cell_mean=True, linear=True, cell_pool=3, seed=6).initialize(frames, energies),
               "one_species": NeuralPotential(hidden=(4,), descriptor_params=SMALL, seed=2).initialize(
                   si, [-43.0, -43.2])}
     save_potential(tmp_path / "pot", trained[0])

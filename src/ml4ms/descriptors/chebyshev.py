@@ -46,6 +46,17 @@ c3_weighted]``, so the size is ``2 (n2 + 1 + (P+1)(n3 + 1))`` for any number
 of species (half that for one species, where the weighted copy would be
 zero); with *P* = 0 it is ænet's ``sfbasis``.
 
+The two angular copies weight a neighbour pair by 1 and by
+:math:`w_{t_j} w_{t_k}`; for two species (weights −1, +1) both give O–O and
+Ti–Ti pairs the same weight, so angles between two O neighbours and between
+two Ti neighbours are summed together. With ``angular_pairs`` (an ml4ms
+extension) further angular copies follow, with pair weights
+:math:`v_{t_j} v_{t_k}` for the vectors of :func:`pair_channel_weights`,
+until every unordered pair of neighbour species has its own angular
+expansion (up to a fixed linear map): :math:`S(S+1)/2 - 2` more copies of
+the angular terms for *S* ≥ 2 species (one for two species), so the size
+then grows with the number of species, as for ACSF.
+
 The maths is the pure PyTorch function :func:`chebyshev_features`,
 differentiable with respect to positions and a homogeneous strain (forces
 and stress by autograd); :class:`Chebyshev` is the transformer.
@@ -87,8 +98,45 @@ def type_weights(n_species):
     return out
 
 
-#: the settings of the descriptor (keyword arguments of :func:`chebyshev_features`)
-SETTINGS = ("radial_cutoff", "radial_order", "angular_cutoff", "angular_order", "angular_radial_order")
+def pair_channel_weights(n_species):
+    r"""Species weights of the extra angular channels that resolve every pair of neighbour species.
+
+    A channel with species weights *v* sums the angular terms of neighbours
+    *j*, *k* with the pair weight :math:`v_{t_j} v_{t_k}`. The unweighted and
+    the type-spin channels give two such pair weightings (matrices
+    :math:`\mathbf 1 \mathbf 1^T` and :math:`w w^T`); the vectors returned
+    here add channels until the pair weightings span every symmetric
+    species × species matrix, i.e. until each unordered species pair can be
+    told apart. Candidates, in order: one species alone (:math:`e_s`), then
+    two species together (:math:`e_s + e_t`); each is taken if it adds to the
+    span. ``n_species * (n_species + 1) // 2 - 2`` vectors for two or more
+    species (none for one).
+
+    Examples
+    --------
+    >>> pair_channel_weights(1), pair_channel_weights(2)
+    ([], [[1.0, 0.0]])
+    >>> [len(pair_channel_weights(n)) for n in (3, 4)]
+    [4, 8]
+    """
+    if n_species < 2:
+        return []
+    w = np.asarray(type_weights(n_species))
+    basis = [np.ones((n_species, n_species)).ravel(), np.outer(w, w).ravel()]
+    eye = np.eye(n_species)
+    candidates = [eye[s] for s in range(n_species)]
+    candidates += [eye[s] + eye[t] for s in range(n_species) for t in range(s + 1, n_species)]
+    out = []
+    for v in candidates:
+        trial = basis + [np.outer(v, v).ravel()]
+        if np.linalg.matrix_rank(np.array(trial)) > len(basis):
+            basis, out = trial, out + [[float(x) for x in v]]
+    return out
+
+
+#: the settings of the descriptor (``angular_pairs`` chooses :func:`chebyshev_features`'s ``angular_weights``)
+SETTINGS = ("radial_cutoff", "radial_order", "angular_cutoff", "angular_order", "angular_radial_order",
+            "angular_pairs")
 
 
 def check_settings(settings):
@@ -112,6 +160,8 @@ def check_settings(settings):
         elif name.endswith("_order"):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
                 raise InputError(f"{name} must be a non-negative integer, got {value!r}")
+        elif name == "angular_pairs" and not isinstance(value, (bool, np.bool_)):
+            raise InputError(f"angular_pairs must be true or false, got {value!r}")
 
 
 def chebyshev_polynomials(x, order):
@@ -127,7 +177,7 @@ def chebyshev_polynomials(x, order):
 
 def chebyshev_features(positions, species_index, cell, i, j, shifts, *, radial_cutoff, radial_order,
                        angular_cutoff, angular_order, weights=None, strain=None, vectors=None,
-                       angular_radial_order=0):
+                       angular_radial_order=0, angular_weights=None):
     """Artrith–Urban–Ceder Chebyshev features of every atom (pure PyTorch).
 
     Parameters
@@ -153,6 +203,11 @@ def chebyshev_features(positions, species_index, cell, i, j, shifts, *, radial_c
         per-atom Jacobian (see :mod:`ml4ms.potentials.precompute`).
     angular_radial_order : int, default 0
         *P*: radial resolution of the angular terms (module docstring).
+    angular_weights : list of sequences of float, optional
+        Species weights of further angular channels (with ``weights``), each
+        appended as one more copy of the angular terms with pair weights
+        :math:`v_{t_j} v_{t_k}`; :func:`pair_channel_weights` resolves every
+        species pair.
 
     Returns
     -------
@@ -168,6 +223,8 @@ def chebyshev_features(positions, species_index, cell, i, j, shifts, *, radial_c
     w = None
     if weights is not None:
         w = torch.as_tensor(np.asarray(weights, dtype=float), dtype=dt)[species_index[j]]
+    extra = [torch.as_tensor(np.asarray(v, dtype=float), dtype=dt)[species_index[j]]
+             for v in (angular_weights or [])] if weights is not None else []
 
     # radial
     keep = torch.nonzero(r < radial_cutoff).squeeze(1)
@@ -180,8 +237,8 @@ def chebyshev_features(positions, species_index, cell, i, j, shifts, *, radial_c
     keep = torch.nonzero(r < angular_cutoff).squeeze(1)
     Da, r2a, ia = D[keep], r2[keep], i[keep]
     fa = cosine_cutoff(torch.sqrt(r2a), angular_cutoff)
-    wa = w[keep] if w is not None else None
-    n_ch = 1 if w is None else 2
+    leg_weights = ([w[keep]] if w is not None else []) + [v[keep] for v in extra]
+    n_ch = 1 + len(leg_weights)
     n_p = int(angular_radial_order) + 1
     # g_p of every angular pair, (pairs, P+1); g_0 = f_c
     ga = _radial_basis(torch.sqrt(r2a), angular_cutoff, n_p)
@@ -200,7 +257,7 @@ def chebyshev_features(positions, species_index, cell, i, j, shifts, *, radial_c
         f = padded(fa[pairs], slot, b, M)
         g = padded(ga[pairs], slot, b, M)  # (b, M, P+1)
         legs = [(f, g)]
-        if wa is not None:
+        for wa in leg_weights:
             wb = padded(wa[pairs], slot, b, M)
             legs.append((f * wb, g * wb[:, :, None]))
         # W[j, k] = g_p(r_j) f(r_k), j != k, for every channel and p (channel-major, then p)
@@ -246,7 +303,7 @@ def _cutoff_derivative(r, r_cut):
 
 
 def chebyshev_pair_gradients(vectors, species_index, i, j, n_atoms, *, radial_cutoff, radial_order, angular_cutoff,
-                             angular_order, weights=None, angular_radial_order=0):
+                             angular_order, weights=None, angular_radial_order=0, angular_weights=None):
     r"""Analytic ``dX_{i_p} / dD_p`` of :func:`chebyshev_features` for every pair *p* (no autograd).
 
     Atom *a*'s features depend only on its own pair vectors ``D_p``
@@ -261,7 +318,7 @@ def chebyshev_pair_gradients(vectors, species_index, i, j, n_atoms, *, radial_cu
         Pair vectors (from :func:`~ml4ms.descriptors.acsf.pair_vectors`).
     species_index, i, j, n_atoms
         As :func:`chebyshev_features`.
-    radial_cutoff, radial_order, angular_cutoff, angular_order, weights, angular_radial_order
+    radial_cutoff, radial_order, angular_cutoff, angular_order, weights, angular_radial_order, angular_weights
         As :func:`chebyshev_features`.
 
     Returns
@@ -274,14 +331,15 @@ def chebyshev_pair_gradients(vectors, species_index, i, j, n_atoms, *, radial_cu
     dt = D.dtype
     nr, na, n_p = int(radial_order) + 1, int(angular_order) + 1, int(angular_radial_order) + 1
     n_ch = 1 if weights is None else 2
-    G = torch.zeros(D.shape[0], n_ch * (nr + n_p * na), 3, dtype=dt)
+    extra = [np.asarray(v, dtype=float) for v in (angular_weights or [])] if weights is not None else []
+    G = torch.zeros(D.shape[0], n_ch * (nr + n_p * na) + len(extra) * n_p * na, 3, dtype=dt)
     r = torch.sqrt((D * D).sum(1))
     w = None
     if weights is not None:
         w = torch.as_tensor(np.asarray(weights, dtype=float), dtype=dt)[species_index[j]]
-    # feature columns: [radial, angular] or [radial, angular, radial_w, angular_w]
+    # feature columns: [radial, angular] or [radial, angular, radial_w, angular_w, angular_pair1, ...]
     rad_cols = [0] + ([nr + n_p * na] if w is not None else [])
-    ang_cols = [nr] + ([2 * nr + n_p * na] if w is not None else [])
+    ang_cols = [nr] + [2 * nr + (1 + c) * n_p * na for c in range(n_ch - 1 + len(extra))]
 
     keep = torch.nonzero(r < radial_cutoff).squeeze(1)
     rk = r[keep]
@@ -301,8 +359,8 @@ def chebyshev_pair_gradients(vectors, species_index, i, j, n_atoms, *, radial_cu
     ga = _radial_basis(ra, angular_cutoff, n_p)
     dga = _radial_basis_derivative(ra, angular_cutoff, n_p)
     channels = [(fa, dfa, ga, dga)]
-    if w is not None:
-        wk = w[keep]
+    for v in ([w] if w is not None else []) + [torch.as_tensor(v, dtype=dt)[species_index[j]] for v in extra]:
+        wk = v[keep]
         channels.append((fa * wk, dfa * wk, ga * wk[:, None], dga * wk[:, None]))
     for c0, c1, pairs, M, slot, _ in center_blocks(ia.numpy(), n_atoms, per_element=6 * na + 8):
         b = c1 - c0
@@ -357,6 +415,12 @@ class Chebyshev(BatchedLocal):
         Highest Chebyshev order of the radial resolution of the angular
         terms (0: ænet's basis; *P* multiplies the angular features by
         *P* + 1, see the module docstring).
+    angular_pairs : bool, default False
+        Resolve the angular terms by the species of both neighbours: with
+        *S* ≥ 2 species, :math:`S(S+1)/2 - 2` more copies of the angular
+        terms (:func:`pair_channel_weights`; one for two species, which tells
+        O–O from Ti–Ti neighbour pairs). An ml4ms extension; ænet's basis
+        is ``False``.
     species : list of str or int, optional
         Fixed species (they set the weights); learned in ``fit`` if ``None``.
     reduce : {"mean", "sum", "species_mean", None}, default "mean"
@@ -381,15 +445,19 @@ class Chebyshev(BatchedLocal):
     (2, 16)
     >>> Chebyshev(radial_order=4, angular_order=2, angular_radial_order=2).fit(rutile).transform_local(rutile)[0].shape
     (2, 28)
+    >>> Chebyshev(radial_order=4, angular_order=2, angular_pairs=True).fit(rutile).transform_local(rutile)[0].shape
+    (2, 19)
     """
 
     def __init__(self, *, radial_cutoff=5.0, radial_order=12, angular_cutoff=3.0, angular_order=5,
-                 angular_radial_order=0, species=None, reduce="mean", dtype="float64", n_jobs=1, progress=True):
+                 angular_radial_order=0, angular_pairs=False, species=None, reduce="mean", dtype="float64", n_jobs=1,
+                 progress=True):
         self.radial_cutoff = radial_cutoff
         self.radial_order = radial_order
         self.angular_cutoff = angular_cutoff
         self.angular_order = angular_order
         self.angular_radial_order = angular_radial_order
+        self.angular_pairs = angular_pairs
         self.species = species
         self.reduce = reduce
         self.dtype = dtype
@@ -400,10 +468,16 @@ class Chebyshev(BatchedLocal):
         check_settings({name: getattr(self, name) for name in SETTINGS})
         torch_dtype(self.dtype)
         self.type_weights_ = type_weights(len(self.species_))
+        self.pair_weights_ = pair_channel_weights(len(self.species_)) if self.angular_pairs else []
 
     def _n_features(self):
-        n = int(self.radial_order) + 1 + (int(self.angular_radial_order) + 1) * (int(self.angular_order) + 1)
-        return 2 * n if len(self.species_) > 1 else n
+        m = (int(self.angular_radial_order) + 1) * (int(self.angular_order) + 1)
+        n = int(self.radial_order) + 1 + m
+        return 2 * n + len(self._pairs()) * m if len(self.species_) > 1 else n
+
+    def _pairs(self):
+        # a transformer saved before angular_pairs existed has no pair_weights_
+        return getattr(self, "pair_weights_", [])
 
     def _cutoff(self):
         return max(float(self.radial_cutoff), float(self.angular_cutoff))
@@ -418,7 +492,8 @@ class Chebyshev(BatchedLocal):
                                       radial_cutoff=float(self.radial_cutoff), radial_order=int(self.radial_order),
                                       angular_cutoff=float(self.angular_cutoff),
                                       angular_order=int(self.angular_order), weights=weights, strain=strain,
-                                      angular_radial_order=int(self.angular_radial_order))
+                                      angular_radial_order=int(self.angular_radial_order),
+                                      angular_weights=self._pairs())
 
         return func
 
@@ -449,8 +524,11 @@ class Chebyshev(BatchedLocal):
 
         check_is_fitted(self, "n_features_out_")
         names = [f"radial{a}" for a in range(int(self.radial_order) + 1)]
-        names += [f"angular{a}" + (f"_r{p}" if p else "") for p in range(int(self.angular_radial_order) + 1)
-                  for a in range(int(self.angular_order) + 1)]
+        angular = [f"angular{a}" + (f"_r{p}" if p else "") for p in range(int(self.angular_radial_order) + 1)
+                   for a in range(int(self.angular_order) + 1)]
+        names += angular
         if len(self.species_) > 1:
             names += [f"{n}_weighted" for n in names]
+        for c in range(len(self._pairs())):
+            names += [f"{n}_pair{c + 1}" for n in angular]
         return np.asarray(names, dtype=object)

@@ -45,7 +45,7 @@ import numpy as np
 import torch
 
 from ..descriptors.acsf import torch_dtype
-from ..descriptors.chebyshev import type_weights
+from ..descriptors.chebyshev import pair_channel_weights, type_weights
 from ..errors import InputError
 from ..outputs import write_bytes
 
@@ -84,6 +84,10 @@ class ExportedPotential(torch.nn.Module):
         self.register_buffer("lookup", lookup)
         weights = type_weights(len(model.species_)) if self.weighted else [0.0]
         self.register_buffer("type_weights", torch.tensor(weights, dtype=dt))
+        # further angular channels (angular_pairs), one row of species weights each
+        pairs = pair_channel_weights(len(model.species_)) if s.get("angular_pairs") else []
+        self.register_buffer("pair_weights", torch.tensor(np.reshape(pairs, (len(pairs), len(model.species_))),
+                                                          dtype=dt))
         self.register_buffer("feature_mean", torch.tensor(model.feature_mean_, dtype=dt))
         self.register_buffer("feature_std", torch.tensor(model.feature_std_, dtype=dt))
         cm, cs = (model.cell_feature_mean_, model.cell_feature_std_) if self.cell_mean else (np.zeros(1), np.ones(1))
@@ -153,7 +157,12 @@ class ExportedPotential(torch.nn.Module):
             return torch.cat([radial, angular], 1)
         wpq = (w[k[p]] * w[k[q]])[:, None]
         angular_w = torch.zeros(n_atoms, m, dtype=dt).index_add(0, centre, Tc * wpq)
-        return torch.cat([radial, angular, radial_w, angular_w], 1)
+        out = [radial, angular, radial_w, angular_w]
+        sp, sq = species[j[k[p]]], species[j[k[q]]]
+        for c in range(self.pair_weights.shape[0]):
+            v = self.pair_weights[c]
+            out.append(torch.zeros(n_atoms, m, dtype=dt).index_add(0, centre, Tc * (v[sp] * v[sq])[:, None]))
+        return torch.cat(out, 1)
 
     def energy(self, positions: torch.Tensor, species: torch.Tensor, cell: torch.Tensor, i: torch.Tensor,
                j: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:

@@ -55,12 +55,13 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from ..descriptors.acsf import DEFAULT_G2, DEFAULT_G4, _torch, acsf_features, batch_tensors, torch_dtype
-from ..descriptors.chebyshev import check_settings, chebyshev_features, chebyshev_pair_gradients, type_weights
+from ..descriptors.chebyshev import (check_settings, chebyshev_features, chebyshev_pair_gradients,
+                                     pair_channel_weights, type_weights)
 from ..errors import InputError
 
 #: descriptor settings of the ænet TiO2 workshop fit set003
 CHEBYSHEV_DEFAULTS = {"radial_cutoff": 5.0, "radial_order": 12, "angular_cutoff": 3.0, "angular_order": 5,
-                      "angular_radial_order": 0}
+                      "angular_radial_order": 0, "angular_pairs": False}
 ACSF_DEFAULTS = {"r_cut": 6.0, "g2": [list(p) for p in DEFAULT_G2], "g4": [list(p) for p in DEFAULT_G4]}
 
 
@@ -226,10 +227,15 @@ class NeuralPotential(BaseEstimator):
             return chebyshev_features(*args, radial_cutoff=float(s["radial_cutoff"]),
                                       radial_order=int(s["radial_order"]), angular_cutoff=float(s["angular_cutoff"]),
                                       angular_order=int(s["angular_order"]), weights=weights, strain=strain,
-                                      vectors=vectors, angular_radial_order=int(s["angular_radial_order"]))
+                                      vectors=vectors, angular_radial_order=int(s["angular_radial_order"]),
+                                      angular_weights=self._pair_weights(s))
         return acsf_features(*args, n_species=len(self.species_), r_cut=float(s["r_cut"]), g2=s.get("g2", ()),
                              g3=s.get("g3", ()), g4=s.get("g4", ()), g5=s.get("g5", ()), g1=s.get("g1", True),
                              strain=strain, structure=t.get("structure"), vectors=vectors)
+
+    def _pair_weights(self, settings):
+        """Species weights of the extra angular channels (Chebyshev ``angular_pairs``; none without it)."""
+        return pair_channel_weights(len(self.species_)) if settings.get("angular_pairs") else []
 
     def pair_gradients(self, t, vectors):
         """Features (n_atoms, F) and ``dX_{i_p}/dD_p`` (n_pairs, F, 3) at the pair vectors ``vectors``.
@@ -248,7 +254,8 @@ class NeuralPotential(BaseEstimator):
                                          radial_cutoff=float(s["radial_cutoff"]), radial_order=int(s["radial_order"]),
                                          angular_cutoff=float(s["angular_cutoff"]),
                                          angular_order=int(s["angular_order"]), weights=weights,
-                                         angular_radial_order=int(s["angular_radial_order"]))
+                                         angular_radial_order=int(s["angular_radial_order"]),
+                                         angular_weights=self._pair_weights(s))
             return X, G
         D = D.requires_grad_(True)
         with torch.enable_grad():
