@@ -9,9 +9,18 @@ on that family's training cells only, and scores it on the family's test
 cells, next to the shipped committee and its members on the same cells. If
 models that see only the family predict its test cells without the members'
 shared offset, the offset comes from fitting the family together with the
-rest of the data, not from the family's labels.
+rest of the data, not from the family's labels. ``--train formula`` trains on
+every O14Ti8 training cell instead (all cell shapes, compressed cells
+included), to see whether the other cells of the same composition bring the
+offset back; ``--max-force F`` leaves out the training cells with a force
+component above F eV/Å (the compressed cells). ``--volume-input`` gives every
+atom the volume per atom of its cell as one more input (a scratch model
+defined here, energies and forces only: no stress); ``--cell-pool K`` adds K
+learned cell-wide inputs (``NeuralPotential(cell_pool=K)``).
 
     python benchmarks/tio2_family.py [--epochs 1000] [--seeds 0 1 2] [--jobs 2] [--model models/tio2]
+                                     [--train family|formula] [--max-force F] [--volume-input]
+                                     [--cell-pool K]
 """
 
 import argparse
@@ -23,12 +32,12 @@ CELL = (5.934, 9.297, 4.649)  # Å, the cell lengths of the family
 FORMULA = "O14Ti8"
 
 
-def family(records):
-    """Indices of the family's cells among ``records``."""
+def family(records, any_cell=False):
+    """Indices of the family's cells among ``records`` (``any_cell``: every cell of the formula)."""
     import numpy as np
 
     return [k for k, a in enumerate(records) if a.get_chemical_formula() == FORMULA
-            and np.allclose(a.cell.lengths(), CELL, atol=0.01)]
+            and (any_cell or np.allclose(a.cell.lengths(), CELL, atol=0.01))]
 
 
 def errors_per_cell(model, frames):
@@ -43,8 +52,47 @@ def errors_per_cell(model, frames):
     return 1000 * (predicted - energies) / np.array([len(a) for a in frames])
 
 
-def run_seed(seed, epochs):
-    """Train on the family's training cells with one seed; per-cell test errors and seconds."""
+def _volume_model(params):
+    """The recipe's model with the cell's volume per atom appended to every atom's descriptor (zero Jacobian)."""
+    import numpy as np
+
+    from ml4ms.potentials.model import NeuralPotential
+
+    class VolumeInput(NeuralPotential):
+        def _volume_column(self, t, like):
+            import torch
+
+            cell = t["cell"]
+            if cell.dim() == 2:  # one structure
+                return torch.full((like.shape[0], 1), float(abs(torch.det(cell))) / like.shape[0], dtype=like.dtype)
+            counts = torch.as_tensor(np.repeat(t["counts"], t["counts"]), dtype=like.dtype)
+            return (torch.det(cell).abs().to(like.dtype) / counts)[:, None]
+
+        def features(self, t, strain=None, vectors=None):
+            import torch
+
+            X = super().features(t, strain=strain, vectors=vectors)
+            return torch.cat([X, self._volume_column(t, X)], 1)
+
+        def pair_gradients(self, t, vectors):
+            import torch
+
+            X, G = super().pair_gradients(t, vectors)  # X already has the column (features() above)
+            return X, torch.cat([G, torch.zeros(G.shape[0], 1, 3, dtype=G.dtype)], 1)
+
+    return VolumeInput(**params)
+
+
+def training_cells(train, any_cell=False, max_force=None):
+    """The training cells of the family (or formula), without those with a force component above ``max_force``."""
+    import numpy as np
+
+    cells = [train[k] for k in family(train, any_cell)]
+    return [a for a in cells if max_force is None or np.abs(a.get_forces()).max() <= max_force]
+
+
+def run_seed(seed, epochs, any_cell=False, max_force=None, volume=False, cell_pool=0):
+    """Train on the family's (or the formula's) training cells with one seed; per-cell family test errors, seconds."""
     import numpy as np
 
     from ml4ms.datasets import load
@@ -57,10 +105,12 @@ def run_seed(seed, epochs):
         for key in ("members", "jobs", "threads", "epochs", "patience", "lr_decay", "seed", "stage_two_start",
                     "stage_two_energy_weight", "stage_two_force_weight", "max_energy_per_atom", "atomic_energies"):
             kw.pop(key, None)
-        model.set_params(seed=seed)
+        model.set_params(seed=seed, cell_pool=cell_pool)
+        if volume:
+            model = _volume_model(model.get_params())
         train = load("tio2", "train").records
         test = load("tio2", "test").records
-        model, _ = train_potential(model, [train[k] for k in family(train)], epochs=epochs, patience=epochs,
+        model, _ = train_potential(model, training_cells(train, any_cell, max_force), epochs=epochs, patience=epochs,
                                    seed=seed, progress=False, source="tio2:train",
                                    lr_decay=(1e-5 / kw["learning_rate"]) ** (1.0 / epochs), **kw)
         err = errors_per_cell(model, [test[k] for k in family(test)])
@@ -74,6 +124,11 @@ def main(argv=None):
     parser.add_argument("--jobs", type=int, default=2, help="runs at once, one thread each")
     parser.add_argument("--model", default=os.path.join(HERE, "..", "models", "tio2"),
                         help="the committee to compare with")
+    parser.add_argument("--train", choices=["family", "formula"], default="family",
+                        help="train on the family's cells, or on every O14Ti8 training cell")
+    parser.add_argument("--max-force", type=float, help="leave out training cells with a larger force (eV/Å)")
+    parser.add_argument("--volume-input", action="store_true", help="give every atom its cell's volume per atom")
+    parser.add_argument("--cell-pool", type=int, default=0, help="learned cell-wide inputs (0: none, the recipe)")
     args = parser.parse_args(argv)
 
     import numpy as np
@@ -90,15 +145,20 @@ def main(argv=None):
     committee = load_potential(args.model)
     rows = [("committee " + os.path.basename(os.path.normpath(args.model)), errors_per_cell(committee, cells), None)]
     rows += [(f"  member {k}", errors_per_cell(m, cells), None) for k, m in enumerate(committee)]
-    out = Parallel(n_jobs=args.jobs)(delayed(run_seed)(s, args.epochs) for s in args.seeds)
-    rows += [(f"family only, seed {s}", e, t) for s, (e, t) in zip(args.seeds, out)]
-    mean = np.mean([e for e, _ in out], axis=0)
-    rows.append((f"family only, mean of {len(out)}", mean, None))
-    print(f"{FORMULA} cells {' × '.join(map(str, CELL))} Å: {len(family(load('tio2', 'train').records))} training, "
-          f"{len(idx)} test; family-only models: {args.epochs} epochs")
-    print(f"{'model':28s} {'test RMSE':>10s}   " + "  ".join(f"cell {k:>3d}" for k in shown) + "   (meV/atom)")
+    any_cell = args.train == "formula"
+    out = Parallel(n_jobs=args.jobs)(delayed(run_seed)(s, args.epochs, any_cell, args.max_force, args.volume_input,
+                                                       args.cell_pool) for s in args.seeds)
+    label = ((f"{FORMULA} only" if any_cell else "family only") + (" + volume" if args.volume_input else "")
+             + (f" + pool {args.cell_pool}" if args.cell_pool else ""))
+    rows += [(f"{label}, seed {s}", e, t) for s, (e, t) in zip(args.seeds, out)]
+    rows.append((f"{label}, mean of {len(out)}", np.mean([e for e, _ in out], axis=0), None))
+    train = load("tio2", "train").records
+    print(f"{FORMULA} cells {' × '.join(map(str, CELL))} Å: {len(family(train))} training, {len(idx)} test; "
+          f"{label} models ({len(training_cells(train, any_cell, args.max_force))} training cells"
+          f"{'' if args.max_force is None else f', forces <= {args.max_force:g} eV/Å'}): {args.epochs} epochs")
+    print(f"{'model':36s} {'test RMSE':>10s}   " + "  ".join(f"cell {k:>3d}" for k in shown) + "   (meV/atom)")
     for name, e, t in rows:
-        print(f"{name:28s} {np.sqrt(np.mean(e ** 2)):10.2f}   " + "  ".join(f"{e[w]:+8.1f}" for w in where)
+        print(f"{name:36s} {np.sqrt(np.mean(e ** 2)):10.2f}   " + "  ".join(f"{e[w]:+8.1f}" for w in where)
               + (f"   {t:.0f} s" if t else ""))
 
 
