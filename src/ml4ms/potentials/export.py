@@ -158,10 +158,11 @@ class ExportedPotential(torch.nn.Module):
         wpq = (w[k[p]] * w[k[q]])[:, None]
         angular_w = torch.zeros(n_atoms, m, dtype=dt).index_add(0, centre, Tc * wpq)
         out = [radial, angular, radial_w, angular_w]
-        sp, sq = species[j[k[p]]], species[j[k[q]]]
-        for c in range(self.pair_weights.shape[0]):
-            v = self.pair_weights[c]
-            out.append(torch.zeros(n_atoms, m, dtype=dt).index_add(0, centre, Tc * (v[sp] * v[sq])[:, None]))
+        if self.pair_weights.shape[0] > 0:  # angular_pairs: the neighbours' species only then
+            sp, sq = species[j[k[p]]], species[j[k[q]]]
+            for c in range(self.pair_weights.shape[0]):
+                v = self.pair_weights[c]
+                out.append(torch.zeros(n_atoms, m, dtype=dt).index_add(0, centre, Tc * (v[sp] * v[sq])[:, None]))
         return torch.cat(out, 1)
 
     def energy(self, positions: torch.Tensor, species: torch.Tensor, cell: torch.Tensor, i: torch.Tensor,
