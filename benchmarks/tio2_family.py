@@ -16,11 +16,14 @@ offset back; ``--max-force F`` leaves out the training cells with a force
 component above F eV/Å (the compressed cells). ``--volume-input`` gives every
 atom the volume per atom of its cell as one more input (a scratch model
 defined here, energies and forces only: no stress); ``--cell-pool K`` adds K
-learned cell-wide inputs (``NeuralPotential(cell_pool=K)``).
+learned cell-wide inputs (``NeuralPotential(cell_pool=K)``). ``--set
+section.key=value`` (repeatable) changes one setting of the recipe
+(``model.cell_mean=false``, ``descriptor.angular_cutoff=5.0``,
+``training.force_weight=1.0``; the value is read as TOML).
 
     python benchmarks/tio2_family.py [--epochs 1000] [--seeds 0 1 2] [--jobs 2] [--model models/tio2]
                                      [--train family|formula] [--max-force F] [--volume-input]
-                                     [--cell-pool K]
+                                     [--cell-pool K] [--set SECTION.KEY=VALUE ...]
 """
 
 import argparse
@@ -91,7 +94,22 @@ def training_cells(train, any_cell=False, max_force=None):
     return [a for a in cells if max_force is None or np.abs(a.get_forces()).max() <= max_force]
 
 
-def run_seed(seed, epochs, any_cell=False, max_force=None, volume=False, cell_pool=0):
+def recipe(changes=()):
+    """The committee recipe as a TOML document, with ``section.key=value`` changes (values read as TOML)."""
+    import tomllib
+
+    with open(os.path.join(HERE, "..", "configs", "tio2_committee.toml"), "rb") as handle:
+        doc = tomllib.load(handle)
+    for change in changes:
+        name, _, value = change.partition("=")
+        section, _, key = name.partition(".")
+        if not key or not value:
+            raise SystemExit(f"--set {change}: use SECTION.KEY=VALUE, e.g. training.force_weight=1.0")
+        doc.setdefault(section, {})[key] = tomllib.loads(f"v = {value}")["v"]
+    return doc
+
+
+def run_seed(seed, epochs, any_cell=False, max_force=None, volume=False, cell_pool=0, changes=()):
     """Train on the family's (or the formula's) training cells with one seed; per-cell family test errors, seconds."""
     import numpy as np
 
@@ -101,11 +119,11 @@ def run_seed(seed, epochs, any_cell=False, max_force=None, volume=False, cell_po
 
     t0 = time.time()
     with single_thread():
-        model, kw = read_config(os.path.join(HERE, "..", "configs", "tio2_committee.toml"))
+        model, kw = read_config(doc=recipe(changes))
         for key in ("members", "jobs", "threads", "epochs", "patience", "lr_decay", "seed", "stage_two_start",
                     "stage_two_energy_weight", "stage_two_force_weight", "max_energy_per_atom", "atomic_energies"):
             kw.pop(key, None)
-        model.set_params(seed=seed, cell_pool=cell_pool)
+        model.set_params(seed=seed, cell_pool=cell_pool or model.cell_pool)
         if volume:
             model = _volume_model(model.get_params())
         train = load("tio2", "train").records
@@ -129,6 +147,8 @@ def main(argv=None):
     parser.add_argument("--max-force", type=float, help="leave out training cells with a larger force (eV/Å)")
     parser.add_argument("--volume-input", action="store_true", help="give every atom its cell's volume per atom")
     parser.add_argument("--cell-pool", type=int, default=0, help="learned cell-wide inputs (0: none, the recipe)")
+    parser.add_argument("--set", dest="changes", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="change one setting of the recipe, e.g. training.force_weight=1.0 (repeatable)")
     args = parser.parse_args(argv)
 
     import numpy as np
@@ -147,9 +167,10 @@ def main(argv=None):
     rows += [(f"  member {k}", errors_per_cell(m, cells), None) for k, m in enumerate(committee)]
     any_cell = args.train == "formula"
     out = Parallel(n_jobs=args.jobs)(delayed(run_seed)(s, args.epochs, any_cell, args.max_force, args.volume_input,
-                                                       args.cell_pool) for s in args.seeds)
+                                                       args.cell_pool, args.changes) for s in args.seeds)
     label = ((f"{FORMULA} only" if any_cell else "family only") + (" + volume" if args.volume_input else "")
-             + (f" + pool {args.cell_pool}" if args.cell_pool else ""))
+             + (f" + pool {args.cell_pool}" if args.cell_pool else "")
+             + "".join(f" + {c}" for c in args.changes))
     rows += [(f"{label}, seed {s}", e, t) for s, (e, t) in zip(args.seeds, out)]
     rows.append((f"{label}, mean of {len(out)}", np.mean([e for e, _ in out], axis=0), None))
     train = load("tio2", "train").records

@@ -28,6 +28,14 @@ def add_parsers(sub):
     q.add_argument("--plot", metavar="PNG", help="parity plots (default: parity_potential.png, or next to --json)")
     q.set_defaults(func=run_eval)
 
+    q = psub.add_parser("check", help="do the energies of labelled structures follow from their forces? "
+                                      "(pairs of close structures, no model)")
+    q.add_argument("data", help="NAME:SPLIT or a structure file with energies and forces")
+    q.add_argument("--max-displacement", type=float, default=0.05, metavar="ANG",
+                   help="pair structures at most this far apart (RMS per atom, Å; default 0.05)")
+    q.add_argument("--json", metavar="OUT", help="write the summary and the worst pairs as JSON")
+    q.set_defaults(func=run_check)
+
     q = psub.add_parser("export", help="write a Chebyshev potential as a TorchScript file (runs with torch alone)")
     q.add_argument("model", help="potential folder written by 'ml4ms potential fit'")
     q.add_argument("-o", "--output", required=True, metavar="FILE.pt")
@@ -157,6 +165,60 @@ def run_eval(args):
                   f"{100 * w['share_of_energy_mse']:5.1f} %  (force RMSE {w['force_rmse_ev_per_ang']:.3f} eV/Å, "
                   f"largest reference force {w['max_reference_force_ev_per_ang']:.1f} eV/Å)")
     print(f"parity plots: {', '.join(out['parity_plots'])}")
+    return 0
+
+
+def run_check(args):
+    import numpy as np
+
+    from ..outputs import write_json
+    from ..potentials.checks import energy_force_consistency
+    from ..potentials.train import labels_of
+
+    frames, source = _structures(args.data)
+    energies, forces = labels_of(frames, source)
+    pairs = energy_force_consistency(frames, energies, forces, max_displacement=args.max_displacement,
+                                     source=source, progress=True)
+    m = len(pairs["pairs"])
+    print(f"{m} pairs of structures at most {args.max_displacement:g} Å apart (RMS per atom; same cell, same atoms "
+          f"in the same order) among {len(frames)} structures of {source}")
+    out = {"data": source, "n_structures": len(frames), "max_displacement_ang": args.max_displacement, "n_pairs": m}
+    if m == 0:
+        print("nothing to compare: raise --max-displacement, or give structures that repeat a cell (MD frames, "
+              "relaxation steps, displaced copies)")
+    else:
+        def rms(x):
+            return float(np.sqrt(np.mean(np.square(x))))
+
+        formula = np.array([frames[a].get_chemical_formula() for a in pairs["pairs"][:, 0]])
+        diff, miss = pairs["energy_difference"], pairs["discrepancy"]
+        out.update({"energy_difference_rms_mev_per_atom": rms(diff), "discrepancy_rms_mev_per_atom": rms(miss),
+                    "discrepancy_max_mev_per_atom": float(np.abs(miss).max()),
+                    "relative_discrepancy": rms(miss) / max(rms(diff), 1e-12), "by_formula": {}})
+        for f in sorted(set(formula), key=lambda f: -(formula == f).sum()):
+            at = formula == f
+            out["by_formula"][f] = {"n_pairs": int(at.sum()), "energy_difference_rms_mev_per_atom": rms(diff[at]),
+                                    "discrepancy_rms_mev_per_atom": rms(miss[at])}
+        worst = np.argsort(-np.abs(miss))[:5]
+        out["worst_pairs"] = [{"structures": pairs["pairs"][w].tolist(), "formula": str(formula[w]),
+                               "displacement_ang": float(pairs["displacement"][w]),
+                               "energy_difference_mev_per_atom": float(pairs["energy_difference"][w]),
+                               "work_mev_per_atom": float(pairs["work"][w]),
+                               "discrepancy_mev_per_atom": float(pairs["discrepancy"][w])} for w in worst]
+        print(f"energy differences RMS {out['energy_difference_rms_mev_per_atom']:.3f} meV/atom; the work of the "
+              f"forces misses them by RMS {out['discrepancy_rms_mev_per_atom']:.3f} meV/atom "
+              f"({100 * out['relative_discrepancy']:.1f} %; consistent labels give a few per cent)")
+        for f, e in out["by_formula"].items():
+            print(f"  {f:>12s} ({e['n_pairs']:5d} pairs): differences {e['energy_difference_rms_mev_per_atom']:8.3f}, "
+                  f"discrepancy {e['discrepancy_rms_mev_per_atom']:.3f} meV/atom")
+        print("largest discrepancies (structure indices, formula, RMS displacement, E_b - E_a, work, meV/atom):")
+        for w in out["worst_pairs"]:
+            a, b = w["structures"]
+            print(f"  {a:6d} {b:6d} {w['formula']:>12s} {w['displacement_ang']:.3f} Å "
+                  f"{w['energy_difference_mev_per_atom']:+9.3f} {w['work_mev_per_atom']:+9.3f} "
+                  f"-> {w['discrepancy_mev_per_atom']:+.3f}")
+    if args.json:
+        write_json(args.json, out)
     return 0
 
 

@@ -1,10 +1,11 @@
-"""Neural-network interatomic potentials: model, training, ASE calculator, model files, MD."""
+"""Neural-network interatomic potentials: model, training, ASE calculator, model files, MD, label checks."""
 
 from .calculator import NeuralPotentialCalculator
+from .checks import energy_force_consistency
 from .io import load_potential, save_potential
 from .md import run_md
 from .model import NeuralPotential
 from .train import train_potential
 
-__all__ = ["NeuralPotential", "NeuralPotentialCalculator", "load_potential", "run_md", "save_potential",
-           "train_potential"]
+__all__ = ["NeuralPotential", "NeuralPotentialCalculator", "energy_force_consistency", "load_potential", "run_md",
+           "save_potential", "train_potential"]
