@@ -202,9 +202,9 @@ def run_check(args):
         worst = np.argsort(-np.abs(miss))[:5]
         out["worst_pairs"] = [{"structures": pairs["pairs"][w].tolist(), "formula": str(formula[w]),
                                "displacement_ang": float(pairs["displacement"][w]),
-                               "energy_difference_mev_per_atom": float(pairs["energy_difference"][w]),
-                               "work_mev_per_atom": float(pairs["work"][w]),
-                               "discrepancy_mev_per_atom": float(pairs["discrepancy"][w])} for w in worst]
+                               "energy_difference_mev_per_atom": float(diff[w]),
+                               "work_mev_per_atom": float(pairs["work"][w]), "discrepancy_mev_per_atom": float(miss[w])}
+                              for w in worst]
         print(f"energy differences RMS {out['energy_difference_rms_mev_per_atom']:.3f} meV/atom; the work of the "
               f"forces misses them by RMS {out['discrepancy_rms_mev_per_atom']:.3f} meV/atom "
               f"({100 * out['relative_discrepancy']:.1f} %; consistent labels give a few per cent)")
