@@ -130,6 +130,32 @@ def test_species_pair_angular_channels():
         Chebyshev(**PARAMS, angular_pairs="yes").fit([atoms])
 
 
+def test_long_range_radial_set():
+    """long_radial_cutoff: a second radial expansion (plain and weighted) after all other columns."""
+    atoms = triclinic()
+    model = Chebyshev(**PARAMS, angular_pairs=True, long_radial_cutoff=7.0, long_radial_order=3, reduce=None)
+    X = model.fit([atoms]).transform([atoms])
+    assert model.n_features_out_ == X.shape[1] == 2 * (9 + 5 + 4) + 5 == len(model.get_feature_names_out())
+    assert list(model.get_feature_names_out()[-8:]) == ([f"long_radial{a}" for a in range(4)]
+                                                        + [f"long_radial{a}_weighted" for a in range(4)])
+    plain = Chebyshev(**PARAMS, angular_pairs=True, reduce=None).fit([atoms]).transform([atoms])
+    np.testing.assert_allclose(X[:, :33], plain, rtol=1e-12, atol=1e-12)  # everything else unchanged
+    # the new columns are the radial terms of the longer cutoff
+    far = reference(atoms, [8, 22], 7.0, 3, PARAMS["angular_cutoff"], PARAMS["angular_order"])
+    np.testing.assert_allclose(X[:, 33:37], far[:, :4], rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(X[:, 37:], far[:, 9:13], rtol=1e-10, atol=1e-10)
+    # it reaches beyond the first cutoff: a neighbour at 6 Å changes only the new columns
+    pair = Chebyshev(**PARAMS, long_radial_cutoff=7.0, long_radial_order=3, reduce=None).fit([Atoms("OTi")])
+    near, apart = (pair.transform([Atoms("OTiO", positions=[[0, 0, 0], [1.9, 0, 0], [0, d, 0]])]) for d in (6.0, 6.5))
+    assert np.abs(near[:, :28] - apart[:, :28]).max() < 1e-12 and np.abs(near[:, 28:] - apart[:, 28:]).max() > 1e-3
+    # one species: the plain copy only; 0 turns it off, a negative cutoff is an error
+    mono = Atoms("Cu4", scaled_positions=np.random.default_rng(3).random((4, 3)), cell=3.2 * np.eye(3), pbc=True)
+    assert Chebyshev(**PARAMS, long_radial_cutoff=7.0, reduce=None).fit([mono]).n_features_out_ == 14 + 5
+    assert Chebyshev(**PARAMS, long_radial_cutoff=0, reduce=None).fit([mono]).n_features_out_ == 14
+    with pytest.raises(InputError, match=r"long_radial_cutoff must be a positive number of Å \(or 0: off\)"):
+        Chebyshev(**PARAMS, long_radial_cutoff=-1.0).fit([atoms])
+
+
 def test_type_weights_and_size_independent_of_species():
     assert type_weights(1) == [0.0]
     assert type_weights(5) == [-2.0, -1.0, 0.0, 1.0, 2.0]
@@ -142,10 +168,11 @@ def test_type_weights_and_size_independent_of_species():
     assert default.n_features_out_ == 38 and len(default.get_feature_names_out()) == 38
 
 
-@pytest.mark.parametrize("pairs", [False, True], ids=["aenet", "angular_pairs"])
-def test_invariances_supercell_small_cell(pairs):
+@pytest.mark.parametrize("pairs, long", [(False, 0.0), (True, 0.0), (True, 7.5)],
+                         ids=["aenet", "angular_pairs", "long_radial"])
+def test_invariances_supercell_small_cell(pairs, long):
     atoms = triclinic()
-    model = Chebyshev(**PARAMS, angular_pairs=pairs, reduce=None).fit([atoms])
+    model = Chebyshev(**PARAMS, angular_pairs=pairs, long_radial_cutoff=long, reduce=None).fit([atoms])
     X = model.transform([atoms])
     rotated = atoms.copy()
     rotated.rotate(71, (1, -2, 0.5), rotate_cell=True)
@@ -250,9 +277,10 @@ def test_reverse_mode_forces_and_virial_match_jacobians():
     np.testing.assert_allclose(f_eps.numpy(), np.einsum("f,afxy->xy", w, dS), rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("n_species, angular_radial_order, pairs",
-                         [(1, 0, False), (3, 0, False), (2, 3, False), (1, 2, False), (3, 0, True), (2, 2, True)])
-def test_analytic_pair_gradients_match_autograd(n_species, angular_radial_order, pairs):
+@pytest.mark.parametrize("n_species, angular_radial_order, pairs, long",
+                         [(1, 0, False, 0.0), (3, 0, False, 0.0), (2, 3, False, 0.0), (1, 2, False, 0.0),
+                          (3, 0, True, 0.0), (2, 2, True, 0.0), (2, 0, True, 5.0), (1, 0, False, 5.0)])
+def test_analytic_pair_gradients_match_autograd(n_species, angular_radial_order, pairs, long):
     import torch
 
     from ml4ms.descriptors.acsf import batch_tensors, pair_vectors
@@ -263,8 +291,9 @@ def test_analytic_pair_gradients_match_autograd(n_species, angular_radial_order,
     atoms = Atoms(numbers=rng.choice(numbers, 9), positions=rng.uniform(0, 5.5, (9, 3)), cell=[5.5, 5.6, 5.4],
                   pbc=True)
     species = sorted(set(int(z) for z in atoms.numbers))
-    t = batch_tensors([atoms], 4.5, species)
-    kw = dict(radial_cutoff=4.5, radial_order=7, angular_cutoff=3.5, angular_order=4,
+    t = batch_tensors([atoms], max(4.5, long), species)
+    kw = dict(radial_cutoff=4.5, radial_order=7, angular_cutoff=3.5, angular_order=4, long_radial_cutoff=long,
+              long_radial_order=3,
               weights=type_weights(len(species)) if len(species) > 1 else None,
               angular_radial_order=angular_radial_order,
               angular_weights=pair_channel_weights(len(species)) if pairs else None)

@@ -688,10 +688,11 @@ def test_torchscript_export_matches_the_model(trained, frames, tmp_path, capsys)
                                                         ).initialize(frames, energies),
               "float32_cell_mean": NeuralPotential(hidden=(5,), descriptor_params=SMALL, dtype="float32",
                                                    cell_mean=True, seed=1).initialize(frames, energies),
-              "pooled": NeuralPotential(hidden=(4, 3), descriptor_params=dict(SMALL, angular_pairs=True),
-                                        cell_mean=True, linear=True, cell_pool=3, seed=6).initialize(frames, energies),
-              "one_species": NeuralPotential(hidden=(4,), descriptor_params=SMALL, seed=2).initialize(
-                  si, [-43.0, -43.2])}
+              "pooled": NeuralPotential(hidden=(4, 3), cell_mean=True, linear=True, cell_pool=3, seed=6,
+                                        descriptor_params=dict(SMALL, angular_pairs=True, long_radial_cutoff=5.5,
+                                                               long_radial_order=3)).initialize(frames, energies),
+              "one_species": NeuralPotential(hidden=(4,), descriptor_params=dict(SMALL, long_radial_cutoff=6.0),
+                                             seed=2).initialize(si, [-43.0, -43.2])}
     save_potential(tmp_path / "pot", trained[0])
     assert cli.main(["potential", "export", str(tmp_path / "pot"), "-o", str(tmp_path / "new" / "local.pt")]) == 0
     models["resolved_angles_linear"].weights_[0][-1] += 0.3  # the linear term starts at zero: make it count

@@ -57,6 +57,15 @@ expansion (up to a fixed linear map): :math:`S(S+1)/2 - 2` more copies of
 the angular terms for *S* ≥ 2 species (one for two species), so the size
 then grows with the number of species, as for ACSF.
 
+The radial cutoff sets the range the descriptor sees, and at a fixed order
+a longer cutoff also coarsens the radial resolution. With
+``long_radial_cutoff`` :math:`R_l > 0` (an ml4ms extension) a second radial
+expansion of low order :math:`n_l`,
+:math:`\sum_j T_\alpha(2 r_{ij}/R_l - 1) f_c(r_{ij}; R_l)`, and its
+species-weighted copy are appended after all the other features, so the
+descriptor reaches further at the short-range resolution of the first set.
+It adds :math:`2 (n_l + 1)` features (:math:`n_l + 1` for one species).
+
 The maths is the pure PyTorch function :func:`chebyshev_features`,
 differentiable with respect to positions and a homogeneous strain (forces
 and stress by autograd); :class:`Chebyshev` is the transformer.
@@ -136,7 +145,7 @@ def pair_channel_weights(n_species):
 
 #: the settings of the descriptor (``angular_pairs`` chooses :func:`chebyshev_features`'s ``angular_weights``)
 SETTINGS = ("radial_cutoff", "radial_order", "angular_cutoff", "angular_order", "angular_radial_order",
-            "angular_pairs")
+            "angular_pairs", "long_radial_cutoff", "long_radial_order")
 
 
 def check_settings(settings):
@@ -151,12 +160,13 @@ def check_settings(settings):
     """
     for name, value in settings.items():
         if name.endswith("_cutoff"):
+            off = name == "long_radial_cutoff"  # 0 turns the long-range set off
             try:
-                ok = math.isfinite(float(value)) and float(value) > 0
+                ok = math.isfinite(float(value)) and (float(value) > 0 or (off and float(value) == 0))
             except (TypeError, ValueError):
                 ok = False
             if not ok:
-                raise InputError(f"{name} must be a positive number of Å, got {value!r}")
+                raise InputError(f"{name} must be a positive number of Å{' (or 0: off)' if off else ''}, got {value!r}")
         elif name.endswith("_order"):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
                 raise InputError(f"{name} must be a non-negative integer, got {value!r}")
@@ -177,7 +187,7 @@ def chebyshev_polynomials(x, order):
 
 def chebyshev_features(positions, species_index, cell, i, j, shifts, *, radial_cutoff, radial_order,
                        angular_cutoff, angular_order, weights=None, strain=None, vectors=None,
-                       angular_radial_order=0, angular_weights=None):
+                       angular_radial_order=0, angular_weights=None, long_radial_cutoff=0.0, long_radial_order=0):
     """Artrith–Urban–Ceder Chebyshev features of every atom (pure PyTorch).
 
     Parameters
@@ -208,6 +218,11 @@ def chebyshev_features(positions, species_index, cell, i, j, shifts, *, radial_c
         appended as one more copy of the angular terms with pair weights
         :math:`v_{t_j} v_{t_k}`; :func:`pair_channel_weights` resolves every
         species pair.
+    long_radial_cutoff : float, default 0.0
+        Cutoff (Å) of a second radial expansion appended after all the
+        other features (module docstring); 0 leaves it out.
+    long_radial_order : int, default 0
+        Its highest Chebyshev order.
 
     Returns
     -------
@@ -226,12 +241,11 @@ def chebyshev_features(positions, species_index, cell, i, j, shifts, *, radial_c
     extra = [torch.as_tensor(np.asarray(v, dtype=float), dtype=dt)[species_index[j]]
              for v in (angular_weights or [])] if weights is not None else []
 
-    # radial
-    keep = torch.nonzero(r < radial_cutoff).squeeze(1)
-    rk, ik = r[keep], i[keep]
-    T = _radial_basis(rk, radial_cutoff, nr)
-    radial = torch.zeros(n_atoms, nr, dtype=dt).index_add(0, ik, T)
-    radial_w = torch.zeros(n_atoms, nr, dtype=dt).index_add(0, ik, T * w[keep][:, None]) if w is not None else None
+    radial, radial_w = _radial_sums(r, i, w, n_atoms, radial_cutoff, nr)
+    long = []
+    if long_radial_cutoff > 0:
+        long = [x for x in _radial_sums(r, i, w, n_atoms, long_radial_cutoff, int(long_radial_order) + 1)
+                if x is not None]
 
     # angular, on padded (centre, neighbour, neighbour) blocks
     keep = torch.nonzero(r < angular_cutoff).squeeze(1)
@@ -268,9 +282,20 @@ def chebyshev_features(positions, species_index, cell, i, j, shifts, *, radial_c
         parts.append(0.5 * (Tc.transpose(1, 2) @ W).transpose(1, 2).reshape(b, n_ch * n_p * na))
     angular = torch.cat(parts, 0) if len(parts) > 1 else parts[0]
     if w is None:
-        return torch.cat([radial, angular], 1)
+        return torch.cat([radial, angular] + long, 1)
     m = n_p * na
-    return torch.cat([radial, angular[:, :m], radial_w, angular[:, m:]], 1)
+    return torch.cat([radial, angular[:, :m], radial_w, angular[:, m:]] + long, 1)
+
+
+def _radial_sums(r, i, w, n_atoms, r_cut, n):
+    """Radial expansion of every atom, ``n`` terms, and its species-weighted copy (``None`` if ``w`` is)."""
+    torch = _torch()
+    keep = torch.nonzero(r < r_cut).squeeze(1)
+    T = _radial_basis(r[keep], r_cut, n)
+    plain = torch.zeros(n_atoms, n, dtype=r.dtype).index_add(0, i[keep], T)
+    if w is None:
+        return plain, None
+    return plain, torch.zeros(n_atoms, n, dtype=r.dtype).index_add(0, i[keep], T * w[keep][:, None])
 
 
 def _radial_basis(r, r_cut, n_p):
@@ -303,7 +328,8 @@ def _cutoff_derivative(r, r_cut):
 
 
 def chebyshev_pair_gradients(vectors, species_index, i, j, n_atoms, *, radial_cutoff, radial_order, angular_cutoff,
-                             angular_order, weights=None, angular_radial_order=0, angular_weights=None):
+                             angular_order, weights=None, angular_radial_order=0, angular_weights=None,
+                             long_radial_cutoff=0.0, long_radial_order=0):
     r"""Analytic ``dX_{i_p} / dD_p`` of :func:`chebyshev_features` for every pair *p* (no autograd).
 
     Atom *a*'s features depend only on its own pair vectors ``D_p``
@@ -320,6 +346,8 @@ def chebyshev_pair_gradients(vectors, species_index, i, j, n_atoms, *, radial_cu
         As :func:`chebyshev_features`.
     radial_cutoff, radial_order, angular_cutoff, angular_order, weights, angular_radial_order, angular_weights
         As :func:`chebyshev_features`.
+    long_radial_cutoff, long_radial_order
+        As :func:`chebyshev_features`.
 
     Returns
     -------
@@ -332,22 +360,21 @@ def chebyshev_pair_gradients(vectors, species_index, i, j, n_atoms, *, radial_cu
     nr, na, n_p = int(radial_order) + 1, int(angular_order) + 1, int(angular_radial_order) + 1
     n_ch = 1 if weights is None else 2
     extra = [np.asarray(v, dtype=float) for v in (angular_weights or [])] if weights is not None else []
-    G = torch.zeros(D.shape[0], n_ch * (nr + n_p * na) + len(extra) * n_p * na, 3, dtype=dt)
+    n_long = int(long_radial_order) + 1 if long_radial_cutoff > 0 else 0
+    n_main = n_ch * (nr + n_p * na) + len(extra) * n_p * na
+    G = torch.zeros(D.shape[0], n_main + n_ch * n_long, 3, dtype=dt)
     r = torch.sqrt((D * D).sum(1))
     w = None
     if weights is not None:
         w = torch.as_tensor(np.asarray(weights, dtype=float), dtype=dt)[species_index[j]]
-    # feature columns: [radial, angular] or [radial, angular, radial_w, angular_w, angular_pair1, ...]
+    # feature columns: [radial, angular] or [radial, angular, radial_w, angular_w, angular_pair1, ...],
+    # then [long] or [long, long_w]
     rad_cols = [0] + ([nr + n_p * na] if w is not None else [])
     ang_cols = [nr] + [2 * nr + (1 + c) * n_p * na for c in range(n_ch - 1 + len(extra))]
 
-    keep = torch.nonzero(r < radial_cutoff).squeeze(1)
-    rk = r[keep]
-    g = _radial_basis_derivative(rk, radial_cutoff, nr)
-    u = D[keep] / rk[:, None]
-    G[keep, rad_cols[0]:rad_cols[0] + nr] = g[:, :, None] * u[:, None, :]
-    if w is not None:
-        G[keep, rad_cols[1]:rad_cols[1] + nr] = (g * w[keep][:, None])[:, :, None] * u[:, None, :]
+    _radial_sum_gradients(G, D, r, w, radial_cutoff, nr, rad_cols)
+    if n_long:
+        _radial_sum_gradients(G, D, r, w, long_radial_cutoff, n_long, [n_main + c * n_long for c in range(n_ch)])
 
     # X = ½ Σ_{j≠k} T(c_jk) g_j f_k per (channel, p), with g = g_p (g_0 = f) and the species weights folded into
     # g and f. With ∂c_jk/∂D_j = (u_k − c_jk u_j)/r_j and T symmetric in (j, k):
@@ -398,6 +425,18 @@ def chebyshev_pair_gradients(vectors, species_index, i, j, n_atoms, *, radial_cu
                 G[rows, c:c + na] = Gb.reshape(b * M, na, 3)[slot_t]
     return G
 
+
+def _radial_sum_gradients(G, D, r, w, r_cut, n, cols):
+    """Write ``d/dD`` of :func:`_radial_sums` into ``G`` at columns ``cols`` (plain; weighted if ``w``)."""
+    torch = _torch()
+    keep = torch.nonzero(r < r_cut).squeeze(1)
+    rk = r[keep]
+    g = _radial_basis_derivative(rk, r_cut, n)
+    u = D[keep] / rk[:, None]
+    G[keep, cols[0]:cols[0] + n] = g[:, :, None] * u[:, None, :]
+    if w is not None:
+        G[keep, cols[1]:cols[1] + n] = (g * w[keep][:, None])[:, :, None] * u[:, None, :]
+
 class Chebyshev(BatchedLocal):
     """Artrith–Urban–Ceder Chebyshev descriptor, per atom; size independent of species.
 
@@ -421,6 +460,11 @@ class Chebyshev(BatchedLocal):
         terms (:func:`pair_channel_weights`; one for two species, which tells
         O–O from Ti–Ti neighbour pairs). An ml4ms extension; ænet's basis
         is ``False``.
+    long_radial_cutoff : float, default 0.0
+        Cutoff (Å) of a second, coarse radial expansion beyond the first
+        (module docstring); 0 (ænet's basis) leaves it out.
+    long_radial_order : int, default 4
+        Highest Chebyshev order of the second radial expansion.
     species : list of str or int, optional
         Fixed species (they set the weights); learned in ``fit`` if ``None``.
     reduce : {"mean", "sum", "species_mean", None}, default "mean"
@@ -447,17 +491,21 @@ class Chebyshev(BatchedLocal):
     (2, 28)
     >>> Chebyshev(radial_order=4, angular_order=2, angular_pairs=True).fit(rutile).transform_local(rutile)[0].shape
     (2, 19)
+    >>> Chebyshev(radial_order=4, angular_order=2, long_radial_cutoff=8.0).fit(rutile).transform_local(rutile)[0].shape
+    (2, 26)
     """
 
     def __init__(self, *, radial_cutoff=5.0, radial_order=12, angular_cutoff=3.0, angular_order=5,
-                 angular_radial_order=0, angular_pairs=False, species=None, reduce="mean", dtype="float64", n_jobs=1,
-                 progress=True):
+                 angular_radial_order=0, angular_pairs=False, long_radial_cutoff=0.0, long_radial_order=4, species=None,
+                 reduce="mean", dtype="float64", n_jobs=1, progress=True):
         self.radial_cutoff = radial_cutoff
         self.radial_order = radial_order
         self.angular_cutoff = angular_cutoff
         self.angular_order = angular_order
         self.angular_radial_order = angular_radial_order
         self.angular_pairs = angular_pairs
+        self.long_radial_cutoff = long_radial_cutoff
+        self.long_radial_order = long_radial_order
         self.species = species
         self.reduce = reduce
         self.dtype = dtype
@@ -472,15 +520,23 @@ class Chebyshev(BatchedLocal):
 
     def _n_features(self):
         m = (int(self.angular_radial_order) + 1) * (int(self.angular_order) + 1)
-        n = int(self.radial_order) + 1 + m
+        n = int(self.radial_order) + 1 + m + self._n_long()
         return 2 * n + len(self._pairs()) * m if len(self.species_) > 1 else n
 
     def _pairs(self):
         # a transformer saved before angular_pairs existed has no pair_weights_
         return getattr(self, "pair_weights_", [])
 
+    def _long(self):
+        # (cutoff, order) of the long-range radial set; a transformer saved before it existed has neither attribute
+        return float(getattr(self, "long_radial_cutoff", 0.0)), int(getattr(self, "long_radial_order", 0))
+
+    def _n_long(self):
+        cutoff, order = self._long()
+        return order + 1 if cutoff > 0 else 0
+
     def _cutoff(self):
-        return max(float(self.radial_cutoff), float(self.angular_cutoff))
+        return max(float(self.radial_cutoff), float(self.angular_cutoff), self._long()[0])
 
     def _core(self, tensors):
         weights = self.type_weights_ if len(self.species_) > 1 else None
@@ -493,7 +549,8 @@ class Chebyshev(BatchedLocal):
                                       angular_cutoff=float(self.angular_cutoff),
                                       angular_order=int(self.angular_order), weights=weights, strain=strain,
                                       angular_radial_order=int(self.angular_radial_order),
-                                      angular_weights=self._pairs())
+                                      angular_weights=self._pairs(), long_radial_cutoff=self._long()[0],
+                                      long_radial_order=self._long()[1])
 
         return func
 
@@ -531,4 +588,6 @@ class Chebyshev(BatchedLocal):
             names += [f"{n}_weighted" for n in names]
         for c in range(len(self._pairs())):
             names += [f"{n}_pair{c + 1}" for n in angular]
+        long = [f"long_radial{a}" for a in range(self._n_long())]
+        names += long + ([f"{n}_weighted" for n in long] if len(self.species_) > 1 else [])
         return np.asarray(names, dtype=object)

@@ -61,6 +61,15 @@ def _cutoff(r: torch.Tensor, rc: float) -> torch.Tensor:
     return 0.5 * (torch.cos(r * (math.pi / rc)) + 1.0)
 
 
+def _radial(r: torch.Tensor, i: torch.Tensor, w: torch.Tensor, n_atoms: int, rc: float,
+            order: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Radial expansion (n_atoms, order + 1) and its species-weighted copy."""
+    k = torch.nonzero(r < rc).squeeze(1)
+    T = _chebyshev(2.0 * r[k] / rc - 1.0, order) * _cutoff(r[k], rc)[:, None]
+    plain = torch.zeros(n_atoms, order + 1, dtype=r.dtype).index_add(0, i[k], T)
+    return plain, torch.zeros(n_atoms, order + 1, dtype=r.dtype).index_add(0, i[k], T * w[k][:, None])
+
+
 class ExportedPotential(torch.nn.Module):
     """The scriptable module; build it with :func:`export_torchscript`."""
 
@@ -73,6 +82,8 @@ class ExportedPotential(torch.nn.Module):
         self.radial_order = int(s["radial_order"])
         self.angular_order = int(s["angular_order"])
         self.angular_radial_order = int(s["angular_radial_order"])
+        self.long_radial_cutoff = float(s["long_radial_cutoff"])  # 0: no long-range radial set
+        self.long_radial_order = int(s["long_radial_order"])
         self.cutoff = float(model.cutoff())
         self.weighted = len(model.species_) > 1
         self.cell_mean = bool(model.cell_mean)
@@ -125,11 +136,12 @@ class ExportedPotential(torch.nn.Module):
         nr, na = self.radial_order + 1, self.angular_order + 1
         r = torch.sqrt((D * D).sum(1))
         w = self.type_weights[species[j]]
-        k = torch.nonzero(r < self.radial_cutoff).squeeze(1)
-        T = _chebyshev(2.0 * r[k] / self.radial_cutoff - 1.0, self.radial_order) * _cutoff(
-            r[k], self.radial_cutoff)[:, None]
-        radial = torch.zeros(n_atoms, nr, dtype=dt).index_add(0, i[k], T)
-        radial_w = torch.zeros(n_atoms, nr, dtype=dt).index_add(0, i[k], T * w[k][:, None])
+        radial, radial_w = _radial(r, i, w, n_atoms, self.radial_cutoff, self.radial_order)
+        long: List[torch.Tensor] = []
+        if self.long_radial_cutoff > 0:
+            long = list(_radial(r, i, w, n_atoms, self.long_radial_cutoff, self.long_radial_order))
+            if not self.weighted:
+                long = long[:1]
         # angular: every ordered pair of neighbours (p, q), p != q, of the same centre; half the sum
         k = torch.nonzero(r < self.angular_cutoff).squeeze(1)
         ia = i[k]
@@ -154,7 +166,7 @@ class ExportedPotential(torch.nn.Module):
         centre = ia[p]
         angular = torch.zeros(n_atoms, m, dtype=dt).index_add(0, centre, Tc)
         if not self.weighted:
-            return torch.cat([radial, angular], 1)
+            return torch.cat([radial, angular] + long, 1)
         wpq = (w[k[p]] * w[k[q]])[:, None]
         angular_w = torch.zeros(n_atoms, m, dtype=dt).index_add(0, centre, Tc * wpq)
         out = [radial, angular, radial_w, angular_w]
@@ -163,7 +175,7 @@ class ExportedPotential(torch.nn.Module):
             for c in range(self.pair_weights.shape[0]):
                 v = self.pair_weights[c]
                 out.append(torch.zeros(n_atoms, m, dtype=dt).index_add(0, centre, Tc * (v[sp] * v[sq])[:, None]))
-        return torch.cat(out, 1)
+        return torch.cat(out + long, 1)
 
     def energy(self, positions: torch.Tensor, species: torch.Tensor, cell: torch.Tensor, i: torch.Tensor,
                j: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:

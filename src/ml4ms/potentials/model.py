@@ -61,8 +61,15 @@ from ..errors import InputError
 
 #: descriptor settings of the ænet TiO2 workshop fit set003
 CHEBYSHEV_DEFAULTS = {"radial_cutoff": 5.0, "radial_order": 12, "angular_cutoff": 3.0, "angular_order": 5,
-                      "angular_radial_order": 0, "angular_pairs": False}
+                      "angular_radial_order": 0, "angular_pairs": False, "long_radial_cutoff": 0.0,
+                      "long_radial_order": 4}
 ACSF_DEFAULTS = {"r_cut": 6.0, "g2": [list(p) for p in DEFAULT_G2], "g4": [list(p) for p in DEFAULT_G4]}
+
+
+def _long_settings(settings):
+    """The long-range radial keyword arguments of the Chebyshev functions from descriptor ``settings``."""
+    return {"long_radial_cutoff": float(settings["long_radial_cutoff"]),
+            "long_radial_order": int(settings["long_radial_order"])}
 
 
 def _species_of(frames):
@@ -165,7 +172,7 @@ class NeuralPotential(BaseEstimator):
         """Neighbour-list cutoff (Å) the descriptor needs."""
         s = self.descriptor_settings()
         if self.descriptor == "chebyshev":
-            return max(float(s["radial_cutoff"]), float(s["angular_cutoff"]))
+            return max(float(s["radial_cutoff"]), float(s["angular_cutoff"]), float(s["long_radial_cutoff"]))
         return float(s["r_cut"])
 
     def check_settings(self):
@@ -228,7 +235,7 @@ class NeuralPotential(BaseEstimator):
                                       radial_order=int(s["radial_order"]), angular_cutoff=float(s["angular_cutoff"]),
                                       angular_order=int(s["angular_order"]), weights=weights, strain=strain,
                                       vectors=vectors, angular_radial_order=int(s["angular_radial_order"]),
-                                      angular_weights=self._pair_weights(s))
+                                      angular_weights=self._pair_weights(s), **_long_settings(s))
         return acsf_features(*args, n_species=len(self.species_), r_cut=float(s["r_cut"]), g2=s.get("g2", ()),
                              g3=s.get("g3", ()), g4=s.get("g4", ()), g5=s.get("g5", ()), g1=s.get("g1", True),
                              strain=strain, structure=t.get("structure"), vectors=vectors)
@@ -255,7 +262,7 @@ class NeuralPotential(BaseEstimator):
                                          angular_cutoff=float(s["angular_cutoff"]),
                                          angular_order=int(s["angular_order"]), weights=weights,
                                          angular_radial_order=int(s["angular_radial_order"]),
-                                         angular_weights=self._pair_weights(s))
+                                         angular_weights=self._pair_weights(s), **_long_settings(s))
             return X, G
         D = D.requires_grad_(True)
         with torch.enable_grad():
