@@ -21,9 +21,15 @@ section.key=value`` (repeatable) changes one setting of the recipe
 (``model.cell_mean=false``, ``descriptor.angular_cutoff=5.0``,
 ``training.force_weight=1.0``; the value is read as TOML).
 
+``--edge`` trains nothing: it prints the committee's energy error on the
+family's training and test cells, and for the family's highest test cells
+their energy above the family's lowest cell and their nearest training cells
+(RMS displacement per atom, minimum image; the family's cells share one atom
+order), to see whether the worst cells lie where the training data are sparse.
+
     python benchmarks/tio2_family.py [--epochs 1000] [--seeds 0 1 2] [--jobs 2] [--model models/tio2]
                                      [--train family|formula] [--max-force F] [--volume-input]
-                                     [--cell-pool K] [--set SECTION.KEY=VALUE ...]
+                                     [--cell-pool K] [--set SECTION.KEY=VALUE ...] [--edge]
 """
 
 import argparse
@@ -53,6 +59,30 @@ def errors_per_cell(model, frames):
     members = model if isinstance(model, list) else [model]
     predicted = np.mean([np.asarray(predict_potential(m, frames)[0]) for m in members], axis=0)
     return 1000 * (predicted - energies) / np.array([len(a) for a in frames])
+
+
+def edge(committee, train, test, top=6, nearest=3):
+    """Print where the family's highest test cells lie among its training cells (``--edge``)."""
+    import numpy as np
+
+    from ml4ms.potentials.checks import _min_image
+    from ml4ms.potentials.train import labels_of
+
+    it, ie = family(train), family(test)
+    cells_train, cells_test = [train[k] for k in it], [test[k] for k in ie]
+    e_train, e_test = (labels_of(c, "tio2")[0] / np.array([len(a) for a in c]) for c in (cells_train, cells_test))
+    lowest = min(e_train.min(), e_test.min())
+    err_train, err_test = errors_per_cell(committee, cells_train), errors_per_cell(committee, cells_test)
+    print(f"{FORMULA} cells {' × '.join(map(str, CELL))} Å, committee energy RMSE: training cells "
+          f"{np.sqrt(np.mean(err_train ** 2)):.2f}, test cells {np.sqrt(np.mean(err_test ** 2)):.2f} meV/atom; "
+          f"training cells up to {1000 * (e_train.max() - lowest):.0f} meV/atom above the family's lowest")
+    print(f"{'test cell':>9s} {'E - lowest':>11s} {'error':>7s}   nearest training cells (RMS Å, E - lowest, error)")
+    for q in np.argsort(e_test)[-top:]:
+        a = cells_test[q]
+        rms = np.array([np.sqrt((_min_image(b.positions - a.positions, a) ** 2).sum(1).mean()) for b in cells_train])
+        near = "  ".join(f"{it[k]} ({rms[k]:.3f}, {1000 * (e_train[k] - lowest):.0f}, {err_train[k]:+.1f})"
+                         for k in np.argsort(rms)[:nearest])
+        print(f"{ie[q]:9d} {1000 * (e_test[q] - lowest):11.0f} {err_test[q]:+7.1f}   {near}")
 
 
 def _volume_model(params):
@@ -149,6 +179,8 @@ def main(argv=None):
     parser.add_argument("--cell-pool", type=int, default=0, help="learned cell-wide inputs (0: none, the recipe)")
     parser.add_argument("--set", dest="changes", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="change one setting of the recipe, e.g. training.force_weight=1.0 (repeatable)")
+    parser.add_argument("--edge", action="store_true",
+                        help="train nothing: where the family's highest test cells lie among its training cells")
     args = parser.parse_args(argv)
 
     import numpy as np
@@ -158,6 +190,8 @@ def main(argv=None):
     from ml4ms.potentials import load_potential
 
     test = load("tio2", "test").records
+    if args.edge:
+        return edge(load_potential(args.model), load("tio2", "train").records, test)
     idx = family(test)
     cells = [test[k] for k in idx]
     shown = [k for k in (63, 64, 65) if k in idx]
