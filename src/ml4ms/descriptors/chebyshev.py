@@ -187,7 +187,7 @@ def chebyshev_polynomials(x, order):
 
 def chebyshev_features(positions, species_index, cell, i, j, shifts, *, radial_cutoff, radial_order,
                        angular_cutoff, angular_order, weights=None, strain=None, vectors=None,
-                       angular_radial_order=0, angular_weights=None, long_radial_cutoff=0.0, long_radial_order=0):
+                       angular_radial_order=0, angular_weights=None, long_radial_cutoff=0.0, long_radial_order=4):
     """Artrith–Urban–Ceder Chebyshev features of every atom (pure PyTorch).
 
     Parameters
@@ -221,7 +221,7 @@ def chebyshev_features(positions, species_index, cell, i, j, shifts, *, radial_c
     long_radial_cutoff : float, default 0.0
         Cutoff (Å) of a second radial expansion appended after all the
         other features (module docstring); 0 leaves it out.
-    long_radial_order : int, default 0
+    long_radial_order : int, default 4
         Its highest Chebyshev order.
 
     Returns
@@ -329,7 +329,7 @@ def _cutoff_derivative(r, r_cut):
 
 def chebyshev_pair_gradients(vectors, species_index, i, j, n_atoms, *, radial_cutoff, radial_order, angular_cutoff,
                              angular_order, weights=None, angular_radial_order=0, angular_weights=None,
-                             long_radial_cutoff=0.0, long_radial_order=0):
+                             long_radial_cutoff=0.0, long_radial_order=4):
     r"""Analytic ``dX_{i_p} / dD_p`` of :func:`chebyshev_features` for every pair *p* (no autograd).
 
     Atom *a*'s features depend only on its own pair vectors ``D_p``
