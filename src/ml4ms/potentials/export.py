@@ -133,7 +133,6 @@ class ExportedPotential(torch.nn.Module):
                  n_atoms: int) -> torch.Tensor:
         """Chebyshev features (n_atoms, F) from pair vectors ``D`` (channel layout of the model)."""
         dt = D.dtype
-        nr, na = self.radial_order + 1, self.angular_order + 1
         r = torch.sqrt((D * D).sum(1))
         w = self.type_weights[species[j]]
         radial, radial_w = _radial(r, i, w, n_atoms, self.radial_cutoff, self.radial_order)
