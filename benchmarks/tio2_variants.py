@@ -27,8 +27,8 @@ Variants (``--variants``):
   cutoff stays 4 Å, so the feature count stays 52).
 - ``rc8_order21_linear``: ``rc8_linear`` with radial order 21, for about the short-range resolution of order 16
   over 6 Å (62 features).
-- ``long8_linear``, ``long10_linear``: ``wide_linear`` plus a second, coarse radial expansion to 8 or 10 Å
-  (Chebyshev ``long_radial_cutoff``, order 6: 14 more features, 66), the first set unchanged.
+- ``long8_linear``: ``wide_linear`` plus a second, coarse radial expansion to 8 Å (Chebyshev
+  ``long_radial_cutoff``, order 6: 14 more features, 66), the first set unchanged.
 - ``ema``, ``stage_two``, ``ema_stage_two``: ``wide_linear`` trained with a moving average of the weights
   (``ema_decay = 0.999``), with the force weight lowered to 0.02 for the last 15 % of the epochs
   (``stage_two_start = 0.85``), or both.
@@ -62,7 +62,6 @@ VARIANTS = {
     "rc8_linear": ({"radial_cutoff": 8.0}, {"hidden": [128, 128], "linear": True}),  # ænet set001's radial range
     "rc8_order21_linear": ({"radial_cutoff": 8.0, "radial_order": 21}, {"hidden": [128, 128], "linear": True}),
     "long8_linear": ({"long_radial_cutoff": 8.0, "long_radial_order": 6}, {"hidden": [128, 128], "linear": True}),
-    "long10_linear": ({"long_radial_cutoff": 10.0, "long_radial_order": 6}, {"hidden": [128, 128], "linear": True}),
     "deep_linear": ({}, {"hidden": [64, 64, 64], "linear": True}),
     "wider_linear": ({}, {"hidden": [256, 256], "linear": True}),
     "deep_wide_linear": ({}, {"hidden": [128, 128, 128], "linear": True}),
