@@ -437,6 +437,7 @@ def _radial_sum_gradients(G, D, r, w, r_cut, n, cols):
     if w is not None:
         G[keep, cols[1]:cols[1] + n] = (g * w[keep][:, None])[:, :, None] * u[:, None, :]
 
+
 class Chebyshev(BatchedLocal):
     """Artrith–Urban–Ceder Chebyshev descriptor, per atom; size independent of species.
 
@@ -527,16 +528,11 @@ class Chebyshev(BatchedLocal):
         # a transformer saved before angular_pairs existed has no pair_weights_
         return getattr(self, "pair_weights_", [])
 
-    def _long(self):
-        # (cutoff, order) of the long-range radial set; a transformer saved before it existed has neither attribute
-        return float(getattr(self, "long_radial_cutoff", 0.0)), int(getattr(self, "long_radial_order", 0))
-
     def _n_long(self):
-        cutoff, order = self._long()
-        return order + 1 if cutoff > 0 else 0
+        return int(self.long_radial_order) + 1 if float(self.long_radial_cutoff) > 0 else 0
 
     def _cutoff(self):
-        return max(float(self.radial_cutoff), float(self.angular_cutoff), self._long()[0])
+        return max(float(self.radial_cutoff), float(self.angular_cutoff), float(self.long_radial_cutoff))
 
     def _core(self, tensors):
         weights = self.type_weights_ if len(self.species_) > 1 else None
@@ -549,8 +545,9 @@ class Chebyshev(BatchedLocal):
                                       angular_cutoff=float(self.angular_cutoff),
                                       angular_order=int(self.angular_order), weights=weights, strain=strain,
                                       angular_radial_order=int(self.angular_radial_order),
-                                      angular_weights=self._pairs(), long_radial_cutoff=self._long()[0],
-                                      long_radial_order=self._long()[1])
+                                      angular_weights=self._pairs(),
+                                      long_radial_cutoff=float(self.long_radial_cutoff),
+                                      long_radial_order=int(self.long_radial_order))
 
         return func
 
