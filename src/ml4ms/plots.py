@@ -35,11 +35,11 @@ def save_figure(fig, path, dpi=120):
         raise
 
 
-def _plain_log_ticks(ax):
+def _plain_log_ticks(ax, axes="xy"):
     """Log axes labelled with plain numbers at the decades and a few steps, without overlap."""
     from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
-    for axis in (ax.xaxis, ax.yaxis):
+    for axis in [getattr(ax, f"{name}axis") for name in axes]:
         axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
         formatter = ScalarFormatter()
         formatter.set_scientific(False)
@@ -121,5 +121,33 @@ def learning_curve_plot(curve, path, metric="RMSE", title=None):
             ax.legend(fontsize=8)
     if title:
         fig.suptitle(title)
+    save_figure(fig, path)
+    plt.close(fig)
+
+
+def score_plot(score, errors, path, score_name, error_name, title=None, highlight=None, threshold=None):
+    """|error| against a score meant to predict it (novelty, a committee's spread), log–log.
+
+    ``highlight``: indices of samples drawn in red and labelled with their
+    index; ``threshold``: a score drawn as a dashed vertical line.
+    """
+    plt = _pyplot()
+    score = np.asarray(score, dtype=float)
+    err = np.abs(np.asarray(errors, dtype=float))
+    fig, ax = plt.subplots(figsize=(4.8, 4.0))
+    floor = max(1e-4 * float(err.max()), 1e-12)  # four decades below the largest error
+    ax.scatter(score, np.maximum(err, floor), s=6, alpha=0.6)
+    for k in highlight or []:
+        ax.scatter(score[k], max(err[k], floor), s=14, color="tab:red")
+        ax.annotate(str(k), (score[k], max(err[k], floor)), fontsize=7, xytext=(3, 2), textcoords="offset points")
+    if threshold is not None:
+        ax.axvline(threshold, color="0.5", ls="--", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    _plain_log_ticks(ax, axes="x")  # errors span decades: powers of ten on y
+    ax.set_xlabel(score_name)
+    ax.set_ylabel(f"|{error_name}|")
+    if title:
+        ax.set_title(title, fontsize=9)
     save_figure(fig, path)
     plt.close(fig)

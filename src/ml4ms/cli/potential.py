@@ -1,4 +1,4 @@
-"""``ml4ms potential fit | eval | export`` and ``ml4ms md``: neural-network potentials."""
+"""``ml4ms potential fit | eval | check | fit-novelty | export`` and ``ml4ms md``: neural-network potentials."""
 
 import os
 
@@ -27,6 +27,14 @@ def add_parsers(sub):
     q.add_argument("--json", metavar="OUT", help="write the metrics as JSON")
     q.add_argument("--plot", metavar="PNG", help="parity plots (default: parity_potential.png, or next to --json)")
     q.set_defaults(func=run_eval)
+
+    q = psub.add_parser("fit-novelty", help="keep reference environments of the training structures in a "
+                                            "potential, so it reports novelty (trained potentials have them)")
+    q.add_argument("model", help="potential folder (rewritten in place)")
+    q.add_argument("data", help="the structures it was trained on (NAME:SPLIT or a structure file)")
+    q.add_argument("-n", "--references", type=int, default=2000, metavar="N",
+                   help="environments kept per element, by farthest-point sampling (default 2000)")
+    q.set_defaults(func=run_fit_novelty)
 
     q = psub.add_parser("check", help="do the energies of labelled structures follow from their forces? "
                                       "(pairs of close structures, no model)")
@@ -133,7 +141,7 @@ def run_eval(args):
     model = load_potential(args.model)  # a committee (list) is scored by its mean
     frames, source = _structures(args.data)
     energies, forces = labels_of(frames, source)
-    pred_e, pred_f = predict_potential(model, frames)
+    pred_e, pred_f, spread = predict_potential(model, frames, return_std=True)
     out = evaluate_errors(model, frames, energies, forces, predictions=(pred_e, pred_f))
     if isinstance(model, list):
         out["committee_members"] = len(model)
@@ -149,6 +157,11 @@ def run_eval(args):
     parity_plot(np.concatenate([f.ravel() for f in forces]), np.concatenate([f.ravel() for f in pred_f]),
                 ["force component"], base + "_forces.png", units=["eV/Å"], title=f"{args.model} on {source}")
     out["parity_plots"] = [base + "_energy.png", base + "_forces.png"]
+    members = model if isinstance(model, list) else [model]
+    if len(frames) > 1 and all(hasattr(m, "novelty_references_") for m in members):
+        out["novelty"] = _novelty(members, frames, 1000 * (pred_e - energies) / n,
+                                  1000 * spread / n if len(members) > 1 else None, base + "_novelty.png",
+                                  f"{args.model} on {source}")
     out["data"] = source
     if args.json:
         write_json(args.json, out)
@@ -164,7 +177,55 @@ def run_eval(args):
             print(f"  {w['index']:6d} {w['formula']:>12s} {w['energy_error_mev_per_atom']:+9.2f} meV/atom "
                   f"{100 * w['share_of_energy_mse']:5.1f} %  (force RMSE {w['force_rmse_ev_per_ang']:.3f} eV/Å, "
                   f"largest reference force {w['max_reference_force_ev_per_ang']:.1f} eV/Å)")
+    if "novelty" in out:
+        r = out["novelty"]
+        line = (f"novelty (distance to the training data; 1 = 99th percentile of the training structures): "
+                f"{r['above_1']} structures above 1; the {100 * r['fraction']:.0f} % most novel hold "
+                f"{100 * r['top_share_of_mse']:.0f} % of the energy MSE")
+        if "spread_top_share_of_mse" in r:
+            line += (f" (the {100 * r['fraction']:.0f} % of largest committee spread: "
+                     f"{100 * r['spread_top_share_of_mse']:.0f} %)")
+        print(line)
+        print(f"  energy RMSE {r['rmse_at_most_1']:.3f} meV/atom at novelty <= 1, {r['rmse_above_1']:.3f} above; "
+              f"the {len(r['largest_errors'])} largest errors rank {r['largest_errors_novelty_rank']} by novelty"
+              + (f", {r['largest_errors_spread_rank']} by committee spread" if "largest_errors_spread_rank" in r
+                 else "") + " (0: the highest)")
+        print("  most novel:")
+        for w in r["most_novel"]:
+            print(f"    {w['index']:6d} {w['formula']:>12s} novelty {w['novelty']:6.2f}, energy error "
+                  f"{w['error']:+9.2f} meV/atom")
+        print(f"novelty plot: {r['plot']}")
     print(f"parity plots: {', '.join(out['parity_plots'])}")
+    return 0
+
+
+def _novelty(members, frames, errors, spread, plot, title):
+    """The committee's mean novelty of ``frames`` against their energy errors (meV/atom), with a plot."""
+    import numpy as np
+
+    from ..plots import score_plot
+    from ..potentials.novelty import novelty_report
+
+    novelty = np.mean([m.novelty(frames) for m in members], axis=0)
+    report = novelty_report(novelty, errors, frames, spread)
+    worst = [int(k) for k in np.argsort(-np.abs(errors))[:5]]
+    score_plot(novelty, errors, plot, "novelty (1 = 99th percentile of the training structures)",
+               "energy error (meV/atom)", title=title + " (red: the 5 largest errors)", highlight=worst, threshold=1.0)
+    report["plot"] = plot
+    return report
+
+
+def run_fit_novelty(args):
+    from ..potentials.io import load_potential, save_potential
+
+    model, meta = load_potential(args.model, with_metadata=True)
+    frames, _ = _structures(args.data)
+    members = model if isinstance(model, list) else [model]
+    for m in members:
+        m.fit_novelty(frames, args.references, progress=True)
+    save_potential(args.model, model, meta)
+    print(f"{args.model}: {len(members)} model(s) keep {', '.join(str(len(r)) for r in members[0].novelty_references_)}"
+          f" reference environments per element; novelty unit {members[0].novelty_scale_:.3f}")
     return 0
 
 
@@ -263,9 +324,29 @@ def run_md_cmd(args):
                     timestep=args.dt, friction=args.friction, pressure=args.pressure, seed=args.seed,
                     trajectory=args.output, interval=args.interval)
     result["trajectory"] = args.output
+    if all(hasattr(m, "novelty_references_") for m in calc.models):
+        result["novelty"] = _trajectory_novelty(calc.models, args.output, args.interval)
     if args.json:
         write_json(args.json, result)
     print(f"{result['steps']} steps of {result['atoms']} atoms ({result['ensemble']}): energy drift "
           f"{result['energy_drift_mev_per_atom_per_ps']:.3f} meV/atom/ps, "
           f"{result['atom_steps_per_second']:.0f} atom-steps/s")
+    if "novelty" in result:
+        r = result["novelty"]
+        print(f"novelty of the written frames: largest {r['max']:.2f} (1 = 99th percentile of the training "
+              "structures)" + ("" if r["first_above_1_step"] is None else
+                               f"; first above 1 at step {r['first_above_1_step']}: the trajectory reaches "
+                               "beyond the training data, so trust its energies there less"))
     return 0
+
+
+def _trajectory_novelty(models, trajectory, interval):
+    """Committee novelty of the frames of a written trajectory (every ``interval`` steps)."""
+    import numpy as np
+    from ase.io import read
+
+    frames = read(trajectory, ":")
+    novelty = np.mean([m.novelty(frames) for m in models], axis=0)
+    above = np.flatnonzero(novelty > 1.0)
+    return {"every_steps": int(interval), "values": novelty.tolist(), "max": float(novelty.max()),
+            "first_above_1_step": int(above[0]) * int(interval) if len(above) else None}

@@ -1,4 +1,4 @@
-"""Neural-network interatomic potentials: model, training, ASE calculator, model files, MD, label checks."""
+"""Neural-network interatomic potentials: model, training, ASE calculator, model files, MD, label checks, novelty."""
 
 from .calculator import NeuralPotentialCalculator
 from .checks import energy_force_consistency

@@ -28,12 +28,21 @@ class NeuralPotentialCalculator(Calculator):
         Extra neighbour-list distance (Å) that allows reuse between steps.
     threads_above : int, default 1000
         Structures with fewer atoms run on one torch thread.
+    novelty : bool, default False
+        Also report how far the structure lies from the training data
+        (:mod:`ml4ms.potentials.novelty`; the model must keep reference
+        environments, as trained models do).
 
     Notes
     -----
     With a committee, ``energy``/``forces``/``stress`` are the committee means and
     ``results`` also holds ``energy_std`` (eV) and ``forces_std`` (n_atoms, 3; eV/Å),
-    the spread of the members (for active learning).
+    the spread of the members (for active learning). With ``novelty=True``
+    ``results`` holds ``novelty`` (the structure's, averaged over the members;
+    above 1 it lies further from the training data than 99 % of the training
+    structures) and ``atom_novelty`` (n_atoms,). The spread shows where the
+    members disagree, novelty where the data end: members trained on the same
+    data can agree and be wrong together.
 
     Examples
     --------
@@ -48,7 +57,7 @@ class NeuralPotentialCalculator(Calculator):
 
     implemented_properties = ["energy", "free_energy", "forces", "stress"]
 
-    def __init__(self, model, skin=0.5, threads_above=1000, **kwargs):
+    def __init__(self, model, skin=0.5, threads_above=1000, novelty=False, **kwargs):
         super().__init__(**kwargs)
         if isinstance(model, str):
             from .io import load_potential
@@ -59,6 +68,13 @@ class NeuralPotentialCalculator(Calculator):
             raise InputError("a committee needs at least one model")
         self.skin = float(skin)
         self.threads_above = int(threads_above)
+        self.novelty = bool(novelty)
+        if self.novelty:
+            missing = [k for k, m in enumerate(self.models) if not hasattr(m, "novelty_references_")]
+            if missing:
+                raise InputError(f"novelty=True, but model {missing[0]} keeps no reference environments",
+                                 hint="retrain it with 'ml4ms potential fit', or call fit_novelty(training "
+                                      "structures) and save it again")
         self._nl = None  # (numbers, cell, pbc, positions, {cutoff: tensors})
         self.n_builds = 0
 
@@ -83,7 +99,7 @@ class NeuralPotentialCalculator(Calculator):
         want_stress = "stress" in properties
         if want_stress and not all(atoms.pbc):
             raise InputError("stress needs a periodic cell in all three directions")
-        es, fs, ss = [], [], []
+        es, fs, ss, nov = [], [], [], []
         # small cells: one torch thread (extra threads only spin-wait on tensors this small)
         with single_thread() if len(atoms) < self.threads_above else nullcontext():
             for m in self.models:
@@ -91,6 +107,8 @@ class NeuralPotentialCalculator(Calculator):
                 es.append(e)
                 fs.append(f)
                 ss.append(s)
+                if self.novelty:
+                    nov.append(m.atom_novelty(self._tensors(atoms, m), positions=atoms.positions))
         self.results["energy"] = float(np.mean(es))
         self.results["free_energy"] = self.results["energy"]
         self.results["forces"] = np.mean(fs, axis=0)
@@ -99,3 +117,6 @@ class NeuralPotentialCalculator(Calculator):
         if len(self.models) > 1:
             self.results["energy_std"] = float(np.std(es))
             self.results["forces_std"] = np.std(fs, axis=0)
+        if self.novelty:
+            self.results["atom_novelty"] = np.mean(nov, axis=0)
+            self.results["novelty"] = float(self.results["atom_novelty"].mean()) if len(atoms) else 0.0

@@ -58,6 +58,7 @@ from ..descriptors.acsf import DEFAULT_G2, DEFAULT_G4, _torch, acsf_features, ba
 from ..descriptors.chebyshev import (check_settings, chebyshev_features, chebyshev_pair_gradients,
                                      pair_channel_weights, type_weights)
 from ..errors import InputError
+from .novelty import nearest_distances, novelty_scale, reference_environments, structure_means
 
 #: descriptor settings of the ænet TiO2 workshop fit set003
 CHEBYSHEV_DEFAULTS = {"radial_cutoff": 5.0, "radial_order": 12, "angular_cutoff": 3.0, "angular_order": 5,
@@ -126,6 +127,12 @@ class NeuralPotential(BaseEstimator):
         ``linear``, the linear weights ``v`` (n_in,) follow; with
         ``cell_pool = K`` the pooling layer's ``P`` (n_in - K, K) and ``c``
         (K,) come last, and ``n_in`` counts the K pooled inputs.
+    novelty_references_ : list (per species) of ndarray (n_s, n_features)
+        Standardised training environments kept by :meth:`fit_novelty`
+        (training does it), for :meth:`novelty`.
+    novelty_scale_ : float
+        The unit of :meth:`novelty`: the 99th percentile of the training
+        structures' own.
 
     Examples
     --------
@@ -309,6 +316,8 @@ class NeuralPotential(BaseEstimator):
             raise InputError("no structures to train on")
         energies = np.asarray(energies, dtype=float)
         self.species_ = _species_of(frames)
+        for stale in ("novelty_references_", "novelty_scale_"):  # they belong to the previous training data
+            self.__dict__.pop(stale, None)
         counts = self.composition(frames)
         ref, *_ = np.linalg.lstsq(counts, energies, rcond=None)
         self.reference_energies_ = np.asarray(ref, dtype=float)
@@ -564,3 +573,96 @@ class NeuralPotential(BaseEstimator):
                     start += int(n)
         energies = np.asarray(energies)
         return (energies, force_list) if forces else energies
+
+    # ------------------------------------------------------------- novelty --
+    def environments(self, t):
+        """Standardised descriptor (n_atoms, n_features) of batched tensors ``t`` (numpy, no gradients)."""
+        torch = _torch()
+        with torch.no_grad():
+            return self.standardised(self.features(t), t["species_index"]).double().numpy()
+
+    def fit_novelty(self, frames, n_reference=2000, batch_atoms=2000, progress=False):
+        """Keep reference environments of ``frames`` (the training structures) for :meth:`novelty`.
+
+        Sets ``novelty_references_`` (per element, up to ``n_reference``
+        environments chosen by farthest-point sampling) and ``novelty_scale_``
+        (the 99th percentile of the structures' raw novelty): see
+        :mod:`ml4ms.potentials.novelty`.
+
+        Returns
+        -------
+        self
+        """
+        from sklearn.utils.validation import check_is_fitted
+        from tqdm.auto import tqdm
+
+        from ..descriptors.base import batches_of
+
+        check_is_fitted(self, "weights_")
+        if isinstance(n_reference, bool) or not isinstance(n_reference, (int, np.integer)) or n_reference < 1:
+            raise InputError(f"n_reference must be a positive integer, got {n_reference!r}")
+        frames = list(frames)
+        if not frames:
+            raise InputError("no structures to take reference environments from")
+        H, S, ST, offset = [], [], [], 0
+        groups = batches_of(frames, batch_atoms)
+        for group in tqdm(groups, disable=not progress, desc="reference environments", unit="batch"):
+            t = self.tensors(group)
+            H.append(self.environments(t))
+            S.append(t["species_index"].numpy())
+            ST.append(np.asarray(t["structure"], dtype=np.int64) + offset)
+            offset += len(group)
+        H, S, ST = np.concatenate(H), np.concatenate(S), np.concatenate(ST)
+        references = reference_environments(H, S, len(self.species_), int(n_reference))
+        self.novelty_scale_ = novelty_scale(structure_means(nearest_distances(H, S, references), ST, len(frames)))
+        self.novelty_references_ = references
+        return self
+
+    def atom_novelty(self, t, positions=None):
+        """Novelty (n_atoms,) of the atoms of batched tensors ``t``: distance to the nearest reference
+        environment of their element, in units of ``novelty_scale_``.
+
+        ``positions`` (n_atoms, 3) replace those of ``t`` (a neighbour list
+        cached with a skin, as in :meth:`compute`).
+        """
+        if positions is not None:
+            t = dict(t, positions=_torch().as_tensor(np.asarray(positions), dtype=torch_dtype(self.dtype)))
+        if not hasattr(self, "novelty_references_"):
+            raise InputError("this potential keeps no reference environments, so it has no novelty",
+                             hint="retrain it with 'ml4ms potential fit' (novelty_references > 0), or call "
+                                  "fit_novelty(training structures) and save it again")
+        H = self.environments(t)
+        return nearest_distances(H, t["species_index"].numpy(), self.novelty_references_) / self.novelty_scale_
+
+    def novelty(self, frames, per_atom=False, batch_atoms=2000):
+        """How far ``frames`` lie from the training data (see :mod:`ml4ms.potentials.novelty`).
+
+        Returns
+        -------
+        ndarray (n_frames,)
+            The mean novelty of each structure's atoms (1: the 99th percentile
+            of the training structures), or with ``per_atom`` a list of
+            (n_atoms,) arrays.
+
+        Examples
+        --------
+        >>> from ase.build import bulk
+        >>> cells = [bulk("MgO", "rocksalt", a=4.1 + 0.05 * k) for k in range(4)]
+        >>> m = NeuralPotential(hidden=(3,), descriptor_params={"radial_order": 2, "angular_order": 1})
+        >>> m = m.initialize(cells, [-10.0, -10.2, -10.3, -10.25]).fit_novelty(cells[:3])
+        >>> nov = m.novelty([cells[1], bulk("MgO", "rocksalt", a=3.6)])
+        >>> bool(nov[0] <= 1.0 < nov[1])
+        True
+        """
+        from ..descriptors.base import batches_of
+
+        out = []
+        for group in batches_of(list(frames), batch_atoms):
+            t = self.tensors(group)
+            d = self.atom_novelty(t)
+            structure = np.asarray(t["structure"], dtype=np.int64)
+            if per_atom:
+                out.extend(d[structure == k] for k in range(len(group)))
+            else:
+                out.extend(structure_means(d, structure, len(group)).tolist())
+        return out if per_atom else np.asarray(out)

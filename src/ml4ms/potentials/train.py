@@ -72,12 +72,17 @@ def _rmse(x):
     return float(np.sqrt(np.mean(np.square(x)))) if len(x) else float("nan")
 
 
-def predict_potential(model, frames, batch_atoms=2000):
-    """Energies (n_frames,) and force arrays of a potential, or the mean of a committee (a list)."""
+def predict_potential(model, frames, batch_atoms=2000, return_std=False):
+    """Energies (n_frames,) and force arrays of a potential, or the mean of a committee (a list).
+
+    With ``return_std`` also the members' energy spread (n_frames,; zeros for one model).
+    """
     models = list(model) if isinstance(model, (list, tuple)) else [model]
     runs = [m.predict(frames, forces=True, batch_atoms=batch_atoms) for m in models]
     energies = np.mean([e for e, _ in runs], axis=0)
     forces = [np.mean([f[k] for _, f in runs], axis=0) for k in range(len(frames))]
+    if return_std:
+        return energies, forces, np.std([e for e, _ in runs], axis=0)
     return energies, forces
 
 
@@ -180,6 +185,7 @@ _OPTION_RULES = {
     "batch_size": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
     "patience": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
     "lr_patience": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
+    "novelty_references": (lambda v: _is_int(v) and v >= 0, "a non-negative integer (0: keep none)"),
     "members": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
     "jobs": (lambda v: v is None or (_is_int(v) and v >= 1), "a positive integer"),
     "threads": (lambda v: v is None or (_is_int(v) and v >= 1), "a positive integer"),
@@ -287,7 +293,7 @@ def train_potential(model, frames, energies=None, forces=None, *, epochs=100, ba
                     checkpoint_dir=None, time_limit=None, progress=True, source="data", threads=1,
                     precompute=True, lr_schedule="exponential", lr_patience=10, restore_best=True, groups=None,
                     ema_decay=None, stage_two_start=None, stage_two_energy_weight=None,
-                    stage_two_force_weight=None):
+                    stage_two_force_weight=None, novelty_references=2000):
     """Train ``model`` (a :class:`NeuralPotential`) on structures with energies and forces.
 
     Parameters
@@ -362,6 +368,10 @@ def train_potential(model, frames, energies=None, forces=None, *, epochs=100, ba
         weight that shapes the energy surface early, then mostly the energies
         at the small final learning rates. The validation loss uses the current
         weights, so the best-validation record restarts at the switch.
+    novelty_references : int, default 2000
+        Training environments per element that the returned model keeps
+        (:meth:`~ml4ms.potentials.model.NeuralPotential.fit_novelty`), so it can
+        tell how far a structure lies from its training data; 0 keeps none.
 
     Returns
     -------
@@ -379,7 +389,8 @@ def train_potential(model, frames, energies=None, forces=None, *, epochs=100, ba
                                 lr_schedule=lr_schedule, lr_patience=lr_patience, restore_best=restore_best,
                                 ema_decay=ema_decay, stage_two_start=stage_two_start,
                                 stage_two_energy_weight=stage_two_energy_weight,
-                                stage_two_force_weight=stage_two_force_weight))
+                                stage_two_force_weight=stage_two_force_weight,
+                                novelty_references=novelty_references))
     torch = _torch()
     previous = torch.get_num_threads()
     if threads is not None:
@@ -389,7 +400,7 @@ def train_potential(model, frames, energies=None, forces=None, *, epochs=100, ba
                       min_learning_rate, energy_weight, force_weight, valid_fraction, patience, seed,
                       max_energy_per_atom, atomic_energies, checkpoint_dir, time_limit, progress, source,
                       precompute, lr_schedule, lr_patience, restore_best, groups, ema_decay,
-                      (stage_two_start, stage_two_energy_weight, stage_two_force_weight))
+                      (stage_two_start, stage_two_energy_weight, stage_two_force_weight), novelty_references)
     finally:
         torch.set_num_threads(previous)
 
@@ -397,7 +408,7 @@ def train_potential(model, frames, energies=None, forces=None, *, epochs=100, ba
 def _train(model, frames, energies, forces, epochs, batch_size, learning_rate, lr_decay, min_learning_rate,
            energy_weight, force_weight, valid_fraction, patience, seed, max_energy_per_atom, atomic_energies,
            checkpoint_dir, time_limit, progress, source, precompute, lr_schedule, lr_patience, restore_best, groups,
-           ema_decay, stage_two):
+           ema_decay, stage_two, novelty_references):
     torch = _torch()
     from tqdm.auto import tqdm
 
@@ -608,6 +619,8 @@ def _train(model, frames, energies, forces, epochs, batch_size, learning_rate, l
     result = best if best is not None and restore_best else model
     result.training_ = {"epochs": epoch, "n_train": int(len(train_idx)), "n_val": int(len(val_idx)),
                         "n_excluded": int(len(frames) - len(keep)), "best_val_loss": float(best_loss)}
+    if novelty_references:
+        result.fit_novelty([frames[k] for k in train_idx], int(novelty_references))
     return result, history
 
 
@@ -720,7 +733,8 @@ def train_committee(model, frames, energies=None, forces=None, *, members=2, job
 TRAIN_KEYS = ("epochs", "batch_size", "learning_rate", "lr_decay", "min_learning_rate", "energy_weight",
               "force_weight", "valid_fraction", "patience", "seed", "max_energy_per_atom", "atomic_energies",
               "time_limit", "threads", "precompute", "lr_schedule", "lr_patience", "restore_best", "members", "jobs",
-              "ema_decay", "stage_two_start", "stage_two_energy_weight", "stage_two_force_weight")
+              "ema_decay", "stage_two_start", "stage_two_energy_weight", "stage_two_force_weight",
+              "novelty_references")
 MODEL_KEYS = ("descriptor", "hidden", "dtype", "seed", "cell_mean", "linear", "cell_pool")
 
 

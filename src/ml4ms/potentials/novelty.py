@@ -1,0 +1,196 @@
+"""How far a structure lies from a potential's training data, in descriptor space.
+
+A committee's spread measures how much its members disagree. Members trained
+on the same data can agree on a configuration that none of them has seen, and
+be wrong together: on the bundled TiO2 set the shipped committee's five worst
+test cells rank 0, 8, 40, 89 and 4 of 770 by its spread
+(docs/benchmarks.md, "Where the data end", session 15). *Novelty* measures the
+data instead of the models:
+
+* every training atom's environment is its standardised descriptor (the
+  networks' own input, before any cell-wide columns);
+* ``n_reference`` environments per element are kept, chosen by farthest-point
+  sampling (:func:`~ml4ms.selection.farthest_point_sampling`), so the rare
+  environments are kept with the common ones;
+* an atom's novelty is the Euclidean distance from its environment to the
+  nearest reference environment of its element, and a structure's novelty is
+  the mean over its atoms;
+* both are divided by the 99th percentile of the training structures' own
+  novelty (``scale``), so a value above 1 means "further from the training
+  data than 99 % of the training structures".
+
+This is the distance-to-data idea behind D-optimality and the extrapolation
+grade of moment tensor potentials (Podryabinkin & Shapeev, Comput. Mater.
+Sci. 140, 171 (2017)), in its simplest, model-free form: it depends on the
+descriptor and the training structures only, not on the weights.
+
+Examples
+--------
+>>> import numpy as np
+>>> H = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 5.0]])
+>>> refs = reference_environments(H, np.array([0, 0, 1]), n_species=2, n_reference=1)
+>>> [r.tolist() for r in refs]
+[[[0.0, 0.0]], [[0.0, 5.0]]]
+>>> nearest_distances(np.array([[3.0, 4.0], [0.0, 5.0]]), np.array([0, 1]), refs)
+array([5., 0.])
+"""
+
+import numpy as np
+
+from ..errors import InputError
+from ..selection import farthest_point_sampling
+
+#: novelty of the training structures below which 99 % of them lie (the unit of novelty)
+SCALE_PERCENTILE = 99.0
+
+
+def reference_environments(H, species_index, n_species, n_reference, start=0):
+    """Per element, ``n_reference`` rows of ``H`` chosen by farthest-point sampling.
+
+    Parameters
+    ----------
+    H : ndarray (n_atoms, n_features)
+        Standardised environments.
+    species_index : ndarray (n_atoms,) of int
+        Element index (0 … n_species-1) of every row.
+    n_species : int
+    n_reference : int
+        Environments kept per element (all of them where there are fewer).
+    start : int
+        Index, within each element's rows, of the first one chosen.
+
+    Returns
+    -------
+    list of ndarray
+        One (n_s, n_features) float32 array per element (n_s = 0 for an
+        element without atoms).
+    """
+    H = np.asarray(H, dtype=np.float64)
+    species_index = np.asarray(species_index)
+    out = []
+    for s in range(int(n_species)):
+        rows = H[species_index == s]
+        if len(rows) > n_reference:
+            rows = rows[farthest_point_sampling(rows.T, int(n_reference), start=min(int(start), len(rows) - 1))]
+        out.append(np.ascontiguousarray(rows, dtype=np.float32))
+    return out
+
+
+def nearest_distances(H, species_index, references, chunk=4096):
+    """Distance (n_atoms,) from every row of ``H`` to the nearest reference environment of its element.
+
+    An element without reference environments gives ``inf``.
+    """
+    H = np.asarray(H, dtype=np.float64)
+    species_index = np.asarray(species_index)
+    out = np.full(len(H), np.inf)
+    for s, R in enumerate(references):
+        rows = np.flatnonzero(species_index == s)
+        if len(rows) == 0 or len(R) == 0:
+            continue
+        R = np.asarray(R, dtype=np.float64)
+        r2 = (R ** 2).sum(1)
+        for k in range(0, len(rows), chunk):
+            A = H[rows[k:k + chunk]]
+            nearest = np.argmin(r2[None, :] - 2.0 * A @ R.T, axis=1)  # |a - r|² up to |a|²
+            # the distance itself directly: the expansion above loses digits near 0
+            out[rows[k:k + chunk]] = np.sqrt(((A - R[nearest]) ** 2).sum(1))
+    return out
+
+
+def structure_means(values, structure, n_structures):
+    """Mean (n_structures,) of per-atom ``values`` over the atoms of each structure."""
+    structure = np.asarray(structure, dtype=np.int64)
+    counts = np.bincount(structure, minlength=n_structures)
+    return np.bincount(structure, weights=values, minlength=n_structures) / np.maximum(counts, 1)
+
+
+def novelty_scale(structure_novelty):
+    """The unit of novelty: the 99th percentile of the training structures' raw novelty."""
+    scale = float(np.percentile(np.asarray(structure_novelty, dtype=float), SCALE_PERCENTILE))
+    if not np.isfinite(scale) or scale <= 0:
+        raise InputError("the training structures are all reference environments: novelty has no scale",
+                         hint="train on more structures, or lower novelty_references")
+    return scale
+
+
+def _top_share(score, errors, fraction):
+    """Share of the summed squared ``errors`` held by the ``fraction`` of samples with the highest ``score``."""
+    total = float(np.sum(errors ** 2))
+    top = np.argsort(-score, kind="stable")[:max(1, int(round(fraction * len(score))))]
+    return float(np.sum(errors[top] ** 2) / total) if total > 0 else 0.0
+
+
+def _ranks(score):
+    """Rank of every sample by ``score``, 0 for the highest."""
+    order = np.argsort(-np.asarray(score, dtype=float), kind="stable")
+    ranks = np.empty(len(order), dtype=int)
+    ranks[order] = np.arange(len(order))
+    return ranks
+
+
+def novelty_report(novelty, errors, frames=None, spread=None, count=5, fraction=0.05):
+    """Does novelty point at the large errors? A summary of labelled structures.
+
+    Parameters
+    ----------
+    novelty : array-like (n,)
+        Structure novelty.
+    errors : array-like (n,)
+        Energy errors (any unit, e.g. meV/atom).
+    frames : list of ase.Atoms, optional
+        For the formulas of the most novel structures.
+    spread : array-like (n,), optional
+        A committee's spread, scored the same way for comparison.
+    count : int
+        Most novel structures listed.
+    fraction : float
+        The top fraction (by score) whose share of the squared errors is reported.
+
+    Returns
+    -------
+    dict
+        ``above_1`` (structures more novel than 99 % of the training ones),
+        ``rmse_above_1`` and ``rmse_at_most_1`` (the RMS error of those and of
+        the others), ``largest_errors`` (indices of the ``count`` largest
+        |errors|) and ``largest_errors_novelty_rank`` (their ranks by novelty,
+        0 the most novel),
+        ``spearman_abs_error`` (rank correlation of novelty and |error|),
+        ``top_share_of_mse`` (share of the squared errors in the ``fraction``
+        most novel structures; ``fraction`` alone would be no better than
+        chance), the same two for ``spread`` as ``spread_spearman_abs_error``
+        and ``spread_top_share_of_mse`` and ``largest_errors_spread_rank``,
+        ``fraction``, and ``most_novel`` (a
+        list of ``index``, ``formula``, ``novelty``, ``error``).
+
+    Examples
+    --------
+    >>> r = novelty_report([0.5, 0.6, 3.0, 0.4], [1.0, -1.0, 10.0, 0.5], fraction=0.25, count=1)
+    >>> r["above_1"], round(r["top_share_of_mse"], 3), r["most_novel"][0]["index"]
+    (1, 0.978, 2)
+    """
+    from scipy.stats import spearmanr
+
+    novelty = np.asarray(novelty, dtype=float)
+    errors = np.asarray(errors, dtype=float)
+    if novelty.shape != errors.shape or novelty.ndim != 1:
+        raise InputError(f"novelty {novelty.shape} and errors {errors.shape} must be two arrays of one length")
+    varied = len(novelty) > 2 and np.ptp(novelty) > 0 and np.ptp(np.abs(errors)) > 0
+    above = novelty > 1.0
+    worst = np.argsort(-np.abs(errors), kind="stable")[:count]
+    out = {"n_structures": int(len(novelty)), "above_1": int(np.sum(above)),
+           "rmse_above_1": float(np.sqrt(np.mean(errors[above] ** 2))) if above.any() else float("nan"),
+           "rmse_at_most_1": float(np.sqrt(np.mean(errors[~above] ** 2))) if (~above).any() else float("nan"),
+           "spearman_abs_error": float(spearmanr(novelty, np.abs(errors))[0]) if varied else float("nan"),
+           "top_share_of_mse": _top_share(novelty, errors, fraction), "fraction": float(fraction),
+           "largest_errors": [int(k) for k in worst], "largest_errors_novelty_rank": _ranks(novelty)[worst].tolist()}
+    if spread is not None:
+        spread = np.asarray(spread, dtype=float)
+        out["spread_spearman_abs_error"] = float(spearmanr(spread, np.abs(errors))[0]) \
+            if varied and np.ptp(spread) > 0 else float("nan")
+        out["spread_top_share_of_mse"] = _top_share(spread, errors, fraction)
+        out["largest_errors_spread_rank"] = _ranks(spread)[worst].tolist()
+    out["most_novel"] = [{"index": int(k), "formula": frames[k].get_chemical_formula() if frames else "",
+                          "novelty": float(novelty[k]), "error": float(errors[k])}
+                         for k in np.argsort(-novelty, kind="stable")[:count]]
+    return out

@@ -1,0 +1,184 @@
+"""Novelty: distance of structures to a potential's training data in descriptor space."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from ase.io import write
+from scipy.spatial.distance import cdist
+
+from ml4ms.errors import InputError
+from ml4ms.potentials import NeuralPotential, NeuralPotentialCalculator, load_potential, save_potential
+from ml4ms.potentials.novelty import nearest_distances, novelty_report, reference_environments, structure_means
+from ml4ms.potentials.train import check_training_options, train_potential
+
+from test_potentials import SMALL, frames, one_thread  # noqa: F401  (the fixtures, shared)
+
+TRAIN = dict(epochs=2, batch_size=6, learning_rate=0.01, valid_fraction=0.2, seed=0, progress=False)
+
+
+@pytest.fixture(scope="module")
+def trained(frames):
+    # every structure in training (no validation split), so all of them set the scale
+    model, _ = train_potential(NeuralPotential(hidden=(6,), descriptor_params=SMALL), frames,
+                               novelty_references=40, **dict(TRAIN, valid_fraction=0.0))
+    return model
+
+
+def _compressed(atoms, factor=0.85):
+    b = atoms.copy()
+    b.calc = None
+    b.set_cell(b.cell * factor, scale_atoms=True)
+    return b
+
+
+def test_nearest_distances_match_brute_force():
+    rng = np.random.default_rng(0)
+    H = rng.normal(size=(300, 7))
+    species = rng.integers(0, 2, 300)
+    refs = reference_environments(H, species, n_species=3, n_reference=25)
+    assert [len(r) for r in refs] == [25, 25, 0] and refs[0].dtype == np.float32
+    for s in (0, 1):  # the references are rows of that element
+        rows = H[species == s]
+        assert np.allclose(cdist(refs[s], rows).min(1), 0.0, atol=1e-5)
+    Q = rng.normal(size=(50, 7)) * 2
+    qs = np.r_[np.zeros(20, int), np.ones(25, int), np.full(5, 2)]
+    d = nearest_distances(Q, qs, refs, chunk=7)
+    for s in (0, 1):
+        expected = cdist(Q[qs == s], refs[s].astype(float)).min(1)
+        assert np.allclose(d[qs == s], expected, atol=1e-5)
+    assert np.all(np.isinf(d[qs == 2]))  # an element without references
+    # fewer rows than asked for: all of them
+    assert len(reference_environments(H[:10], np.zeros(10, int), 1, 25)[0]) == 10
+    # farthest-point sampling keeps the outlier
+    H2 = np.r_[rng.normal(size=(100, 3)), [[50.0, 0, 0]]]
+    assert 50.0 in reference_environments(H2, np.zeros(101, int), 1, 5)[0][:, 0]
+    assert np.allclose(structure_means(np.array([1.0, 3.0, 5.0]), np.array([0, 0, 2]), 3), [2.0, 0.0, 5.0])
+
+
+def test_training_keeps_references_and_scales_novelty(trained, frames):
+    refs = trained.novelty_references_
+    assert len(refs) == len(trained.species_) and all(r.shape == (40, trained.n_features_) for r in refs)
+    assert trained.novelty_scale_ > 0
+    nov = trained.novelty(frames)
+    assert nov.shape == (len(frames),) and np.all(nov >= 0)
+    assert np.mean(nov <= 1.0 + 1e-9) >= 0.95  # 1 is the 99th percentile of the training structures
+    squeezed = trained.novelty([_compressed(a) for a in frames[:5]])
+    assert np.all(squeezed > np.max(nov))  # compressed by 15 %: beyond every training structure
+    per_atom = trained.novelty(frames[:3], per_atom=True)
+    assert [len(p) for p in per_atom] == [len(a) for a in frames[:3]]
+    assert np.allclose([p.mean() for p in per_atom], nov[:3])
+
+
+def test_novelty_is_invariant(trained, frames):
+    a = frames[3].copy()
+    a.calc = None
+    base = trained.novelty([a], per_atom=True)[0]
+    b = a.copy()
+    b.rotate(37, (1, 2, 3), rotate_cell=True)
+    b.translate((0.3, -1.1, 2.0))
+    perm = np.random.default_rng(1).permutation(len(a))
+    c = a[perm]
+    sup = a.repeat((2, 1, 1))
+    assert np.allclose(trained.novelty([b], per_atom=True)[0], base, atol=1e-5)
+    assert np.allclose(trained.novelty([c], per_atom=True)[0], base[perm], atol=1e-5)
+    assert np.isclose(trained.novelty([sup])[0], base.mean(), atol=1e-5)
+
+
+def test_novelty_survives_the_model_file_and_reinitialisation(trained, frames, tmp_path):
+    save_potential(tmp_path / "pot", trained)
+    back = load_potential(tmp_path / "pot")
+    assert np.allclose(back.novelty(frames[:6]), trained.novelty(frames[:6]))
+    fresh = NeuralPotential(**trained.get_params()).initialize(frames, [a.get_potential_energy() for a in frames])
+    with pytest.raises(InputError, match="no reference environments") as err:
+        fresh.novelty(frames[:2])
+    assert "fit_novelty" in err.value.hint
+    refit = load_potential(tmp_path / "pot")
+    refit.initialize(frames[:10], [a.get_potential_energy() for a in frames[:10]])
+    assert not hasattr(refit, "novelty_references_")  # stale references of other data are dropped
+    with pytest.raises(InputError, match="n_reference"):
+        trained.fit_novelty(frames, 0)
+    with pytest.raises(InputError, match="novelty_references"):
+        check_training_options({"novelty_references": -1})
+
+
+def test_calculator_reports_novelty_of_the_current_positions(trained, frames):
+    atoms = frames[2].copy()
+    atoms.calc = NeuralPotentialCalculator([trained, trained], novelty=True, skin=0.5)
+    atoms.get_potential_energy()
+    first = atoms.calc.results["novelty"]
+    assert np.isclose(first, trained.novelty([atoms])[0])
+    atoms.positions[0] += (0.1, 0.0, 0.0)  # within the skin: the neighbour list is reused
+    atoms.get_potential_energy()
+    assert atoms.calc.n_builds == 1
+    per_atom = trained.novelty([atoms], per_atom=True)[0]
+    assert np.allclose(atoms.calc.results["atom_novelty"], per_atom)
+    assert not np.isclose(atoms.calc.results["novelty"], first)
+    plain = frames[2].copy()
+    plain.calc = NeuralPotentialCalculator(trained)
+    plain.get_potential_energy()
+    assert "novelty" not in plain.calc.results  # off by default
+    bare = NeuralPotential(**trained.get_params()).initialize(frames, [a.get_potential_energy() for a in frames])
+    with pytest.raises(InputError, match="keeps no reference environments"):
+        NeuralPotentialCalculator(bare, novelty=True)
+
+
+def test_report_compares_novelty_with_the_spread():
+    errors = np.array([1.0, -2.0, 30.0, 0.5, -25.0, 0.1, 0.2, 1.5, -0.3, 0.4])
+    novelty = np.array([0.5, 0.6, 1.4, 0.4, 1.3, 0.2, 0.3, 0.7, 0.5, 0.6])
+    spread = np.array([3.0, 0.1, 0.2, 0.1, 0.3, 0.1, 2.0, 0.1, 0.1, 0.1])
+    r = novelty_report(novelty, errors, spread=spread, fraction=0.2, count=2)
+    assert r["above_1"] == 2 and [w["index"] for w in r["most_novel"]] == [2, 4]
+    assert np.isclose(r["top_share_of_mse"], (30 ** 2 + 25 ** 2) / np.sum(errors ** 2))
+    assert r["spread_top_share_of_mse"] < 0.01 and r["spearman_abs_error"] > r["spread_spearman_abs_error"]
+    assert r["largest_errors"] == [2, 4] and r["largest_errors_novelty_rank"] == [0, 1]
+    assert r["largest_errors_spread_rank"] == [3, 2]
+    assert np.isclose(r["rmse_above_1"], np.sqrt((30 ** 2 + 25 ** 2) / 2))
+    assert np.isclose(r["rmse_at_most_1"], np.sqrt(np.mean(np.delete(errors, [2, 4]) ** 2)))
+    with pytest.raises(InputError, match="one length"):
+        novelty_report(novelty, errors[:3])
+
+
+def test_cli_fit_novelty_and_eval(frames, tmp_path, capsys):
+    import ml4ms.cli as cli
+
+    model, _ = train_potential(NeuralPotential(hidden=(4,), descriptor_params=SMALL), frames,
+                               novelty_references=0, **TRAIN)
+    assert not hasattr(model, "novelty_references_")
+    save_potential(tmp_path / "pot", [model, model])
+    data = tmp_path / "train.extxyz"
+    write(data, frames)
+    assert cli.main(["potential", "fit-novelty", str(tmp_path / "pot"), str(data), "-n", "30"]) == 0
+    assert all(len(r) == 30 for m in load_potential(tmp_path / "pot") for r in m.novelty_references_)
+    test = tmp_path / "test.extxyz"
+    write(test, frames[:8])
+    out = tmp_path / "eval.json"
+    capsys.readouterr()
+    assert cli.main(["potential", "eval", str(tmp_path / "pot"), str(test), "--json", str(out)]) == 0
+    doc = json.loads(out.read_text())["novelty"]
+    assert {"above_1", "spearman_abs_error", "top_share_of_mse", "spread_top_share_of_mse", "most_novel"} <= set(doc)
+    assert os.path.exists(doc["plot"]) and len(doc["most_novel"]) == 5
+    assert "novelty (distance to the training data" in capsys.readouterr().out
+    assert cli.main(["potential", "fit-novelty", str(tmp_path / "missing"), str(data)]) == 2
+
+
+def test_cli_md_reports_the_novelty_of_its_frames(trained, frames, tmp_path, capsys):
+    import ml4ms.cli as cli
+
+    save_potential(tmp_path / "pot", trained)
+    start = tmp_path / "start.extxyz"
+    write(start, frames[0])
+    out = tmp_path / "md.json"
+    assert cli.main(["md", str(tmp_path / "pot"), str(start), "--steps", "6", "--interval", "2", "--temperature",
+                     "2000", "-o", str(tmp_path / "t.extxyz"), "--json", str(out)]) == 0
+    r = json.loads(out.read_text())["novelty"]
+    from ase.io import read
+
+    written = read(tmp_path / "t.extxyz", ":")
+    assert r["every_steps"] == 2 and np.allclose(r["values"], trained.novelty(written))
+    assert len(r["values"]) == 4 and np.isclose(r["max"], max(r["values"]))
+    above = [k for k, v in enumerate(r["values"]) if v > 1]
+    assert r["first_above_1_step"] == (2 * above[0] if above else None)
+    assert "novelty of the written frames" in capsys.readouterr().out
+
