@@ -7,8 +7,10 @@ cells, r_s = E_s − Ê_s, with a sparse sum kernel over atomic environments
 
     δE_s = Σ_{a in s} Σ_m α_m k(x_a, x_m),   k(x, x') = exp(−|x − x'|² / 2ℓ²),
 
-where x_a is an atom's network input (the standardised descriptor, and with
-``--inputs all`` also its cell average) of committee member 0, and the x_m
+where x_a is an atom's network input (the standardised descriptor; with
+``--inputs all`` also its cell average; with ``--inputs cell`` the cell
+average alone, which makes it a kernel model of whole cells) of committee
+member 0, and the x_m
 are ``--references`` environments per element chosen by farthest-point
 sampling (only same-element pairs interact). α minimises the squared
 per-atom residuals plus λ αᵀK_mm α. For every (ℓ, λ) of the grid it prints
@@ -21,7 +23,7 @@ test column shows whether that choice carries over. The kernel is fitted to
 energies only; ``--forces`` then scores the held-out choice with the forces
 it implies (autograd through the inputs), which nothing fitted.
 
-    python benchmarks/tio2_residual_kernel.py [--model models/tio2] [--inputs descriptor|all]
+    python benchmarks/tio2_residual_kernel.py [--model models/tio2] [--inputs descriptor|all|cell]
                                               [--references 2000] [--lengths 6 8 12 16] [--lambdas 3e-5 1e-4 3e-4]
                                               [--forces]
 """
@@ -46,7 +48,7 @@ def inputs_of(model, frames, columns):
         structure = torch.from_numpy(np.asarray(t["structure"], dtype=np.int64))
         with torch.no_grad():
             h = model.network_inputs(model.features(t), t["species_index"], params, structure)
-        H.append(h.double().numpy()[:, :columns])
+        H.append(h.double().numpy()[:, columns])
         S.append(t["species_index"].numpy())
         T.append(structure.numpy() + offset)
         offset += len(group)
@@ -100,7 +102,7 @@ def correction_forces(model, frames, references, alpha, length, columns):
         t = dict(model.tensors(group))
         t["positions"] = t["positions"].detach().clone().requires_grad_(True)
         structure = torch.from_numpy(np.asarray(t["structure"], dtype=np.int64))
-        x = model.network_inputs(model.features(t), t["species_index"], params, structure).double()[:, :columns]
+        x = model.network_inputs(model.features(t), t["species_index"], params, structure).double()[:, columns]
         atomic = torch.zeros(x.shape[0], dtype=torch.float64)
         for s, (R, a) in enumerate(zip(refs, weights)):
             idx = torch.nonzero(t["species_index"] == s).squeeze(1)
@@ -115,8 +117,9 @@ def correction_forces(model, frames, references, alpha, length, columns):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=os.path.join(HERE, "..", "models", "tio2"))
-    parser.add_argument("--inputs", choices=["descriptor", "all"], default="descriptor",
-                        help="the standardised descriptor, or all network inputs (with the cell average)")
+    parser.add_argument("--inputs", choices=["descriptor", "all", "cell"], default="descriptor",
+                        help="the standardised descriptor, all network inputs (with the cell average), or the "
+                             "cell average alone")
     parser.add_argument("--references", type=int, default=2000, help="environments per element")
     parser.add_argument("--lengths", type=float, nargs="+", default=[6.0, 8.0, 12.0, 16.0])
     parser.add_argument("--lambdas", type=float, nargs="+", default=[3e-5, 1e-4, 3e-4])
@@ -136,7 +139,10 @@ def main(argv=None):
 
     committee = load_potential(args.model)
     train, test = load("tio2", "train").records, load("tio2", "test").records
-    columns = committee[0].n_features_ * (2 if args.inputs == "all" and committee[0].cell_mean else 1)
+    f = committee[0].n_features_
+    if args.inputs != "descriptor" and not committee[0].cell_mean:
+        raise SystemExit(f"--inputs {args.inputs} needs a committee with cell_mean")
+    columns = {"descriptor": slice(0, f), "all": slice(0, 2 * f), "cell": slice(f, 2 * f)}[args.inputs]
     data = {}
     for name, frames in (("train", train), ("test", test)):
         energies, _ = labels_of(frames, "tio2:" + name)
@@ -150,7 +156,7 @@ def main(argv=None):
     Ht, St, Tt, nt, yt = data["test"]
     rmse = lambda e: 1000 * np.sqrt(np.mean(e ** 2))  # noqa: E731  (meV/atom)
     print(f"{args.model}: energy RMSE {rmse(y):.3f} meV/atom on the training cells, {rmse(y[held]):.3f} on the "
-          f"held-out 10 %, {rmse(yt):.3f} on the test cells; kernel on {columns} inputs, "
+          f"held-out 10 %, {rmse(yt):.3f} on the test cells; kernel on {columns.stop - columns.start} inputs, "
           f"{' + '.join(str(len(r)) for r in references)} reference environments")
     print(f"{'length':>7s} {'lambda':>8s} {'held-out':>9s} {'test':>7s}   test cells 560, 63, 64, 65 (meV/atom)")
     rows = []
