@@ -11,7 +11,7 @@ not changed).
 
 ``--heldout`` also asks how often structures like the training ones, but not
 in it, lie above novelty 1 (the 99th percentile of the training structures'
-own novelty): reference environments are taken from a random 90 % of
+novelty, each against the rest): reference environments are taken from a random 90 % of
 ``tio2:train`` (duplicates kept together) and the other 10 % are scored, for
 each of ``--seeds``.
 
@@ -72,7 +72,8 @@ def main(argv=None):
     for folder in args.models:
         r = summary(folder, train, test)
         print(f"{folder}: {r['above_1']} of {r['n_structures']} test cells above novelty 1; energy RMSE "
-              f"{r['rmse_at_most_1']:.2f} meV/atom at novelty <= 1, {r['rmse_above_1']:.2f} above")
+              f"{r['rmse_at_most_1']:.2f} meV/atom at novelty <= 1, {r['rmse_above_1']:.2f} above; "
+              f"{r['rmse_less_novel']:.2f} outside the 5 % most novel")
         print(f"  the 5 largest errors (cells {r['largest_errors']}) rank {r['largest_errors_novelty_rank']} by "
               f"novelty, {r.get('largest_errors_spread_rank')} by spread; the 5 % most novel cells hold "
               f"{100 * r['top_share_of_mse']:.0f} % of the energy MSE, the 5 % of largest spread "

@@ -54,7 +54,17 @@ def test_nearest_distances_match_brute_force():
     # farthest-point sampling keeps the outlier
     H2 = np.r_[rng.normal(size=(100, 3)), [[50.0, 0, 0]]]
     assert 50.0 in reference_environments(H2, np.zeros(101, int), 1, 5)[0][:, 0]
-    assert np.allclose(structure_means(np.array([1.0, 3.0, 5.0]), np.array([0, 0, 2]), 3), [2.0, 0.0, 5.0])
+    means = structure_means(np.array([1.0, 3.0, 5.0]), np.array([0, 0, 2]), 3)
+    assert np.allclose(means[[0, 2]], [2.0, 5.0]) and np.isnan(means[1])  # a structure without atoms
+    # with groups, a row ignores the references of its own group
+    refs, rows = reference_environments(H, species, 2, 25, return_rows=True)
+    assert np.allclose(np.r_[refs[0], refs[1]], H[rows], atol=1e-6)
+    groups = np.arange(len(H)) // 10  # "structures" of 10 rows
+    owners = [groups[rows[:25]], groups[rows[25:]]]
+    d = nearest_distances(H, species, refs, groups=groups, reference_groups=owners)
+    for r in range(0, 300, 37):
+        R = refs[species[r]].astype(float)[owners[species[r]] != groups[r]]
+        assert np.isclose(d[r], cdist(H[r:r + 1], R).min(), atol=1e-5)
 
 
 def test_training_keeps_references_and_scales_novelty(trained, frames):
@@ -69,6 +79,37 @@ def test_training_keeps_references_and_scales_novelty(trained, frames):
     per_atom = trained.novelty(frames[:3], per_atom=True)
     assert [len(p) for p in per_atom] == [len(a) for a in frames[:3]]
     assert np.allclose([p.mean() for p in per_atom], nov[:3])
+
+
+def test_a_small_training_set_all_of_it_references_still_has_a_scale(frames):
+    # 24 cells: every environment becomes a reference (the default keeps 2000 per element)
+    model, _ = train_potential(NeuralPotential(hidden=(4,), descriptor_params=SMALL), frames, **TRAIN)
+    assert all(len(r) < 2000 for r in model.novelty_references_)
+    assert 1e-3 < model.novelty_scale_ < 1e3
+    rattled = frames[0].copy()
+    rattled.positions += np.random.default_rng(0).normal(0, 0.01, rattled.positions.shape)
+    assert model.novelty([rattled])[0] < 1.0  # 0.01 Å from a training cell: well inside the data
+    crystal = [frames[0].copy() for _ in range(3)]  # copies of one cell: nothing to scale by
+    with pytest.warns(UserWarning, match="no reference environments"):
+        alike, _ = train_potential(NeuralPotential(hidden=(4,), descriptor_params=SMALL), crystal,
+                                   energies=[-100.0] * 3, forces=[np.zeros((len(frames[0]), 3))] * 3,
+                                   **dict(TRAIN, valid_fraction=0.0))
+    assert hasattr(alike, "weights_") and not hasattr(alike, "novelty_references_")  # trained, without novelty
+
+
+def test_novelty_errors_name_the_structure(trained, frames):
+    from ase.build import bulk
+
+    cao = bulk("CaO", "rocksalt", a=4.8)
+    with pytest.raises(InputError, match="Z=20") as err:
+        trained.novelty(frames[:3] + [cao])
+    assert err.value.index == 3
+    only_o = [a[[k for k in range(len(a)) if a.numbers[k] == 8]] for a in frames[:3]]
+    with pytest.raises(InputError, match="Z=22 of the potential has no atoms"):
+        trained.fit_novelty(only_o)
+    unfitted = NeuralPotential(hidden=(4,))
+    with pytest.raises(InputError, match="no reference environments"):
+        unfitted.novelty(frames[:1])
 
 
 def test_novelty_is_invariant(trained, frames):
@@ -136,6 +177,7 @@ def test_report_compares_novelty_with_the_spread():
     assert r["largest_errors_spread_rank"] == [3, 2]
     assert np.isclose(r["rmse_above_1"], np.sqrt((30 ** 2 + 25 ** 2) / 2))
     assert np.isclose(r["rmse_at_most_1"], np.sqrt(np.mean(np.delete(errors, [2, 4]) ** 2)))
+    assert np.isclose(r["rmse_less_novel"], r["rmse_at_most_1"])  # the top 20 % are the two above 1 here
     with pytest.raises(InputError, match="one length"):
         novelty_report(novelty, errors[:3])
 
@@ -161,6 +203,16 @@ def test_cli_fit_novelty_and_eval(frames, tmp_path, capsys):
     assert os.path.exists(doc["plot"]) and len(doc["most_novel"]) == 5
     assert "novelty (distance to the training data" in capsys.readouterr().out
     assert cli.main(["potential", "fit-novelty", str(tmp_path / "missing"), str(data)]) == 2
+    capsys.readouterr()
+    write(tmp_path / "o_only.extxyz", [a[[k for k in range(len(a)) if a.numbers[k] == 8]] for a in frames[:3]])
+    assert cli.main(["potential", "fit-novelty", str(tmp_path / "pot"), str(tmp_path / "o_only.extxyz")]) == 2
+    err = capsys.readouterr().err
+    assert "o_only.extxyz" in err and "Z=22" in err and len(err.strip().splitlines()) == 1
+    bare = tmp_path / "bare"
+    save_potential(bare, NeuralPotential(**model.get_params()).initialize(frames, [a.get_potential_energy()
+                                                                                   for a in frames]))
+    assert cli.main(["potential", "eval", str(bare), str(test)]) == 0
+    assert "no novelty: the potential keeps no reference environments" in capsys.readouterr().out
 
 
 def test_cli_md_reports_the_novelty_of_its_frames(trained, frames, tmp_path, capsys):

@@ -129,17 +129,20 @@ def score_plot(score, errors, path, score_name, error_name, title=None, highligh
     """|error| against a score meant to predict it (novelty, a committee's spread), log–log.
 
     ``highlight``: indices of samples drawn in red and labelled with their
-    index; ``threshold``: a score drawn as a dashed vertical line.
+    index; ``threshold``: a score drawn as a dashed vertical line. Values of
+    zero are drawn four decades below the largest.
     """
     plt = _pyplot()
-    score = np.asarray(score, dtype=float)
     err = np.abs(np.asarray(errors, dtype=float))
+    floor = max(1e-4 * float(np.nanmax(err)), 1e-12)  # four decades below the largest error (log axes)
+    err = np.maximum(err, floor)
+    score = np.asarray(score, dtype=float)
+    score = np.maximum(score, max(1e-4 * float(np.nanmax(score[np.isfinite(score)], initial=0.0)), 1e-12))
     fig, ax = plt.subplots(figsize=(4.8, 4.0))
-    floor = max(1e-4 * float(err.max()), 1e-12)  # four decades below the largest error
-    ax.scatter(score, np.maximum(err, floor), s=6, alpha=0.6)
+    ax.scatter(score, err, s=6, alpha=0.6)
     for k in highlight or []:
-        ax.scatter(score[k], max(err[k], floor), s=14, color="tab:red")
-        ax.annotate(str(k), (score[k], max(err[k], floor)), fontsize=7, xytext=(3, 2), textcoords="offset points")
+        ax.scatter(score[k], err[k], s=14, color="tab:red")
+        ax.annotate(str(k), (score[k], err[k]), fontsize=7, xytext=(3, 2), textcoords="offset points")
     if threshold is not None:
         ax.axvline(threshold, color="0.5", ls="--", lw=0.8)
     ax.set_xscale("log")

@@ -6,7 +6,7 @@ from ..errors import InputError
 
 
 def add_parsers(sub):
-    p = sub.add_parser("potential", help="neural-network interatomic potentials: fit, eval, export")
+    p = sub.add_parser("potential", help="neural-network interatomic potentials: fit, eval, check, fit-novelty, export")
     psub = p.add_subparsers(dest="potential_command", metavar="SUBCOMMAND")
 
     q = psub.add_parser("fit", help="train a potential on structures with energies and forces")
@@ -158,7 +158,8 @@ def run_eval(args):
                 ["force component"], base + "_forces.png", units=["eV/Å"], title=f"{args.model} on {source}")
     out["parity_plots"] = [base + "_energy.png", base + "_forces.png"]
     members = model if isinstance(model, list) else [model]
-    if len(frames) > 1 and all(hasattr(m, "novelty_references_") for m in members):
+    has_references = all(hasattr(m, "novelty_references_") for m in members)
+    if len(frames) > 1 and has_references:
         out["novelty"] = _novelty(members, frames, 1000 * (pred_e - energies) / n,
                                   1000 * spread / n if len(members) > 1 else None, base + "_novelty.png",
                                   f"{args.model} on {source}")
@@ -177,17 +178,21 @@ def run_eval(args):
             print(f"  {w['index']:6d} {w['formula']:>12s} {w['energy_error_mev_per_atom']:+9.2f} meV/atom "
                   f"{100 * w['share_of_energy_mse']:5.1f} %  (force RMSE {w['force_rmse_ev_per_ang']:.3f} eV/Å, "
                   f"largest reference force {w['max_reference_force_ev_per_ang']:.1f} eV/Å)")
+    if not has_references:
+        print(f"no novelty: the potential keeps no reference environments (add them with 'ml4ms potential "
+              f"fit-novelty {args.model} TRAINING_DATA')")
     if "novelty" in out:
         r = out["novelty"]
-        line = (f"novelty (distance to the training data; 1 = 99th percentile of the training structures): "
-                f"{r['above_1']} structures above 1; the {100 * r['fraction']:.0f} % most novel hold "
+        line = (f"novelty (distance to the training data; 1: the 99th percentile of the training structures, each "
+                f"from the rest): {r['above_1']} above 1; the {100 * r['fraction']:.0f} % most novel hold "
                 f"{100 * r['top_share_of_mse']:.0f} % of the energy MSE")
         if "spread_top_share_of_mse" in r:
             line += (f" (the {100 * r['fraction']:.0f} % of largest committee spread: "
                      f"{100 * r['spread_top_share_of_mse']:.0f} %)")
         print(line)
-        print(f"  energy RMSE {r['rmse_at_most_1']:.3f} meV/atom at novelty <= 1, {r['rmse_above_1']:.3f} above; "
-              f"the {len(r['largest_errors'])} largest errors rank {r['largest_errors_novelty_rank']} by novelty"
+        print(f"  energy RMSE of the other {100 * (1 - r['fraction']):.0f} %: {r['rmse_less_novel']:.3f} meV/atom; "
+              f"at novelty <= 1: {r['rmse_at_most_1']:.3f}, above: {r['rmse_above_1']:.3f}")
+        print(f"  the {len(r['largest_errors'])} largest errors rank {r['largest_errors_novelty_rank']} by novelty"
               + (f", {r['largest_errors_spread_rank']} by committee spread" if "largest_errors_spread_rank" in r
                  else "") + " (0: the highest)")
         print("  most novel:")
@@ -208,9 +213,9 @@ def _novelty(members, frames, errors, spread, plot, title):
 
     novelty = np.mean([m.novelty(frames) for m in members], axis=0)
     report = novelty_report(novelty, errors, frames, spread)
-    worst = [int(k) for k in np.argsort(-np.abs(errors))[:5]]
-    score_plot(novelty, errors, plot, "novelty (1 = 99th percentile of the training structures)",
-               "energy error (meV/atom)", title=title + " (red: the 5 largest errors)", highlight=worst, threshold=1.0)
+    score_plot(novelty, errors, plot, "novelty (1: 99th percentile of the training structures)",
+               "energy error (meV/atom)", title=title + " (red: the 5 largest errors)",
+               highlight=report["largest_errors"], threshold=1.0)
     report["plot"] = plot
     return report
 
@@ -218,11 +223,16 @@ def _novelty(members, frames, errors, spread, plot, title):
 def run_fit_novelty(args):
     from ..potentials.io import load_potential, save_potential
 
+    if not args.references >= 1:
+        raise InputError(f"--references must be a positive integer, got {args.references}")
     model, meta = load_potential(args.model, with_metadata=True)
-    frames, _ = _structures(args.data)
+    frames, source = _structures(args.data)
     members = model if isinstance(model, list) else [model]
-    for m in members:
-        m.fit_novelty(frames, args.references, progress=True)
+    try:
+        for m in members:
+            m.fit_novelty(frames, args.references, progress=True)
+    except InputError as exc:
+        raise InputError(exc.message, source=source, index=exc.index, hint=exc.hint) from None
     save_potential(args.model, model, meta)
     print(f"{args.model}: {len(members)} model(s) keep {', '.join(str(len(r)) for r in members[0].novelty_references_)}"
           f" reference environments per element; novelty unit {members[0].novelty_scale_:.3f}")
@@ -333,8 +343,8 @@ def run_md_cmd(args):
           f"{result['atom_steps_per_second']:.0f} atom-steps/s")
     if "novelty" in result:
         r = result["novelty"]
-        print(f"novelty of the written frames: largest {r['max']:.2f} (1 = 99th percentile of the training "
-              "structures)" + ("" if r["first_above_1_step"] is None else
+        print(f"novelty of the written frames: largest {r['max']:.2f} (1: the 99th percentile of the training "
+              "structures, each from the rest)" + ("" if r["first_above_1_step"] is None else
                                f"; first above 1 at step {r['first_above_1_step']}: the trajectory reaches "
                                "beyond the training data, so trust its energies there less"))
     return 0

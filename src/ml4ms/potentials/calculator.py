@@ -40,7 +40,7 @@ class NeuralPotentialCalculator(Calculator):
     the spread of the members (for active learning). With ``novelty=True``
     ``results`` holds ``novelty`` (the structure's, averaged over the members;
     above 1 it lies further from the training data than 99 % of the training
-    structures) and ``atom_novelty`` (n_atoms,). The spread shows where the
+    structures lie from the rest of it) and ``atom_novelty`` (n_atoms,). The spread shows where the
     members disagree, novelty where the data end: members trained on the same
     data can agree and be wrong together.
 
@@ -119,4 +119,4 @@ class NeuralPotentialCalculator(Calculator):
             self.results["forces_std"] = np.std(fs, axis=0)
         if self.novelty:
             self.results["atom_novelty"] = np.mean(nov, axis=0)
-            self.results["novelty"] = float(self.results["atom_novelty"].mean()) if len(atoms) else 0.0
+            self.results["novelty"] = float(self.results["atom_novelty"].mean())

@@ -132,7 +132,7 @@ class NeuralPotential(BaseEstimator):
         (training does it), for :meth:`novelty`.
     novelty_scale_ : float
         The unit of :meth:`novelty`: the 99th percentile of the training
-        structures' own.
+        structures' own, each measured against the others.
 
     Examples
     --------
@@ -586,8 +586,8 @@ class NeuralPotential(BaseEstimator):
 
         Sets ``novelty_references_`` (per element, up to ``n_reference``
         environments chosen by farthest-point sampling) and ``novelty_scale_``
-        (the 99th percentile of the structures' raw novelty): see
-        :mod:`ml4ms.potentials.novelty`.
+        (the 99th percentile of the structures' raw novelty, each against
+        the references of the others): see :mod:`ml4ms.potentials.novelty`.
 
         Returns
         -------
@@ -604,6 +604,11 @@ class NeuralPotential(BaseEstimator):
         frames = list(frames)
         if not frames:
             raise InputError("no structures to take reference environments from")
+        self._check_species(frames)
+        absent = sorted(set(self.species_) - {int(z) for a in frames for z in a.numbers})
+        if absent:
+            raise InputError(f"element Z={absent[0]} of the potential has no atoms in these structures, so it would "
+                             "have no reference environments", hint="give the structures it was trained on")
         H, S, ST, offset = [], [], [], 0
         groups = batches_of(frames, batch_atoms)
         for group in tqdm(groups, disable=not progress, desc="reference environments", unit="batch"):
@@ -613,8 +618,11 @@ class NeuralPotential(BaseEstimator):
             ST.append(np.asarray(t["structure"], dtype=np.int64) + offset)
             offset += len(group)
         H, S, ST = np.concatenate(H), np.concatenate(S), np.concatenate(ST)
-        references = reference_environments(H, S, len(self.species_), int(n_reference))
-        self.novelty_scale_ = novelty_scale(structure_means(nearest_distances(H, S, references), ST, len(frames)))
+        references, rows = reference_environments(H, S, len(self.species_), int(n_reference), return_rows=True)
+        # the scale: every training structure against the references taken from the others
+        owners = np.split(ST[rows], np.cumsum([len(r) for r in references])[:-1])
+        raw = nearest_distances(H, S, references, groups=ST, reference_groups=owners)
+        self.novelty_scale_ = novelty_scale(structure_means(raw, ST, len(frames)))
         self.novelty_references_ = references
         return self
 
@@ -625,14 +633,17 @@ class NeuralPotential(BaseEstimator):
         ``positions`` (n_atoms, 3) replace those of ``t`` (a neighbour list
         cached with a skin, as in :meth:`compute`).
         """
+        self._require_references()
         if positions is not None:
             t = dict(t, positions=_torch().as_tensor(np.asarray(positions), dtype=torch_dtype(self.dtype)))
+        H = self.environments(t)
+        return nearest_distances(H, t["species_index"].numpy(), self.novelty_references_) / self.novelty_scale_
+
+    def _require_references(self):
         if not hasattr(self, "novelty_references_"):
             raise InputError("this potential keeps no reference environments, so it has no novelty",
                              hint="retrain it with 'ml4ms potential fit' (novelty_references > 0), or call "
                                   "fit_novelty(training structures) and save it again")
-        H = self.environments(t)
-        return nearest_distances(H, t["species_index"].numpy(), self.novelty_references_) / self.novelty_scale_
 
     def novelty(self, frames, per_atom=False, batch_atoms=2000):
         """How far ``frames`` lie from the training data (see :mod:`ml4ms.potentials.novelty`).
@@ -641,8 +652,9 @@ class NeuralPotential(BaseEstimator):
         -------
         ndarray (n_frames,)
             The mean novelty of each structure's atoms (1: the 99th percentile
-            of the training structures), or with ``per_atom`` a list of
-            (n_atoms,) arrays.
+            of the training structures, each measured against the others; NaN
+            for a structure without atoms), or
+            with ``per_atom`` a list of (n_atoms,) arrays.
 
         Examples
         --------
@@ -656,8 +668,11 @@ class NeuralPotential(BaseEstimator):
         """
         from ..descriptors.base import batches_of
 
+        frames = list(frames)
+        self._require_references()
+        self._check_species(frames)  # here, so an error names the structure's index in ``frames``
         out = []
-        for group in batches_of(list(frames), batch_atoms):
+        for group in batches_of(frames, batch_atoms):
             t = self.tensors(group)
             d = self.atom_novelty(t)
             structure = np.asarray(t["structure"], dtype=np.int64)

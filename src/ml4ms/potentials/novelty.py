@@ -16,13 +16,16 @@ data instead of the models:
   nearest reference environment of its element, and a structure's novelty is
   the mean over its atoms;
 * both are divided by the 99th percentile of the training structures' own
-  novelty (``scale``), so a value above 1 means "further from the training
-  data than 99 % of the training structures".
+  novelty, each structure measured against the references of the others
+  (``scale``), so a value above 1 means "further from the training data
+  than 99 % of the training structures are from the rest of it".
 
 This is the distance-to-data idea behind D-optimality and the extrapolation
 grade of moment tensor potentials (Podryabinkin & Shapeev, Comput. Mater.
 Sci. 140, 171 (2017)), in its simplest, model-free form: it depends on the
-descriptor and the training structures only, not on the weights.
+descriptor and the training structures only, not on the weights. The
+TorchScript export (``ml4ms potential export``) carries energies, forces and
+stress only, not novelty.
 
 Examples
 --------
@@ -44,7 +47,7 @@ from ..selection import farthest_point_sampling
 SCALE_PERCENTILE = 99.0
 
 
-def reference_environments(H, species_index, n_species, n_reference, start=0):
+def reference_environments(H, species_index, n_species, n_reference, start=0, return_rows=False):
     """Per element, ``n_reference`` rows of ``H`` chosen by farthest-point sampling.
 
     Parameters
@@ -58,28 +61,37 @@ def reference_environments(H, species_index, n_species, n_reference, start=0):
         Environments kept per element (all of them where there are fewer).
     start : int
         Index, within each element's rows, of the first one chosen.
+    return_rows : bool
+        Also return the indices (into ``H``) of the rows kept.
 
     Returns
     -------
     list of ndarray
         One (n_s, n_features) float32 array per element (n_s = 0 for an
         element without atoms).
+    rows : ndarray of int
+        Only with ``return_rows``.
     """
     H = np.asarray(H, dtype=np.float64)
     species_index = np.asarray(species_index)
-    out = []
+    out, kept = [], []
     for s in range(int(n_species)):
-        rows = H[species_index == s]
+        rows = np.flatnonzero(species_index == s)
         if len(rows) > n_reference:
-            rows = rows[farthest_point_sampling(rows.T, int(n_reference), start=min(int(start), len(rows) - 1))]
-        out.append(np.ascontiguousarray(rows, dtype=np.float32))
-    return out
+            rows = rows[farthest_point_sampling(H[rows].T, int(n_reference), start=min(int(start), len(rows) - 1))]
+        out.append(np.ascontiguousarray(H[rows], dtype=np.float32))
+        kept.append(rows)
+    return (out, np.concatenate(kept)) if return_rows else out
 
 
-def nearest_distances(H, species_index, references, chunk=4096):
+def nearest_distances(H, species_index, references, chunk=4096, groups=None, reference_groups=None):
     """Distance (n_atoms,) from every row of ``H`` to the nearest reference environment of its element.
 
-    An element without reference environments gives ``inf``.
+    An element without reference environments gives ``inf``. With ``groups``
+    (n_atoms,) and ``reference_groups`` (per element, one label per
+    reference) a row ignores the references of its own group: with the
+    structures as groups, each training structure is scored against the
+    rest of the training data (``inf`` where nothing else is left).
     """
     H = np.asarray(H, dtype=np.float64)
     species_index = np.asarray(species_index)
@@ -91,34 +103,52 @@ def nearest_distances(H, species_index, references, chunk=4096):
         R = np.asarray(R, dtype=np.float64)
         r2 = (R ** 2).sum(1)
         for k in range(0, len(rows), chunk):
-            A = H[rows[k:k + chunk]]
-            nearest = np.argmin(r2[None, :] - 2.0 * A @ R.T, axis=1)  # |a - r|² up to |a|²
+            part = rows[k:k + chunk]
+            A = H[part]
+            d2 = r2[None, :] - 2.0 * A @ R.T  # |a - r|² up to |a|²
+            if groups is not None:
+                d2[np.asarray(groups)[part][:, None] == np.asarray(reference_groups[s])[None, :]] = np.inf
+            nearest = np.argmin(d2, axis=1)
             # the distance itself directly: the expansion above loses digits near 0
-            out[rows[k:k + chunk]] = np.sqrt(((A - R[nearest]) ** 2).sum(1))
+            d = np.sqrt(((A - R[nearest]) ** 2).sum(1))
+            out[part] = np.where(np.isfinite(d2[np.arange(len(part)), nearest]), d, np.inf)
     return out
 
 
 def structure_means(values, structure, n_structures):
-    """Mean (n_structures,) of per-atom ``values`` over the atoms of each structure."""
+    """Mean (n_structures,) of per-atom ``values`` over the atoms of each structure (NaN for one without atoms)."""
     structure = np.asarray(structure, dtype=np.int64)
     counts = np.bincount(structure, minlength=n_structures)
-    return np.bincount(structure, weights=values, minlength=n_structures) / np.maximum(counts, 1)
+    sums = np.bincount(structure, weights=values, minlength=n_structures)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
 
 
 def novelty_scale(structure_novelty):
-    """The unit of novelty: the 99th percentile of the training structures' raw novelty."""
-    scale = float(np.percentile(np.asarray(structure_novelty, dtype=float), SCALE_PERCENTILE))
-    if not np.isfinite(scale) or scale <= 0:
-        raise InputError("the training structures are all reference environments: novelty has no scale",
-                         hint="train on more structures, or lower novelty_references")
+    """The unit of novelty: the 99th percentile of the training structures' raw novelty.
+
+    The raw novelty of the training structures is leave-one-structure-out
+    (each against the references of the other structures): in-sample, a
+    small training set, all of it references, would have a scale of zero.
+    """
+    values = np.asarray(structure_novelty, dtype=float)
+    scale = float(np.percentile(values[np.isfinite(values)], SCALE_PERCENTILE)) if np.isfinite(values).any() \
+        else float("nan")
+    if not np.isfinite(scale) or scale < 1e-6:
+        raise InputError("the training environments are all alike (copies of one crystal?): novelty has no scale",
+                         hint="train on varied structures (rattled, strained), or set novelty_references = 0")
     return scale
+
+
+def _top(score, fraction):
+    """Indices of the ``fraction`` of samples with the highest ``score`` (at least one)."""
+    return np.argsort(-score, kind="stable")[:max(1, int(round(fraction * len(score))))]
 
 
 def _top_share(score, errors, fraction):
     """Share of the summed squared ``errors`` held by the ``fraction`` of samples with the highest ``score``."""
     total = float(np.sum(errors ** 2))
-    top = np.argsort(-score, kind="stable")[:max(1, int(round(fraction * len(score))))]
-    return float(np.sum(errors[top] ** 2) / total) if total > 0 else 0.0
+    return float(np.sum(errors[_top(score, fraction)] ** 2) / total) if total > 0 else 0.0
 
 
 def _ranks(score):
@@ -150,18 +180,23 @@ def novelty_report(novelty, errors, frames=None, spread=None, count=5, fraction=
     Returns
     -------
     dict
-        ``above_1`` (structures more novel than 99 % of the training ones),
-        ``rmse_above_1`` and ``rmse_at_most_1`` (the RMS error of those and of
-        the others), ``largest_errors`` (indices of the ``count`` largest
-        |errors|) and ``largest_errors_novelty_rank`` (their ranks by novelty,
-        0 the most novel),
-        ``spearman_abs_error`` (rank correlation of novelty and |error|),
-        ``top_share_of_mse`` (share of the squared errors in the ``fraction``
-        most novel structures; ``fraction`` alone would be no better than
-        chance), the same two for ``spread`` as ``spread_spearman_abs_error``
-        and ``spread_top_share_of_mse`` and ``largest_errors_spread_rank``,
-        ``fraction``, and ``most_novel`` (a
-        list of ``index``, ``formula``, ``novelty``, ``error``).
+        - ``above_1``: structures more novel than 99 % of the training
+          structures are from the rest of the training data;
+          ``rmse_above_1`` and ``rmse_at_most_1``: the RMS error of those and
+          of the others;
+        - ``spearman_abs_error``: rank correlation of novelty and |error|;
+        - ``top_share_of_mse``: the share of the squared errors in the
+          ``fraction`` most novel structures (``fraction`` itself would be no
+          better than chance); ``rmse_less_novel``: the RMS error of the
+          others;
+        - ``largest_errors``: indices of the ``count`` largest |errors|, and
+          ``largest_errors_novelty_rank``: their ranks by novelty (0 the most
+          novel);
+        - with ``spread``: ``spread_spearman_abs_error``,
+          ``spread_top_share_of_mse`` and ``largest_errors_spread_rank``,
+          the same for the spread;
+        - ``fraction``, ``n_structures``, and ``most_novel``: a list of
+          ``index``, ``formula``, ``novelty``, ``error``.
 
     Examples
     --------
@@ -183,6 +218,8 @@ def novelty_report(novelty, errors, frames=None, spread=None, count=5, fraction=
            "rmse_at_most_1": float(np.sqrt(np.mean(errors[~above] ** 2))) if (~above).any() else float("nan"),
            "spearman_abs_error": float(spearmanr(novelty, np.abs(errors))[0]) if varied else float("nan"),
            "top_share_of_mse": _top_share(novelty, errors, fraction), "fraction": float(fraction),
+           "rmse_less_novel": float(np.sqrt(np.mean(np.delete(errors, _top(novelty, fraction)) ** 2)))
+           if len(errors) > 1 else float("nan"),
            "largest_errors": [int(k) for k in worst], "largest_errors_novelty_rank": _ranks(novelty)[worst].tolist()}
     if spread is not None:
         spread = np.asarray(spread, dtype=float)

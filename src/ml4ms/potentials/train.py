@@ -21,6 +21,7 @@ import io
 import json
 import os
 import time
+import warnings
 
 import numpy as np
 
@@ -620,7 +621,11 @@ def _train(model, frames, energies, forces, epochs, batch_size, learning_rate, l
     result.training_ = {"epochs": epoch, "n_train": int(len(train_idx)), "n_val": int(len(val_idx)),
                         "n_excluded": int(len(frames) - len(keep)), "best_val_loss": float(best_loss)}
     if novelty_references:
-        result.fit_novelty([frames[k] for k in train_idx], int(novelty_references))
+        try:
+            result.fit_novelty([frames[k] for k in train_idx], int(novelty_references))
+        except InputError as exc:  # never lose a trained model to its novelty
+            warnings.warn(f"the potential keeps no reference environments (no novelty): {exc.message}; {exc.hint}",
+                          stacklevel=2)
     return result, history
 
 
