@@ -29,7 +29,7 @@ def summary(folder, train, test):
     import numpy as np
 
     from ml4ms.potentials import load_potential
-    from ml4ms.potentials.novelty import novelty_report
+    from ml4ms.potentials.novelty import committee_novelty, novelty_report
     from ml4ms.potentials.train import labels_of, predict_potential
 
     members = load_potential(folder)
@@ -40,8 +40,7 @@ def summary(folder, train, test):
     energies, _ = labels_of(test, "tio2:test")
     n = np.array([len(a) for a in test])
     predicted, _, spread = predict_potential(members, test, return_std=True)
-    novelty = np.mean([m.novelty(test) for m in members], axis=0)
-    return novelty_report(novelty, 1000 * (predicted - energies) / n, test,
+    return novelty_report(committee_novelty(members, test), 1000 * (predicted - energies) / n, test,
                           1000 * spread / n if len(members) > 1 else None)
 
 

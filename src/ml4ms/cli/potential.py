@@ -206,12 +206,10 @@ def run_eval(args):
 
 def _novelty(members, frames, errors, spread, plot, title):
     """The committee's mean novelty of ``frames`` against their energy errors (meV/atom), with a plot."""
-    import numpy as np
-
     from ..plots import score_plot
-    from ..potentials.novelty import novelty_report
+    from ..potentials.novelty import committee_novelty, novelty_report
 
-    novelty = np.mean([m.novelty(frames) for m in members], axis=0)
+    novelty = committee_novelty(members, frames)
     report = novelty_report(novelty, errors, frames, spread)
     score_plot(novelty, errors, plot, "novelty (1: 99th percentile of the training structures)",
                "energy error (meV/atom)", title=title + " (red: the 5 largest errors)",
@@ -355,8 +353,9 @@ def _trajectory_novelty(models, trajectory, interval):
     import numpy as np
     from ase.io import read
 
-    frames = read(trajectory, ":")
-    novelty = np.mean([m.novelty(frames) for m in models], axis=0)
+    from ..potentials.novelty import committee_novelty
+
+    novelty = committee_novelty(models, read(trajectory, ":"))
     above = np.flatnonzero(novelty > 1.0)
     return {"every_steps": int(interval), "values": novelty.tolist(), "max": float(novelty.max()),
             "first_above_1_step": int(above[0]) * int(interval) if len(above) else None}

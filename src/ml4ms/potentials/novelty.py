@@ -141,6 +141,12 @@ def novelty_scale(structure_novelty):
     return scale
 
 
+def committee_novelty(models, frames):
+    """Novelty (n_frames,) of ``frames`` for a potential or a committee (a list): the mean over its members."""
+    members = models if isinstance(models, (list, tuple)) else [models]
+    return np.mean([m.novelty(frames) for m in members], axis=0)
+
+
 def _top(score, fraction):
     """Indices of the ``fraction`` of samples with the highest ``score`` (at least one)."""
     return np.argsort(-score, kind="stable")[:max(1, int(round(fraction * len(score))))]
