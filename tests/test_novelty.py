@@ -10,7 +10,8 @@ from scipy.spatial.distance import cdist
 
 from ml4ms.errors import InputError
 from ml4ms.potentials import NeuralPotential, NeuralPotentialCalculator, load_potential, save_potential
-from ml4ms.potentials.novelty import nearest_distances, novelty_report, reference_environments, structure_means
+from ml4ms.potentials.novelty import (nearest_distances, novel_structures, novelty_report, reference_environments,
+                                      select_novel, structure_means)
 from ml4ms.potentials.train import check_training_options, train_potential
 
 from test_potentials import SMALL, frames, one_thread  # noqa: F401  (the fixtures, shared)
@@ -182,8 +183,10 @@ def test_report_compares_novelty_with_the_spread():
         novelty_report(novelty, errors[:3])
 
 
-def test_cli_fit_novelty_and_eval(frames, tmp_path, capsys):
+def test_cli_fit_novelty_and_eval(frames, tmp_path, capsys, monkeypatch):
     import ml4ms.cli as cli
+
+    monkeypatch.chdir(tmp_path)  # eval without --json writes its plots into the working folder
 
     model, _ = train_potential(NeuralPotential(hidden=(4,), descriptor_params=SMALL), frames,
                                novelty_references=0, **TRAIN)
@@ -234,3 +237,75 @@ def test_cli_md_reports_the_novelty_of_its_frames(trained, frames, tmp_path, cap
     assert r["first_above_1_step"] == (2 * above[0] if above else None)
     assert "novelty of the written frames" in capsys.readouterr().out
 
+
+
+def test_select_novel_matches_a_brute_force_greedy_choice():
+    rng = np.random.default_rng(3)
+    refs = rng.normal(size=(30, 4))
+    H = np.r_[rng.normal(size=(60, 4)), rng.normal(size=(40, 4)) * 3 + 2]  # a far-off cloud
+    structure = np.repeat(np.arange(25), 4)
+    species = np.zeros(100, int)
+    H2 = 2 * H  # a second member, with its own unit
+    d = [cdist(H, refs).min(1), cdist(H2, 2 * refs).min(1)]
+    order, values = select_novel([H, H2], d, species, structure, 25, count=6)
+    known, taken = refs.copy(), []
+    for _ in range(6):  # brute force: recompute every distance from scratch after each choice
+        score = [np.mean([cdist(X[structure == k], f * known).min(1).mean() for X, f in ((H, 1), (H2, 2))])
+                 if k not in taken else -1 for k in range(25)]
+        taken.append(int(np.argmax(score)))
+        known = np.r_[known, H[structure == taken[-1]]]
+    assert order.tolist() == taken
+    assert np.all(np.diff(values) <= 1e-12) and values[0] > 1  # each choice is less novel than the one before
+    assert set(order[:3]) <= set(range(15, 25))  # the far cloud first
+    # min_novelty stops the choice; count is capped by the candidates
+    assert len(select_novel([H], d[:1], species, structure, 25, count=25, min_novelty=values[2])[0]) < 25
+    assert len(select_novel([H], d[:1], species, structure, 25, count=99)[0]) == 25
+
+
+def test_select_skips_near_copies_and_the_cli_writes_the_choice(trained, frames, tmp_path, capsys):
+    import ml4ms.cli as cli
+    from ase.io import read
+
+    far = _compressed(frames[2])
+    candidates = [frames[0], far, far.copy(), _compressed(frames[5], 0.9), frames[1]]
+    order, values = novel_structures(trained, candidates, 5)
+    assert order[0] == 3 and order[1] in (1, 2)  # the two compressed cells first ...
+    assert len({1, 2} & set(order.tolist())) == 1  # ... and a twin of a chosen one is not novel any more
+    assert np.isclose(values[0], trained.novelty([candidates[3]])[0], rtol=1e-4)
+    save_potential(tmp_path / "pot", [trained, trained])
+    write(tmp_path / "cand.extxyz", candidates)
+    out = tmp_path / "sel.json"
+    assert cli.main(["potential", "select", str(tmp_path / "pot"), str(tmp_path / "cand.extxyz"), "-n", "2",
+                     "-o", str(tmp_path / "next.extxyz"), "--json", str(out)]) == 0
+    chosen = read(tmp_path / "next.extxyz", ":")
+    doc = json.loads(out.read_text())
+    assert [a.info["candidate_index"] for a in chosen] == [c["index"] for c in doc["chosen"]] == order[:2].tolist()
+    assert np.isclose(chosen[0].info["novelty"], values[0], rtol=1e-4)  # the committee of two identical members
+    assert np.allclose(chosen[1].positions, candidates[order[1]].positions)
+    assert "chose 2 of 5 candidates" in capsys.readouterr().out
+    assert cli.main(["potential", "select", str(tmp_path / "pot"), str(tmp_path / "cand.extxyz"), "-n", "5",
+                     "--min-novelty", f"{(values[1] + values[2]) / 2:.6g}", "-o", str(tmp_path / "few.extxyz")]) == 0
+    assert len(read(tmp_path / "few.extxyz", ":")) == 2  # the compressed cells only
+    assert "no other candidate is more novel than" in capsys.readouterr().out
+    assert cli.main(["potential", "select", str(tmp_path / "pot"), str(tmp_path / "cand.extxyz"), "-n", "2",
+                     "--by", "spread", "-o", str(tmp_path / "spread.extxyz")]) == 0  # identical members: spread 0
+    save_potential(tmp_path / "one", trained)
+    capsys.readouterr()
+    assert cli.main(["potential", "select", str(tmp_path / "one"), str(tmp_path / "cand.extxyz"), "-n", "2",
+                     "--by", "spread", "-o", str(tmp_path / "x.extxyz")]) == 2
+    assert "no committee spread" in capsys.readouterr().err
+    from ase.build import bulk
+
+    write(tmp_path / "cao.extxyz", [frames[0], bulk("CaO", "rocksalt", a=4.8)])
+    assert cli.main(["potential", "select", str(tmp_path / "pot"), str(tmp_path / "cao.extxyz"), "-n", "1",
+                     "-o", str(tmp_path / "x.extxyz")]) == 2
+    err = capsys.readouterr().err
+    assert "cao.extxyz" in err and "structure 1" in err and len(err.strip().splitlines()) == 1
+    from ase import Atoms
+
+    write(tmp_path / "bad.extxyz", [frames[0], Atoms("O2", positions=[(0, 0, 0), (0.1, 0, 0)])])
+    assert cli.main(["potential", "select", str(tmp_path / "pot"), str(tmp_path / "bad.extxyz"), "-n", "1",
+                     "-o", str(tmp_path / "x.extxyz")]) == 2
+    err = capsys.readouterr().err
+    assert "structure 1" in err and "overlap" in err and len(err.strip().splitlines()) == 1
+    assert not os.path.exists(tmp_path / "x.extxyz")

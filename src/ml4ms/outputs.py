@@ -52,6 +52,15 @@ def write_json(path, obj):
     write_text(path, json.dumps(obj, indent=2, default=_default) + "\n")
 
 
+def write_structures(path, frames):
+    """Write a list of ``ase.Atoms`` as extended XYZ (their ``info`` and arrays included), atomically."""
+    from ase.io import write
+
+    buf = io.StringIO()
+    write(buf, list(frames), format="extxyz")
+    write_text(path, buf.getvalue())
+
+
 def write_csv(path, rows):
     """Write a list of dict rows as CSV; the columns are the keys of all rows, in order of appearance."""
     columns = []

@@ -1,4 +1,5 @@
-"""``ml4ms potential fit | eval | check | fit-novelty | export`` and ``ml4ms md``: neural-network potentials."""
+"""``ml4ms potential fit | eval | select | check | fit-novelty | export`` and ``ml4ms md``: neural-network
+potentials."""
 
 import os
 
@@ -6,7 +7,8 @@ from ..errors import InputError
 
 
 def add_parsers(sub):
-    p = sub.add_parser("potential", help="neural-network interatomic potentials: fit, eval, check, fit-novelty, export")
+    p = sub.add_parser("potential", help="neural-network interatomic potentials: fit, eval, select, check, "
+                                         "fit-novelty, export")
     psub = p.add_subparsers(dest="potential_command", metavar="SUBCOMMAND")
 
     q = psub.add_parser("fit", help="train a potential on structures with energies and forces")
@@ -35,6 +37,23 @@ def add_parsers(sub):
     q.add_argument("-n", "--references", type=int, default=2000, metavar="N",
                    help="environments kept per element, by farthest-point sampling (default 2000)")
     q.set_defaults(func=run_fit_novelty)
+
+    q = psub.add_parser("select", help="choose the candidate structures to label next (active learning): the "
+                                       "most novel, or those of largest committee spread")
+    q.add_argument("model", help="potential folder (novelty needs its reference environments)")
+    q.add_argument("candidates", help="unlabelled structures: a structure file (an 'ml4ms md' trajectory) or "
+                                      "NAME:SPLIT")
+    q.add_argument("-n", type=int, required=True, metavar="N", help="how many to choose at most")
+    q.add_argument("--by", choices=["novelty", "spread"], default="novelty",
+                   help="novelty: greedy, each choice joins the references, so near copies are not chosen twice "
+                        "(default); spread: the N of largest committee energy spread per atom")
+    q.add_argument("--min-novelty", type=float, default=0.0, metavar="X",
+                   help="stop when no candidate is more novel than X (1: the 99th percentile of the training "
+                        "structures, each from the rest)")
+    q.add_argument("-o", "--output", required=True, metavar="OUT.extxyz",
+                   help="the chosen structures in the order chosen (info: candidate_index and the score)")
+    q.add_argument("--json", metavar="OUT", help="write the indices and scores as JSON")
+    q.set_defaults(func=run_select)
 
     q = psub.add_parser("check", help="do the energies of labelled structures follow from their forces? "
                                       "(pairs of close structures, no model)")
@@ -234,6 +253,62 @@ def run_fit_novelty(args):
     save_potential(args.model, model, meta)
     print(f"{args.model}: {len(members)} model(s) keep {', '.join(str(len(r)) for r in members[0].novelty_references_)}"
           f" reference environments per element; novelty unit {members[0].novelty_scale_:.3f}")
+    return 0
+
+
+def run_select(args):
+    import numpy as np
+
+    from ..outputs import write_json, write_structures
+    from ..potentials.io import load_potential
+    from ..potentials.novelty import novel_structures
+    from ..potentials.train import predict_potential
+    from ..structures import check_structures
+
+    if args.n < 1:
+        raise InputError(f"-n must be a positive integer, got {args.n}")
+    model = load_potential(args.model)
+    members = model if isinstance(model, list) else [model]
+    if args.by == "spread" and args.min_novelty:
+        raise InputError("--min-novelty applies to --by novelty only")
+    frames, source = _structures(args.candidates)
+    if not frames:
+        raise InputError("no candidate structures", source=source)
+    check_structures(frames, source=source)
+    try:
+        if args.by == "spread":
+            if len(members) < 2:
+                raise InputError(f"{args.model} is one model, so it has no committee spread",
+                                 hint="use --by novelty, or train a committee (--members 3)")
+            n_atoms = np.array([len(a) for a in frames])
+            score = 1000 * predict_potential(members, frames, return_std=True)[2] / np.maximum(n_atoms, 1)
+            order = np.argsort(-score, kind="stable")[:args.n]
+            values = score[order]
+        else:
+            order, values = novel_structures(members, frames, args.n, min_novelty=args.min_novelty, progress=True)
+    except InputError as exc:
+        raise InputError(exc.message, source=source, index=exc.index, hint=exc.hint) from None
+    key = "novelty" if args.by == "novelty" else "spread_mev_per_atom"
+    chosen = []
+    for k, v in zip(order, values):
+        atoms = frames[k].copy()
+        atoms.info.update({"candidate_index": int(k), key: float(v)})
+        chosen.append(atoms)
+    write_structures(args.output, chosen)
+    out = {"model": args.model, "candidates": source, "n_candidates": len(frames), "by": args.by,
+           "chosen": [{"index": int(k), "formula": frames[k].get_chemical_formula(), key: float(v)}
+                      for k, v in zip(order, values)], "output": args.output}
+    if args.json:
+        write_json(args.json, out)
+    unit = "novelty (1: the 99th percentile of the training structures, each from the rest)" \
+        if args.by == "novelty" else "committee energy spread (meV/atom)"
+    print(f"chose {len(order)} of {len(frames)} candidates from {source} by {unit}; wrote {args.output}")
+    for rank, c in enumerate(out["chosen"][:10]):
+        print(f"  {rank:4d}: candidate {c['index']:6d} {c['formula']:>12s} {c[key]:8.3f}")
+    if len(order) > 10:
+        print(f"  ... (the last chosen: {out['chosen'][-1][key]:.3f})")
+    if args.by == "novelty" and len(order) < args.n:
+        print(f"no other candidate is more novel than {args.min_novelty:g}")
     return 0
 
 

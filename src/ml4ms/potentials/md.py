@@ -97,8 +97,6 @@ def run_md(atoms, calculator, *, ensemble="nve", temperature=300.0, steps=1000, 
 
     writer = None
     if trajectory:
-        from ase.io import write
-
         frames = []
 
         def writer():
@@ -112,12 +110,9 @@ def run_md(atoms, calculator, *, ensemble="nve", temperature=300.0, steps=1000, 
     dyn.run(steps)
     wall = time.perf_counter() - t0
     if trajectory:
-        from ..outputs import write_text
-        import io as _io
+        from ..outputs import write_structures
 
-        buf = _io.StringIO()
-        write(buf, frames, format="extxyz")
-        write_text(trajectory, buf.getvalue())
+        write_structures(trajectory, frames)
     times, totals = np.asarray(times), np.asarray(totals)
     slope = np.polyfit(times, totals, 1)[0] if len(times) > 1 else 0.0
     return {

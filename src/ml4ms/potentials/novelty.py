@@ -238,3 +238,105 @@ def novelty_report(novelty, errors, frames=None, spread=None, count=5, fraction=
                           "novelty": float(novelty[k]), "error": float(errors[k])}
                          for k in np.argsort(-novelty, kind="stable")[:count]]
     return out
+
+
+def select_novel(environments, distances, species_index, structure, n_structures, count, min_novelty=0.0):
+    """Greedy choice of the structures that would add the most new environments to the training data.
+
+    Each step takes the structure of highest novelty, then counts its atoms
+    as reference environments, so a near-copy of a structure already taken
+    (the next frame of an MD run) is no longer novel and the choice spreads
+    out over the new regions instead of piling up in the most novel one.
+
+    Parameters
+    ----------
+    environments : list of ndarray (n_atoms, n_features)
+        One per committee member: the atoms' standardised environments,
+        divided by that member's novelty unit.
+    distances : list of ndarray (n_atoms,)
+        One per member: each atom's novelty (distance to the nearest reference
+        environment of its element, in the same unit).
+    species_index, structure : ndarray (n_atoms,) of int
+        Every atom's element index and structure index (0 … n_structures-1).
+    n_structures, count : int
+        Candidate structures, and how many to take at most.
+    min_novelty : float
+        Stop when no remaining structure is more novel than this.
+
+    Returns
+    -------
+    order : ndarray of int
+        Indices of the structures taken, in the order taken.
+    novelty : ndarray
+        Their novelty (the members' mean) when taken.
+
+    Examples
+    --------
+    One reference environment at 0, four one-atom candidates: the one at 9
+    is taken first; then 5.0 is 4.0 from it, and 5.1, a near copy of 5.0,
+    is left out by ``min_novelty``:
+
+    >>> H = [np.array([[0.0], [5.0], [5.1], [9.0]])]
+    >>> d = [np.array([0.0, 5.0, 5.1, 9.0])]
+    >>> order, nov = select_novel(H, d, np.zeros(4, int), np.arange(4), 4, count=3, min_novelty=0.5)
+    >>> order.tolist(), nov.round(2).tolist()
+    ([3, 1], [9.0, 4.0])
+    """
+    species_index = np.asarray(species_index)
+    structure = np.asarray(structure, dtype=np.int64)
+    distances = [np.asarray(d, dtype=np.float64).copy() for d in distances]
+    # each element's rows once, so a step compares the new atoms with their own element only
+    rows = [np.flatnonzero(species_index == s) for s in np.unique(species_index)]
+    blocks = [[np.asarray(H[r], dtype=np.float64) for r in rows] for H in environments]
+    taken = np.zeros(n_structures, dtype=bool)
+    order, values = [], []
+    for _ in range(min(int(count), n_structures)):
+        score = np.mean([structure_means(d, structure, n_structures) for d in distances], axis=0)
+        score[taken | ~np.isfinite(score)] = -np.inf
+        k = int(np.argmax(score))
+        if not score[k] > min_novelty:
+            break
+        taken[k] = True
+        order.append(k)
+        values.append(float(score[k]))
+        for member, d in zip(blocks, distances):
+            for r, H in zip(rows, member):
+                added = H[structure[r] == k]
+                if len(added):
+                    d[r] = np.minimum(d[r], nearest_distances(H, np.zeros(len(H), dtype=int), [added]))
+    return np.asarray(order, dtype=np.int64), np.asarray(values)
+
+
+def novel_structures(models, frames, count, min_novelty=0.0, batch_atoms=2000, progress=False):
+    """Choose up to ``count`` of ``frames`` to label next: :func:`select_novel` for a potential or a committee.
+
+    Returns ``(order, novelty)`` as :func:`select_novel`: the candidates'
+    indices in the order chosen, and the committee novelty of each when
+    chosen (after the ones before it joined the references).
+    """
+    from tqdm.auto import tqdm
+
+    from ..descriptors.base import batches_of
+
+    members = list(models) if isinstance(models, (list, tuple)) else [models]
+    frames = list(frames)
+    for m in members:
+        m._require_references()
+        m._check_species(frames)
+    environments, distances = [[] for _ in members], [[] for _ in members]
+    species, structure, offset = [], [], 0
+    for group in tqdm(batches_of(frames, batch_atoms), disable=not progress, desc="candidate environments",
+                      unit="batch"):
+        for k, m in enumerate(members):
+            t = m.tensors(group)
+            H = m.environments(t) / m.novelty_scale_
+            environments[k].append(H)
+            distances[k].append(nearest_distances(H, t["species_index"].numpy(),
+                                                  [R / m.novelty_scale_ for R in m.novelty_references_]))
+        species.append(t["species_index"].numpy())
+        structure.append(np.asarray(t["structure"], dtype=np.int64) + offset)
+        offset += len(group)
+    if not frames:
+        return np.zeros(0, dtype=np.int64), np.zeros(0)
+    return select_novel([np.concatenate(h) for h in environments], [np.concatenate(d) for d in distances],
+                        np.concatenate(species), np.concatenate(structure), len(frames), count, min_novelty)
