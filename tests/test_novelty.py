@@ -235,25 +235,32 @@ def test_cli_md_reports_the_novelty_of_its_frames(trained, frames, tmp_path, cap
     assert len(r["values"]) == 4 and np.isclose(r["max"], max(r["values"]))
     above = [k for k, v in enumerate(r["values"]) if v > 1]
     assert r["first_above_1_step"] == (2 * above[0] if above else None)
-    assert "novelty of the written frames" in capsys.readouterr().out
-
+    printed = capsys.readouterr().out
+    assert "novelty of the written frames" in printed
+    assert ("ml4ms potential select" in printed) == bool(above)  # where to label more, when it left the data
 
 
 def test_select_novel_matches_a_brute_force_greedy_choice():
     rng = np.random.default_rng(3)
     refs = rng.normal(size=(30, 4))
+    ref_species = np.arange(30) % 2
     H = np.r_[rng.normal(size=(60, 4)), rng.normal(size=(40, 4)) * 3 + 2]  # a far-off cloud
     structure = np.repeat(np.arange(25), 4)
-    species = np.zeros(100, int)
+    species = rng.integers(0, 2, 100)  # two elements: an atom is compared with its own element only
     H2 = 2 * H  # a second member, with its own unit
-    d = [cdist(H, refs).min(1), cdist(H2, 2 * refs).min(1)]
+
+    def nearest(X, known, known_species):
+        return np.array([np.linalg.norm(known[known_species == s] - x, axis=1).min() for x, s in zip(X, species)])
+
+    d = [nearest(H, refs, ref_species), nearest(H2, 2 * refs, ref_species)]
     order, values = select_novel([H, H2], d, species, structure, 25, count=6)
-    known, taken = refs.copy(), []
+    known, known_species, taken = refs.copy(), ref_species.copy(), []
     for _ in range(6):  # brute force: recompute every distance from scratch after each choice
-        score = [np.mean([cdist(X[structure == k], f * known).min(1).mean() for X, f in ((H, 1), (H2, 2))])
-                 if k not in taken else -1 for k in range(25)]
+        per_atom = [nearest(X, f * known, known_species) for X, f in ((H, 1), (H2, 2))]
+        score = [np.mean([p[structure == k].mean() for p in per_atom]) if k not in taken else -1 for k in range(25)]
         taken.append(int(np.argmax(score)))
         known = np.r_[known, H[structure == taken[-1]]]
+        known_species = np.r_[known_species, species[structure == taken[-1]]]
     assert order.tolist() == taken
     assert np.all(np.diff(values) <= 1e-12) and values[0] > 1  # each choice is less novel than the one before
     assert set(order[:3]) <= set(range(15, 25))  # the far cloud first
@@ -287,13 +294,28 @@ def test_select_skips_near_copies_and_the_cli_writes_the_choice(trained, frames,
                      "--min-novelty", f"{(values[1] + values[2]) / 2:.6g}", "-o", str(tmp_path / "few.extxyz")]) == 0
     assert len(read(tmp_path / "few.extxyz", ":")) == 2  # the compressed cells only
     assert "no other candidate is more novel than" in capsys.readouterr().out
+    assert cli.main(["potential", "select", str(tmp_path / "pot"), str(tmp_path / "cand.extxyz"), "-n", "9",
+                     "--min-novelty", "1e6", "-o", str(tmp_path / "none.extxyz")]) == 0
+    assert "nothing to label" in capsys.readouterr().out and not os.path.exists(tmp_path / "none.extxyz")
+    for bad in (["--min-novelty", "nan"], ["-o", str(tmp_path / "y.csv")]):
+        assert cli.main(["potential", "select", str(tmp_path / "pot"), str(tmp_path / "cand.extxyz"), "-n", "2",
+                         "-o", str(tmp_path / "z.extxyz"), *bad]) == 2
+    assert "--min-novelty" in capsys.readouterr().err
     assert cli.main(["potential", "select", str(tmp_path / "pot"), str(tmp_path / "cand.extxyz"), "-n", "2",
                      "--by", "spread", "-o", str(tmp_path / "spread.extxyz")]) == 0  # identical members: spread 0
     save_potential(tmp_path / "one", trained)
     capsys.readouterr()
     assert cli.main(["potential", "select", str(tmp_path / "one"), str(tmp_path / "cand.extxyz"), "-n", "2",
                      "--by", "spread", "-o", str(tmp_path / "x.extxyz")]) == 2
-    assert "no committee spread" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "no committee spread" in err and str(tmp_path / "one") in err
+    bare = tmp_path / "bare"
+    save_potential(bare, NeuralPotential(**trained.get_params()).initialize(frames, [a.get_potential_energy()
+                                                                                     for a in frames]))
+    assert cli.main(["potential", "select", str(bare), str(tmp_path / "cand.extxyz"), "-n", "2",
+                     "-o", str(tmp_path / "x.extxyz")]) == 2
+    err = capsys.readouterr().err
+    assert "no reference environments" in err and str(bare) in err and "fit-novelty" in err
     from ase.build import bulk
 
     write(tmp_path / "cao.extxyz", [frames[0], bulk("CaO", "rocksalt", a=4.8)])

@@ -147,7 +147,7 @@ def _write_per_atom(path, rows, data, targets):
         write_csv(path, rows)
         return
     import numpy as np
-    from ase.io import write
+    from ..outputs import write_structures
 
     frames, k = [], 0
     for atoms in data.records:
@@ -156,7 +156,7 @@ def _write_per_atom(path, rows, data, targets):
             frame.arrays[f"{t}_atomic"] = np.array([rows[k + a][t] for a in range(len(atoms))])
         k += len(atoms)
         frames.append(frame)
-    write(path, frames, format="extxyz")
+    write_structures(path, frames)
 
 
 def run_evaluate(args):

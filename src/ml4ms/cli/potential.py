@@ -262,26 +262,38 @@ def run_select(args):
     from ..outputs import write_json, write_structures
     from ..potentials.io import load_potential
     from ..potentials.novelty import novel_structures
-    from ..potentials.train import predict_potential
+    from ..potentials.train import committee_spread
     from ..structures import check_structures
 
     if args.n < 1:
         raise InputError(f"-n must be a positive integer, got {args.n}")
+    if not (np.isfinite(args.min_novelty) and args.min_novelty >= 0):
+        raise InputError(f"--min-novelty must be a finite number >= 0, got {args.min_novelty}")
+    if not args.output.lower().endswith((".xyz", ".extxyz")):
+        raise InputError(f"-o {args.output}: the chosen structures are written as extended XYZ",
+                         hint="give a name ending in .extxyz")
     model = load_potential(args.model)
     members = model if isinstance(model, list) else [model]
     if args.by == "spread" and args.min_novelty:
         raise InputError("--min-novelty applies to --by novelty only")
+    if args.by == "spread" and len(members) < 2:
+        raise InputError("one model, so it has no committee spread", source=args.model,
+                         hint="use --by novelty, or train a committee (--members 3)")
+    if args.by == "novelty":
+        try:
+            for m in members:
+                m._require_references()
+        except InputError as exc:
+            raise InputError(exc.message, source=args.model,
+                             hint=f"add them with 'ml4ms potential fit-novelty {args.model} TRAINING_DATA', or use "
+                                  "--by spread with a committee") from None
     frames, source = _structures(args.candidates)
     if not frames:
         raise InputError("no candidate structures", source=source)
     check_structures(frames, source=source)
     try:
         if args.by == "spread":
-            if len(members) < 2:
-                raise InputError(f"{args.model} is one model, so it has no committee spread",
-                                 hint="use --by novelty, or train a committee (--members 3)")
-            n_atoms = np.array([len(a) for a in frames])
-            score = 1000 * predict_potential(members, frames, return_std=True)[2] / np.maximum(n_atoms, 1)
+            score = 1000 * committee_spread(members, frames)
             order = np.argsort(-score, kind="stable")[:args.n]
             values = score[order]
         else:
@@ -294,6 +306,10 @@ def run_select(args):
         atoms = frames[k].copy()
         atoms.info.update({"candidate_index": int(k), key: float(v)})
         chosen.append(atoms)
+    if not chosen:
+        print(f"no candidate of {source} is more novel than {args.min_novelty:g}: nothing to label; "
+              f"{args.output} not written")
+        return 0
     write_structures(args.output, chosen)
     out = {"model": args.model, "candidates": source, "n_candidates": len(frames), "by": args.by,
            "chosen": [{"index": int(k), "formula": frames[k].get_chemical_formula(), key: float(v)}
@@ -307,7 +323,7 @@ def run_select(args):
         print(f"  {rank:4d}: candidate {c['index']:6d} {c['formula']:>12s} {c[key]:8.3f}")
     if len(order) > 10:
         print(f"  ... (the last chosen: {out['chosen'][-1][key]:.3f})")
-    if args.by == "novelty" and len(order) < args.n:
+    if args.by == "novelty" and len(order) < min(args.n, len(frames)):
         print(f"no other candidate is more novel than {args.min_novelty:g}")
     return 0
 
@@ -420,6 +436,9 @@ def run_md_cmd(args):
               "structures, each from the rest)" + ("" if r["first_above_1_step"] is None else
                                f"; first above 1 at step {r['first_above_1_step']}: the trajectory reaches "
                                "beyond the training data, so trust its energies there less"))
+        if r["first_above_1_step"] is not None:
+            print(f"  to extend the training data there: ml4ms potential select {args.model} {args.output} -n 10 "
+                  "--min-novelty 1 -o to_label.extxyz")
     return 0
 
 

@@ -260,8 +260,9 @@ def select_novel(environments, distances, species_index, structure, n_structures
         Every atom's element index and structure index (0 … n_structures-1).
     n_structures, count : int
         Candidate structures, and how many to take at most.
-    min_novelty : float
-        Stop when no remaining structure is more novel than this.
+    min_novelty : float, default=0.0
+        Stop when no remaining structure is more novel than this (so
+        structures with nothing new, novelty 0, are never taken).
 
     Returns
     -------
@@ -292,7 +293,7 @@ def select_novel(environments, distances, species_index, structure, n_structures
     order, values = [], []
     for _ in range(min(int(count), n_structures)):
         score = np.mean([structure_means(d, structure, n_structures) for d in distances], axis=0)
-        score[taken | ~np.isfinite(score)] = -np.inf
+        score[taken | np.isnan(score)] = -np.inf  # +inf (an element without references) is the most novel
         k = int(np.argmax(score))
         if not score[k] > min_novelty:
             break
@@ -310,9 +311,40 @@ def select_novel(environments, distances, species_index, structure, n_structures
 def novel_structures(models, frames, count, min_novelty=0.0, batch_atoms=2000, progress=False):
     """Choose up to ``count`` of ``frames`` to label next: :func:`select_novel` for a potential or a committee.
 
-    Returns ``(order, novelty)`` as :func:`select_novel`: the candidates'
-    indices in the order chosen, and the committee novelty of each when
-    chosen (after the ones before it joined the references).
+    Parameters
+    ----------
+    models : NeuralPotential or list of NeuralPotential
+        Fitted, with reference environments (``fit_novelty``); a committee's
+        members must share their elements.
+    frames : list of ase.Atoms
+        The candidates (no labels needed).
+    count : int
+        How many to choose at most.
+    min_novelty : float, default=0.0
+        Stop when no remaining candidate is more novel than this.
+    batch_atoms : int, default=2000
+        Atoms per descriptor batch.
+    progress : bool, default=False
+        Show a progress bar over the batches.
+
+    Returns
+    -------
+    order : ndarray of int
+        Indices into ``frames``, in the order chosen.
+    novelty : ndarray
+        The committee novelty of each when chosen (after the ones before it
+        joined the references).
+
+    Examples
+    --------
+    >>> from ase.build import bulk
+    >>> from ml4ms.potentials import NeuralPotential
+    >>> cells = [bulk("MgO", "rocksalt", a=4.1 + 0.05 * k) for k in range(4)]
+    >>> m = NeuralPotential(hidden=(3,), descriptor_params={"radial_order": 2, "angular_order": 1})
+    >>> m = m.initialize(cells, [-10.0, -10.2, -10.3, -10.25]).fit_novelty(cells[:3])
+    >>> candidates = [bulk("MgO", "rocksalt", a=a) for a in (4.12, 3.6, 3.6, 3.7)]
+    >>> novel_structures(m, candidates, 2)[0].tolist()  # the 3.6 Å cell, then 3.7 Å (its twin is nothing new)
+    [1, 3]
     """
     from tqdm.auto import tqdm
 
@@ -322,6 +354,9 @@ def novel_structures(models, frames, count, min_novelty=0.0, batch_atoms=2000, p
     frames = list(frames)
     for m in members:
         m._require_references()
+        if list(m.species_) != list(members[0].species_):
+            raise InputError(f"the committee's members have different elements ({members[0].species_} and "
+                             f"{m.species_})", hint="choose with members trained on the same elements")
         m._check_species(frames)
     environments, distances = [[] for _ in members], [[] for _ in members]
     species, structure, offset = [], [], 0

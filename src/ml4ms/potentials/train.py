@@ -87,6 +87,15 @@ def predict_potential(model, frames, batch_atoms=2000, return_std=False):
     return energies, forces
 
 
+def committee_spread(models, frames, batch_atoms=2000):
+    """The members' energy spread per atom (n_frames,; eV/atom): the standard deviation of their predictions.
+
+    Energies only (no forces), so cheaper than :func:`predict_potential` with ``return_std``.
+    """
+    n = np.array([max(len(a), 1) for a in frames])
+    return np.std([m.predict(frames, forces=False, batch_atoms=batch_atoms) for m in models], axis=0) / n
+
+
 def evaluate_errors(model, frames, energies, forces, batch_atoms=2000, predictions=None):
     """RMSE/MAE of energies per atom (meV/atom) and force components (eV/Å).
 
