@@ -331,3 +331,49 @@ def test_select_skips_near_copies_and_the_cli_writes_the_choice(trained, frames,
     err = capsys.readouterr().err
     assert "structure 1" in err and "overlap" in err and len(err.strip().splitlines()) == 1
     assert not os.path.exists(tmp_path / "x.extxyz")
+
+
+def test_warm_start_continues_from_the_weights_and_refits_the_references(trained, frames, tmp_path, capsys):
+    import copy
+
+    import ml4ms.cli as cli
+    from ml4ms.potentials.train import predict_potential, train_committee
+
+    base = copy.deepcopy(trained)
+    more = frames + [_compressed(a, 0.95) for a in frames[:4]]
+    for a, b in zip(more[len(frames):], frames[:4]):  # labels for the new cells (any will do here)
+        from ase.calculators.singlepoint import SinglePointCalculator
+
+        a.calc = SinglePointCalculator(a, energy=b.get_potential_energy() + 1.0, forces=b.get_forces())
+    # a learning rate of 0: the weights, standardisation and reference energies are exactly the old ones
+    still, _ = train_potential(copy.deepcopy(base), more, warm_start=True,
+                               **dict(TRAIN, epochs=1, learning_rate=0.0, valid_fraction=0.0))
+    assert np.allclose(predict_potential(still, frames)[0], predict_potential(base, frames)[0], atol=1e-8)
+    # ... and the reference environments now are all the atoms of the training cells, the new ones included
+    assert base.novelty(more[len(frames):]).min() > 1e-2 and still.novelty(more[len(frames):]).max() < 1e-3
+    moved, _ = train_potential(copy.deepcopy(base), more, warm_start=True, **dict(TRAIN, epochs=2))
+    assert not np.allclose(predict_potential(moved, frames)[0], predict_potential(base, frames)[0])
+    from ase.build import bulk
+
+    with pytest.raises(InputError, match="Z=20") as err:
+        train_potential(copy.deepcopy(base), frames[:5] + [bulk("CaO", "rocksalt", a=4.8)], energies=[0.0] * 6,
+                        forces=[np.zeros((len(a), 3)) for a in frames[:5]] + [np.zeros((2, 3))], warm_start=True,
+                        **TRAIN)
+    assert err.value.index == 5 and "train a new potential" in str(err.value)
+    with pytest.raises(InputError, match="needs a fitted potential"):
+        train_potential(NeuralPotential(hidden=(4,), descriptor_params=SMALL), frames, warm_start=True, **TRAIN)
+    with pytest.raises(InputError, match="warm_start=True"):
+        train_committee([base, base], frames, **TRAIN)
+    members, _ = train_committee([copy.deepcopy(base), copy.deepcopy(base)], more, jobs=1, warm_start=True,
+                                 **dict(TRAIN, epochs=1, learning_rate=0.0))
+    assert len(members) == 2 and np.allclose(predict_potential(members, frames)[0], predict_potential(base, frames)[0],
+                                             atol=1e-8)
+    # the command line: --init continues a committee, every member
+    save_potential(tmp_path / "old", [base, base])
+    write(tmp_path / "more.extxyz", more)
+    assert cli.main(["potential", "fit", str(tmp_path / "more.extxyz"), "--init", str(tmp_path / "old"),
+                     "--epochs", "1", "--jobs", "1", "--quiet", "-o", str(tmp_path / "new")]) == 0
+    assert len(load_potential(tmp_path / "new")) == 2 and "committee of 2" in capsys.readouterr().out
+    assert cli.main(["potential", "fit", str(tmp_path / "more.extxyz"), "--init", str(tmp_path / "old"),
+                     "--members", "3", "-o", str(tmp_path / "x")]) == 2
+    assert "committee of 2" in capsys.readouterr().err

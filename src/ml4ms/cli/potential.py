@@ -20,6 +20,8 @@ def add_parsers(sub):
     q.add_argument("--minutes", type=float, help="stop training after this many minutes")
     q.add_argument("--members", type=int, help="train a committee of N members (override [training] members)")
     q.add_argument("--jobs", type=int, help="committee members trained at once, in parallel processes")
+    q.add_argument("--init", metavar="MODEL", help="continue from this potential (or committee): its weights, "
+                                                   "standardisation and elements; the config gives the training only")
     q.add_argument("--quiet", action="store_true", help="no progress bar")
     q.set_defaults(func=run_fit)
 
@@ -108,11 +110,23 @@ def _beside(json_path, default, suffix):
 
 
 def run_fit(args):
-    from ..potentials.io import save_potential
+    from ..potentials.io import load_potential, save_potential
     from ..potentials.model import NeuralPotential
     from ..potentials.train import check_training_options, labels_of, read_config, train_committee, train_potential
 
     model, kwargs = read_config(args.config) if args.config else (NeuralPotential(), {})
+    if args.init:
+        model = load_potential(args.init)
+        kwargs["warm_start"] = True
+        if isinstance(model, list) and len(model) == 1:
+            model = model[0]
+        if isinstance(model, list):
+            if args.members not in (None, len(model)):
+                raise InputError(f"--members {args.members}, but {args.init} is a committee of {len(model)}",
+                                 hint="leave out --members: every member continues")
+            args.members = len(model)
+        else:
+            args.members = 1
     if args.epochs is not None:
         kwargs["epochs"] = args.epochs
     if args.minutes is not None:
@@ -130,7 +144,7 @@ def run_fit(args):
         models, histories = train_committee(model, frames, energies, forces, members=members, jobs=jobs,
                                             checkpoint_dir=checkpoint, progress=not args.quiet, source=source,
                                             **kwargs)
-        save_potential(args.output, models, {"data": source})
+        save_potential(args.output, models, {"data": source, **({"init": args.init} if args.init else {})})
         for k, (m, h) in enumerate(zip(models, histories)):
             print(f"member {k}: {m.training_['epochs']} epochs" + (
                 f", last validation energy RMSE {h[-1]['val_energy_rmse']:.3f} meV/atom, "
@@ -139,7 +153,8 @@ def run_fit(args):
         return 0
     model, history = train_potential(model, frames, energies, forces, checkpoint_dir=checkpoint,
                                      progress=not args.quiet, source=source, **kwargs)
-    save_potential(args.output, model, {"data": source, "history": history[-1:] if history else []})
+    save_potential(args.output, model, {"data": source, "history": history[-1:] if history else [],
+                                        **({"init": args.init} if args.init else {})})
     last = history[-1] if history else {}
     print(f"wrote {args.output} ({model.training_['epochs']} epochs, {model.training_['n_train']} train / "
           f"{model.training_['n_val']} validation structures, {model.training_['n_excluded']} excluded)")

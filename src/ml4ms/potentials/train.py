@@ -213,6 +213,7 @@ _OPTION_RULES = {
     "atomic_energies": (lambda v: v is None or (isinstance(v, dict) and all(_is_real(x) for x in v.values())),
                         "a table of element = energy (eV)"),
     "precompute": (lambda v: isinstance(v, (bool, np.bool_)), "true or false"),
+    "warm_start": (lambda v: isinstance(v, (bool, np.bool_)), "true or false"),
     "restore_best": (lambda v: isinstance(v, (bool, np.bool_)), "true or false"),
     "lr_schedule": (lambda v: v in ("exponential", "plateau"), "'exponential' or 'plateau'"),
     "ema_decay": (lambda v: v is None or (_is_real(v) and 0 <= v < 1), "in [0, 1)",
@@ -303,7 +304,7 @@ def train_potential(model, frames, energies=None, forces=None, *, epochs=100, ba
                     checkpoint_dir=None, time_limit=None, progress=True, source="data", threads=1,
                     precompute=True, lr_schedule="exponential", lr_patience=10, restore_best=True, groups=None,
                     ema_decay=None, stage_two_start=None, stage_two_energy_weight=None,
-                    stage_two_force_weight=None, novelty_references=2000):
+                    stage_two_force_weight=None, novelty_references=2000, warm_start=False):
     """Train ``model`` (a :class:`NeuralPotential`) on structures with energies and forces.
 
     Parameters
@@ -382,6 +383,13 @@ def train_potential(model, frames, energies=None, forces=None, *, epochs=100, ba
         Training environments per element that the returned model keeps
         (:meth:`~ml4ms.potentials.model.NeuralPotential.fit_novelty`), so it can
         tell how far a structure lies from its training data; 0 keeps none.
+    warm_start : bool, default False
+        Continue from ``model``'s fitted weights, descriptor standardisation
+        and reference energies instead of initialising it from the training
+        split: fine-tuning on a training set that grew (for example by the
+        structures ``ml4ms potential select`` chose and DFT labelled). The
+        model's elements must include those of ``frames``; its reference
+        environments are replaced by those of ``frames``.
 
     Returns
     -------
@@ -400,7 +408,7 @@ def train_potential(model, frames, energies=None, forces=None, *, epochs=100, ba
                                 ema_decay=ema_decay, stage_two_start=stage_two_start,
                                 stage_two_energy_weight=stage_two_energy_weight,
                                 stage_two_force_weight=stage_two_force_weight,
-                                novelty_references=novelty_references))
+                                novelty_references=novelty_references, warm_start=warm_start))
     torch = _torch()
     previous = torch.get_num_threads()
     if threads is not None:
@@ -410,15 +418,28 @@ def train_potential(model, frames, energies=None, forces=None, *, epochs=100, ba
                       min_learning_rate, energy_weight, force_weight, valid_fraction, patience, seed,
                       max_energy_per_atom, atomic_energies, checkpoint_dir, time_limit, progress, source,
                       precompute, lr_schedule, lr_patience, restore_best, groups, ema_decay,
-                      (stage_two_start, stage_two_energy_weight, stage_two_force_weight), novelty_references)
+                      (stage_two_start, stage_two_energy_weight, stage_two_force_weight), novelty_references,
+                      warm_start)
     finally:
         torch.set_num_threads(previous)
+
+
+def _check_warm_start(model, frames, source):
+    """A warm start needs a fitted potential that knows every element of ``frames``."""
+    if not hasattr(model, "weights_"):
+        raise InputError("warm_start needs a fitted potential to continue from", source=source,
+                         hint="train it first, or set warm_start=False")
+    try:
+        model._check_species(frames)
+    except InputError as exc:
+        raise InputError(exc.message, source=source, index=exc.index,
+                         hint="a warm start keeps the potential's elements: train a new potential") from None
 
 
 def _train(model, frames, energies, forces, epochs, batch_size, learning_rate, lr_decay, min_learning_rate,
            energy_weight, force_weight, valid_fraction, patience, seed, max_energy_per_atom, atomic_energies,
            checkpoint_dir, time_limit, progress, source, precompute, lr_schedule, lr_patience, restore_best, groups,
-           ema_decay, stage_two, novelty_references):
+           ema_decay, stage_two, novelty_references, warm_start):
     torch = _torch()
     from tqdm.auto import tqdm
 
@@ -472,6 +493,11 @@ def _train(model, frames, energies, forces, epochs, batch_size, learning_rate, l
                              hint="use a new checkpoint folder, or the settings it was started with")
         model = saved
         best = load_potential(os.path.join(checkpoint_dir, "best")) if state.get("has_best") else None
+    elif warm_start:
+        _check_warm_start(model, frames, source)
+        for name in ("novelty_references_", "novelty_scale_"):  # they describe the old training data
+            model.__dict__.pop(name, None)
+        best = None
     else:
         model.initialize([frames[k] for k in train_idx], energies[train_idx])
         best = None
@@ -663,7 +689,10 @@ def train_committee(model, frames, energies=None, forces=None, *, members=2, job
 
     Parameters
     ----------
-    model : NeuralPotential
+    model : NeuralPotential or list of NeuralPotential
+        The template of the members; with ``warm_start=True`` (in
+        ``kwargs``) a fitted committee, each member continuing from its own
+        weights (``members`` is then its length).
     frames, energies, forces
         As in :func:`train_potential`.
     members : int, default 2
@@ -707,13 +736,20 @@ def train_committee(model, frames, energies=None, forces=None, *, members=2, job
     from tqdm.auto import tqdm
 
     check_training_options(dict(kwargs, members=members, jobs=jobs, seed=seed))
+    if isinstance(model, (list, tuple)):
+        if not kwargs.get("warm_start"):
+            raise InputError("a list of potentials is a committee to continue: set warm_start=True")
+        members = len(model)
     jobs = int(members if jobs is None else jobs)
     temporary = None
     if checkpoint_dir is None:
         temporary = tempfile.TemporaryDirectory(prefix="ml4ms-committee-")
         checkpoint_dir = temporary.name
     folders = [os.path.join(checkpoint_dir, f"member{k}") for k in range(members)]
-    clones = [model.__class__(**model.get_params()).set_params(seed=int(model.seed) + k) for k in range(members)]
+    if isinstance(model, (list, tuple)):
+        clones = list(model)
+    else:
+        clones = [model.__class__(**model.get_params()).set_params(seed=int(model.seed) + k) for k in range(members)]
     if jobs > 1 and kwargs.get("threads", 1) is not None:
         kwargs = dict(kwargs, threads=max(1, int(kwargs.get("threads", 1)) // min(jobs, members)))
     calls = [dict(kwargs, seed=int(seed) + k, checkpoint_dir=folders[k]) for k in range(members)]
