@@ -351,8 +351,19 @@ def test_warm_start_continues_from_the_weights_and_refits_the_references(trained
     assert np.allclose(predict_potential(still, frames)[0], predict_potential(base, frames)[0], atol=1e-8)
     # ... and the reference environments now are all the atoms of the training cells, the new ones included
     assert base.novelty(more[len(frames):]).min() > 1e-2 and still.novelty(more[len(frames):]).max() < 1e-3
-    moved, _ = train_potential(copy.deepcopy(base), more, warm_start=True, **dict(TRAIN, epochs=2))
+    ck = str(tmp_path / "ck")
+    moved, _ = train_potential(base, more, warm_start=True, checkpoint_dir=ck, **dict(TRAIN, epochs=2))
     assert not np.allclose(predict_potential(moved, frames)[0], predict_potential(base, frames)[0])
+    assert hasattr(base, "novelty_references_")  # the caller's potential is left as it was
+    # a checkpoint remembers where its run started: not another potential, not a run from scratch
+    with pytest.raises(InputError, match="from another potential"):
+        train_potential(moved, more, warm_start=True, checkpoint_dir=ck, **dict(TRAIN, epochs=3))
+    train_potential(NeuralPotential(**base.get_params()), more, checkpoint_dir=str(tmp_path / "anew"),
+                    **dict(TRAIN, epochs=1))
+    with pytest.raises(InputError, match="started anew"):
+        train_potential(base, more, warm_start=True, checkpoint_dir=str(tmp_path / "anew"), **dict(TRAIN, epochs=2))
+    again, _ = train_potential(base, more, warm_start=True, checkpoint_dir=ck, **dict(TRAIN, epochs=2))
+    assert np.allclose(predict_potential(again, frames)[0], predict_potential(moved, frames)[0])  # resumed: done
     from ase.build import bulk
 
     with pytest.raises(InputError, match="Z=20") as err:
@@ -373,7 +384,13 @@ def test_warm_start_continues_from_the_weights_and_refits_the_references(trained
     write(tmp_path / "more.extxyz", more)
     assert cli.main(["potential", "fit", str(tmp_path / "more.extxyz"), "--init", str(tmp_path / "old"),
                      "--epochs", "1", "--jobs", "1", "--quiet", "-o", str(tmp_path / "new")]) == 0
-    assert len(load_potential(tmp_path / "new")) == 2 and "committee of 2" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert len(load_potential(tmp_path / "new")) == 2 and "committee of 2" in printed
+    assert "at learning rate 0.0001" in printed
+    save_potential(tmp_path / "single", base)
+    assert cli.main(["potential", "fit", str(tmp_path / "more.extxyz"), "--init", str(tmp_path / "single"),
+                     "--members", "3", "-o", str(tmp_path / "x")]) == 2
+    assert "is one potential" in capsys.readouterr().err
     assert cli.main(["potential", "fit", str(tmp_path / "more.extxyz"), "--init", str(tmp_path / "old"),
                      "--members", "3", "-o", str(tmp_path / "x")]) == 2
     assert "committee of 2" in capsys.readouterr().err

@@ -17,6 +17,7 @@ uninterrupted one. Options: a moving average of the weights
 stage with other loss weights for the end of the run (``stage_two_*``).
 """
 
+import copy
 import io
 import json
 import os
@@ -389,7 +390,10 @@ def train_potential(model, frames, energies=None, forces=None, *, epochs=100, ba
         split: fine-tuning on a training set that grew (for example by the
         structures ``ml4ms potential select`` chose and DFT labelled). The
         model's elements must include those of ``frames``; its reference
-        environments are replaced by those of ``frames``.
+        environments are replaced by those of ``frames``. ``model`` itself is
+        left as it was. The validation split is drawn anew over ``frames``, so
+        it can hold structures the model was trained on before: its errors
+        are then optimistic, and only the test set says how good it is.
 
     Returns
     -------
@@ -422,6 +426,17 @@ def train_potential(model, frames, energies=None, forces=None, *, epochs=100, ba
                       warm_start)
     finally:
         torch.set_num_threads(previous)
+
+
+def _fingerprint(model):
+    """A short hash of a fitted potential's weights: which model a warm-started checkpoint continues."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for layers in model.weights_:
+        for w in layers:
+            digest.update(np.ascontiguousarray(w, dtype=np.float64).tobytes())
+    return digest.hexdigest()[:16]
 
 
 def _check_warm_start(model, frames, source):
@@ -457,6 +472,10 @@ def _train(model, frames, energies, forces, epochs, batch_size, learning_rate, l
     stage_two_start = stage_two[0]
     weights_two = (energy_weight if stage_two[1] is None else float(stage_two[1]),
                    force_weight if stage_two[2] is None else float(stage_two[2]))
+    start = None
+    if warm_start:  # before the slow steps: a model that cannot continue on these frames fails at once
+        _check_warm_start(model, frames, source)
+        start = _fingerprint(model)
     keep = np.arange(len(frames))
     if max_energy_per_atom is not None:  # with atomic_energies (check_training_options)
         eb = binding_energy_per_atom(frames, energies, atomic_energies)
@@ -481,7 +500,11 @@ def _train(model, frames, energies, forces, epochs, batch_size, learning_rate, l
             state = json.load(handle)
         if state.get("n_frames") != len(frames) or state.get("train_idx") != train_idx.tolist():
             raise InputError(f"{checkpoint_dir}: checkpoint is from other data or another split",
-                             hint="use a new checkpoint folder")
+                             hint="use a new checkpoint folder (a new -o, or --checkpoint)")
+        if state.get("start") != start:
+            raise InputError(f"{checkpoint_dir}: checkpoint is of a run that started "
+                             + ("from another potential" if state.get("start") else "anew, not from a potential"),
+                             hint="use a new checkpoint folder (a new -o, or --checkpoint)")
         saved = load_potential(os.path.join(checkpoint_dir, "model"))
 
         def same(v):  # tuples and lists alike
@@ -494,7 +517,7 @@ def _train(model, frames, energies, forces, epochs, batch_size, learning_rate, l
         model = saved
         best = load_potential(os.path.join(checkpoint_dir, "best")) if state.get("has_best") else None
     elif warm_start:
-        _check_warm_start(model, frames, source)
+        model = copy.deepcopy(model)  # the caller's potential stays as it was
         for name in ("novelty_references_", "novelty_scale_"):  # they describe the old training data
             model.__dict__.pop(name, None)
         best = None
@@ -644,7 +667,7 @@ def _train(model, frames, energies, forces, epochs, batch_size, learning_rate, l
                 _save_checkpoint(checkpoint_dir, model, best, optimizer, params, {
                     "epoch": epoch, "history": history, "best_loss": best_loss, "stale": stale, "lr": lr,
                     "has_best": best is not None, "n_frames": len(frames), "train_idx": train_idx.tolist(),
-                    "val_idx": val_idx.tolist(), "ema_steps": ema_steps,
+                    "val_idx": val_idx.tolist(), "ema_steps": ema_steps, "start": start,
                     "stage_two": in_stage_two}, raw=averaged is not None)
             if len(val_idx) and stale >= patience:
                 break
@@ -747,7 +770,7 @@ def train_committee(model, frames, energies=None, forces=None, *, members=2, job
         checkpoint_dir = temporary.name
     folders = [os.path.join(checkpoint_dir, f"member{k}") for k in range(members)]
     if isinstance(model, (list, tuple)):
-        clones = list(model)
+        clones = [copy.deepcopy(m) for m in model]  # each member its own copy, the caller's left as they were
     else:
         clones = [model.__class__(**model.get_params()).set_params(seed=int(model.seed) + k) for k in range(members)]
     if jobs > 1 and kwargs.get("threads", 1) is not None:
