@@ -362,8 +362,10 @@ def novel_structures(models, frames, count, min_novelty=0.0, batch_atoms=2000, p
     species, structure, offset = [], [], 0
     for group in tqdm(batches_of(frames, batch_atoms), disable=not progress, desc="candidate environments",
                       unit="batch"):
+        built = {}  # members with one cutoff and precision share the neighbour lists
         for k, m in enumerate(members):
-            t = m.tensors(group)
+            key = (m.cutoff(), m.dtype)
+            t = built[key] = built[key] if key in built else m.tensors(group)
             H = m.environments(t) / m.novelty_scale_
             environments[k].append(H)
             distances[k].append(nearest_distances(H, t["species_index"].numpy(),
