@@ -763,16 +763,15 @@ def train_committee(model, frames, energies=None, forces=None, *, members=2, job
         if not kwargs.get("warm_start"):
             raise InputError("a list of potentials is a committee to continue: set warm_start=True")
         members = len(model)
+        clones = [copy.deepcopy(m) for m in model]  # each member its own copy, the caller's left as they were
+    else:
+        clones = [model.__class__(**model.get_params()).set_params(seed=int(model.seed) + k) for k in range(members)]
     jobs = int(members if jobs is None else jobs)
     temporary = None
     if checkpoint_dir is None:
         temporary = tempfile.TemporaryDirectory(prefix="ml4ms-committee-")
         checkpoint_dir = temporary.name
     folders = [os.path.join(checkpoint_dir, f"member{k}") for k in range(members)]
-    if isinstance(model, (list, tuple)):
-        clones = [copy.deepcopy(m) for m in model]  # each member its own copy, the caller's left as they were
-    else:
-        clones = [model.__class__(**model.get_params()).set_params(seed=int(model.seed) + k) for k in range(members)]
     if jobs > 1 and kwargs.get("threads", 1) is not None:
         kwargs = dict(kwargs, threads=max(1, int(kwargs.get("threads", 1)) // min(jobs, members)))
     calls = [dict(kwargs, seed=int(seed) + k, checkpoint_dir=folders[k]) for k in range(members)]
