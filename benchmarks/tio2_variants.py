@@ -33,6 +33,10 @@ Variants (``--variants``):
   (``ema_decay = 0.999``), with the force weight lowered to 0.02 for the last 15 % of the epochs
   (``stage_two_start = 0.85``), or both.
 
+- ``silu_linear``: ``wide_linear`` with SiLU hidden layers instead of tanh (``activation = "silu"``).
+- ``tail4_linear``: ``wide_linear`` trained with the energy loss ``(mean |error|^4)^(1/2)`` per batch
+  (``energy_loss_power = 4``), which weighs the cells fitted worst more.
+
 - ``species_mean``: ``wide_linear`` with one cell average per element (the Ti atoms' and the O atoms' averages of
   the standardised descriptor, each standardised) in place of the one over all atoms;
 - ``pool8``: ``wide_linear`` plus 8 learned cell-wide inputs: every atom maps its input through one tanh layer of
@@ -71,6 +75,9 @@ VARIANTS = {
                   {"stage_two_start": 0.85, "stage_two_force_weight": 0.02}),
     "ema_stage_two": ({}, {"hidden": [128, 128], "linear": True},
                       {"ema_decay": 0.999, "stage_two_start": 0.85, "stage_two_force_weight": 0.02}),
+    "silu_linear": ({}, {"hidden": [128, 128], "linear": True, "activation": "silu"}),  # session 17
+    # the energy loss (mean |error|^p)^(2/p) with p = 4: more weight on the cells fitted worst (session 17)
+    "tail4_linear": ({}, {"hidden": [128, 128], "linear": True}, {"energy_loss_power": 4}),
     # other cell-wide inputs (session 10): species_mean is defined below, pool8 is cell_pool = 8 (session 11)
     "species_mean": ({}, {"hidden": [128, 128], "linear": True, "cell_mean": True}),
     "pool8": ({}, {"hidden": [128, 128], "linear": True, "cell_mean": True, "cell_pool": 8}),

@@ -491,7 +491,8 @@ def test_plateau_schedule_lowers_learning_rate(frames):
 
 
 @pytest.mark.parametrize("settings", [{"cell_mean": True}, {"cell_mean": True, "cell_pool": 3, "linear": True},
-                                      {"cell_pool": 2}], ids=["cell_mean", "cell_mean_pool", "pool"])
+                                      {"cell_pool": 2}, {"cell_mean": True, "linear": True, "activation": "silu"}],
+                         ids=["cell_mean", "cell_mean_pool", "pool", "silu"])
 def test_cell_wide_model_physics_and_precompute(frames, tmp_path, settings):
     from ml4ms.potentials.precompute import JacobianSet
 
@@ -692,12 +693,14 @@ def test_torchscript_export_matches_the_model(trained, frames, tmp_path, capsys)
                                         descriptor_params=dict(SMALL, angular_pairs=True, long_radial_cutoff=5.5,
                                                                long_radial_order=3)).initialize(frames, energies),
               "one_species": NeuralPotential(hidden=(4,), descriptor_params=dict(SMALL, long_radial_cutoff=6.0),
-                                             seed=2).initialize(si, [-43.0, -43.2])}
+                                             seed=2).initialize(si, [-43.0, -43.2]),
+              "silu": NeuralPotential(hidden=(5, 4), descriptor_params=SMALL, cell_mean=True, activation="silu",
+                                      seed=7).initialize(frames, energies)}
     save_potential(tmp_path / "pot", trained[0])
     assert cli.main(["potential", "export", str(tmp_path / "pot"), "-o", str(tmp_path / "new" / "local.pt")]) == 0
     models["resolved_angles_linear"].weights_[0][-1] += 0.3  # the linear term starts at zero: make it count
     models["pooled"].weights_[1][-1] += 0.5  # pooling biases start at zero: make them count
-    for name in ("cell_mean", "resolved_angles_linear", "float32_cell_mean", "pooled", "one_species"):
+    for name in ("cell_mean", "resolved_angles_linear", "float32_cell_mean", "pooled", "one_species", "silu"):
         export_torchscript(models[name], tmp_path / "new" / f"{name}.pt")
     cluster = _cell(frames, seed=4)[:6]
     cluster.pbc = False
@@ -816,3 +819,63 @@ def test_stage_two_switches_the_loss_weights(frames):
     assert [h["stage"] for h in ht] == [2, 2, 2, 2]
     with pytest.raises(InputError, match="stage_two_start must be in"):
         train_potential(NeuralPotential(hidden=(5,), descriptor_params=SMALL), frames, stage_two_start=0.0, **run)
+
+
+def test_activation_changes_the_network_and_is_checked(frames):
+    from ml4ms.errors import InputError
+
+    energies, _ = labels_of(frames)
+    tanh = NeuralPotential(hidden=(5,), descriptor_params=SMALL, seed=3).initialize(frames, energies)
+    silu = NeuralPotential(hidden=(5,), descriptor_params=SMALL, seed=3, activation="silu").initialize(frames,
+                                                                                                       energies)
+    for a, b in zip(tanh.weights_[0], silu.weights_[0]):  # the same weights, another function of them
+        np.testing.assert_array_equal(a, b)
+    atoms = _cell(frames)
+    assert abs(tanh.compute(atoms, forces=False)[0] - silu.compute(atoms, forces=False)[0]) > 1e-6
+    # by hand: one element's network on one atom's input
+    import torch
+
+    H = silu.network_inputs(silu.features(silu.tensors([atoms])), silu.tensors([atoms])["species_index"],
+                            silu.torch_parameters(requires_grad=False), None)
+    s = int(silu.tensors([atoms])["species_index"][0])
+    W0, b0, W1, b1 = (torch.as_tensor(w, dtype=H.dtype) for w in silu.weights_[s])
+    z = H[0] @ W0 + b0
+    by_hand = float(((z * torch.sigmoid(z)) @ W1 + b1) * silu.energy_scale_)
+    got = float(silu.network_outputs(H, silu.tensors([atoms])["species_index"],
+                                  silu.torch_parameters(requires_grad=False))[0])
+    assert by_hand == pytest.approx(got, rel=1e-12)
+    with pytest.raises(InputError, match="activation must be one of 'tanh', 'silu', got 'relu'"):
+        NeuralPotential(activation="relu").check_settings()
+    with pytest.raises(InputError, match="activation must be one of"):
+        read_config(doc={"model": {"activation": 1}})
+
+
+def test_energy_loss_power_weighs_the_worst_structures(frames):
+    import torch
+
+    from ml4ms.errors import InputError
+    from ml4ms.potentials.train import energy_loss
+
+    e = torch.tensor([0.001, -0.002, 0.004, 0.0005], dtype=torch.float64)
+    assert float(energy_loss(e)) == pytest.approx(float((e ** 2).mean()), rel=1e-15)
+    assert float(energy_loss(e, 4)) == pytest.approx(float((e ** 4).mean()) ** 0.5, rel=1e-12)
+    assert float(energy_loss(e, 64)) == pytest.approx(0.004 ** 2, rel=0.05)  # towards the squared maximum
+    # its gradient puts more of the weight on the largest error than the mean squared error does
+    shares = []
+    for p in (2, 4):
+        x = e.clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(energy_loss(x, p), x)
+        shares.append(float(g.abs()[2] / g.abs().sum()))
+    assert shares[1] > shares[0]
+    run = dict(TRAIN, restore_best=False, force_weight=0.0)
+    plain, hp = train_potential(NeuralPotential(hidden=(5,), descriptor_params=SMALL), frames, **run)
+    same, hs = train_potential(NeuralPotential(hidden=(5,), descriptor_params=SMALL), frames, energy_loss_power=2,
+                               **run)
+    steep, h4 = train_potential(NeuralPotential(hidden=(5,), descriptor_params=SMALL), frames, energy_loss_power=4,
+                                **run)
+    assert [h["val_energy_rmse"] for h in hs] == [h["val_energy_rmse"] for h in hp]  # 2 is the default's loss
+    assert h4[0]["train_energy_rmse"] != hp[0]["train_energy_rmse"]
+    assert not np.array_equal(steep.weights_[0][0], plain.weights_[0][0])
+    assert all(np.isfinite(h["val_energy_rmse"]) for h in h4)  # validation stays root-mean-square
+    with pytest.raises(InputError, match="energy_loss_power must be a number >= 2"):
+        train_potential(NeuralPotential(hidden=(5,), descriptor_params=SMALL), frames, energy_loss_power=1, **run)

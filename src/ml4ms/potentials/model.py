@@ -7,7 +7,7 @@ The total energy of a structure is a sum of atomic energies,
     E = \sum_a \left[ E^{\mathrm{ref}}_{t_a} + s\,
         \mathrm{NN}_{t_a}\!\left(\frac{X_a - \mu_{t_a}}{\sigma_{t_a}}\right) \right],
 
-with one feed-forward network per element :math:`t` (tanh hidden layers,
+with one feed-forward network per element :math:`t` (tanh or SiLU hidden layers,
 linear output), the per-element reference energies :math:`E^{\mathrm{ref}}`
 fitted by least squares on the composition, the descriptor :math:`X_a`
 (Chebyshev of Artrith–Urban–Ceder by default, or ACSF) standardised per
@@ -77,6 +77,18 @@ def _species_of(frames):
     return sorted({int(z) for a in frames for z in a.numbers})
 
 
+def _silu(x):
+    return x * _torch().sigmoid(x)
+
+
+def _tanh(x):
+    return _torch().tanh(x)
+
+
+#: hidden-layer activations by name
+_ACTIVATIONS = {"tanh": _tanh, "silu": _silu}
+
+
 def _cell_average(H, structure):
     """Rows of ``H`` (n_atoms, F) averaged over the atoms of each cell: (n_cells, F), differentiable.
 
@@ -98,7 +110,7 @@ class NeuralPotential(BaseEstimator):
         Settings of the descriptor; missing keys take the defaults
         (:data:`CHEBYSHEV_DEFAULTS`, :data:`ACSF_DEFAULTS`).
     hidden : sequence of int, default (20, 20)
-        Hidden-layer widths (tanh) of every element's network.
+        Hidden-layer widths of every element's network.
     dtype : {"float64", "float32"}, default "float64"
     seed : int, default 0
         Seed of the weight initialisation.
@@ -110,6 +122,10 @@ class NeuralPotential(BaseEstimator):
         (a skip connection; see the module notes).
     cell_pool : int, default 0
         Number of learned cell-wide inputs (0: none; see the module notes).
+    activation : {"tanh", "silu"}, default "tanh"
+        Activation of the hidden layers: tanh (bounded, as ænet and
+        Behler–Parrinello networks) or SiLU ``x·sigmoid(x)`` (unbounded, as
+        MACE and NequIP). The pooling layer of ``cell_pool`` stays tanh.
 
     Attributes
     ----------
@@ -146,7 +162,7 @@ class NeuralPotential(BaseEstimator):
     """
 
     def __init__(self, *, descriptor="chebyshev", descriptor_params=None, hidden=(20, 20), dtype="float64", seed=0,
-                 cell_mean=False, linear=False, cell_pool=0):
+                 cell_mean=False, linear=False, cell_pool=0, activation="tanh"):
         self.descriptor = descriptor
         self.descriptor_params = descriptor_params
         self.hidden = hidden
@@ -155,6 +171,7 @@ class NeuralPotential(BaseEstimator):
         self.cell_mean = cell_mean
         self.linear = linear
         self.cell_pool = cell_pool
+        self.activation = activation
 
     # ------------------------------------------------------------ settings --
     def descriptor_settings(self):
@@ -205,6 +222,9 @@ class NeuralPotential(BaseEstimator):
         pool = self.cell_pool
         if isinstance(pool, bool) or not isinstance(pool, (int, np.integer)) or pool < 0:
             raise InputError(f"cell_pool must be a non-negative integer (0: off), got {pool!r}")
+        if not isinstance(self.activation, str) or self.activation not in _ACTIVATIONS:
+            raise InputError(f"activation must be one of {', '.join(map(repr, _ACTIVATIONS))}, "
+                             f"got {self.activation!r}")
         self.descriptor_settings()
         return hidden
 
@@ -442,8 +462,9 @@ class NeuralPotential(BaseEstimator):
             layers, skip, _ = self.split_layers(layers)
             h = H[idx]
             lin = h @ skip if skip is not None else None
+            act = _ACTIVATIONS[self.activation]
             for k in range(0, len(layers) - 2, 2):
-                h = torch.tanh(h @ layers[k] + layers[k + 1])
+                h = act(h @ layers[k] + layers[k + 1])
             e = (h @ layers[-2] + layers[-1]).squeeze(1)
             out = out.index_put((idx,), (e if lin is None else e + lin) * self.energy_scale_)
         return out
