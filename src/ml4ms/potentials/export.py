@@ -123,7 +123,7 @@ class ExportedPotential(torch.nn.Module):
                     lin.bias.copy_(torch.tensor(b, dtype=dt))
                 net.append(lin)
                 if k + 2 < len(layers):
-                    net.append(torch.nn.SiLU() if model.activation == "silu" else torch.nn.Tanh())
+                    net.append({"tanh": torch.nn.Tanh, "silu": torch.nn.SiLU}[model.activation]())
             self.networks.append(net.requires_grad_(False))
         self.register_buffer("skip", torch.tensor(np.stack(skips), dtype=dt))
         self.register_buffer("pool_weight", torch.tensor(np.stack(pools), dtype=dt))

@@ -455,6 +455,7 @@ class NeuralPotential(BaseEstimator):
         """Atomic energies above the reference energies (n_atoms,) from the networks' inputs ``H``."""
         torch = _torch()
         out = torch.zeros(H.shape[0], dtype=H.dtype)
+        act = _ACTIVATIONS[self.activation]
         for s, layers in enumerate(params):
             idx = torch.nonzero(species_index == s).squeeze(1)
             if idx.numel() == 0:
@@ -462,7 +463,6 @@ class NeuralPotential(BaseEstimator):
             layers, skip, _ = self.split_layers(layers)
             h = H[idx]
             lin = h @ skip if skip is not None else None
-            act = _ACTIVATIONS[self.activation]
             for k in range(0, len(layers) - 2, 2):
                 h = act(h @ layers[k] + layers[k + 1])
             e = (h @ layers[-2] + layers[-1]).squeeze(1)

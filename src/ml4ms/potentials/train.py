@@ -486,7 +486,7 @@ def _check_warm_start(model, frames, source):
 def _train(model, frames, energies, forces, epochs, batch_size, learning_rate, lr_decay, min_learning_rate,
            energy_weight, force_weight, valid_fraction, patience, seed, max_energy_per_atom, atomic_energies,
            checkpoint_dir, time_limit, progress, source, precompute, lr_schedule, lr_patience, restore_best, groups,
-           ema_decay, stage_two, novelty_references, warm_start, energy_loss_power=2):
+           ema_decay, stage_two, novelty_references, warm_start, energy_loss_power):
     torch = _torch()
     from tqdm.auto import tqdm
 
@@ -629,8 +629,9 @@ def _train(model, frames, energies, forces, epochs, batch_size, learning_rate, l
             idx = indices[b0:b0 + batch_size]
             use_f = w_f > 0 or not train
             de, df = errors(idx, use_f, train and w_f > 0, params if train else weights)
-            loss_e = (de ** 2).mean()
-            loss = w_e * (energy_loss(de, energy_loss_power) if train else loss_e)
+            loss_e = energy_loss(de)  # the mean squared error, reported
+            fit_e = energy_loss(de, energy_loss_power) if train and energy_loss_power != 2 else loss_e
+            loss = w_e * fit_e
             if use_f:
                 loss_f = (df ** 2).mean()
                 loss = loss + w_f * loss_f
