@@ -153,6 +153,48 @@ def test_save_load_round_trip(trained, frames, tmp_path):
         load_potential(tmp_path / "pot")
 
 
+def _committee_edits():
+    import shutil
+
+    from ml4ms.serialize import seal
+
+    def rewrite(folder, change, reseal=True):
+        doc = json.loads((folder / "committee.json").read_text())
+        change(doc)
+        (folder / "committee.json").write_text(json.dumps(seal(doc) if reseal else doc))
+
+    return {
+        "invalid JSON": (lambda f: (f / "committee.json").write_text("{oops"), "invalid JSON"),
+        "not a table": (lambda f: (f / "committee.json").write_text("[1, 2]"), "no checksum"),
+        "edited count": (lambda f: rewrite(f, lambda d: d.update(members=1), reseal=False), "checksum does not match"),
+        "count as text": (lambda f: rewrite(f, lambda d: d.update(members="2")), "not a committee"),
+        "count true": (lambda f: rewrite(f, lambda d: d.update(members=True)), "not a committee"),
+        "huge count": (lambda f: rewrite(f, lambda d: d.update(members=10**9)), "not a committee"),
+        "no members": (lambda f: rewrite(f, lambda d: d.update(members=0, members_sha256=[])), "not a committee"),
+        "member missing": (lambda f: shutil.rmtree(f / "member1"), "member1 is missing"),
+        "member swapped": (lambda f: (shutil.rmtree(f / "member1"), shutil.copytree(f / "member0", f / "member1")),
+                           "not the member committee.json was written with"),
+        "extra member": (lambda f: shutil.copytree(f / "member0", f / "member2"), "member2 is not among the 2"),
+        "member not a potential": (lambda f: (f / "member0" / "model.json").write_text("7"), "not the member"),
+    }
+
+
+@pytest.mark.parametrize("case", list(_committee_edits()))
+def test_damaged_committee_files_give_one_line(trained, tmp_path, case):
+    import copy
+
+    from ml4ms.errors import ModelFileError
+
+    change, match = _committee_edits()[case]
+    other = copy.deepcopy(trained[0]).set_params(seed=5)  # a member that differs
+    save_potential(tmp_path / "com", [trained[0], other])
+    assert len(load_potential(tmp_path / "com")) == 2
+    change(tmp_path / "com")
+    with pytest.raises(ModelFileError, match=match) as info:
+        load_potential(tmp_path / "com")
+    assert "\n" not in str(info.value)
+
+
 def test_ase_calculator_contract_and_committee(trained, frames, tmp_path):
     model = trained[0]
     atoms = _cell(frames)

@@ -8,7 +8,15 @@ from ml4ms.descriptors.columns import ColumnFeatures
 from ml4ms.errors import ModelFileError
 from ml4ms.models.kernel import KernelRidge
 from ml4ms.models.structure import StructureRegressor
-from ml4ms.serialize import load_model, save_model
+from ml4ms.serialize import MODEL_CLASSES, load_model, save_model, seal
+
+
+def _edit(folder, change, reseal=True):
+    """Change model.json as someone editing the file would; ``reseal``: and recompute its checksum."""
+    path = folder / "model.json"
+    doc = json.loads(path.read_text())
+    change(doc)
+    path.write_text(json.dumps(seal(doc) if reseal else doc))
 
 
 @pytest.fixture
@@ -48,11 +56,117 @@ def test_tampered_arrays_are_rejected(tmp_path, fitted):
 def test_foreign_class_is_rejected(tmp_path, fitted):
     model, _ = fitted
     save_model(tmp_path / "m", model)
-    path = tmp_path / "m" / "model.json"
-    doc = json.loads(path.read_text())
-    doc["estimator"]["__estimator__"] = "os.system"
-    path.write_text(json.dumps(doc))
+    _edit(tmp_path / "m", lambda d: d["estimator"].update({"__estimator__": "os.system"}))
     with pytest.raises(ModelFileError, match="not allowed"):
+        load_model(tmp_path / "m")
+
+
+def test_a_function_of_ml4ms_cannot_be_called_by_a_model_file(tmp_path, fitted, monkeypatch):
+    """The reported hole: an edited model.json naming ml4ms.outputs.write_text wrote a file on loading."""
+    model, _ = fitted
+    save_model(tmp_path / "m", model)
+    target = tmp_path / "written-by-the-model-file.txt"
+    attack = {"__estimator__": "ml4ms.outputs.write_text", "params": {"__dict__": {"path": str(target), "text": "x"}}}
+    for where in ("top", "nested"):
+        if where == "top":
+            _edit(tmp_path / "m", lambda d: d.update(estimator=attack))
+        else:
+            save_model(tmp_path / "m", model)
+            _edit(tmp_path / "m", lambda d: d["estimator"]["params"]["__dict__"].update(regressor=attack))
+        before = set(os.listdir(tmp_path))
+        with pytest.raises(ModelFileError, match="not allowed in a model file") as info:
+            load_model(tmp_path / "m")
+        assert "\n" not in str(info.value)
+        assert not target.exists() and set(os.listdir(tmp_path)) == before
+
+
+@pytest.mark.parametrize("path", ["ml4ms.outputs.write_text", "ml4ms.serialize.save_model", "builtins.eval",
+                                  "ml4ms.datasets.Dataset", "ml4ms.selection.FPS", "ml4ms.models.kernel.np",
+                                  "ml4ms.models.kernel.KernelRidge.fit", 3, None])
+def test_only_registered_classes_are_built(tmp_path, fitted, path):
+    model, _ = fitted
+    save_model(tmp_path / "m", model)
+    _edit(tmp_path / "m", lambda d: d["estimator"]["params"]["__dict__"]["regressor"].update(__estimator__=path))
+    with pytest.raises(ModelFileError, match="not allowed in a model file"):
+        load_model(tmp_path / "m")
+
+
+def test_changed_hyperparameter_is_refused(tmp_path, fitted):
+    model, rows = fitted
+    save_model(tmp_path / "m", model)
+    _edit(tmp_path / "m", lambda d: d["estimator"]["params"]["__dict__"]["regressor"]["params"]["__dict__"].update(
+        alpha=123.0), reseal=False)
+    with pytest.raises(ModelFileError, match="checksum does not match its content; the file was edited"):
+        load_model(tmp_path / "m")
+
+
+@pytest.mark.parametrize("change, match", [
+    (lambda e: e["params"]["__dict__"].update(command="rm -rf /"), "command is not a parameter of StructureRegressor"),
+    (lambda e: e["fitted"].update(predict={"__float__": "1.0"}), "'predict' is not a fitted attribute"),
+    (lambda e: e["fitted"].update(__class__="x"), "'__class__' is not a fitted attribute"),
+    (lambda e: e["fitted"].update({"a b_": 1}), "'a b_' is not a fitted attribute"),
+    (lambda e: e.update(params=[1, 2]), "is not a parameter"),
+])
+def test_parameters_and_attributes_must_be_declared(tmp_path, fitted, change, match):
+    """Even with a recomputed checksum, a file cannot pass undeclared parameters or reach a method."""
+    model, _ = fitted
+    save_model(tmp_path / "m", model)
+    _edit(tmp_path / "m", lambda d: change(d["estimator"]))
+    with pytest.raises(ModelFileError, match=match):
+        load_model(tmp_path / "m")
+
+
+def test_pickle_inside_the_npz_is_refused(tmp_path, fitted):
+    model, _ = fitted
+    save_model(tmp_path / "m", model)
+    target = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(target), "w"))
+
+    import io
+    import hashlib
+    buf = io.BytesIO()
+    np.savez(buf, a0=np.array([Payload()], dtype=object))
+    (tmp_path / "m" / "arrays.npz").write_bytes(buf.getvalue())
+    _edit(tmp_path / "m", lambda d: d.update(arrays_sha256=hashlib.sha256(buf.getvalue()).hexdigest()))
+    with pytest.raises(ModelFileError, match="plain numeric arrays only"):
+        load_model(tmp_path / "m")
+    assert not target.exists()
+
+
+def test_every_public_estimator_class_is_registered():
+    """A new estimator of ml4ms must join the registry to be saved (and only then can be loaded)."""
+    import importlib
+    import pkgutil
+
+    import ml4ms
+    from sklearn.base import BaseEstimator
+
+    found = set()
+    for info in pkgutil.walk_packages(ml4ms.__path__, "ml4ms."):
+        if ".cli" in info.name or info.name.endswith("__main__"):
+            continue
+        module = importlib.import_module(info.name)
+        for name, obj in vars(module).items():
+            if (isinstance(obj, type) and issubclass(obj, BaseEstimator) and obj.__module__ == info.name
+                    and not name.startswith("_") and not __import__("inspect").isabstract(obj)):
+                found.add(f"{obj.__module__}.{obj.__qualname__}")
+    internal = {"ml4ms.selection.FPS", "ml4ms.selection.CUR", "ml4ms.workflow.FeatureHead",  # never saved
+                "ml4ms.descriptors.base.GlobalDescriptor", "ml4ms.descriptors.base.LocalDescriptor",
+                "ml4ms.descriptors.base.BaseDescriptor", "ml4ms.descriptors.acsf.BatchedLocal"}
+    assert found - internal <= MODEL_CLASSES, sorted(found - internal - MODEL_CLASSES)
+    for path in MODEL_CLASSES:
+        module, _, name = path.rpartition(".")
+        assert issubclass(getattr(importlib.import_module(module), name), BaseEstimator)
+
+
+def test_format_1_files_are_refused(tmp_path, fitted):
+    model, _ = fitted
+    save_model(tmp_path / "m", model)
+    _edit(tmp_path / "m", lambda d: (d.update(format_version=1), d.pop("sha256")), reseal=False)
+    with pytest.raises(ModelFileError, match="format 1 has no checksum over its JSON"):
         load_model(tmp_path / "m")
 
 
@@ -63,10 +177,7 @@ def test_foreign_class_is_rejected(tmp_path, fitted):
 def test_incompatible_files(tmp_path, fitted, change, match):
     model, _ = fitted
     save_model(tmp_path / "m", model)
-    path = tmp_path / "m" / "model.json"
-    doc = json.loads(path.read_text())
-    change(doc)
-    path.write_text(json.dumps(doc))
+    _edit(tmp_path / "m", change)
     with pytest.raises(ModelFileError, match=match):
         load_model(tmp_path / "m")
 
@@ -88,3 +199,18 @@ def test_unsaveable_object_fails_before_writing(tmp_path):
     with pytest.raises(TypeError, match="cannot save"):
         save_model(tmp_path / "m", model)
     assert not (tmp_path / "m").exists()
+
+
+def test_model_folders_and_outputs_get_the_users_permissions(tmp_path, fitted):
+    from ml4ms.outputs import write_json
+
+    model, _ = fitted
+    old = os.umask(0o022)
+    try:
+        save_model(tmp_path / "m", model)
+        write_json(tmp_path / "r.json", {"a": 1})
+    finally:
+        os.umask(old)
+    assert oct(os.stat(tmp_path / "m").st_mode & 0o777) == "0o755"
+    assert oct(os.stat(tmp_path / "m" / "model.json").st_mode & 0o777) == "0o644"
+    assert oct(os.stat(tmp_path / "r.json").st_mode & 0o777) == "0o644"

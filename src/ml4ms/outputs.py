@@ -1,5 +1,6 @@
 """Writing result files atomically: a failed run never leaves a half-written file."""
 
+import contextlib
 import csv
 import io
 import json
@@ -17,20 +18,52 @@ def _default(value):
     raise TypeError(f"cannot write {type(value).__name__} as JSON")
 
 
-def write_bytes(path, data):
-    """Write ``data`` to ``path`` through a temporary file in the same folder."""
+def user_mode(folder=False):
+    """The permissions a new file (or ``folder``) gets under the process umask, as ``open`` would give it.
+
+    Temporary files and folders are created private (0600/0700); what is
+    moved into place gets these instead.
+    """
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return (0o777 if folder else 0o666) & ~mask
+
+
+@contextlib.contextmanager
+def atomic_path(path, suffix=""):
+    """A temporary path beside ``path`` that becomes ``path`` when the block ends without an error.
+
+    The file written there gets the user's normal permissions; on an error it
+    is removed and ``path`` is left as it was.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> p = os.path.join(tempfile.mkdtemp(), "r.txt")
+    >>> with atomic_path(p) as tmp:
+    ...     _ = open(tmp, "w").write("done")
+    >>> open(p).read()
+    'done'
+    """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=folder)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+        yield tmp
+        os.chmod(tmp, user_mode())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def write_bytes(path, data):
+    """Write ``data`` to ``path`` through a temporary file in the same folder (:func:`atomic_path`)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        handle.write(data)
 
 
 def write_text(path, text):

@@ -3,8 +3,6 @@
 matplotlib is imported inside the functions (Agg backend), never at ``import ml4ms``.
 """
 
-import os
-
 import numpy as np
 
 
@@ -19,20 +17,10 @@ def _pyplot():
 
 def save_figure(fig, path, dpi=120):
     """Save ``fig`` as PNG through a temporary file, so no half-written picture is left behind."""
-    import tempfile
+    from .outputs import atomic_path
 
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=folder)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=dpi, format="png", bbox_inches="tight")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def _plain_log_ticks(ax, axes="xy"):

@@ -2,11 +2,20 @@
 
 An estimator is stored as its class path, its ``get_params(deep=False)`` and
 its fitted attributes (names ending in ``_``); arrays go to the ``.npz``
-(read with ``allow_pickle=False``), everything else to JSON. On loading, only
-classes from ``ml4ms`` and an allow-list of scikit-learn classes are built,
-and the SHA-256 of the arrays recorded in the JSON must match, so a tampered
-or foreign file gives a clear :class:`~ml4ms.errors.ModelFileError` instead
-of running code.
+(read with ``allow_pickle=False``), everything else to JSON.
+
+Loading a file builds nothing but the classes in :data:`MODEL_CLASSES`, an
+explicit registry: never a function, never "anything under ``ml4ms.``". The
+stored parameters must be among the class's declared parameters (its
+``__init__`` signature) and the stored fitted attributes must be plain
+``name_`` data attributes, so a file cannot reach a method either.
+
+``model.json`` records the SHA-256 of ``arrays.npz`` and of its own content
+(:func:`seal`), so an edited or damaged file is refused in one line
+(:class:`~ml4ms.errors.ModelFileError`). The checksums catch edits and
+damage; they are not a signature (whoever edits a file can recompute them).
+What makes a file from a stranger safe to load is the registry: the worst a
+forged file can do is hold wrong numbers.
 
 >>> import tempfile, os
 >>> from ml4ms.models.kernel import KernelRidge
@@ -31,22 +40,43 @@ import numpy as np
 
 from . import __version__
 from .errors import ModelFileError
+from .outputs import user_mode
 
 FORMAT = "ml4ms-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: model.json checksums itself (format 1 did only the arrays)
 JSON_NAME = "model.json"
 ARRAYS_NAME = "arrays.npz"
 
-#: scikit-learn classes that may appear in a model file
-SKLEARN_ALLOWED = {
-    "sklearn.linear_model._ridge.Ridge",
-    "sklearn.linear_model._bayes.BayesianRidge",
-    "sklearn.linear_model._coordinate_descent.Lasso",
-    "sklearn.linear_model._coordinate_descent.ElasticNet",
-    "sklearn.preprocessing._data.StandardScaler",
-    "sklearn.pipeline.Pipeline",
+#: The only classes a model file may build, by the class path stored in the
+#: file. A new estimator that is saved in model files is added here (the test
+#: suite checks that every public estimator class of ml4ms is).
+MODEL_CLASSES = frozenset({
+    "ml4ms.descriptors.acsf.ACSF",
+    "ml4ms.descriptors.chebyshev.Chebyshev",
+    "ml4ms.descriptors.columns.ColumnFeatures",
+    "ml4ms.descriptors.composition.CompositionFeatures",
+    "ml4ms.descriptors.concat.ConcatDescriptor",
+    "ml4ms.descriptors.coulomb.BagOfBonds",
+    "ml4ms.descriptors.coulomb.CoulombMatrix",
+    "ml4ms.descriptors.local_kernel.LocalKernelFeatures",
+    "ml4ms.descriptors.ngrams.BondTopologyNGrams",
+    "ml4ms.descriptors.soap.SOAP",
+    "ml4ms.models.committee.CommitteeRegressor",
+    "ml4ms.models.ensemble.EnsembleRegressor",
+    "ml4ms.models.gp.GaussianProcessRegressor",
+    "ml4ms.models.kernel.KernelRidge",
+    "ml4ms.models.structure.StructureRegressor",
+    "ml4ms.potentials.model.NeuralPotential",
+    "ml4ms.sisso.estimators.SISSOClassifier",
+    "ml4ms.sisso.estimators.SISSORegressor",
     "sklearn.decomposition._pca.PCA",
-}
+    "sklearn.linear_model._bayes.BayesianRidge",
+    "sklearn.linear_model._coordinate_descent.ElasticNet",
+    "sklearn.linear_model._coordinate_descent.Lasso",
+    "sklearn.linear_model._ridge.Ridge",
+    "sklearn.pipeline.Pipeline",
+    "sklearn.preprocessing._data.StandardScaler",
+})
 
 
 def _class_path(obj):
@@ -54,8 +84,77 @@ def _class_path(obj):
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def _allowed(path):
-    return path.startswith("ml4ms.") or path in SKLEARN_ALLOWED
+def _registered_class(path, where):
+    """The class registered under ``path``; a :class:`ModelFileError` for anything else."""
+    from sklearn.base import BaseEstimator
+
+    if not isinstance(path, str) or path not in MODEL_CLASSES:
+        shown = path if isinstance(path, str) else type(path).__name__
+        raise ModelFileError(f"{where}: class '{shown[:80]}' is not allowed in a model file (not a registered "
+                             "ml4ms model class); do not use this file, or refit the model")
+    module, _, name = path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        raise ModelFileError(f"{where}: class {path} does not exist in this version; refit the model") from None
+    if not (isinstance(cls, type) and issubclass(cls, BaseEstimator)):  # the registry names classes only
+        raise ModelFileError(f"{where}: {path} is not a model class; do not use this file")
+    return cls
+
+
+def _check_attribute_name(cls, name, where):
+    """Fitted state is plain data under ``name_``: never a method, property or dunder of ``cls``."""
+    ok = (isinstance(name, str) and name.isidentifier() and name.endswith("_") and not name.startswith("__")
+          and not callable(getattr(cls, name, None)) and not isinstance(getattr(cls, name, None), property))
+    if not ok:
+        raise ModelFileError(f"{where}: '{str(name)[:80]}' is not a fitted attribute of {cls.__name__}; "
+                             "the file was edited, do not use it")
+
+
+def canonical_json(doc):
+    """The bytes a checksum is taken of: sorted keys, no spaces, ASCII (independent of indentation)."""
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode()
+
+
+def seal(doc):
+    """``doc`` with ``"sha256"``, the checksum of the rest of it (see :func:`check_seal`).
+
+    Examples
+    --------
+    >>> check_seal(seal({"a": 1}), "x.json")  # passes
+    >>> try:
+    ...     check_seal({"a": 2, "sha256": seal({"a": 1})["sha256"]}, "x.json")
+    ... except ModelFileError as exc:
+    ...     print(str(exc)[:44])
+    x.json: checksum does not match its content;
+    """
+    body = {k: v for k, v in doc.items() if k != "sha256"}
+    return {**body, "sha256": _sha256(canonical_json(body))}
+
+
+def check_seal(doc, path):
+    """Raise :class:`ModelFileError` unless ``doc`` is as :func:`seal` wrote it."""
+    if not isinstance(doc, dict) or "sha256" not in doc:
+        raise ModelFileError(f"{path}: no checksum; the file was not written by this ml4ms version or was edited, "
+                             "refit the model")
+    try:
+        ok = seal(doc)["sha256"] == doc["sha256"]
+    except ValueError:  # NaN/inf smuggled into the JSON
+        ok = False
+    if not ok:
+        raise ModelFileError(f"{path}: checksum does not match its content; the file was edited or damaged, "
+                             "obtain the original or refit the model")
+
+
+def read_json(path, what="model file"):
+    """A JSON document from ``path``; one-line :class:`ModelFileError` if it cannot be read."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except OSError as exc:
+        raise ModelFileError(f"{path}: cannot read the {what} ({exc.strerror or exc.__class__.__name__})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise ModelFileError(f"{path}: invalid JSON ({exc.__class__.__name__}); the {what} is damaged") from None
 
 
 class _Writer:
@@ -89,8 +188,9 @@ class _Writer:
             return {"__dict__": {k: self.encode(v, f"{where}.{k}") for k, v in value.items()}}
         if isinstance(value, BaseEstimator):
             path = _class_path(value)
-            if not _allowed(path):
-                raise TypeError(f"{where}: class {path} cannot be saved in a model file")
+            if path not in MODEL_CLASSES:
+                raise TypeError(f"{where}: class {path} cannot be saved in a model file "
+                                "(not in ml4ms.serialize.MODEL_CLASSES)")
             fitted = {
                 k: self.encode(v, f"{where}.{k}")
                 for k, v in vars(value).items()
@@ -131,23 +231,23 @@ def _decode(node, arrays, where="model"):
     if "__items__" in node:
         return {_decode(k, arrays, where): _decode(v, arrays, where) for k, v in node["__items__"]}
     if "__estimator__" in node:
-        path = node["__estimator__"]
-        if not isinstance(path, str) or not _allowed(path):
-            raise ModelFileError(f"{where}: class '{path}' is not allowed in a model file")
-        module, _, name = path.rpartition(".")
-        try:
-            cls = getattr(importlib.import_module(module), name)
-        except (ImportError, AttributeError):
-            raise ModelFileError(
-                f"{where}: class {path} does not exist in this ml4ms version; retrain the model"
-            ) from None
+        cls = _registered_class(node["__estimator__"], where)
         params = _decode(node.get("params", {}), arrays, f"{where}.params")
+        declared = set(cls._get_param_names())
+        if not isinstance(params, dict) or set(params) - declared:
+            unknown = sorted(set(params) - declared) if isinstance(params, dict) else ["(not a table)"]
+            raise ModelFileError(f"{where}: {', '.join(map(str, unknown))[:120]} is not a parameter of "
+                                 f"{cls.__name__}; the file was edited or is from another version, refit the model")
         try:
             obj = cls(**params)
         except TypeError as exc:
-            raise ModelFileError(f"{where}: parameters do not fit {path} ({exc}); retrain the model") from None
+            raise ModelFileError(f"{where}: parameters do not fit {cls.__name__} ({exc}); refit the model") from None
         for section in ("fitted", "private"):
-            for k, v in node.get(section, {}).items():
+            entries = node.get(section, {})
+            if not isinstance(entries, dict):
+                raise ModelFileError(f"{where}: unexpected entry in model file")
+            for k, v in entries.items():
+                _check_attribute_name(cls, k, where)
                 setattr(obj, k, _decode(v, arrays, f"{where}.{k}"))
         return obj
     raise ModelFileError(f"{where}: unexpected entry in model file")
@@ -169,7 +269,7 @@ def save_model(path, estimator, metadata=None):
     buf = io.BytesIO()
     np.savez_compressed(buf, **writer.arrays)
     data = buf.getvalue()
-    doc = {
+    doc = seal({
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "ml4ms_version": __version__,
@@ -177,12 +277,13 @@ def save_model(path, estimator, metadata=None):
         "metadata": metadata or {},
         "arrays_sha256": _sha256(data),
         "estimator": tree,
-    }
+    })
     text = json.dumps(doc, indent=1, allow_nan=False)
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".ml4ms-model-", dir=parent)
     try:
+        os.chmod(tmp, user_mode(folder=True))
         with open(os.path.join(tmp, ARRAYS_NAME), "wb") as handle:
             handle.write(data)
         with open(os.path.join(tmp, JSON_NAME), "w", encoding="utf-8") as handle:
@@ -209,27 +310,28 @@ def load_model(path):
     Raises
     ------
     ModelFileError
-        Missing files, invalid JSON, a different format, a newer format
-        version, arrays that do not match their recorded checksum, or classes
-        outside ml4ms and the scikit-learn allow-list.
+        Missing files, invalid JSON, a different, older or newer format,
+        JSON or arrays that do not match their recorded checksums, pickled
+        arrays, classes outside :data:`MODEL_CLASSES`, or parameters and
+        attributes the class does not declare.
     """
     path = os.fspath(path)
     json_path = os.path.join(path, JSON_NAME)
     arrays_path = os.path.join(path, ARRAYS_NAME)
     if not os.path.isdir(path) or not os.path.exists(json_path):
         raise ModelFileError(f"{path}: not an ml4ms model (no {JSON_NAME}); give the folder written by 'ml4ms fit -o'")
-    try:
-        with open(json_path, encoding="utf-8") as handle:
-            doc = json.load(handle)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelFileError(f"{json_path}: invalid JSON ({exc.__class__.__name__}); the file is damaged") from None
+    doc = read_json(json_path)
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise ModelFileError(f"{json_path}: not an ml4ms model file")
     version = doc.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if not isinstance(version, int) or isinstance(version, bool) or version > FORMAT_VERSION:
         raise ModelFileError(
             f"{json_path}: model format {version} is newer than this ml4ms supports ({FORMAT_VERSION}); upgrade ml4ms"
         )
+    if version < FORMAT_VERSION:
+        raise ModelFileError(f"{json_path}: model format {version} has no checksum over its JSON, so edits to it "
+                             "cannot be detected; refit the model with this ml4ms version")
+    check_seal(doc, json_path)
     if not os.path.exists(arrays_path):
         raise ModelFileError(f"{path}: {ARRAYS_NAME} is missing; the model folder is incomplete")
     with open(arrays_path, "rb") as handle:
@@ -239,9 +341,12 @@ def load_model(path):
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
-    except Exception as exc:  # damaged zip, object arrays
-        raise ModelFileError(f"{arrays_path}: cannot read arrays ({exc.__class__.__name__})") from None
+    except Exception as exc:  # damaged zip, object (pickled) arrays
+        raise ModelFileError(f"{arrays_path}: cannot read arrays ({exc.__class__.__name__}); "
+                             "a model file holds plain numeric arrays only, do not use this file") from None
     estimator = _decode(doc.get("estimator"), arrays)
     metadata = doc.get("metadata", {})
+    if not isinstance(metadata, dict):
+        raise ModelFileError(f"{json_path}: metadata is not a table; the file is damaged")
     metadata.setdefault("ml4ms_version", doc.get("ml4ms_version"))
     return estimator, metadata
