@@ -100,7 +100,7 @@ def test_cutoff_diagnostic(qm7_subset, tmp_path):
 @pytest.mark.parametrize("extra, needle", [
     (["--cutoffs", "2", "3"], "no parameter 'r_cut'"),       # CM has no cutoff
     (["--sizes", "5000"], "exceeds the training pool"),
-    (["--test-fraction", "1.5"], "test fraction"),
+    (["--test-fraction", "1.5"], "--test-fraction: must be a number between 0 and 1"),
 ])
 def test_bad_input_exit_2(qm7_subset, tmp_path, capsys, extra, needle):
     rc = cli.main(["learning-curve", qm7_subset, "--target", TARGET, "--config", _config(tmp_path, CM),

@@ -88,7 +88,7 @@ def test_map_numeric_categorical_kernel_and_highlight(tmp_path, nomad_subset):
     "argv, message",
     [
         (["select", "octet:table", "--n", "100", "--descriptor", "columns", "--set", COLUMNS], "cannot select 100"),
-        (["select", "octet:table", "--n", "0", "--descriptor", "columns", "--set", COLUMNS], "cannot select 0"),
+        (["select", "octet:table", "--n", "0", "--descriptor", "columns", "--set", COLUMNS], "--n: must be an integer >= 1"),
         (["select", "octet:table", "--n", "3"], "needs a descriptor"),
         (["select", "octet:table", "--n", "3", "--descriptor", "nope"], "unknown descriptor"),
         (["select", "octet:table", "--n", "3", "--descriptor", "columns", "--set", "columns=['nope']"],

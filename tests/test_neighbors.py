@@ -46,3 +46,23 @@ def test_same_pairs_as_ase(atoms, cutoff):
     # the shifts reproduce the vectors
     pos = atoms.positions
     np.testing.assert_allclose(pos[j] + S @ atoms.cell.array - pos[i], D, atol=1e-9)
+
+
+def test_a_cutoff_beyond_the_memory_is_refused_before_the_list_is_built(monkeypatch):
+    import warnings
+
+    from ml4ms import neighbors
+    from ml4ms.errors import InputError
+
+    atoms = bulk("Cu", "fcc", a=3.6) * (2, 2, 2)  # 8 atoms in 93.3 Å^3
+    monkeypatch.setattr(neighbors, "available_memory", lambda: 1 << 20)  # 1 MiB
+    with pytest.raises(InputError, match="about 2.3e.04 neighbour pairs .* lower the cutoff"):
+        neighbors.neighbor_pairs(atoms, 20.0)  # 8 * 8/93.3 * 4/3 pi 20^3 = 23,000 pairs: 2.6 MiB
+    with pytest.warns(UserWarning, match="a large part of"):
+        neighbors.neighbor_pairs(atoms, 12.0)  # 5,000 pairs: 0.57 MiB, over a quarter
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        neighbors.neighbor_pairs(atoms, 6.0)  # 620 pairs: 73 kB
+    estimate = neighbors.estimated_pairs(atoms, 6.0)
+    true = len(neighbors.neighbor_pairs(atoms, 6.0)[0])
+    assert 0.7 < estimate / true < 1.3

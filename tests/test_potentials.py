@@ -385,8 +385,9 @@ def test_bad_config_values_fail_before_the_data_is_read(tmp_path, capsys, sectio
 def test_bad_command_line_training_values_fail_before_the_data_is_read(tmp_path, capsys):
     import ml4ms.cli as cli
 
-    for flags, match in ((["--minutes", "0"], "--minutes must be positive"), (["--epochs", "0"], "epochs must be"),
-                         (["--members", "0"], "members must be")):
+    for flags, match in ((["--minutes", "0"], "--minutes: must be a finite number > 0"),
+                         (["--epochs", "0"], "--epochs: must be an integer >= 1"),
+                         (["--members", "0"], "--members: must be an integer >= 1")):
         assert cli.main(["potential", "fit", str(tmp_path / "missing.extxyz"), "-o", str(tmp_path / "m")] + flags) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and match in err[0] and "missing" not in err[0]

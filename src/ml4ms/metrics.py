@@ -120,6 +120,36 @@ def get_metric(name):
     return METRICS[name]
 
 
+#: metrics defined only on part of the real line: name -> (test of the targets, what it needs)
+METRIC_DOMAINS = {"rmsle": (lambda y: bool(np.all(y > -1)), "rmsle needs targets > -1 (log1p)")}
+
+
+def undefined_reason(name, y_true):
+    """Why metric ``name`` cannot be computed for targets ``y_true``, or None if it can.
+
+    Examples
+    --------
+    >>> undefined_reason("rmsle", [-2.0, 0.5])
+    'rmsle needs targets > -1 (log1p)'
+    >>> undefined_reason("mae", [-2.0, 0.5]) is None
+    True
+    """
+    if name in METRIC_DOMAINS and not METRIC_DOMAINS[name][0](np.asarray(y_true, dtype=float)):
+        return METRIC_DOMAINS[name][1]
+    return None
+
+
+def check_metric(name, y_true, target_names=None, source=None):
+    """Raise :class:`~ml4ms.errors.InputError` before a run whose metric cannot be computed for a target."""
+    y = np.asarray(y_true, dtype=float).reshape(len(y_true), -1)
+    names = list(target_names or [f"target {j}" for j in range(y.shape[1])])
+    for j in range(y.shape[1]):
+        reason = undefined_reason(name, y[:, j])
+        if reason:
+            raise InputError(f"{reason}, and {names[j]} has values outside", source=source,
+                             hint="choose --metric mae or rmse")
+
+
 def regression_metrics(y_true, y_pred, metrics=("mae", "rmse", "rmsle", "max_error", "r2")):
     """Several metrics at once.
 
@@ -148,11 +178,10 @@ def regression_metrics(y_true, y_pred, metrics=("mae", "rmse", "rmsle", "max_err
         t, p = t[:, 0], p[:, 0]
     out = {}
     for name in metrics:
-        if name == "rmsle" and (t <= -1).any():
-            continue
-        out[name] = get_metric(name)(t, p)
+        if undefined_reason(name, t) is None:
+            out[name] = get_metric(name)(t, p)
     return out
 
 
-__all__ = ["GREATER_IS_BETTER", "METRICS", "get_metric", "mae", "max_error", "r2",
-           "regression_metrics", "rmse", "rmsle"]
+__all__ = ["GREATER_IS_BETTER", "METRICS", "METRIC_DOMAINS", "check_metric", "get_metric", "mae", "max_error", "r2",
+           "regression_metrics", "rmse", "rmsle", "undefined_reason"]

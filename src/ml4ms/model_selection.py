@@ -22,7 +22,7 @@ from sklearn.base import clone
 from sklearn.model_selection import BaseCrossValidator
 
 from .errors import InputError
-from .metrics import get_metric, regression_metrics
+from .metrics import check_metric, get_metric, regression_metrics, undefined_reason
 
 
 def _groups_array(groups, n=None):
@@ -289,8 +289,9 @@ def cross_validate(estimator, X, y, groups, n_splits=5, seeds=(0, 1, 2),
     seeds : sequence of int
         One shuffled :class:`GroupedKFold` per seed.
     metrics : sequence of str
-        Names from :data:`ml4ms.metrics.METRICS` (``rmsle`` is skipped for
-        targets <= -1).
+        Names from :data:`ml4ms.metrics.METRICS`. A metric that cannot be
+        computed for a target (``rmsle`` where any of its values is <= -1) is
+        left out for that target and named in ``omitted``.
     target_names : sequence of str, optional
     progress : bool, default True
 
@@ -300,7 +301,8 @@ def cross_validate(estimator, X, y, groups, n_splits=5, seeds=(0, 1, 2),
         ``folds``: one row per (seed, fold, target) with the metrics;
         ``summary``: ``{target: {metric: {"mean", "std"}}}`` over all folds
         and seeds (std with ddof=1); ``predictions``: out-of-fold predictions,
-        shape (n_seeds, n, k); ``n_splits``, ``seeds``, ``targets``.
+        shape (n_seeds, n, k); ``omitted``: ``{target: {metric: reason}}``;
+        ``n_splits``, ``seeds``, ``targets``.
 
     Examples
     --------
@@ -321,6 +323,8 @@ def cross_validate(estimator, X, y, groups, n_splits=5, seeds=(0, 1, 2),
     names = _target_names(target_names, k)
     for name in metrics:
         get_metric(name)
+    omitted = {t: {m: undefined_reason(m, y2[:, j]) for m in metrics if undefined_reason(m, y2[:, j])}
+               for j, t in enumerate(names)}
     seeds = [seeds] if isinstance(seeds, numbers.Integral) else list(seeds)
     rows = []
     predictions = np.full((len(seeds), n, k), np.nan)
@@ -333,7 +337,8 @@ def cross_validate(estimator, X, y, groups, n_splits=5, seeds=(0, 1, 2),
                 raise InputError(f"the estimator predicts {pred.shape[1]} targets, y has {k}")
             predictions[s, test] = pred
             for t, name in enumerate(names):
-                scores = regression_metrics(y2[test, t], pred[:, t], metrics=metrics)
+                scores = regression_metrics(y2[test, t], pred[:, t],
+                                            metrics=[m for m in metrics if m not in omitted[name]])
                 rows.append({"seed": seed, "fold": fold, "target": name, "n_train": len(train),
                              "n_test": len(test), **{m: float(v) for m, v in scores.items()}})
             if bar is not None:
@@ -343,9 +348,10 @@ def cross_validate(estimator, X, y, groups, n_splits=5, seeds=(0, 1, 2),
     summary = {}
     for name in names:
         mine = [r for r in rows if r["target"] == name]
-        summary[name] = {m: _mean_std([r[m] for r in mine]) for m in metrics if m in mine[0]}
+        summary[name] = {m: _mean_std([r[m] for r in mine]) for m in metrics if m not in omitted[name]}
     return {"folds": rows, "summary": summary, "predictions": predictions, "n_splits": int(n_splits),
-            "seeds": seeds, "targets": names, "metrics": list(metrics)}
+            "seeds": seeds, "targets": names, "metrics": list(metrics),
+            "omitted": {t: r for t, r in omitted.items() if r}}
 
 
 def format_summary(result, digits=4):
@@ -413,6 +419,8 @@ def learning_curve(estimator, X, y, groups, train_sizes=(0.1, 0.2, 0.4, 0.7, 1.0
     groups = _groups_array(groups, n)
     names = _target_names(target_names, k)
     score = get_metric(metric)
+    if isinstance(metric, str):
+        check_metric(metric, y2, names)
     if not (selection == "random" or callable(selection)):
         raise InputError(f"unknown selection {selection!r}", hint="use 'random' or a callable")
     sizes_spec = list(train_sizes)

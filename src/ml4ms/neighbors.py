@@ -5,7 +5,71 @@ cutoff are correct; :func:`ase_neighbor_pairs` is the reference it is tested
 against (ASE's binned search, better for very large cells).
 """
 
+import math
+import os
+import warnings
+
 import numpy as np
+
+#: bytes the neighbour list and its first uses hold per pair (indices, vectors, shifts, distances, masks)
+BYTES_PER_PAIR = 120
+
+
+def available_memory():
+    """Bytes of memory available to this process (``MemAvailable``, else the physical memory)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover
+        return 8 << 30
+
+
+def estimated_pairs(atoms, cutoff):
+    """About how many ordered pairs :func:`neighbor_pairs` finds: the atoms times their neighbours.
+
+    Periodic cells: the density of the cell over a sphere of radius ``cutoff``;
+    molecules: every pair at most.
+
+    Examples
+    --------
+    >>> from ase.build import bulk
+    >>> round(estimated_pairs(bulk("Cu", "fcc", a=3.6), 3.0))  # 12 true
+    10
+    """
+    n = len(atoms)
+    pbc = np.asarray(atoms.pbc, dtype=bool)
+    if n == 0:
+        return 0.0
+    if not pbc.any():
+        return float(n * (n - 1))
+    cell = np.asarray(atoms.cell.array, dtype=float)
+    volume = abs(np.linalg.det(cell)) if pbc.all() else 0.0
+    if volume < 1e-9:  # slabs and wires: bound the sphere by the periodic directions only
+        area = np.prod([np.linalg.norm(cell[k]) for k in range(3) if pbc[k]]) or 1.0
+        return float(n * n * (2 * cutoff) ** int((~pbc).sum()) * math.pi * cutoff ** int(pbc.sum()) / area)
+    return float(n * n / volume * 4.0 / 3.0 * math.pi * cutoff ** 3)
+
+
+def check_neighbor_memory(atoms, cutoff):
+    """Refuse a cutoff whose neighbour list would not fit in memory; warn above a quarter of it."""
+    from .errors import InputError
+
+    need = estimated_pairs(atoms, cutoff) * BYTES_PER_PAIR
+    have = available_memory()
+    what = (f"a cutoff of {cutoff:g} Å gives about {estimated_pairs(atoms, cutoff):.3g} neighbour pairs "
+            f"({need / 2**30:.3g} GiB) in a structure of {len(atoms)} atoms"
+            + (f" ({atoms.get_chemical_formula()})" if np.any(atoms.numbers > 0) else ""))
+    if need > have:
+        raise InputError(f"{what}, more than the {have / 2**30:.3g} GiB of memory available",
+                         hint="lower the cutoff")
+    if need > have / 4:
+        warnings.warn(f"{what}, a large part of the {have / 2**30:.3g} GiB available", stacklevel=3)
 
 
 def ase_neighbor_pairs(atoms, cutoff):
@@ -72,6 +136,7 @@ def neighbor_pairs(atoms, cutoff, shifts_needed=True):
     pbc = np.asarray(atoms.pbc, dtype=bool)
     cell = np.asarray(atoms.cell.array, dtype=float)
     cutoff = float(cutoff)
+    check_neighbor_memory(atoms, cutoff)
     if n == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 3)), np.zeros((0, 3), np.int64)
     if not pbc.any():

@@ -204,9 +204,12 @@ def check_structure(atoms, source=None, index=None, min_distance=MIN_DISTANCE):
                 "give a full-rank cell or set pbc=False",
             )
     if len(atoms) > 1 or pbc.any():
-        from ase.neighborlist import neighbor_list
+        from .neighbors import ase_neighbor_pairs, neighbor_pairs
 
-        i, j, d = neighbor_list("ijd", atoms, min_distance)
+        # ours is ~15x faster on the small cells of training data; ASE's binned search scales to large ones
+        pairs = neighbor_pairs if len(atoms) <= 2000 else ase_neighbor_pairs
+        i, j, D, _ = pairs(atoms, min_distance)
+        d = np.linalg.norm(D, axis=1)
         if len(d):
             k = int(np.argmin(d))
             raise InputError(

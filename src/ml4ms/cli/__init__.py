@@ -3,27 +3,31 @@
 Each command group lives in its own module of this package with two functions,
 ``add_parsers(subparsers)`` and the ``run`` functions it registers through
 ``parser.set_defaults(func=...)``. Errors that a user can cause end with one line
-on stderr and exit code 2, never a traceback.
+on stderr and exit code 2, never a traceback: usage errors through
+:class:`~ml4ms.cli.options.Parser`, the outputs a command declares are checked
+(:func:`~ml4ms.cli.options.check_paths`) before it runs, and the library's
+:class:`~ml4ms.errors.Ml4msError` are printed as they are.
 """
 
-import argparse
 import importlib
 import importlib.util
 import sys
 
 from .. import __version__
 from ..errors import Ml4msError
+from .options import Parser, check_paths
 
 #: command modules, in the order their commands appear in --help
 _COMMAND_MODULES = ["data", "learn", "curve", "featurize", "insight", "sisso", "potential"]
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="ml4ms",
         description="Machine learning for materials science: structures -> descriptor -> model -> prediction.",
     )
     parser.add_argument("--version", action="version", version=f"ml4ms {__version__}")
+    parser.set_defaults(_parser=parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _COMMAND_MODULES:
         if importlib.util.find_spec(f"{__name__}.{name}") is None:
@@ -35,11 +39,15 @@ def build_parser():
 def main(argv=None):
     """Entry point of the ``ml4ms`` console script; returns the exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
-    if getattr(args, "func", None) is None:
-        parser.print_help()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # usage errors (one line, Parser.error) and --help/--version
+        return exc.code if isinstance(exc.code, int) else 2
+    if getattr(args, "func", None) is None:  # a command group alone lists its commands
+        args._parser.print_help()
         return 2
     try:
+        check_paths(args)
         result = args.func(args)
     except Ml4msError as exc:
         print(f"ml4ms: error: {exc}", file=sys.stderr)

@@ -15,6 +15,8 @@ import os
 import numpy as np
 
 from ..errors import InputError
+from ..metrics import METRICS
+from .options import add_input, add_output, check_output, fraction, non_negative_int, positive_float
 
 
 def add_parsers(sub):
@@ -24,25 +26,27 @@ def add_parsers(sub):
         "learning-curve",
         help="test error vs training-set size (random and FPS training sets) and vs descriptor cutoff",
     )
-    p.add_argument("data", help="NAME:SPLIT (bundled), a structure file, or a CSV table")
+    add_input(p, "data", help="NAME:SPLIT (bundled), a structure file, or a CSV table")
     _recipe_args(p)
-    p.add_argument("--sizes", type=float, nargs="+", metavar="N",
+    p.add_argument("--sizes", type=positive_float, nargs="+", metavar="N",
                    help="training-set sizes: fractions (<= 1) of the training pool or numbers (> 1) "
                         "(default: the recipe's [learning_curve] train_sizes)")
-    p.add_argument("--seeds", type=int, nargs="+", metavar="SEED", help="test-set draws (default: the recipe's)")
-    p.add_argument("--test-fraction", type=float, default=0.2, metavar="F",
+    p.add_argument("--seeds", type=non_negative_int, nargs="+", metavar="SEED",
+                   help="test-set draws (default: the recipe's)")
+    p.add_argument("--test-fraction", type=fraction, default=0.2, metavar="F",
                    help="fraction held out as test set, whole duplicate groups at a time (default 0.2)")
-    p.add_argument("--metric", default=None, help="error metric (default: mae; rmsle with --transform log1p)")
+    p.add_argument("--metric", default=None, choices=sorted(METRICS),
+                   help="error metric (default: mae; rmsle with --transform log1p)")
     p.add_argument("--compare-fps", action="store_true",
                    help="also draw training sets by farthest-point sampling in descriptor space")
-    p.add_argument("--cutoffs", type=float, nargs="+", metavar="R",
+    p.add_argument("--cutoffs", type=positive_float, nargs="+", metavar="R",
                    help="descriptor cutoff radii for the locality diagnostic (refits the descriptor per radius)")
     p.add_argument("--cutoff-key", default="r_cut", metavar="PARAM",
                    help="descriptor parameter that --cutoffs sets (default r_cut)")
-    p.add_argument("--cutoff-size", type=float, metavar="N",
+    p.add_argument("--cutoff-size", type=positive_float, metavar="N",
                    help="training-set size of the cutoff diagnostic (default: the largest of --sizes)")
-    p.add_argument("--json", metavar="OUT", help="write the curves as JSON")
-    p.add_argument("-o", "--output", metavar="PNG",
+    add_output(p, "--json", metavar="OUT", suffixes=(".json",), what="the curves", help="write the curves as JSON")
+    add_output(p, "-o", "--output", metavar="PNG", suffixes=(".png",), what="the learning-curve plot",
                    help="learning-curve plot (default: learning_curve.png, or next to --json); "
                         "the cutoff plot goes next to it with the suffix _cutoff")
     p.set_defaults(func=run_learning_curve)
@@ -206,17 +210,16 @@ def run_learning_curve(args):
     from ..datasets import load_data
     from ..outputs import write_json
     from ..plots import learning_curve_plot
-    from .learn import _beside, _output_check, _recipe
+    from .learn import _beside, _check_metric, _recipe
 
     recipe = _recipe(args)
     plot = args.output or _beside(args.json, "learning_curve.png", "_learning_curve.png")
-    _output_check(plot, "the plot")
-    if args.json:
-        _output_check(args.json, "the JSON file")
+    check_output(plot, "-o", what="the learning-curve plot")
     if args.cutoffs and not args.cutoff_key:
         raise InputError("--cutoffs needs --cutoff-key")
     data = load_data(args.data)
     metric = args.metric or ("rmsle" if recipe.transform == "log1p" else "mae")
+    _check_metric(metric, recipe, data)
     result = learning_curves(recipe, data, sizes=args.sizes, seeds=args.seeds, test_fraction=args.test_fraction,
                              metric=metric, compare_fps=args.compare_fps, cutoffs=args.cutoffs,
                              cutoff_key=args.cutoff_key, cutoff_size=args.cutoff_size, progress=not args.quiet)

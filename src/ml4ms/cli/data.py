@@ -1,9 +1,9 @@
 """``ml4ms datasets`` and ``ml4ms duplicates``: what data ships, and which structures repeat."""
 
 import numpy as np
-import os
 
 from ..errors import InputError
+from .options import add_input, add_output, add_quiet, non_negative_float, positive_float
 
 #: record keys that name a record, in order of preference
 _ID_KEYS = ("id", "structure", "source_file", "material", "name")
@@ -11,6 +11,7 @@ _ID_KEYS = ("id", "structure", "source_file", "material", "name")
 
 def add_parsers(sub):
     p = sub.add_parser("datasets", help="list the bundled datasets: splits, targets with units, citation")
+    add_quiet(p)
     p.set_defaults(func=run_datasets)
 
     p = sub.add_parser(
@@ -20,13 +21,14 @@ def add_parsers(sub):
         "Two structures are duplicates when, species pair by species pair, their interatomic distances "
         "(periodic images within --cutoff) agree within --tol Å, atom by atom.",
     )
-    p.add_argument("data", help="NAME[:SPLIT] (bundled) or a structure file")
-    p.add_argument("data2", nargs="?", help="second data set: report pairs across DATA and DATA2")
-    p.add_argument("--tol", type=float, default=None, metavar="Å", help="largest distance deviation (default 1e-3)")
-    p.add_argument("--cutoff", type=float, default=None, metavar="Å",
+    add_input(p, "data", help="NAME[:SPLIT] (bundled) or a structure file")
+    add_input(p, "data2", nargs="?", help="second data set: report pairs across DATA and DATA2")
+    p.add_argument("--tol", type=non_negative_float, default=None, metavar="Å",
+                   help="largest distance deviation (default 1e-3)")
+    p.add_argument("--cutoff", type=positive_float, default=None, metavar="Å",
                    help="radius of the distances compared in periodic cells (default 5.0)")
-    p.add_argument("--json", metavar="OUT", help="write the pairs as JSON")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_output(p, "--json", metavar="OUT", suffixes=(".json",), what="the pairs", help="write the pairs as JSON")
+    add_quiet(p)
     p.set_defaults(func=run_duplicates)
 
 
@@ -77,18 +79,8 @@ def _record_id(record):
     return None
 
 
-def _check_output(path):
-    folder = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path):
-        raise InputError("is a folder, expected a file name", source=path, hint="give a .json file path")
-    if not os.path.isdir(folder):
-        raise InputError("the output folder does not exist", source=path, hint="create it first")
-    if not os.access(folder, os.W_OK):
-        raise InputError("cannot write the output here", source=path, hint="choose a writable folder")
-
-
 def _structures(data):
-    from ..structures import is_atoms
+    from ..structures import check_structures, is_atoms
 
     records = data.records
     if not records or not all(is_atoms(r) for r in records):
@@ -97,7 +89,7 @@ def _structures(data):
             source=data.source,
             hint="give a structure file or a bundled structure set such as nomad2018:train",
         )
-    return records
+    return check_structures(records, source=data.source)
 
 
 def _conflicting(rows, first, second, keys, fraction=0.05):
@@ -117,12 +109,6 @@ def run_duplicates(args):
 
     tol = DEFAULT_TOL if args.tol is None else args.tol
     cutoff = DEFAULT_CUTOFF if args.cutoff is None else args.cutoff
-    if not tol >= 0:
-        raise InputError(f"--tol must be >= 0, got {tol}")
-    if not cutoff > 0:
-        raise InputError(f"--cutoff must be > 0, got {cutoff}")
-    if args.json:
-        _check_output(args.json)
     first = load_data(args.data)
     records = _structures(first)
     second = others = None

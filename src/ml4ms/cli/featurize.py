@@ -6,18 +6,20 @@ import json
 import numpy as np
 
 from ..errors import InputError
+from .options import add_input, add_output, add_quiet
 
 
 def add_parsers(sub):
     p = sub.add_parser("featurize", help="compute a descriptor and save it as .npz")
-    p.add_argument("data", help="NAME:SPLIT (bundled), a structure file, or a CSV table")
+    add_input(p, "data", help="NAME:SPLIT (bundled), a structure file, or a CSV table")
     p.add_argument("--descriptor", metavar="NAME", help="descriptor name (see ml4ms.descriptors.DESCRIPTORS)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="descriptor parameter, VALUE in TOML syntax (e.g. r_cut=5.0, species=['Ti','O'])")
-    p.add_argument("--config", metavar="FILE.toml", help="take the [descriptor] table of a recipe")
+    add_input(p, "--config", metavar="FILE.toml", help="take the [descriptor] table of a recipe (file or bundled name)")
     p.add_argument("--per-atom", action="store_true", help="per-atom rows (local descriptors) with structure_index")
-    p.add_argument("-o", "--output", required=True, metavar="FILE.npz")
-    p.add_argument("--quiet", action="store_true")
+    add_output(p, "-o", "--output", required=True, metavar="FILE.npz", suffixes=(".npz",), what="the features",
+               help="features, feature names and the descriptor settings as .npz")
+    add_quiet(p)
     p.set_defaults(func=run_featurize)
 
 

@@ -9,37 +9,43 @@ feature (mean 0, variance 1; ``--no-scale`` to keep raw values).
 import numpy as np
 
 from ..errors import InputError
+from .options import add_input, add_output, add_quiet, non_negative_int, positive_float, positive_int
 
 
 def _descriptor_args(p):
-    p.add_argument("data", help="NAME:SPLIT (bundled), a structure file, or a CSV table")
+    add_input(p, "data", help="NAME:SPLIT (bundled), a structure file, or a CSV table")
     p.add_argument("--descriptor", metavar="NAME", help="descriptor name (see ml4ms.descriptors.DESCRIPTORS)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="descriptor parameter, VALUE in TOML syntax (e.g. columns=['IP_A_eV','IP_B_eV'])")
-    p.add_argument("--config", metavar="FILE.toml", help="take the [descriptor] table of a recipe")
+    add_input(p, "--config", metavar="FILE.toml", help="take the [descriptor] table of a recipe (file or bundled name)")
     p.add_argument("--no-scale", action="store_true", help="do not standardise the features")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_quiet(p)
 
 
 def add_parsers(sub):
     p = sub.add_parser("select", help="choose N representative structures (or features) by FPS or CUR")
     _descriptor_args(p)
-    p.add_argument("--n", type=int, required=True, metavar="N", help="how many to select")
-    p.add_argument("--method", choices=["fps", "cur"], default="fps")
+    p.add_argument("-n", "--n", type=positive_int, required=True, metavar="N", help="how many to select")
+    p.add_argument("--method", choices=["fps", "cur"], default="fps",
+                   help="fps: farthest-point sampling (default); cur: CUR decomposition leverage scores")
     p.add_argument("--features", action="store_true",
                    help="select descriptor features instead of structures (writes index and name)")
-    p.add_argument("--seed", type=int, metavar="SEED", help="FPS: start from a random structure (default: the first)")
-    p.add_argument("-o", "--output", required=True, metavar="TXT", help="indices in selection order, one per line")
+    p.add_argument("--seed", type=non_negative_int, metavar="SEED",
+                   help="FPS: start from a random structure (default: the first)")
+    add_output(p, "-o", "--output", required=True, metavar="TXT", what="the selection",
+               help="indices in selection order, one per line")
     p.set_defaults(func=run_select)
 
     p = sub.add_parser("map", help="2-D map (PCA or kernel PCA) of the structures, coloured by a property")
     _descriptor_args(p)
     p.add_argument("--color", required=True, metavar="KEY", help="property or label to colour by")
     p.add_argument("--kernel-pca", action="store_true", help="RBF kernel PCA instead of linear PCA")
-    p.add_argument("--gamma", type=float, metavar="G", help="kernel PCA width (default 1 / n_features)")
-    p.add_argument("--highlight", metavar="TXT", help="indices (e.g. from 'ml4ms select') to circle on the map")
-    p.add_argument("--csv", metavar="CSV", help="also write the 2-D coordinates")
-    p.add_argument("-o", "--output", required=True, metavar="PNG")
+    p.add_argument("--gamma", type=positive_float, metavar="G", help="kernel PCA width (default 1 / n_features)")
+    add_input(p, "--highlight", metavar="TXT", help="indices (e.g. from 'ml4ms select') to circle on the map")
+    add_output(p, "--csv", metavar="CSV", suffixes=(".csv",), what="the coordinates",
+               help="also write the 2-D coordinates")
+    add_output(p, "-o", "--output", required=True, metavar="PNG", suffixes=(".png",), what="the map",
+               help="the map as PNG")
     p.set_defaults(func=run_map)
 
 

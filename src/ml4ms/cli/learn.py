@@ -3,59 +3,72 @@
 import os
 
 from ..errors import InputError
+from ..metrics import METRICS
+from .options import add_input, add_old_name, add_output, add_quiet, non_negative_int, positive_int
 
 
 def _recipe_args(p, targets_required=False):
     p.add_argument("--target", action="append", dest="targets", metavar="KEY",
                    required=targets_required, help="property to learn (repeat for several)")
-    p.add_argument("--config", metavar="FILE.toml", help="recipe: descriptor, model, target transform, CV")
+    add_input(p, "--config", metavar="FILE.toml",
+              help="recipe (a file or a bundled recipe's name): descriptor, model, target transform, CV")
     p.add_argument("--descriptor", metavar="NAME", help="override the recipe's descriptor")
     p.add_argument("--model", metavar="NAME", help="override the recipe's model (krr, committee, ridge, lasso)")
     p.add_argument("--transform", choices=["none", "log1p"], help="target transform")
     p.add_argument("--per-atom", action="store_true", default=None, help="learn the target per atom")
     p.add_argument("--baseline", metavar="KEY", help="learn target minus this baseline property (delta-learning)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_quiet(p)
 
 
 def add_parsers(sub):
     p = sub.add_parser("fit", help="fit a model on structures or a table and save it")
-    p.add_argument("data", help="NAME:SPLIT (bundled), a structure file, or a CSV table")
+    add_input(p, "data", help="NAME:SPLIT (bundled), a structure file, or a CSV table")
     _recipe_args(p)
-    p.add_argument("-o", "--output", required=True, metavar="MODEL", help="model folder to write (JSON + arrays)")
+    add_output(p, "-o", "--output", required=True, metavar="MODEL", folder="model", what="the model",
+               help="model folder to write (JSON + arrays)")
     p.set_defaults(func=run_fit)
 
     p = sub.add_parser("predict", help="predict with a saved model; writes a CSV")
-    p.add_argument("model", help="model folder written by 'ml4ms fit'")
-    p.add_argument("data")
-    p.add_argument("-o", "--output", required=True, metavar="CSV")
-    p.add_argument("--per-atom", metavar="OUT.csv", dest="per_atom_output",
-                   help="also write per-atom contributions (sum-of-local models): CSV, or extxyz for .xyz/.extxyz")
-    p.add_argument("--quiet", action="store_true")
+    add_input(p, "model", help="model folder written by 'ml4ms fit'")
+    add_input(p, "data", help="structures or rows to predict: NAME:SPLIT (bundled), a structure file or a CSV table")
+    add_output(p, "-o", "--output", required=True, metavar="CSV", suffixes=(".csv",), what="the predictions",
+               help="predictions (and their std, for models with uncertainty) as CSV")
+    add_output(p, "--per-atom", metavar="OUT.csv", dest="per_atom_output", suffixes=(".csv", ".extxyz", ".xyz"),
+               what="the per-atom contributions",
+               help="also write per-atom contributions (sum-of-local models): CSV, or extxyz for .xyz/.extxyz")
+    add_quiet(p)
     p.set_defaults(func=run_predict)
 
     p = sub.add_parser("evaluate", help="metrics of a saved model against labelled data, and a parity plot")
-    p.add_argument("model")
-    p.add_argument("data")
-    p.add_argument("--json", metavar="OUT", help="write the metrics as JSON")
-    p.add_argument("--plot", metavar="PNG", help="parity plot file (default: parity.png, or next to --json)")
-    p.add_argument("--quiet", action="store_true")
+    add_input(p, "model", help="model folder written by 'ml4ms fit'")
+    add_input(p, "data", help="labelled structures or rows: NAME:SPLIT (bundled), a structure file or a CSV table")
+    add_output(p, "--json", metavar="OUT", suffixes=(".json",), what="the metrics", help="write the metrics as JSON")
+    add_output(p, "--plot", metavar="PNG", suffixes=(".png",), what="the parity plot",
+               help="parity plot file (default: parity.png, or next to --json)")
+    add_quiet(p)
     p.set_defaults(func=run_evaluate)
 
     p = sub.add_parser("cv", help="grouped K-fold cross-validation (mean ± std) and a learning curve")
-    p.add_argument("data")
+    add_input(p, "data", help="labelled structures or rows: NAME:SPLIT (bundled), a structure file or a CSV table")
     _recipe_args(p)
-    p.add_argument("--n-splits", type=int, metavar="K")
-    p.add_argument("--seeds", type=int, nargs="+", metavar="SEED")
-    p.add_argument("--metric", default=None, help="learning-curve metric (default rmsle with log1p, else rmse)")
-    p.add_argument("--json", metavar="OUT")
-    p.add_argument("--plot", metavar="PNG", help="learning-curve file (default: learning_curve.png, or next to --json)")
-    p.add_argument("--no-learning-curve", action="store_true")
+    p.add_argument("--n-splits", type=positive_int, metavar="K", help="folds (default: the recipe's [cv] n_splits)")
+    p.add_argument("--seeds", type=non_negative_int, nargs="+", metavar="SEED",
+                   help="shuffling seeds; the CV is repeated for each (default: the recipe's [cv] seeds)")
+    p.add_argument("--metric", default=None, choices=sorted(METRICS),
+                   help="learning-curve metric (default rmsle with log1p, else rmse)")
+    add_output(p, "--json", metavar="OUT", suffixes=(".json",), what="the CV results",
+               help="write the scores, folds and learning curve as JSON")
+    add_output(p, "--plot", metavar="PNG", suffixes=(".png",), what="the learning-curve plot",
+               help="learning-curve file (default: learning_curve.png, or next to --json)")
+    p.add_argument("--no-learning-curve", action="store_true", help="cross-validate only (faster)")
     p.set_defaults(func=run_cv)
 
     p = sub.add_parser("demo", help="the main job: NOMAD 2018 CV, fit, test predictions, report")
-    p.add_argument("--out", default="runs/demo", metavar="DIR")
+    add_output(p, "-o", "--output", dest="out", default="runs/demo", metavar="DIR", folder="files",
+               what="the report", help="folder for the report, model and predictions (default runs/demo)")
+    add_old_name(p, "--out", "out")
     p.add_argument("--quick", action="store_true", help="a small, fast run (for tests)")
-    p.add_argument("--quiet", action="store_true")
+    add_quiet(p)
     p.set_defaults(func=run_demo)
 
 
@@ -74,10 +87,14 @@ def _recipe(args):
     )
 
 
-def _output_check(path, what="output"):
-    folder = os.path.dirname(os.path.abspath(path))
-    if os.path.exists(folder) and not os.access(folder, os.W_OK):
-        raise InputError(f"cannot write {what} here", source=path, hint="choose a writable folder")
+def _check_metric(metric, recipe, data):
+    """Refuse, before any work, a metric the targets do not allow (rmsle of values <= -1)."""
+    from ..metrics import check_metric
+    from ..structures import get_targets
+    from ..workflow import _targets
+
+    targets = _targets(recipe, data)
+    check_metric(metric, get_targets(data.records, targets, source=data.source), targets, source=data.source)
 
 
 def _beside(json_path, default, suffix):
@@ -91,7 +108,6 @@ def run_fit(args):
     from ..serialize import save_model
     from ..workflow import fit
 
-    _output_check(args.output, "the model")
     recipe = _recipe(args)
     data = load_data(args.data)
     model, meta = fit(recipe, data, progress=not args.quiet)
@@ -111,9 +127,18 @@ def _per_target(chosen, targets):
 
 
 def _load(path):
+    """A property model folder; a potential (or committee) is refused in one line naming its commands."""
+    from ..potentials.io import COMMITTEE, KIND
     from ..serialize import load_model
 
-    return load_model(path)
+    if os.path.exists(os.path.join(path, COMMITTEE)):
+        model, meta = None, {"kind": KIND}
+    else:
+        model, meta = load_model(path)
+    if meta.get("kind") == KIND:
+        raise InputError("is an interatomic potential, not a property model", source=path,
+                         hint="use 'ml4ms potential eval', 'ml4ms md' or the ASE calculator with it")
+    return model, meta
 
 
 def run_predict(args):
@@ -190,19 +215,31 @@ def run_evaluate(args):
 
 
 def _print_metrics(metrics):
-    names = list(next(iter(metrics.values())))
+    names = list(dict.fromkeys(m for vals in metrics.values() for m in vals))
     width = max(len(t) for t in metrics)
     print(f"{'target':<{width}}  " + "  ".join(f"{m:>10}" for m in names))
     for t, vals in metrics.items():
-        print(f"{t:<{width}}  " + "  ".join(f"{vals[m]:>10.5g}" for m in names))
+        print(f"{t:<{width}}  " + "  ".join(f"{vals[m]:>10.5g}" if m in vals else f"{'-':>10}" for m in names))
+    _print_omitted({t: [m for m in names if m not in vals] for t, vals in metrics.items()})
+
+
+def _print_omitted(missing):
+    """A note for each metric left out of a target because it cannot be computed there."""
+    from ..metrics import METRIC_DOMAINS
+
+    for t, names in missing.items():
+        for m in names:
+            print(f"  {t}: {m} left out ({METRIC_DOMAINS[m][1] if m in METRIC_DOMAINS else 'not computed'})")
 
 
 def _print_summary(summary, metrics=("mae", "rmse", "rmsle", "r2")):
     width = max(len(t) for t in summary)
-    shown = [m for m in metrics if all(m in v for v in summary.values())]
+    shown = [m for m in metrics if any(m in v for v in summary.values())]
     print(f"{'target':<{width}}  " + "  ".join(f"{m + ' (mean ± std)':>24}" for m in shown))
     for t, vals in summary.items():
-        print(f"{t:<{width}}  " + "  ".join(f"{vals[m]['mean']:>12.5g} ± {vals[m]['std']:<9.3g}" for m in shown))
+        print(f"{t:<{width}}  " + "  ".join(f"{vals[m]['mean']:>12.5g} ± {vals[m]['std']:<9.3g}" if m in vals
+                                            else f"{'-':>24}" for m in shown))
+    _print_omitted({t: [m for m in shown if m not in vals] for t, vals in summary.items()})
 
 
 def run_cv(args):
@@ -213,6 +250,8 @@ def run_cv(args):
 
     recipe = _recipe(args)
     data = load_data(args.data)
+    if not args.no_learning_curve:
+        _check_metric(args.metric or ("rmsle" if recipe.transform == "log1p" else "rmse"), recipe, data)
     prepared = prepare_features(recipe, data, progress=not args.quiet)
     result = cross_validate(recipe, data, n_splits=args.n_splits, seeds=args.seeds, progress=not args.quiet,
                             prepared=prepared)

@@ -4,6 +4,8 @@ potentials."""
 import os
 
 from ..errors import InputError
+from .options import (add_input, add_output, add_quiet, finite_float, non_negative_float, non_negative_int,
+                      positive_float, positive_int)
 
 #: the starting learning rate of ``fit --init``: a trained potential continued at a rate meant for a new one loses
 #: its fit in the first epochs (the TiO2 committee: 2.4 -> 20-40 meV/atom at 2e-3; 3.1-3.3 at 1e-4)
@@ -13,102 +15,121 @@ INIT_LEARNING_RATE = 1e-4
 def add_parsers(sub):
     p = sub.add_parser("potential", help="neural-network interatomic potentials: fit, eval, select, check, "
                                          "fit-novelty, export")
+    p.set_defaults(_parser=p)
     psub = p.add_subparsers(dest="potential_command", metavar="SUBCOMMAND")
 
     q = psub.add_parser("fit", help="train a potential on structures with energies and forces")
-    q.add_argument("data", help="NAME:SPLIT (e.g. tio2:train) or a structure file with energies and forces")
-    q.add_argument("--config", metavar="FILE.toml", help="recipe: [model], [descriptor], [training]")
-    q.add_argument("-o", "--output", required=True, metavar="MODEL", help="potential folder to write (JSON + npz)")
+    add_input(q, "data", help="NAME:SPLIT (e.g. tio2:train) or a structure file with energies and forces")
+    add_input(q, "--config", metavar="FILE.toml",
+              help="recipe (a file or a bundled recipe's name): [model], [descriptor], [training]")
+    add_output(q, "-o", "--output", required=True, metavar="MODEL", folder="model", what="the potential",
+               help="potential folder to write (JSON + npz)")
     q.add_argument("--checkpoint", metavar="DIR", help="checkpoint folder (default: MODEL.checkpoint); resumed if present")
-    q.add_argument("--epochs", type=int, help="override [training] epochs")
-    q.add_argument("--minutes", type=float, help="stop training after this many minutes")
-    q.add_argument("--members", type=int, help="train a committee of N members (override [training] members)")
-    q.add_argument("--jobs", type=int, help="committee members trained at once, in parallel processes")
-    q.add_argument("--learning-rate", type=float, metavar="LR", help="override [training] learning_rate")
-    q.add_argument("--init", metavar="MODEL", help="continue from this potential (or committee): its weights, "
-                                                   "standardisation and elements; the config gives the training "
-                                                   f"only, at --learning-rate (default {INIT_LEARNING_RATE:g})")
-    q.add_argument("--quiet", action="store_true", help="no progress bar")
+    q.add_argument("--epochs", type=positive_int, help="override [training] epochs")
+    q.add_argument("--minutes", type=positive_float, help="stop training after this many minutes")
+    q.add_argument("--members", type=positive_int, help="train a committee of N members (override [training] members)")
+    q.add_argument("--jobs", type=positive_int, help="committee members trained at once, in parallel processes")
+    q.add_argument("--learning-rate", type=positive_float, metavar="LR", help="override [training] learning_rate")
+    add_input(q, "--init", metavar="MODEL", help="continue from this potential (or committee): its weights, "
+                                                "standardisation and elements; the config gives the training "
+                                                f"only, at --learning-rate (default {INIT_LEARNING_RATE:g})")
+    add_quiet(q)
     q.set_defaults(func=run_fit)
 
     q = psub.add_parser("eval", help="energy and force errors of a potential on labelled structures")
-    q.add_argument("model", help="potential folder written by 'ml4ms potential fit'")
-    q.add_argument("data")
-    q.add_argument("--json", metavar="OUT", help="write the metrics as JSON")
-    q.add_argument("--plot", metavar="PNG", help="parity plots (default: parity_potential.png, or next to --json)")
+    add_input(q, "model", help="potential folder written by 'ml4ms potential fit'")
+    add_input(q, "data", help="labelled structures: NAME:SPLIT or a structure file with energies and forces")
+    add_output(q, "--json", metavar="OUT", suffixes=(".json",), what="the metrics", help="write the metrics as JSON")
+    add_output(q, "--plot", metavar="PNG", suffixes=(".png",), what="the parity plots",
+               help="parity plots (default: parity_potential.png, or next to --json)")
+    add_quiet(q)
     q.set_defaults(func=run_eval)
 
     q = psub.add_parser("fit-novelty", help="keep reference environments of the training structures in a "
                                             "potential, so it reports novelty (trained potentials have them)")
-    q.add_argument("model", help="potential folder (rewritten in place)")
-    q.add_argument("data", help="the structures it was trained on (NAME:SPLIT or a structure file)")
-    q.add_argument("-n", "--references", type=int, default=2000, metavar="N",
+    add_input(q, "model", help="potential folder (rewritten in place)")
+    add_input(q, "data", help="the structures it was trained on (NAME:SPLIT or a structure file)")
+    q.add_argument("-n", "--references", type=positive_int, default=2000, metavar="N",
                    help="environments kept per element, by farthest-point sampling (default 2000)")
+    add_quiet(q)
     q.set_defaults(func=run_fit_novelty)
 
     q = psub.add_parser("select", help="choose the candidate structures to label next (active learning): the "
                                        "most novel, or those of largest committee spread")
-    q.add_argument("model", help="potential folder (novelty needs its reference environments)")
-    q.add_argument("candidates", help="unlabelled structures: a structure file (an 'ml4ms md' trajectory) or "
-                                      "NAME:SPLIT")
-    q.add_argument("-n", type=int, required=True, metavar="N", help="how many to choose at most")
+    add_input(q, "model", help="potential folder (novelty needs its reference environments)")
+    add_input(q, "candidates", help="unlabelled structures: a structure file (an 'ml4ms md' trajectory) or "
+                                    "NAME:SPLIT")
+    q.add_argument("-n", "--n", type=positive_int, required=True, metavar="N", help="how many to choose at most")
     q.add_argument("--by", choices=["novelty", "spread"], default="novelty",
                    help="novelty: greedy, each choice joins the references, so near copies are not chosen twice "
                         "(default); spread: the N of largest committee energy spread per atom")
-    q.add_argument("--min-novelty", type=float, default=0.0, metavar="X",
+    q.add_argument("--min-novelty", type=non_negative_float, default=0.0, metavar="X",
                    help="stop when no candidate is more novel than X (1: the 99th percentile of the training "
                         "structures, each from the rest)")
-    q.add_argument("-o", "--output", required=True, metavar="OUT.extxyz",
-                   help="the chosen structures in the order chosen (info: candidate_index and the score)")
-    q.add_argument("--json", metavar="OUT", help="write the indices and scores as JSON")
+    add_output(q, "-o", "--output", required=True, metavar="OUT.extxyz", suffixes=(".extxyz", ".xyz"),
+               what="the chosen structures",
+               help="the chosen structures in the order chosen (info: candidate_index and the score)")
+    add_output(q, "--json", metavar="OUT", suffixes=(".json",), what="the choice",
+               help="write the indices and scores as JSON")
+    add_quiet(q)
     q.set_defaults(func=run_select)
 
     q = psub.add_parser("check", help="do the energies of labelled structures follow from their forces? "
                                       "(pairs of close structures, no model)")
-    q.add_argument("data", help="NAME:SPLIT or a structure file with energies and forces")
-    q.add_argument("--max-displacement", type=float, default=0.05, metavar="ANG",
+    add_input(q, "data", help="NAME:SPLIT or a structure file with energies and forces")
+    q.add_argument("--max-displacement", type=positive_float, default=0.05, metavar="ANG",
                    help="pair structures at most this far apart (RMS per atom, Å; default 0.05)")
-    q.add_argument("--json", metavar="OUT", help="write the summary and the worst pairs as JSON")
+    add_output(q, "--json", metavar="OUT", suffixes=(".json",), what="the summary",
+               help="write the summary and the worst pairs as JSON")
+    add_quiet(q)
     q.set_defaults(func=run_check)
 
     q = psub.add_parser("export", help="write a Chebyshev potential as a TorchScript file (runs with torch alone)")
-    q.add_argument("model", help="potential folder written by 'ml4ms potential fit'")
-    q.add_argument("-o", "--output", required=True, metavar="FILE.pt")
+    add_input(q, "model", help="potential folder written by 'ml4ms potential fit'")
+    add_output(q, "-o", "--output", required=True, metavar="FILE.pt", suffixes=(".pt",), what="the TorchScript file",
+               help="TorchScript file: torch.jit.load(FILE.pt), the host gives the neighbour list")
+    add_quiet(q)
     q.set_defaults(func=run_export)
 
     q = sub.add_parser("md", help="molecular dynamics with a potential (ASE integrators)")
-    q.add_argument("model", help="potential folder")
-    q.add_argument("structure", help="structure file (first frame used) or NAME:SPLIT[@INDEX]")
-    q.add_argument("--ensemble", choices=["nve", "nvt", "npt"], default="nve")
-    q.add_argument("--temperature", type=float, default=300.0, metavar="K")
-    q.add_argument("--steps", type=int, default=1000, metavar="N")
-    q.add_argument("--dt", type=float, default=1.0, metavar="FS", help="time step (fs)")
-    q.add_argument("--friction", type=float, default=0.01, metavar="1/FS", help="Langevin friction (nvt)")
-    q.add_argument("--pressure", type=float, default=0.0, metavar="GPA", help="pressure (npt)")
-    q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--interval", type=int, default=10, help="write every N steps")
-    q.add_argument("-o", "--output", required=True, metavar="TRAJ.extxyz")
-    q.add_argument("--json", metavar="OUT")
+    add_input(q, "model", help="potential folder")
+    add_input(q, "structure", help="structure file (first frame used) or NAME:SPLIT[@INDEX]")
+    q.add_argument("--ensemble", choices=["nve", "nvt", "npt"], default="nve",
+                   help="nve: velocity Verlet; nvt: Langevin thermostat; npt: isotropic MTK barostat with a "
+                        "Nosé–Hoover chain (default nve)")
+    q.add_argument("--temperature", type=positive_float, default=300.0, metavar="K",
+                   help="initial (nve) or thermostat (nvt, npt) temperature in K (default 300)")
+    q.add_argument("--steps", type=positive_int, default=1000, metavar="N", help="number of time steps (default 1000)")
+    q.add_argument("--dt", type=positive_float, default=1.0, metavar="FS", help="time step (fs; default 1)")
+    q.add_argument("--friction", type=positive_float, default=0.01, metavar="1/FS",
+                   help="Langevin friction (nvt; default 0.01)")
+    q.add_argument("--pressure", type=finite_float, default=0.0, metavar="GPA", help="pressure (npt; GPa, default 0)")
+    q.add_argument("--seed", type=non_negative_int, default=0, help="seed of the initial velocities and thermostat")
+    q.add_argument("--interval", type=positive_int, default=10, help="write every N steps (default 10)")
+    add_output(q, "-o", "--output", required=True, metavar="TRAJ.extxyz", suffixes=(".extxyz", ".xyz"),
+               what="the trajectory", help="trajectory (extended XYZ) of every --interval-th step")
+    add_output(q, "--json", metavar="OUT", suffixes=(".json",), what="the summary",
+               help="write the summary (energy drift or temperature, speed, novelty) as JSON")
+    add_quiet(q)
     q.set_defaults(func=run_md_cmd)
 
 
-def _help(parser):
-    parser.print_help()
-    return 2
-
-
-def _structures(spec):
-    """``(records, source)``: a structure file is read directly (its string info keys are fine),
-    anything else goes through :func:`ml4ms.datasets.load_data`."""
+def _structures(spec, check=True):
+    """``(records, source)``, checked (:func:`ml4ms.structures.check_structures`): a structure file is read
+    directly (its string info keys are fine), anything else goes through :func:`ml4ms.datasets.load_data`."""
     from ..datasets import load_data
-    from ..structures import read_structures
+    from ..structures import check_structures, read_structures
 
     if os.path.exists(spec) and not spec.lower().endswith(".csv"):
-        return read_structures(spec), spec
-    data = load_data(spec)
-    if not data.records or not hasattr(data.records[0], "positions"):
-        raise InputError("needs structures, not a table", source=data.source)
-    return data.records, data.source
+        records, source = read_structures(spec), spec
+    else:
+        data = load_data(spec)
+        if not data.records or not hasattr(data.records[0], "positions"):
+            raise InputError("needs structures, not a table", source=data.source)
+        records, source = data.records, data.source
+    if check:
+        check_structures(records, source=source)
+    return records, source
 
 
 def _beside(json_path, default, suffix):
@@ -144,8 +165,6 @@ def run_fit(args):
         kwargs["learning_rate"] = INIT_LEARNING_RATE
         print(f"continuing {args.init} at learning rate {INIT_LEARNING_RATE:g} (--learning-rate to change)")
     if args.minutes is not None:
-        if not args.minutes > 0:
-            raise InputError(f"--minutes must be positive, got {args.minutes}")
         kwargs["time_limit"] = 60.0 * args.minutes
     members, jobs = kwargs.pop("members", 1), kwargs.pop("jobs", None)
     members = members if args.members is None else args.members
@@ -269,8 +288,6 @@ def _novelty(members, frames, errors, spread, plot, title):
 def run_fit_novelty(args):
     from ..potentials.io import load_potential, save_potential
 
-    if not args.references >= 1:
-        raise InputError(f"--references must be a positive integer, got {args.references}")
     model, meta = load_potential(args.model, with_metadata=True)
     frames, source = _structures(args.data)
     members = model if isinstance(model, list) else [model]
@@ -294,13 +311,6 @@ def run_select(args):
     from ..potentials.train import committee_spread
     from ..structures import check_structures
 
-    if args.n < 1:
-        raise InputError(f"-n must be a positive integer, got {args.n}")
-    if not (np.isfinite(args.min_novelty) and args.min_novelty >= 0):
-        raise InputError(f"--min-novelty must be a finite number >= 0, got {args.min_novelty}")
-    if not args.output.lower().endswith((".xyz", ".extxyz")):
-        raise InputError(f"-o {args.output}: the chosen structures are written as extended XYZ",
-                         hint="give a name ending in .extxyz")
     model = load_potential(args.model)
     members = model if isinstance(model, list) else [model]
     if args.by == "spread" and args.min_novelty:
@@ -433,9 +443,12 @@ def _structure(spec):
             index = int(idx)
         except ValueError:
             raise InputError(f"bad structure index '{idx}'", source=spec, hint="use NAME:SPLIT@INDEX") from None
-    records, _ = _structures(spec)
+    from ..structures import check_structure
+
+    records, source = _structures(spec, check=False)
     if not 0 <= index < len(records):
         raise InputError(f"index {index} out of range (0..{len(records) - 1})", source=spec)
+    check_structure(records[index], source=source, index=index)
     atoms = records[index].copy()
     atoms.calc = None
     return atoms

@@ -3,16 +3,20 @@
 import os
 import sys
 
+from .options import add_input, add_old_name, add_output, add_quiet, non_negative_int
+
 
 def add_parsers(sub):
     p = sub.add_parser("sisso", help="SISSO descriptor formulas (regression or classification) from a TOML config")
-    p.add_argument("--config", required=True, metavar="FILE.toml",
-                   help="data, primary features with units, operators, rung, SIS size, dimensions, CV")
-    p.add_argument("--json", metavar="OUT", help="write the results as JSON")
-    p.add_argument("--out", metavar="DIR", help="folder for results.json, parity.png and map.png")
-    p.add_argument("--cv-repeats", type=int, metavar="N", help="override [cv] repeats (0 = no CV)")
+    add_input(p, "--config", required=True, metavar="FILE.toml",
+              help="data, primary features with units, operators, rung, SIS size, dimensions, CV")
+    add_output(p, "--json", metavar="OUT", suffixes=(".json",), what="the results", help="write the results as JSON")
+    add_output(p, "-o", "--output", dest="out", metavar="DIR", folder="files", what="the results folder",
+               help="folder for results.json, parity.png and map.png")
+    add_old_name(p, "--out", "out")
+    p.add_argument("--cv-repeats", type=non_negative_int, metavar="N", help="override [cv] repeats (0 = no CV)")
     p.add_argument("--loo", action="store_true", help="leave-one-out CV instead of [cv]")
-    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    add_quiet(p)
     p.set_defaults(func=run_sisso)
 
 

@@ -54,20 +54,37 @@ def binding_energy_per_atom(frames, energies, atomic_energies):
 
 
 def labels_of(frames, source="data"):
-    """Total energies (n,) and force arrays of structures carrying them (ASE calculator or info/arrays)."""
+    """Total energies (n,) and force arrays of structures carrying them (ASE calculator or info/arrays).
+
+    Raises
+    ------
+    InputError
+        A structure without an energy or forces, forces of the wrong shape, or a
+        label that is not a finite number, naming the structure.
+    """
     energies, forces = [], []
     for k, a in enumerate(frames):
         try:
-            energies.append(float(a.get_potential_energy()))
-            forces.append(np.asarray(a.get_forces(), dtype=float))
+            e, f = a.get_potential_energy(), a.get_forces()
         except Exception:
             e = a.info.get("energy")
             f = a.arrays.get("forces")
             if e is None or f is None:
                 raise InputError("structure has no energy and forces", source=source, index=k,
                                  hint="give structures with DFT energies and forces (e.g. extxyz)") from None
-            energies.append(float(e))
-            forces.append(np.asarray(f, dtype=float))
+        try:
+            e, f = float(e), np.asarray(f, dtype=float)
+        except (TypeError, ValueError):
+            raise InputError("energy or forces are not numbers", source=source, index=k,
+                             hint="fix or remove the structure") from None
+        if f.shape != (len(a), 3):
+            raise InputError(f"forces have shape {f.shape}, expected ({len(a)}, 3)", source=source, index=k,
+                             hint="give one force vector per atom")
+        if not np.isfinite(e) or not np.all(np.isfinite(f)):
+            raise InputError(f"{'energy' if not np.isfinite(e) else 'forces'} contain NaN or inf", source=source,
+                             index=k, hint="fix or remove the structure")
+        energies.append(e)
+        forces.append(f)
     return np.asarray(energies), forces
 
 

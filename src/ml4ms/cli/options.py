@@ -1,0 +1,176 @@
+"""The command line's shared vocabulary and the checks every command runs before it works.
+
+One place per kind of check:
+
+- :class:`Parser` ends a usage error (an unknown option, a missing argument,
+  a bad value) with one line and exit code 2, never argparse's usage block;
+- the number types (:func:`positive_int`, :func:`positive_float`, ...) refuse
+  zero, negative or non-finite values while the command line is parsed;
+- :func:`add_output` declares a file or folder a command writes, and
+  :func:`check_paths` checks every declared output (an existing folder where a
+  file is expected, an unwritable place, the output equal to an input, a wrong
+  suffix) before the command starts its work.
+
+The words mean the same in every command: ``-o/--output`` is the main thing a
+command writes, ``--json`` its summary as JSON, ``--plot`` a picture it draws
+besides, ``-n/--n`` how many to choose, ``--seed`` one random stream and
+``--seeds`` the repeats to average over, ``--quiet`` no progress bars.
+"""
+
+import argparse
+import math
+import os
+
+from ..errors import InputError
+
+
+class Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose usage errors are one line and exit code 2.
+
+    Examples
+    --------
+    >>> p = Parser(prog="ml4ms demo")
+    >>> _ = p.add_argument("--steps", type=positive_int)
+    >>> try:
+    ...     p.parse_args(["--steps", "0"])
+    ... except SystemExit as exc:
+    ...     exc.code
+    2
+    """
+
+    def error(self, message):
+        message = " ".join(message.split())
+        command = self.prog.partition(" ")[2]
+        self.exit(2, f"ml4ms: error: {command + ': ' if command else ''}{message}; see '{self.prog} --help'\n")
+
+
+def _number(kind, test, wanted):
+    def parse(text):
+        try:
+            value = kind(text)
+        except (TypeError, ValueError):
+            raise argparse.ArgumentTypeError(f"must be {wanted}, got '{text}'") from None
+        if not (math.isfinite(value) and test(value)):
+            raise argparse.ArgumentTypeError(f"must be {wanted}, got '{text}'")
+        return value
+
+    parse.__name__ = wanted
+    return parse
+
+
+#: an integer >= 1 (counts: splits, steps, structures to choose, epochs, members)
+positive_int = _number(int, lambda v: v >= 1, "an integer >= 1")
+#: an integer >= 0 (seeds, repeats that may be off)
+non_negative_int = _number(int, lambda v: v >= 0, "an integer >= 0")
+#: a finite number > 0 (time steps, temperatures, minutes, rates, tolerances, cutoffs)
+positive_float = _number(float, lambda v: v > 0, "a finite number > 0")
+#: a finite number >= 0
+non_negative_float = _number(float, lambda v: v >= 0, "a finite number >= 0")
+#: any finite number
+finite_float = _number(float, lambda v: True, "a finite number")
+
+
+def fraction(text):
+    """A number in (0, 1)."""
+    return _number(float, lambda v: 0 < v < 1, "a number between 0 and 1 (exclusive)")(text)
+
+
+def _declare(parser, key, spec):
+    specs = list(parser.get_default(key) or [])
+    specs.append(spec)
+    parser.set_defaults(**{key: specs})
+
+
+def add_output(parser, *flags, suffixes=None, folder=False, what="output", **kwargs):
+    """``parser.add_argument(*flags, **kwargs)`` for a path the command writes, checked by :func:`check_paths`.
+
+    Parameters
+    ----------
+    suffixes : tuple of str, optional
+        Allowed endings (case-insensitive), e.g. ``(".csv",)``.
+    folder : {False, "model", "files"}, default False
+        The output is a file (False), a model folder that is replaced as a
+        whole ("model"), or a folder that files are written into ("files").
+    what : str
+        What is written, for messages ("the model", "the trajectory").
+    """
+    action = parser.add_argument(*flags, **kwargs)
+    _declare(parser, "_outputs", {"dest": action.dest, "suffixes": suffixes, "folder": folder, "what": what,
+                                  "flag": next((f for f in flags if f.startswith("--")), flags[0]), "flags": flags})
+    return action
+
+
+def add_input(parser, *flags, **kwargs):
+    """``parser.add_argument`` for a path (or dataset name) the command reads; outputs may not equal it."""
+    action = parser.add_argument(*flags, **kwargs)
+    _declare(parser, "_inputs", action.dest)
+    return action
+
+
+def _writable_folder(path):
+    """The nearest existing ancestor of ``path`` if it is a writable folder, else None."""
+    folder = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(folder):
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return None
+        folder = parent
+    return folder if os.path.isdir(folder) and os.access(folder, os.W_OK) else None
+
+
+def _same(a, b):
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def check_output(path, flag="-o", suffixes=None, folder=False, what="output", inputs=()):
+    """Raise :class:`~ml4ms.errors.InputError` if ``path`` cannot take the output; writes nothing.
+
+    Examples
+    --------
+    >>> check_output("traj.csv", "-o", suffixes=(".extxyz", ".xyz"), what="the trajectory")
+    Traceback (most recent call last):
+    ...
+    ml4ms.errors.InputError: traj.csv: -o: the trajectory is written as .extxyz or .xyz; give a name ending in .extxyz
+    """
+    path = os.fspath(path)
+    if suffixes and not folder and not path.lower().endswith(tuple(suffixes)):
+        raise InputError(f"{flag}: {what} is written as {' or '.join(suffixes)}", source=path,
+                         hint=f"give a name ending in {suffixes[0]}")
+    for other in inputs:
+        if other and os.path.exists(other) and _same(path, other):
+            raise InputError(f"{flag} is also an input of this command", source=path,
+                             hint="choose another output name, so the input is not overwritten")
+    if folder:
+        if os.path.isfile(path):
+            raise InputError(f"{flag}: {what} is a folder, but a file of that name exists", source=path,
+                             hint="choose another name")
+        if folder == "model" and os.path.isdir(path) and os.listdir(path) and not os.path.exists(os.path.join(path, "model.json")) \
+                and not os.path.exists(os.path.join(path, "committee.json")):
+            raise InputError(f"{flag}: exists and is not an ml4ms model folder", source=path,
+                             hint="choose another name; ml4ms replaces only its own model folders")
+    elif os.path.isdir(path):
+        raise InputError(f"{flag}: is a folder, but {what} is a file", source=path,
+                         hint="give a file name (inside the folder, if you like)")
+    if _writable_folder(path) is None:
+        raise InputError(f"{flag}: cannot write {what} here", source=path,
+                         hint="choose a writable folder")
+
+
+def check_paths(args):
+    """Check every output a command declared (:func:`add_output`) before it runs."""
+    inputs = [getattr(args, dest, None) for dest in getattr(args, "_inputs", None) or []]
+    inputs = [p for value in inputs for p in (value if isinstance(value, list) else [value]) if isinstance(p, str)]
+    for spec in getattr(args, "_outputs", None) or []:
+        path = getattr(args, spec["dest"], None)
+        if path is not None:
+            check_output(path, spec["flag"], spec["suffixes"], spec["folder"], spec["what"], inputs)
+
+
+def add_old_name(parser, flag, dest):
+    """Accept ``flag``, a name an option had before, without showing it in ``--help``."""
+    parser.add_argument(flag, dest=dest, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+
+def add_quiet(parser):
+    """The ``--quiet`` flag every command takes."""
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
