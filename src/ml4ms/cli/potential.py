@@ -17,7 +17,9 @@ def add_parsers(sub):
 
     q = psub.add_parser("fit", help="train a potential on structures with energies and forces")
     q.add_argument("data", help="NAME:SPLIT (e.g. tio2:train) or a structure file with energies and forces")
-    q.add_argument("--config", metavar="FILE.toml", help="recipe: [model], [descriptor], [training]")
+    q.add_argument("--config", metavar="FILE.toml",
+                   help="recipe: [model], [descriptor], [training]; a TOML file or the name of a bundled recipe "
+                        "(tio2_potential, tio2_potential_local, tio2_committee)")
     q.add_argument("-o", "--output", required=True, metavar="MODEL", help="potential folder to write (JSON + npz)")
     q.add_argument("--checkpoint", metavar="DIR", help="checkpoint folder (default: MODEL.checkpoint); resumed if present")
     q.add_argument("--epochs", type=int, help="override [training] epochs")

@@ -7,7 +7,8 @@ import sys
 def add_parsers(sub):
     p = sub.add_parser("sisso", help="SISSO descriptor formulas (regression or classification) from a TOML config")
     p.add_argument("--config", required=True, metavar="FILE.toml",
-                   help="data, primary features with units, operators, rung, SIS size, dimensions, CV")
+                   help="data, primary features with units, operators, rung, SIS size, dimensions, CV; a TOML "
+                        "file or the name of a bundled config (octet_prl2015, octet_sisso, octet_classify)")
     p.add_argument("--json", metavar="OUT", help="write the results as JSON")
     p.add_argument("--out", metavar="DIR", help="folder for results.json, parity.png and map.png")
     p.add_argument("--cv-repeats", type=int, metavar="N", help="override [cv] repeats (0 = no CV)")
