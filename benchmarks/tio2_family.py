@@ -126,16 +126,11 @@ def training_cells(train, any_cell=False, max_force=None):
 
 def recipe(changes=()):
     """The committee recipe as a TOML document, with ``section.key=value`` changes (values read as TOML)."""
-    import tomllib
+    from ml4ms.config import assign, parse_assignment, read_toml
 
-    with open(os.path.join(HERE, "..", "configs", "tio2_committee.toml"), "rb") as handle:
-        doc = tomllib.load(handle)
+    doc, _ = read_toml("tio2_committee")
     for change in changes:
-        name, _, value = change.partition("=")
-        section, _, key = name.partition(".")
-        if not key or not value:
-            raise SystemExit(f"--set {change}: use SECTION.KEY=VALUE, e.g. training.force_weight=1.0")
-        doc.setdefault(section, {})[key] = tomllib.loads(f"v = {value}")["v"]
+        doc = assign(doc, *parse_assignment(change))
     return doc
 
 

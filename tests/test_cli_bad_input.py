@@ -183,6 +183,12 @@ def world(tmp_path_factory):
     bad.update({"edited model": edited, "edited potential": edited_pot, "missing model": inputs / "no-model"})
     bad["unknown table"] = inputs / "unknown_table.toml"
     bad["unknown table"].write_text("[bogus]\nx = 1\n")
+    for slot, text, table, flag in (("CONFIG", RECIPE + "[target]\n", "[target]", "per_atom"),
+                                    ("POTCONFIG", POTENTIAL, "[model]", "linear"),
+                                    ("SISSOCONFIG", SISSO, "[sisso]", "allow_transcendental_units")):
+        for case, line in (("unknown key", "bogus_key = 1"), ("'yes' for a bool", f'{flag} = "yes"')):
+            bad[f"{slot}: {case}"] = inputs / f"{slot}_{case.split()[0].strip(chr(39))}.toml"
+            bad[f"{slot}: {case}"].write_text(text.replace(table, f"{table}\n{line}"))
     bad["invalid TOML"] = inputs / "invalid.toml"
     bad["invalid TOML"].write_text("[model\nname = \n")
     (inputs / "a-file").write_text("")
@@ -253,7 +259,9 @@ def _cases():
                 cases.append((command, "model of the other kind", (slot, "=" + wrong)))
         for slot in ("CONFIG", "POTCONFIG", "SISSOCONFIG"):
             if slot in template:
-                cases += [(command, f"config: {k}", (slot, k)) for k in ("unknown table", "invalid TOML")]
+                cases += [(command, f"config: {k}", (slot, k)) for k in ("unknown table", "invalid TOML",
+                                                                         f"{slot}: unknown key",
+                                                                         f"{slot}: 'yes' for a bool")]
         for spec in parser.get_default("_outputs") or []:
             flag = spec["flag"]
             if not spec["folder"]:

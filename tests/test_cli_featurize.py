@@ -3,7 +3,6 @@ import json
 import numpy as np
 
 from ml4ms.cli import main
-from ml4ms.cli.featurize import parse_assignments
 from ml4ms.datasets import load
 
 
@@ -34,5 +33,9 @@ def test_global_descriptor_and_errors(tmp_path, capsys):
     assert not (tmp_path / "x.npz").exists() and not (tmp_path / "y.npz").exists()
 
 
-def test_parse_assignments_bare_words_are_strings():
-    assert parse_assignments(["reduce=species_mean", "x=1e-3"]) == {"reduce": "species_mean", "x": 1e-3}
+def test_set_with_an_unknown_parameter_names_the_allowed_ones(tmp_path, capsys):
+    assert main(["featurize", "octet:structures", "--descriptor", "soap", "--set", "r_cutt=4.0",
+                 "-o", str(tmp_path / "z.npz")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--set: [descriptor] unknown key 'r_cutt'; did you mean 'r_cut'?" in err[0]
+    assert not (tmp_path / "z.npz").exists()

@@ -240,6 +240,39 @@ def test_bad_config(files, capsys):
     assert "unknown descriptor" in err
 
 
+@pytest.mark.parametrize("text, needle", [
+    ("[modle]\nname = 'krr'\n", "unknown table [modle]"),
+    ("[cv]\nn_split = 3\n", "[cv] unknown key 'n_split'"),
+    ("[cv]\nn_splits = '5'\n", "[cv] n_splits must be an integer >= 2, got '5' (a string)"),
+    ("[target]\nper_atom = 'yes'\n", "[target] per_atom must be true or false"),
+    ("[descriptor]\nname = 'composition'\nstat = ['mean']\n", "[descriptor] unknown key 'stat'; did you mean"),
+])
+def test_bad_recipe_exits_2_before_the_data_is_read(files, capsys, text, needle):
+    tmp, _, _ = files
+    bad = tmp / "bad.toml"
+    bad.write_text(text)
+    code, _, err = _run(capsys, "fit", tmp / "missing.extxyz", "--config", bad, "--target", "y", "-o", tmp / "m")
+    _one_line_error(code, err)
+    assert str(bad) in err and needle in err and "missing" not in err
+
+
+def test_set_overrides_the_recipe_and_rejects_bad_keys(files, capsys):
+    tmp, data, config = files
+    code, _, err = _run(capsys, "fit", data, "--config", config, "--set", "model.alpha=0.01",
+                        "--set", "model.kernel=laplacian", "--set", "cv.n_splits=4", "-o", tmp / "m", "--quiet")
+    assert code == 0, err
+    meta = json.load(open(tmp / "m" / "model.json"))["metadata"]
+    assert meta["recipe"]["model"] == {"name": "krr", "kernel": "laplacian", "alpha": 0.01}
+    assert meta["recipe"]["cv"]["n_splits"] == 4
+    for setting, needle in (("model.alpah=0.1", "--set model.alpah: [model] unknown key 'alpah'"),
+                            ("cv.n_splits=x", "--set cv.n_splits: [cv] n_splits must be an integer >= 2, got 'x'"),
+                            ("alpha", "--set needs KEY=VALUE")):
+        code, _, err = _run(capsys, "fit", tmp / "missing.extxyz", "--config", config, "--set", setting,
+                            "-o", tmp / "m2")
+        _one_line_error(code, err)
+        assert needle in err and not (tmp / "m2").exists()
+
+
 def test_cell_smaller_than_cutoff_works_through_periodic_images(tmp_path, capsys):
     # default recipe for structures: SOAP (r_cut 5 Å) averaged per structure; the rocksalt
     # primitive cells (2 atoms, ~3 Å vectors) are far smaller than the cutoff

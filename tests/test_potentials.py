@@ -382,6 +382,46 @@ def test_bad_config_values_fail_before_the_data_is_read(tmp_path, capsys, sectio
     assert len(err) == 1 and str(cfg) in err[0] and match.split(" must")[0] in err[0] and "missing" not in err[0]
 
 
+@pytest.mark.parametrize("text, needle", [
+    ("[trainig]\nepochs = 3\n", "unknown table [trainig]; did you mean 'training'?"),
+    ("[training]\nepoch = 3\n", "[training] unknown key 'epoch'; did you mean 'epochs'?"),
+    ("[model]\nhiden = [8]\n", "[model] unknown key 'hiden'; did you mean 'hidden'?"),
+    ("[descriptor]\nradial_cutof = 5.0\n", "unknown chebyshev settings: radial_cutof"),
+    ("[training]\nbatch_size = '8'\n", "[training] batch_size must be a positive integer, got '8' (a string); "
+                                        "fix it in [training]"),
+    ("[training]\nrestore_best = 'yes'\n", "[training] restore_best must be true or false, got 'yes' (a string)"),
+    ("[training]\nprecompute = 1\n", "[training] precompute must be true or false, got 1"),
+    ("[training]\nwarm_start = true\n", "[training] unknown key 'warm_start'"),  # --init sets it
+    ("[model]\nlinear = 'yes'\n", "linear must be true or false, got 'yes'"),
+    ("[training.atomic_energies]\nO = 'x'\n", "[training] atomic_energies must be a table of element = energy"),
+])
+def test_bad_recipes_fail_at_read_time_on_one_line(tmp_path, capsys, text, needle):
+    import ml4ms.cli as cli
+    from ml4ms.errors import InputError
+
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(text)
+    with pytest.raises(InputError) as info:
+        read_config(str(cfg))
+    assert str(info.value).startswith(f"{cfg}: ") and needle in str(info.value)
+    assert cli.main(["potential", "fit", str(tmp_path / "missing.extxyz"), "--config", str(cfg),
+                     "-o", str(tmp_path / "m")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle in err[0] and "Traceback" not in err[0]
+
+
+def test_bundled_recipe_by_name(tmp_path, capsys):
+    import ml4ms.cli as cli
+
+    model, kwargs = read_config("tio2_potential")
+    assert model.cell_mean and kwargs["atomic_energies"]["O"] < 0
+    # the name resolves: the run gets as far as the (missing) data
+    assert cli.main(["potential", "fit", str(tmp_path / "missing.extxyz"), "--config", "tio2_committee",
+                     "-o", str(tmp_path / "m")]) == 2
+    err = capsys.readouterr().err
+    assert "missing.extxyz" in err and "config" not in err
+
+
 def test_bad_command_line_training_values_fail_before_the_data_is_read(tmp_path, capsys):
     import ml4ms.cli as cli
 

@@ -5,7 +5,8 @@ import pytest
 
 from ml4ms.datasets import Dataset, load
 from ml4ms.descriptors import DESCRIPTORS
-from ml4ms.recipe import bundled_recipes, read_recipe, recipe_from_dict
+from ml4ms.errors import InputError
+from ml4ms.recipe import apply_overrides, bundled_recipes, read_recipe, recipe_from_dict
 from ml4ms.serialize import load_model, save_model
 from ml4ms.workflow import fit, predict
 
@@ -60,6 +61,72 @@ def test_descriptor_through_recipe_fit_save_predict(name, subsets, tmp_path):
 
 
 def test_bundled_recipes_parse():
+    """Every bundled recipe passes the reader of its kind; property recipes name a descriptor and targets."""
+    from ml4ms.config import read_toml
+    from ml4ms.potentials.train import read_config as read_potential_config
+    from ml4ms.sisso.workflow import read_config as read_sisso_config
+
+    kinds = {}
     for name in bundled_recipes():
-        recipe = read_recipe(name)
-        assert recipe.descriptor and recipe.targets
+        doc, _ = read_toml(name)
+        kind = "potential" if "training" in doc else "sisso" if "sisso" in doc else "property"
+        kinds.setdefault(kind, []).append(name)
+        if kind == "potential":
+            read_potential_config(name)
+        elif kind == "sisso":
+            read_sisso_config(name)
+        else:
+            recipe = read_recipe(name)
+            assert recipe.descriptor and recipe.targets
+    assert {"nomad2018", "nomad2018_demo", "qm7", "qm7_delta"} <= set(kinds["property"])
+    assert {"tio2_potential", "tio2_committee"} <= set(kinds["potential"])
+    assert {"octet_prl2015", "octet_classify"} <= set(kinds["sisso"])
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("[modle]\nname = 'krr'\n", "unknown table [modle]; did you mean 'model'?"),
+    ("[cv]\nn_split = 3\n", "[cv] unknown key 'n_split'; did you mean 'n_splits'?"),
+    ("[target]\ntransfrom = 'log1p'\n", "[target] unknown key 'transfrom'"),
+    ("[learning_curve]\nsizes = [0.5]\n", "[learning_curve] unknown key 'sizes'"),
+    ("[descriptor]\nname = 'soap'\nr_cutt = 5.0\n", "[descriptor] unknown key 'r_cutt'; did you mean 'r_cut'? "
+                                                     "allowed: center_weight"),
+    ("[model]\nname = 'krr'\nalpah = 0.1\n", "[model] unknown key 'alpah'; did you mean 'alpha'?"),
+    ("[model]\nname = 'ridge'\nkernel = 'laplacian'\n", "[model] unknown key 'kernel'"),
+    ("[model]\nkernel = 'laplacian'\n", "[model] needs 'name'"),
+    ("[descriptor]\nname = 'nonsense'\n", "[descriptor] unknown descriptor 'nonsense'; choose one of:"),
+    ("[cv]\nn_splits = '5'\n", "[cv] n_splits must be an integer >= 2, got '5' (a string); fix it in [cv]"),
+    ("[cv]\nseeds = 1.5\n", "[cv] seeds must be a list, each a non-negative integer, got 1.5"),
+    ("[cv]\nduplicate_tol = -1e-3\n", "[cv] duplicate_tol must be a number >= 0"),
+    ("[target]\nper_atom = 'yes'\n", "[target] per_atom must be true or false, got 'yes' (a string)"),
+    ("[target]\nper_atom = 1\n", "[target] per_atom must be true or false, got 1"),
+    ("[target]\ntransform = 'log'\n", "[target] transform must be 'none' or 'log1p', got 'log'"),
+    ("targets = 3\n", "targets must be a string or a list, each a string, got 3"),
+    ("[learning_curve]\ntrain_sizes = [0.5, 0]\n", "[learning_curve] train_sizes must be a list, each a number > 0"),
+])
+def test_bad_recipes_fail_at_read_time_on_one_line(tmp_path, text, needle):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(InputError) as info:
+        read_recipe(path)
+    message = str(info.value)
+    assert "\n" not in message and message.startswith(f"{path}: ") and needle in message
+
+
+def test_set_values_override_the_recipe_and_are_checked():
+    recipe = apply_overrides(read_recipe("nomad2018_demo"),
+                             values={"model.alpha": 0.1, "descriptor.weights": [1.0, 2.0], "cv.n_splits": 3})
+    assert recipe.model == {"name": "krr", "kernel": "laplacian", "alpha": 0.1}
+    assert recipe.descriptor["weights"] == [1.0, 2.0] and recipe.cv["n_splits"] == 3
+    assert recipe.source.endswith("nomad2018_demo.toml")
+    with pytest.raises(InputError, match="--set cv.n_splits: .cv. n_splits must be an integer >= 2, got 1"):
+        apply_overrides(recipe, values={"cv.n_splits": 1})
+    with pytest.raises(InputError, match="--set model.alpah: .model. unknown key 'alpah'"):
+        apply_overrides(recipe, values={"model.alpah": 1.0})
+    # the flags come first: --model ridge --set model.alpha=2
+    assert apply_overrides(recipe, model="ridge", values={"model.alpha": 2.0}).model == {"name": "ridge", "alpha": 2.0}
+
+
+def test_to_dict_round_trips():
+    recipe = read_recipe("qm7")
+    assert recipe_from_dict(recipe.to_dict()).to_dict() == recipe.to_dict()
+    assert recipe_from_dict(read_recipe().to_dict()).descriptor is None

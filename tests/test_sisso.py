@@ -207,13 +207,11 @@ def test_classifier_octet_zero_overlap_2d():
 
 # ---------------------------------------------------------------- CLI
 def test_cli_prl2015_json_and_plots(tmp_path):
-    from pathlib import Path
-
+    """The bundled config, by name."""
     from ml4ms.cli import main
 
-    config = Path(__file__).resolve().parents[1] / "configs" / "octet_prl2015.toml"
     out = tmp_path / "out.json"
-    code = main(["sisso", "--config", str(config), "--json", str(out), "--out", str(tmp_path / "run"),
+    code = main(["sisso", "--config", "octet_prl2015", "--json", str(out), "--out", str(tmp_path / "run"),
                  "--cv-repeats", "2", "--quiet"])
     assert code == 0
     result = json.loads(out.read_text())
@@ -236,6 +234,57 @@ def test_cli_bad_config_exits_2(tmp_path, capsys):
                    '[features]\na = { column = "IP_A_eV", unit = "eV" }\n[sisso]\noperators = ["%"]\n')
     assert main(["sisso", "--config", str(cfg)]) == 2
     assert "unknown operator" in capsys.readouterr().err
+
+
+GOOD = ('[data]\npath = "octet"\ntarget = "dE_RS_minus_ZB_eV_per_atom"\n'
+        '[features]\na = { column = "IP_A_eV", unit = "eV" }\n')
+
+
+@pytest.mark.parametrize("extra, needle", [
+    ('[sisoo]\nrung = 1\n', "unknown table [sisoo]; did you mean 'sisso'?"),
+    ('[sisso]\nrungs = 1\n', "[sisso] unknown key 'rungs'; did you mean 'rung'?"),
+    ('[cv]\nrepeat = 1\n', "[cv] unknown key 'repeat'"),
+    ('[derived]\nb = { formula = "a", units = "eV" }\n', "[derived.b] unknown key 'units'; did you mean 'unit'?"),
+    ('[derived]\nb = { unit = "eV" }\n', "[derived.b] needs 'formula'"),
+    ('[sisso]\nn_sis = "20"\n', "[sisso] n_sis must be a positive integer, got '20' (a string); fix it in [sisso]"),
+    ('[sisso]\nmax_dim = 2.5\n', "[sisso] max_dim must be a positive integer, got 2.5"),
+    ('[sisso]\nkind = "regresion"\n', "[sisso] kind must be 'regression' or 'classification'"),
+    ('[sisso]\nallow_transcendental_units = "yes"\n', "[sisso] allow_transcendental_units must be true or false, "
+                                                        "got 'yes' (a string)"),
+    ('[cv]\ntest_fraction = 1.5\n', "[cv] test_fraction must be in (0, 1), got 1.5"),
+    ('[cv]\nmethod = "kfold"\n', "[cv] method must be 'leave-out' or 'loo'"),
+])
+def test_bad_config_fails_at_read_time_on_one_line(tmp_path, extra, needle):
+    from ml4ms.sisso.workflow import read_config
+
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(GOOD + extra)
+    with pytest.raises(InputError) as info:
+        read_config(cfg)
+    message = str(info.value)
+    assert "\n" not in message and message.startswith(f"{cfg}: ") and needle in message
+
+
+def test_config_tables_and_keys_it_needs(tmp_path):
+    from ml4ms.sisso.workflow import parse_config, read_config
+
+    with pytest.raises(InputError, match="missing table .features."):
+        parse_config({"data": {"path": "octet", "target": "y"}})
+    with pytest.raises(InputError, match="c.toml: .data. needs 'target'"):
+        parse_config({"data": {"path": "octet"}, "features": {}}, source="c.toml")
+    assert parse_config({"data": {"path": "x", "target": "y"}, "features": {"a": "A"}})["features"] == {
+        "a": {"column": "A", "unit": ""}}
+    assert read_config("octet_classify")["sisso"]["kind"] == "classification"  # a bundled name
+
+
+def test_cli_bad_config_is_one_line_without_traceback(tmp_path, capsys):
+    from ml4ms.cli import main
+
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(GOOD + '[sisso]\nrung = "2"\n')
+    assert main(["sisso", "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(cfg) in err[0] and "[sisso] rung must be" in err[0] and "Traceback" not in err[0]
 
 
 def test_rung3_streams_and_finds_planted_formula():

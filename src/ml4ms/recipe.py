@@ -30,21 +30,35 @@ evaluation settings. Every table is optional; command-line flags override it.
 """
 
 import copy
-import os
 from dataclasses import dataclass, field
 
+from .config import (assign, boolean, bundled_recipe_path, bundled_recipes, check, integer, list_of, named, number,
+                     one_of, read_toml, string)
+from .descriptors import descriptor_class
 from .errors import InputError
-
-try:  # Python >= 3.11
-    import tomllib
-except ModuleNotFoundError:  # pragma: no cover
-    import tomli as tomllib
+from .models import regressor_class
+from .transforms import FUNCTIONS
 
 DEFAULT_CV = {"n_splits": 5, "seeds": [0, 1, 2], "duplicate_tol": 1e-3}
 DEFAULT_LEARNING_CURVE = {"train_sizes": [0.1, 0.2, 0.4, 0.7, 1.0]}
 DEFAULT_MODEL = {"name": "krr", "kernel": "gaussian"}
 DEFAULT_STRUCTURE_DESCRIPTOR = {"name": "soap", "r_cut": 5.0, "n_max": 6, "l_max": 4}
-_KNOWN = {"targets", "descriptor", "model", "target", "cv", "learning_curve", "name", "description"}
+
+#: the tables and keys of a recipe (:func:`ml4ms.config.check`); [descriptor] and [model] take the parameters
+#: of the class they name
+SCHEMA = {
+    "name": string(),
+    "description": string(),
+    "targets": one_of(string(), list_of(string())),
+    "descriptor": named(descriptor_class),
+    "model": named(regressor_class),
+    "target": {"transform": string(*FUNCTIONS), "per_atom": boolean(), "baseline": string()},
+    "cv": {"n_splits": integer(2), "seeds": list_of(integer(0)), "duplicate_tol": number(">= 0")},
+    "learning_curve": {"train_sizes": list_of(number("> 0"))},
+}
+
+__all__ = ["Recipe", "SCHEMA", "apply_overrides", "build_model", "bundled_recipe_path", "bundled_recipes",
+           "default_descriptor", "read_recipe", "recipe_from_dict"]
 
 
 @dataclass
@@ -73,72 +87,76 @@ class Recipe:
 
 
 def read_recipe(path=None):
-    """Parse a TOML recipe (or return the defaults when ``path`` is None)."""
+    """Parse and check a TOML recipe (or return the defaults when ``path`` is None).
+
+    ``path`` is a file or the name of a bundled recipe (:func:`ml4ms.config.read_toml`).
+
+    Examples
+    --------
+    >>> read_recipe("nomad2018_demo").transform
+    'log1p'
+    """
     if path is None:
         return Recipe()
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        bundled = bundled_recipe_path(path)
-        if bundled is None:
-            raise InputError("config file not found", source=path,
-                             hint=f"check the path, or name a bundled recipe: {', '.join(bundled_recipes())}")
-        path = bundled
-    try:
-        with open(path, "rb") as handle:
-            doc = tomllib.load(handle)
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"invalid TOML ({' '.join(str(exc).split())})", source=path) from None
-    unknown = set(doc) - _KNOWN
-    if unknown:
-        raise InputError(f"unknown section(s) {', '.join(sorted(unknown))}", source=path,
-                         hint=f"use: {', '.join(sorted(_KNOWN))}")
+    doc, path = read_toml(path)
     return recipe_from_dict(doc, source=path)
 
 
-def bundled_recipes():
-    """Names of the recipes that ship inside the package."""
-    from importlib import resources
-
-    return sorted(p.name[:-5] for p in resources.files("ml4ms.recipes").iterdir() if p.name.endswith(".toml"))
-
-
-def bundled_recipe_path(name):
-    """Path of the bundled recipe ``name`` (with or without ``.toml``), or None."""
-    from importlib import resources
-
-    name = name[:-5] if name.endswith(".toml") else name
-    if name not in bundled_recipes():
-        return None
-    return os.fspath(resources.files("ml4ms.recipes").joinpath(f"{name}.toml"))
-
-
 def recipe_from_dict(doc, source=None):
-    """Build a :class:`Recipe` from a dict with the TOML layout."""
-    doc = copy.deepcopy(doc)
+    """Check a dict with the TOML layout (:data:`SCHEMA`) and build a :class:`Recipe` from it.
+
+    None values mean "not given" (as in :meth:`Recipe.to_dict`).
+
+    Examples
+    --------
+    >>> recipe_from_dict({"model": {"name": "ridge", "alpha": 0.1}}).model
+    {'name': 'ridge', 'alpha': 0.1}
+    >>> recipe_from_dict({"cv": {"n_splits": "5"}}, source="r.toml")
+    Traceback (most recent call last):
+    ...
+    ml4ms.errors.InputError: r.toml: [cv] n_splits must be an integer >= 2, got '5' (a string); fix it in [cv]
+    """
+    doc = {k: v for k, v in copy.deepcopy(doc).items() if v is not None}
+    if isinstance(doc.get("target"), dict):
+        doc["target"] = {k: v for k, v in doc["target"].items() if v is not None}
+    check(doc, SCHEMA, source)
     recipe = Recipe(source=source)
-    if "descriptor" in doc:
-        recipe.descriptor = _named(doc["descriptor"], "descriptor", source)
-    if "model" in doc:
-        recipe.model = _named(doc["model"], "model", source)
+    recipe.descriptor = doc.get("descriptor")
+    recipe.model = doc.get("model", recipe.model)
     targets = doc.get("targets", [])
     recipe.targets = [targets] if isinstance(targets, str) else list(targets)
     target = doc.get("target", {})
     recipe.transform = target.get("transform", "none")
-    recipe.per_atom = bool(target.get("per_atom", False))
+    recipe.per_atom = target.get("per_atom", False)
     recipe.baseline = target.get("baseline") or None
     recipe.cv = {**DEFAULT_CV, **doc.get("cv", {})}
     recipe.learning_curve = {**DEFAULT_LEARNING_CURVE, **doc.get("learning_curve", {})}
     return recipe
 
 
-def _named(table, what, source):
-    if not isinstance(table, dict) or not table.get("name"):
-        raise InputError(f"[{what}] needs a 'name'", source=source)
-    return dict(table)
+def apply_overrides(recipe, targets=None, descriptor=None, model=None, transform=None, per_atom=None, baseline=None,
+                    values=None):
+    """Command-line flags override the recipe (None leaves a field alone), then ``values`` do.
 
+    Parameters
+    ----------
+    recipe : Recipe
+    targets, descriptor, model, transform, per_atom, baseline
+        The flags; ``descriptor`` and ``model`` replace the whole table by ``{"name": ...}``.
+    values : dict, optional
+        Values by dotted key (``{"model.alpha": 0.1}``, from ``--set model.alpha=0.1``), set after the flags
+        and checked like the recipe file.
 
-def apply_overrides(recipe, targets=None, descriptor=None, model=None, transform=None, per_atom=None, baseline=None):
-    """Command-line flags override the recipe (None leaves a field alone)."""
+    Examples
+    --------
+    >>> recipe = apply_overrides(read_recipe("nomad2018_demo"), model="ridge", values={"model.alpha": 0.5})
+    >>> recipe.model
+    {'name': 'ridge', 'alpha': 0.5}
+    >>> apply_overrides(recipe, values={"model.alpah": 0.5})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ml4ms.errors.InputError: --set model.alpah: [model] unknown key 'alpah'; did you mean 'alpha'? allowed: ...
+    """
     recipe = copy.deepcopy(recipe)
     if targets:
         recipe.targets = list(targets)
@@ -152,6 +170,10 @@ def apply_overrides(recipe, targets=None, descriptor=None, model=None, transform
         recipe.per_atom = per_atom
     if baseline:
         recipe.baseline = baseline
+    for key, value in (values or {}).items():
+        source = recipe.source
+        recipe = recipe_from_dict(assign(recipe.to_dict(), key, value), source=f"--set {key}")
+        recipe.source = source
     return recipe
 
 

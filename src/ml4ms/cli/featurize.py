@@ -15,34 +15,13 @@ def add_parsers(sub):
     p.add_argument("--descriptor", metavar="NAME", help="descriptor name (see ml4ms.descriptors.DESCRIPTORS)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="descriptor parameter, VALUE in TOML syntax (e.g. r_cut=5.0, species=['Ti','O'])")
-    add_input(p, "--config", metavar="FILE.toml", help="take the [descriptor] table of a recipe (file or bundled name)")
+    add_input(p, "--config", metavar="FILE.toml",
+              help="take the [descriptor] table of a recipe (a TOML file or a bundled recipe's name)")
     p.add_argument("--per-atom", action="store_true", help="per-atom rows (local descriptors) with structure_index")
     add_output(p, "-o", "--output", required=True, metavar="FILE.npz", suffixes=(".npz",), what="the features",
                help="features, feature names and the descriptor settings as .npz")
     add_quiet(p)
     p.set_defaults(func=run_featurize)
-
-
-def parse_assignments(items):
-    """``["r_cut=5", "species=['O']"]`` -> ``{"r_cut": 5, "species": ["O"]}`` (TOML values).
-
-    Examples
-    --------
-    >>> parse_assignments(["r_cut=5.0", "species=['Ti', 'O']", "reduce=mean"])
-    {'r_cut': 5.0, 'species': ['Ti', 'O'], 'reduce': 'mean'}
-    """
-    from ..recipe import tomllib
-
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise InputError(f"--set needs KEY=VALUE, got '{item}'")
-        try:
-            out[key.strip()] = tomllib.loads(f"v = {value}")["v"]
-        except tomllib.TOMLDecodeError:
-            out[key.strip()] = value  # a bare word is a string
-    return out
 
 
 def descriptor_spec(args):
@@ -51,6 +30,7 @@ def descriptor_spec(args):
     ``--descriptor`` replaces the recipe's descriptor; ``--set`` values override
     parameters. The name may be missing (the caller picks a default or complains).
     """
+    from ..config import parse_assignments
     from ..recipe import read_recipe
 
     spec = {}
@@ -68,9 +48,14 @@ def run_featurize(args):
     from ..outputs import write_bytes
     from ..structures import check_structures
 
+    from ..config import check
+    from ..recipe import SCHEMA
+
     spec = descriptor_spec(args)
     if not spec.get("name"):
         raise InputError("no descriptor given", hint="use --descriptor NAME or --config with a [descriptor] table")
+    if args.set:
+        check(spec, SCHEMA["descriptor"], source="--set", table=("descriptor",))
     params = {k: v for k, v in spec.items() if k != "name"}
     descriptor = make_descriptor(spec["name"], **params)
     if hasattr(descriptor, "progress"):

@@ -11,7 +11,11 @@ def _recipe_args(p, targets_required=False):
     p.add_argument("--target", action="append", dest="targets", metavar="KEY",
                    required=targets_required, help="property to learn (repeat for several)")
     add_input(p, "--config", metavar="FILE.toml",
-              help="recipe (a file or a bundled recipe's name): descriptor, model, target transform, CV")
+              help="recipe: descriptor, model, target transform, CV; a TOML file or the name of a bundled "
+                   "recipe (nomad2018, qm7, ...)")
+    p.add_argument("--set", action="append", default=[], metavar="TABLE.KEY=VALUE",
+                   help="override a recipe value, VALUE in TOML syntax, after the other flags "
+                        "(e.g. model.alpha=0.1, descriptor.r_cut=4.0, cv.n_splits=3); repeat for several")
     p.add_argument("--descriptor", metavar="NAME", help="override the recipe's descriptor")
     p.add_argument("--model", metavar="NAME", help="override the recipe's model (krr, committee, ridge, lasso)")
     p.add_argument("--transform", choices=["none", "log1p"], help="target transform")
@@ -73,6 +77,7 @@ def add_parsers(sub):
 
 
 def _recipe(args):
+    from ..config import parse_assignments
     from ..recipe import apply_overrides, read_recipe
 
     recipe = read_recipe(args.config)
@@ -84,6 +89,7 @@ def _recipe(args):
         transform=args.transform,
         per_atom=args.per_atom,
         baseline=args.baseline,
+        values=parse_assignments(args.set),
     )
 
 

@@ -21,7 +21,8 @@ def add_parsers(sub):
     q = psub.add_parser("fit", help="train a potential on structures with energies and forces")
     add_input(q, "data", help="NAME:SPLIT (e.g. tio2:train) or a structure file with energies and forces")
     add_input(q, "--config", metavar="FILE.toml",
-              help="recipe (a file or a bundled recipe's name): [model], [descriptor], [training]")
+              help="recipe: [model], [descriptor], [training]; a TOML file or the name of a bundled recipe "
+                   "(tio2_potential, tio2_potential_local, tio2_committee)")
     add_output(q, "-o", "--output", required=True, metavar="MODEL", folder="model", what="the potential",
                help="potential folder to write (JSON + npz)")
     q.add_argument("--checkpoint", metavar="DIR", help="checkpoint folder (default: MODEL.checkpoint); resumed if present")

@@ -9,7 +9,8 @@ from .options import add_input, add_old_name, add_output, add_quiet, non_negativ
 def add_parsers(sub):
     p = sub.add_parser("sisso", help="SISSO descriptor formulas (regression or classification) from a TOML config")
     add_input(p, "--config", required=True, metavar="FILE.toml",
-              help="data, primary features with units, operators, rung, SIS size, dimensions, CV")
+              help="data, primary features with units, operators, rung, SIS size, dimensions, CV; a TOML "
+                   "file or the name of a bundled config (octet_prl2015, octet_sisso, octet_classify)")
     add_output(p, "--json", metavar="OUT", suffixes=(".json",), what="the results", help="write the results as JSON")
     add_output(p, "-o", "--output", dest="out", metavar="DIR", folder="files", what="the results folder",
                help="folder for results.json, parity.png and map.png")

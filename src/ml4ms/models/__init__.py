@@ -20,15 +20,21 @@ REGRESSORS = {
 }
 
 
-def make_regressor(name, **params):
-    """Build the regressor registered under ``name``."""
+def regressor_class(name):
+    """The class registered under ``name``."""
     if name not in REGRESSORS:
         raise InputError(f"unknown model '{name}'", hint=f"choose one of: {', '.join(sorted(REGRESSORS))}")
     module, cls = REGRESSORS[name].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def make_regressor(name, **params):
+    """Build the regressor registered under ``name``."""
+    cls = regressor_class(name)
     try:
-        return getattr(importlib.import_module(module), cls)(**params)
+        return cls(**params)
     except TypeError as exc:
         raise InputError(f"bad parameters for model '{name}': {exc}") from None
 
 
-__all__ = ["REGRESSORS", "make_regressor"]
+__all__ = ["REGRESSORS", "make_regressor", "regressor_class"]

@@ -27,6 +27,7 @@ import warnings
 
 import numpy as np
 
+from ..config import ANY, Rule, any_keys, boolean, check, integer, is_number, number, or_none, read_toml, string
 from ..descriptors.acsf import _torch, torch_dtype
 from ..duplicates import duplicate_groups
 from ..errors import InputError
@@ -220,55 +221,46 @@ def energy_loss(errors, power=2):
     return (errors.abs() ** power).mean() ** (2.0 / power)
 
 
-def _is_int(v):
-    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-
-
-def _is_real(v):
-    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and np.isfinite(v)
-
-
-#: per training option: (test of a value, what the value must be[, what the option means]); ``None`` passes where
-#: it is the default
-_OPTION_RULES = {
-    "epochs": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
-    "batch_size": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
-    "patience": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
-    "lr_patience": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
-    "novelty_references": (lambda v: _is_int(v) and v >= 0, "a non-negative integer (0: keep none)"),
-    "members": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
-    "jobs": (lambda v: v is None or (_is_int(v) and v >= 1), "a positive integer"),
-    "threads": (lambda v: v is None or (_is_int(v) and v >= 1), "a positive integer"),
-    "seed": (lambda v: _is_int(v) and v >= 0, "a non-negative integer"),
-    "learning_rate": (lambda v: _is_real(v) and v >= 0, "a number >= 0"),
-    "min_learning_rate": (lambda v: _is_real(v) and v >= 0, "a number >= 0"),
-    "lr_decay": (lambda v: _is_real(v) and 0 < v <= 1, "in (0, 1]"),
-    "energy_weight": (lambda v: _is_real(v) and v >= 0, "a number >= 0"),
-    "force_weight": (lambda v: _is_real(v) and v >= 0, "a number >= 0"),
-    "stage_two_energy_weight": (lambda v: v is None or (_is_real(v) and v >= 0), "a number >= 0"),
-    "stage_two_force_weight": (lambda v: v is None or (_is_real(v) and v >= 0), "a number >= 0"),
-    "energy_loss_power": (lambda v: _is_real(v) and v >= 2, "a number >= 2",
-                          "the power p of the energy loss (mean |error|^p)^(2/p); 2 is the mean squared error"),
-    "valid_fraction": (lambda v: _is_real(v) and 0 <= v < 1, "in [0, 1)"),
-    "time_limit": (lambda v: v is None or (_is_real(v) and v > 0), "a positive number of seconds"),
-    "max_energy_per_atom": (lambda v: v is None or _is_real(v), "a number (eV/atom)"),
-    "atomic_energies": (lambda v: v is None or (isinstance(v, dict) and all(_is_real(x) for x in v.values())),
-                        "a table of element = energy (eV)"),
-    "precompute": (lambda v: isinstance(v, (bool, np.bool_)), "true or false"),
-    "warm_start": (lambda v: isinstance(v, (bool, np.bool_)), "true or false"),
-    "restore_best": (lambda v: isinstance(v, (bool, np.bool_)), "true or false"),
-    "lr_schedule": (lambda v: v in ("exponential", "plateau"), "'exponential' or 'plateau'"),
-    "ema_decay": (lambda v: v is None or (_is_real(v) and 0 <= v < 1), "in [0, 1)",
-                  "the decay of the moving average of the weights, for example 0.999"),
-    "stage_two_start": (lambda v: v is None or (_is_real(v) and 0 < v <= 1), "in (0, 1]",
-                        "the fraction of the epochs (or of the time limit) before the loss weights change"),
+#: the rules of the training options: a potential recipe's [training] table and the keyword arguments of
+#: :func:`train_potential` (None passes where it is the default)
+TRAINING = {
+    "epochs": integer(1),
+    "batch_size": integer(1),
+    "patience": integer(1),
+    "lr_patience": integer(1),
+    "novelty_references": integer(0, note="0 keeps none"),
+    "members": integer(1),
+    "jobs": or_none(integer(1)),
+    "threads": or_none(integer(1)),
+    "seed": integer(0),
+    "learning_rate": number(">= 0"),
+    "min_learning_rate": number(">= 0"),
+    "lr_decay": number("(0, 1]"),
+    "energy_weight": number(">= 0"),
+    "force_weight": number(">= 0"),
+    "stage_two_energy_weight": or_none(number(">= 0")),
+    "stage_two_force_weight": or_none(number(">= 0")),
+    "energy_loss_power": number(">= 2", note="the power p of the energy loss (mean |error|^p)^(2/p); "
+                                             "2 is the mean squared error"),
+    "valid_fraction": number("[0, 1)"),
+    "time_limit": or_none(number("> 0", note="seconds")),
+    "max_energy_per_atom": or_none(number(note="eV/atom above the free atoms")),
+    "atomic_energies": or_none(Rule("a table of element = energy (eV)",
+                                    lambda v: isinstance(v, dict) and all(is_number(x) for x in v.values()))),
+    "precompute": boolean(),
+    "warm_start": boolean(),
+    "restore_best": boolean(),
+    "lr_schedule": string("exponential", "plateau"),
+    "ema_decay": or_none(number("[0, 1)", note="the decay of the moving average of the weights, for example 0.999")),
+    "stage_two_start": or_none(number("(0, 1]", note="the fraction of the epochs (or of the time limit) before "
+                                                     "the loss weights change")),
 }
 
 
 def check_training_options(options, source=None, hint=None):
     """Raise :class:`~ml4ms.errors.InputError` for the first bad value among training ``options``.
 
-    Only the values are checked, so a recipe fails before any data is read.
+    Only the values are checked (:data:`TRAINING`), so a recipe fails before any data is read.
 
     Parameters
     ----------
@@ -279,7 +271,7 @@ def check_training_options(options, source=None, hint=None):
     source : str, optional
         The config file the options came from, for the message.
     hint : str, optional
-        What to do, appended to the option's own explanation.
+        What to do about a ``max_energy_per_atom`` without ``atomic_energies``.
 
     Examples
     --------
@@ -289,11 +281,7 @@ def check_training_options(options, source=None, hint=None):
     ...
     ml4ms.errors.InputError: epochs must be a positive integer, got 0
     """
-    for key, value in options.items():
-        rule = _OPTION_RULES.get(key)
-        if rule is not None and not rule[0](value):
-            what = "; ".join(h for h in (rule[2] if len(rule) > 2 else None, hint) if h) or None
-            raise InputError(f"{key} must be {rule[1]}, got {value!r}", source=source, hint=what)
+    check({k: v for k, v in options.items() if k in TRAINING}, TRAINING, source)
     if options.get("max_energy_per_atom") is not None and options.get("atomic_energies") is None:
         raise InputError("max_energy_per_atom needs atomic_energies (free-atom energies by element)", source=source,
                          hint=hint or "give atomic_energies, or leave max_energy_per_atom out")
@@ -851,54 +839,40 @@ def train_committee(model, frames, energies=None, forces=None, *, members=2, job
     return [m for m, _ in out], [h for _, h in out]
 
 
-#: keys of the ``[training]`` table of a potential config
-TRAIN_KEYS = ("epochs", "batch_size", "learning_rate", "lr_decay", "min_learning_rate", "energy_weight",
-              "force_weight", "valid_fraction", "patience", "seed", "max_energy_per_atom", "atomic_energies",
-              "time_limit", "threads", "precompute", "lr_schedule", "lr_patience", "restore_best", "members", "jobs",
-              "ema_decay", "stage_two_start", "stage_two_energy_weight", "stage_two_force_weight",
-              "novelty_references", "energy_loss_power")
-MODEL_KEYS = ("descriptor", "hidden", "dtype", "seed", "cell_mean", "linear", "cell_pool", "activation")
-
-
 def read_config(path=None, doc=None):
     """A potential recipe (TOML) -> ``(NeuralPotential, training keyword arguments)``.
 
-    Sections: ``[model]`` (descriptor, hidden, dtype, seed, cell_mean, linear, cell_pool), ``[descriptor]``
-    (settings of the descriptor) and ``[training]`` (arguments of
-    :func:`train_potential`; ``atomic_energies`` a table of element -> eV).
+    Tables: ``[model]`` (the parameters of :class:`~ml4ms.potentials.model.NeuralPotential`: descriptor, hidden,
+    dtype, seed, cell_mean, linear, cell_pool, activation), ``[descriptor]`` (settings of the descriptor) and
+    ``[training]`` (arguments of :func:`train_potential`, :data:`TRAINING`; ``atomic_energies`` a table of
+    element -> eV). Unknown tables and keys, and wrong values, fail here, before any data is read.
+
+    Parameters
+    ----------
+    path : str, optional
+        A TOML file or the name of a bundled recipe (``"tio2_potential"``; :func:`ml4ms.config.read_toml`).
+    doc : dict, optional
+        The parsed document instead of a file.
 
     Examples
     --------
     >>> m, kw = read_config(doc={"model": {"hidden": [8]}, "training": {"epochs": 3}})
     >>> m.hidden, kw
     ([8], {'epochs': 3})
+    >>> read_config("tio2_committee")[1]["members"]
+    3
     """
     from .model import NeuralPotential
 
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # pragma: no cover
-        import tomli as tomllib
-    source = path or "config"
+    source = "config"
     if doc is None:
-        if not os.path.exists(path):
-            raise InputError("config file not found", source=path)
-        try:
-            with open(path, "rb") as handle:
-                doc = tomllib.load(handle)
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise InputError(f"invalid TOML ({' '.join(str(exc).split())})", source=path) from None
-    unknown = set(doc) - {"model", "descriptor", "training"}
-    if unknown:
-        raise InputError(f"unknown section(s) {', '.join(sorted(unknown))}", source=source,
-                         hint="use: model, descriptor, training")
-    for section, keys in (("model", MODEL_KEYS), ("training", TRAIN_KEYS)):
-        bad = set(doc.get(section, {})) - set(keys)
-        if bad:
-            raise InputError(f"unknown key(s) in [{section}]: {', '.join(sorted(bad))}", source=source,
-                             hint=f"allowed: {', '.join(keys)}")
+        doc, source = read_toml(path)
+    model_keys = [p for p in NeuralPotential._get_param_names() if p != "descriptor_params"]
+    training_keys = {k: rule for k, rule in TRAINING.items() if k != "warm_start"}  # --init sets it
+    check(doc, {"model": dict.fromkeys(model_keys, ANY), "descriptor": any_keys(ANY), "training": training_keys},
+          source)
     training = dict(doc.get("training", {}))
-    check_training_options(training, source=source, hint="fix it in the [training] table")
+    check_training_options(training, source=source, hint="fix it in [training]")
     model = NeuralPotential(descriptor_params=dict(doc.get("descriptor", {})) or None, **doc.get("model", {}))
     try:
         model.check_settings()

@@ -1,6 +1,6 @@
 """SISSO runs from a TOML config: data, primary features with units, operators, CV.
 
-A config has four tables (see ``configs/octet_*.toml``)::
+A config has these tables (see the bundled ``octet_*.toml`` recipes in ``ml4ms.recipes``)::
 
     [data]
     path = "octet"                 # bundled NAME[:SPLIT] or a CSV path (relative to the config)
@@ -39,27 +39,34 @@ import time
 
 import numpy as np
 
+from ..config import any_keys, boolean, check, integer, list_of, number, read_toml, required, string
 from ..errors import InputError
+from .estimators import _SPACES
 
-try:  # Python 3.11+
-    import tomllib
-except ModuleNotFoundError:  # pragma: no cover
-    import tomli as tomllib
-
-_SISSO_KEYS = {"kind", "space", "operators", "rung", "n_sis", "max_dim", "radius_unit",
-               "allow_transcendental_units", "max_abs_value", "min_abs_value", "batch_size", "cache_gb"}
+#: the tables and keys of a SISSO config (:func:`ml4ms.config.check`)
+SCHEMA = {
+    "data": required({"path": required(string()), "target": required(string()), "classes": string(),
+                      "tasks": string()}),
+    "features": required(any_keys({"column": string(), "unit": string()})),
+    "derived": any_keys({"formula": required(string()), "unit": string()}),
+    "sisso": {"kind": string("regression", "classification"), "space": string(*_SPACES), "operators": list_of(string()),
+              "rung": integer(0), "n_sis": integer(1), "max_dim": integer(1), "radius_unit": string(),
+              "allow_transcendental_units": boolean(), "max_abs_value": number("> 0"),
+              "min_abs_value": number(">= 0"), "batch_size": integer(1), "cache_gb": number(">= 0")},
+    "cv": {"repeats": integer(0), "test_fraction": number("(0, 1)"), "seed": integer(0),
+           "method": string("leave-out", "loo")},
+}
 
 
 def read_config(path):
-    """Read and check a SISSO TOML config; relative data paths resolve against its folder."""
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise InputError("config file not found", source=path, hint="check the path")
-    try:
-        with open(path, "rb") as handle:
-            raw = tomllib.load(handle)
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"not a TOML file ({exc})", source=path) from None
+    """Read and check a SISSO TOML config (a file or a bundled name); relative data paths resolve against its folder.
+
+    Examples
+    --------
+    >>> read_config("octet_prl2015")["sisso"]["n_sis"]
+    26
+    """
+    raw, path = read_toml(path)
     cfg = parse_config(raw, source=path)
     data_path = cfg["data"]["path"]
     candidate = os.path.join(os.path.dirname(os.path.abspath(path)), data_path)
@@ -69,39 +76,18 @@ def read_config(path):
 
 
 def parse_config(raw, source="config"):
-    """Check a config dict and fill in defaults."""
-    for key in ("data", "features"):
-        if key not in raw:
-            raise InputError(f"missing table [{key}]", source=source)
-    data = dict(raw["data"])
-    for key in ("path", "target"):
-        if key not in data:
-            raise InputError(f"[data] needs '{key}'", source=source)
-    features = {}
-    for name, spec in raw["features"].items():
-        if isinstance(spec, str):
-            spec = {"column": spec}
-        if not isinstance(spec, dict):
-            raise InputError(f"[features] {name} must be {{column = ..., unit = ...}}", source=source)
-        features[str(name)] = {"column": str(spec.get("column", name)), "unit": str(spec.get("unit", ""))}
-    derived = {}
-    for name, spec in raw.get("derived", {}).items():
-        if not isinstance(spec, dict) or "formula" not in spec:
-            raise InputError(f"[derived] {name} needs formula = \"...\"", source=source)
-        derived[str(name)] = {"formula": str(spec["formula"]), "unit": str(spec.get("unit", ""))}
-    sisso = dict(raw.get("sisso", {}))
-    unknown = set(sisso) - _SISSO_KEYS
-    if unknown:
-        raise InputError(f"unknown key '{sorted(unknown)[0]}' in [sisso]", source=source,
-                         hint=f"allowed: {', '.join(sorted(_SISSO_KEYS))}")
-    sisso.setdefault("kind", "regression")
-    if sisso["kind"] not in ("regression", "classification"):
-        raise InputError("[sisso] kind must be 'regression' or 'classification'", source=source)
-    cv = {"repeats": 0, "test_fraction": 0.1, "seed": 0, "method": "leave-out"}
-    cv.update(raw.get("cv", {}))
-    if cv["method"] not in ("leave-out", "loo"):
-        raise InputError("[cv] method must be 'leave-out' or 'loo'", source=source)
-    return {"data": data, "features": features, "derived": derived, "sisso": sisso, "cv": cv}
+    """Check a config dict (:data:`SCHEMA`) and fill in defaults; ``name = "COLUMN"`` is short for
+    ``name = { column = "COLUMN" }`` in [features]."""
+    if isinstance(raw.get("features"), dict):
+        raw = {**raw, "features": {k: {"column": v} if isinstance(v, str) else v for k, v in raw["features"].items()}}
+    check(raw, SCHEMA, source)
+    features = {str(name): {"column": spec.get("column", name), "unit": spec.get("unit", "")}
+                for name, spec in raw["features"].items()}
+    derived = {str(name): {"formula": spec["formula"], "unit": spec.get("unit", "")}
+               for name, spec in raw.get("derived", {}).items()}
+    sisso = {"kind": "regression", **raw.get("sisso", {})}
+    cv = {"repeats": 0, "test_fraction": 0.1, "seed": 0, "method": "leave-out", **raw.get("cv", {})}
+    return {"data": dict(raw["data"]), "features": features, "derived": derived, "sisso": sisso, "cv": cv}
 
 
 def _estimator(cfg):
