@@ -15,6 +15,7 @@ import sys
 
 from .. import __version__
 from ..errors import Ml4msError
+from ..threads import limit_threads
 from .options import Parser, check_paths
 
 #: command modules, in the order their commands appear in --help
@@ -48,6 +49,7 @@ def main(argv=None):
         return 2
     try:
         check_paths(args)
+        limit_threads(getattr(args, "threads", None))
         result = args.func(args)
     except Ml4msError as exc:
         print(f"ml4ms: error: {exc}", file=sys.stderr)

@@ -14,7 +14,8 @@ One place per kind of check:
 The words mean the same in every command: ``-o/--output`` is the main thing a
 command writes, ``--json`` its summary as JSON, ``--plot`` a picture it draws
 besides, ``-n/--n`` how many to choose, ``--seed`` one random stream and
-``--seeds`` the repeats to average over, ``--quiet`` no progress bars.
+``--seeds`` the repeats to average over, ``--quiet`` no progress bars,
+``--threads`` the threads of BLAS and torch (default: the cores that are free).
 """
 
 import argparse
@@ -172,5 +173,8 @@ def add_old_name(parser, flag, dest):
 
 
 def add_quiet(parser):
-    """The ``--quiet`` flag every command takes."""
+    """The options every command takes: ``--quiet`` and ``--threads``."""
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--threads", type=positive_int, metavar="N",
+                        help="BLAS/OpenMP/torch threads (default: the cores not busy with other jobs, measured at "
+                             "the start; more threads than free cores slow a run down several times)")

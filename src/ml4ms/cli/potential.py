@@ -167,6 +167,8 @@ def run_fit(args):
         print(f"continuing {args.init} at learning rate {INIT_LEARNING_RATE:g} (--learning-rate to change)")
     if args.minutes is not None:
         kwargs["time_limit"] = 60.0 * args.minutes
+    if args.threads is not None:
+        kwargs["threads"] = args.threads
     members, jobs = kwargs.pop("members", 1), kwargs.pop("jobs", None)
     members = members if args.members is None else args.members
     jobs = jobs if args.jobs is None else args.jobs
