@@ -116,3 +116,30 @@ def test_map_rejects_non_png_and_bad_highlight(tmp_path, capsys):
     assert main(["map", "octet:table", "--descriptor", "columns", "--set", COLUMNS, "--color", "Z_A",
                  "--highlight", str(bad), "-o", str(tmp_path / "m.png")]) == 2
     assert "index 500" in capsys.readouterr().err
+
+
+def test_map_draws_records_without_a_value_apart(tmp_path, capsys, monkeypatch):
+    import ml4ms.cli.insight as insight
+
+    rng = np.random.default_rng(0)
+    lines = ["a,b,y,c"]
+    for k in range(12):
+        y = "" if k % 4 == 0 else ("nan" if k == 5 else f"{0.1 * k:.2f}")
+        lines.append(f"{rng.normal():.3f},{rng.normal():.3f},{y},{'' if k == 3 else 'RS' if k % 2 else 'ZB'}")
+    table = tmp_path / "t.csv"
+    table.write_text("\n".join(lines) + "\n")
+    seen, real = [], insight.map_plot
+    monkeypatch.setattr(insight, "map_plot", lambda *a, **k: seen.append(real(*a, **k)) or seen[-1])
+    png, csv = tmp_path / "m.png", tmp_path / "m.csv"
+    argv = ["map", str(table), "--descriptor", "columns", "--set", "columns=['a','b']", "-o", str(png), "--quiet"]
+    assert main([*argv, "--color", "y", "--csv", str(csv)]) == 0
+    assert "(4 without a value, drawn as grey rings)" in capsys.readouterr().out
+    ax = seen[-1].axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["no value (4)"]
+    assert ax.collections[0].norm.vmax == pytest.approx(1.1)
+    assert ax.get_xlabel().startswith("PC1 (no unit; ") and seen[-1].axes[1].get_ylabel() == "y (unit unknown)"
+    rows = [line.split(",") for line in csv.read_text().splitlines()[1:]]
+    assert [r[-1] for r in rows][:6] == ["", "0.1", "0.2", "0.3", "", ""]
+    assert main([*argv, "--color", "c"]) == 0
+    texts = [t.get_text() for t in seen[-1].axes[0].get_legend().get_texts()]
+    assert texts == ["RS", "ZB", "no value (1)"]

@@ -200,7 +200,24 @@ def test_cli_fit_novelty_and_eval(frames, tmp_path, capsys, monkeypatch):
     write(test, frames[:8])
     out = tmp_path / "eval.json"
     capsys.readouterr()
+    import ml4ms.plots as plots
+
+    figures = {}
+
+    def keep(plot):  # the figures the CLI draws, to read their labels
+        def drawn(*args, **kwargs):
+            figures.setdefault(plot.__name__, []).append(plot(*args, **kwargs))
+            return figures[plot.__name__][-1]
+        return drawn
+
+    for plot in (plots.parity_plot, plots.score_plot):
+        monkeypatch.setattr(plots, plot.__name__, keep(plot))
     assert cli.main(["potential", "eval", str(tmp_path / "pot"), str(test), "--json", str(out)]) == 0
+    energy_ax, novelty_ax = figures["parity_plot"][0].axes[0], figures["score_plot"][0].axes[0]
+    rmse = json.loads(out.read_text())["energy_rmse_mev_per_atom"]  # printed in meV/atom: so are the plots
+    assert energy_ax.get_xlabel().endswith("(meV/atom)")
+    assert f"RMSE {rmse:.4g} meV/atom" in energy_ax.texts[0].get_text()
+    assert novelty_ax.get_ylabel() == "|energy error| (meV/atom)"
     doc = json.loads(out.read_text())["novelty"]
     assert {"above_1", "spearman_abs_error", "top_share_of_mse", "spread_top_share_of_mse", "most_novel"} <= set(doc)
     assert os.path.exists(doc["plot"]) and len(doc["most_novel"]) == 5

@@ -35,7 +35,7 @@ def _subset(data, n, seed=0):
 
 def run(out="runs/demo", quick=False, progress=True):
     """Run the demo and write its files to ``out``; returns the metrics dict."""
-    from .datasets import load
+    from .datasets import load, target_unit
     from .duplicates import find_duplicates
     from .outputs import write_csv, write_json, write_text
     from .plots import learning_curve_plot, parity_plot
@@ -67,7 +67,8 @@ def run(out="runs/demo", quick=False, progress=True):
     write_csv(os.path.join(out, "predictions.csv"), rows)
     save_model(os.path.join(out, "model"), model, meta)
     parity_plot(cv["y_true"], cv["predictions"][0], TARGETS, os.path.join(out, "parity_cv.png"),
-                units=["eV/atom", "eV"], title="NOMAD 2018 train: out-of-fold predictions (grouped CV)")
+                units=[target_unit(t, "nomad2018") for t in TARGETS],
+                title="NOMAD 2018 train: out-of-fold predictions (grouped CV)")
     learning_curve_plot(curve, os.path.join(out, "learning_curve.png"), metric="RMSLE",
                         title="NOMAD 2018: grouped learning curve")
     summary = cv["summary"]

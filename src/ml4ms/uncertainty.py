@@ -115,6 +115,9 @@ def calibration_curve(y_true, y_pred, y_std, n_levels=20):
 def calibration_plot(y_true, y_pred, y_std, path, names=None, title=None, n_levels=20):
     """Observed vs expected coverage of Gaussian intervals, one panel per target (PNG).
 
+    The coverages are fractions of the samples (no unit); the ±1σ, ±2σ
+    coverages and the NLL are in a text box beside the curve.
+
     Parameters
     ----------
     y_true, y_pred, y_std : array-like, shape (n,) or (n, n_targets)
@@ -122,33 +125,38 @@ def calibration_plot(y_true, y_pred, y_std, path, names=None, title=None, n_leve
         PNG file to write (atomically).
     names : list of str, optional
         Target names for the panel titles.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The saved (and closed) figure.
     """
-    from .plots import _pyplot, save_figure
+    from .plots import _pyplot, _stats_box, _title, axis_label, save_figure
 
     y_true, y_pred, y_std = _check(y_true, y_pred, y_std)
     y_true, y_pred, y_std = (np.reshape(a, (len(a), -1)) for a in (y_true, y_pred, y_std))
     k = y_true.shape[1]
     names = list(names) if names is not None else [f"target {j}" for j in range(k)]
     plt = _pyplot()
-    fig, axes = plt.subplots(1, k, figsize=(3.9 * k, 3.8), squeeze=False)
+    fig, axes = plt.subplots(1, k, figsize=(3.9 * k, 3.8), squeeze=False, layout="constrained")
     for j, ax in enumerate(axes[0]):
         e, o = calibration_curve(y_true[:, j], y_pred[:, j], y_std[:, j], n_levels)
         m = calibration_metrics(y_true[:, j], y_pred[:, j], y_std[:, j])
         ax.plot([0, 1], [0, 1], "k--", lw=0.8, label="calibrated")
-        ax.plot(np.r_[0, e], np.r_[0, o], "o-", ms=3,
-                label=f"±1σ {m['within_1sigma']:.2f} (0.68)\n±2σ {m['within_2sigma']:.2f} (0.95)\n"
-                      f"NLL {m['nll']:.3g}")
+        ax.plot(np.r_[0, e], np.r_[0, o], "o-", ms=3, label="observed")
+        _stats_box(ax, f"within ±1σ {m['within_1sigma']:.2f} (0.68)\nwithin ±2σ {m['within_2sigma']:.2f} (0.95)\n"
+                       f"NLL {m['nll']:.3g}", loc="lower right")
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
-        ax.set_xlabel("expected coverage")
-        ax.set_ylabel("observed coverage")
+        ax.set_xlabel(axis_label("expected coverage", "fraction of samples"))
+        ax.set_ylabel(axis_label("observed coverage", "fraction of samples"))
         ax.set_title(names[j] if j < len(names) else f"target {j}", fontsize=9)
         ax.legend(loc="upper left", fontsize=8)
         ax.set_aspect("equal")
-    if title:
-        fig.suptitle(title)
+    _title(fig, title)
     save_figure(fig, path)
     plt.close(fig)
+    return fig
 
 
 __all__ = [

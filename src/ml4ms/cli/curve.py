@@ -183,31 +183,35 @@ def learning_curves(recipe, data, sizes=None, seeds=None, test_fraction=0.2, met
     return result
 
 
-def cutoff_plot(cutoff, path, metric="MAE", title=None):
-    """Test error against descriptor cutoff radius, mean ± std over seeds, one panel per target."""
-    from ..plots import _pyplot, save_figure
+def cutoff_plot(cutoff, path, metric="MAE", title=None, units=None):
+    """Test error against descriptor cutoff radius, mean ± std over seeds, one panel per target.
+
+    ``units``: the unit of each target (dict by name, or list); a missing one is shown as ``unit unknown``.
+    Returns the saved (and closed) matplotlib figure.
+    """
+    from ..plots import _pyplot, _title, axis_label, metric_unit, save_figure, unit_of
 
     plt = _pyplot()
     names = list(cutoff["targets"])
-    fig, axes = plt.subplots(1, len(names), figsize=(4.4 * len(names), 3.8), squeeze=False)
-    fig.subplots_adjust(wspace=0.4)
+    fig, axes = plt.subplots(1, len(names), figsize=(4.4 * len(names), 3.8), squeeze=False, layout="constrained")
+    fig.get_layout_engine().set(wspace=0.08)
     for j, name in enumerate(names):
         ax = axes[0][j]
         ax.errorbar(cutoff["values"], cutoff["targets"][name]["mean"], yerr=cutoff["targets"][name]["std"],
                     marker="o", capsize=3)
         ax.set_xlabel(f"descriptor {cutoff['key']} (Å)")
-        ax.set_ylabel(f"test {metric} (N = {cutoff['train_size']})")
-        ax.set_title(name, fontsize=9)
+        ax.set_ylabel(axis_label(f"test {metric}", metric_unit(metric, unit_of(units, j, name))))
+        ax.set_title(f"{name}, {cutoff['train_size']} training structures", fontsize=9)
         ax.grid(True, alpha=0.3)
-    if title:
-        fig.suptitle(title)
+    _title(fig, title)
     save_figure(fig, path)
     plt.close(fig)
+    return fig
 
 
 # ----------------------------------------------------------------- command
 def run_learning_curve(args):
-    from ..datasets import load_data
+    from ..datasets import load_data, target_unit
     from ..outputs import write_json
     from ..plots import learning_curve_plot
     from .learn import _beside, _check_metric, _recipe
@@ -224,8 +228,9 @@ def run_learning_curve(args):
                              metric=metric, compare_fps=args.compare_fps, cutoffs=args.cutoffs,
                              cutoff_key=args.cutoff_key, cutoff_size=args.cutoff_size, progress=not args.quiet)
     labels = {"random": "random", "fps": "FPS"}
+    units = {t: target_unit(t, data.name) for t in result["targets"]}
     learning_curve_plot({"curves": {labels[k]: c for k, c in result["curves"].items()}}, plot,
-                        metric=metric.upper(), title=f"learning curve, {data.source}")
+                        metric=metric.upper(), title=f"learning curve, {data.source}", units=units)
     result["plot"] = plot
     for t in result["targets"]:
         print(f"{t} (test {metric}, mean ± std over seeds {result['seeds']}):")
@@ -240,7 +245,7 @@ def run_learning_curve(args):
     if "cutoff" in result:
         cut = result["cutoff"]
         cplot = os.path.splitext(plot)[0] + "_cutoff.png"
-        cutoff_plot(cut, cplot, metric=metric.upper(), title=f"locality, {data.source}")
+        cutoff_plot(cut, cplot, metric=metric.upper(), title=f"locality, {data.source}", units=units)
         result["cutoff_plot"] = cplot
         for t in result["targets"]:
             print(f"{t} at N = {cut['train_size']}: " + ", ".join(

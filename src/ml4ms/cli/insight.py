@@ -38,7 +38,8 @@ def add_parsers(sub):
 
     p = sub.add_parser("map", help="2-D map (PCA or kernel PCA) of the structures, coloured by a property")
     _descriptor_args(p)
-    p.add_argument("--color", required=True, metavar="KEY", help="property or label to colour by")
+    p.add_argument("--color", required=True, metavar="KEY",
+                   help="property or label to colour by (records without a value: grey rings, 'no value (n)')")
     p.add_argument("--kernel-pca", action="store_true", help="RBF kernel PCA instead of linear PCA")
     p.add_argument("--gamma", type=positive_float, metavar="G", help="kernel PCA width (default 1 / n_features)")
     add_input(p, "--highlight", metavar="TXT", help="indices (e.g. from 'ml4ms select') to circle on the map")
@@ -107,24 +108,36 @@ def run_select(args):
           f"({spec['name']}, {X.shape[1]} features); indices written to {args.output}")
 
 
+def _no_value(v):
+    """True for a missing colour value: None, an empty string, NaN or an infinite number."""
+    if v is None or (isinstance(v, str) and not v.strip()):
+        return True
+    return isinstance(v, (float, np.floating)) and not np.isfinite(v)
+
+
 def _colour_values(records, key, source):
+    """``(values, None)`` for numbers (NaN where a record has no value) or ``(None, labels)`` (None there)."""
     from ..structures import available_keys, get_property
 
     values = []
     for i, r in enumerate(records):
         v = get_property(r, key)
-        if v is None or np.ndim(v) != 0:
-            have = ", ".join(k for k in available_keys(r)[:15])
-            raise InputError(f"no scalar property '{key}' to colour by", source=source, index=i,
-                             hint=f"choose one of: {have}")
-        values.append(v.item() if hasattr(v, "item") else v)
+        if v is not None and np.ndim(v) != 0:
+            raise InputError(f"'{key}' is not a scalar property to colour by", source=source, index=i,
+                             hint=f"choose one of: {', '.join(available_keys(r)[:15])}")
+        v = v.item() if hasattr(v, "item") else v
+        values.append(None if _no_value(v) else v)
+    present = [v for v in values if v is not None]
+    if not present:
+        have = ", ".join(k for k in available_keys(records[0])[:15])
+        raise InputError(f"no scalar property '{key}' to colour by", source=source, hint=f"choose one of: {have}")
     try:
-        numeric = np.asarray([float(v) for v in values])
+        numeric = [float(v) for v in present]
     except (TypeError, ValueError):
-        return None, [str(v) for v in values]
-    if isinstance(values[0], (bool, np.bool_)) or not np.all(np.isfinite(numeric)):
-        return None, [str(v) for v in values]
-    return numeric, None
+        numeric = None
+    if numeric is None or isinstance(present[0], (bool, np.bool_)):
+        return None, [None if v is None else str(v) for v in values]
+    return np.array([np.nan if v is None else float(v) for v in values]), None
 
 
 def _read_indices(path, n):
@@ -171,39 +184,57 @@ def embed(X, kernel_pca=False, gamma=None):
     return Z[:, :2], explained
 
 
-def map_plot(Z, path, values=None, labels=None, color_key="", highlight=None, title=None, axis_names=None):
-    """Scatter of 2-D coordinates coloured by numbers (colour bar) or labels (legend); PNG."""
-    from ..plots import _pyplot, save_figure
+def map_plot(Z, path, values=None, labels=None, color_key="", highlight=None, title=None, axis_names=None,
+             unit=None):
+    """Scatter of 2-D coordinates coloured by numbers (colour bar) or labels (legend); PNG.
+
+    Records without a value (NaN in ``values``, None in ``labels``) are drawn
+    as grey hollow markers, ``no value (n)`` in the legend, outside the colour
+    scale and the categories. ``unit``: of the numbers, on the colour bar
+    (None: ``unit unknown``). Returns the saved (and closed) figure.
+    """
+    from ..plots import _pyplot, _title, axis_label, save_figure
 
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5.6, 4.6))
+    fig, ax = plt.subplots(figsize=(5.6, 4.6), layout="constrained")
     if values is not None:
-        sc = ax.scatter(Z[:, 0], Z[:, 1], c=values, s=10, cmap="viridis", alpha=0.85)
-        fig.colorbar(sc, ax=ax, label=color_key)
+        values = np.asarray(values, dtype=float)
+        missing = ~np.isfinite(values)
+        if not missing.all():
+            sc = ax.scatter(Z[~missing, 0], Z[~missing, 1], c=values[~missing], s=10, cmap="viridis", alpha=0.85)
+            fig.colorbar(sc, ax=ax, label=axis_label(color_key, unit))
+        cats = []
     else:
-        cats = sorted(set(labels))
+        missing = np.array([label is None for label in labels])
+        cats = sorted({label for label in labels if label is not None})
         cmap = plt.get_cmap("tab10" if len(cats) <= 10 else "tab20")
-        labels = np.asarray(labels)
+        labels = np.asarray(labels, dtype=object)
         for k, c in enumerate(cats):
             m = labels == c
             ax.scatter(Z[m, 0], Z[m, 1], s=10, alpha=0.85, color=cmap(k % cmap.N), label=c)
-        if len(cats) <= 20:
-            ax.legend(title=color_key, fontsize=8, markerscale=1.5)
+    if missing.any():
+        ax.scatter(Z[missing, 0], Z[missing, 1], s=14, facecolors="none", edgecolors="0.55", lw=0.8,
+                   label=f"no value ({int(missing.sum())})")
     if highlight is not None and len(highlight):
         ax.scatter(Z[highlight, 0], Z[highlight, 1], s=40, facecolors="none", edgecolors="k", lw=0.8,
                    label=f"selected ({len(highlight)})")
-        if values is not None:
-            ax.legend(fontsize=8)
+    handles, names = ax.get_legend_handles_labels()
+    if len(cats) > 20:  # too many categories for a legend: only the other entries
+        kept = [k for k, n in enumerate(names) if n not in cats]
+        handles, names = [handles[k] for k in kept], [names[k] for k in kept]
+    if handles:
+        ax.legend(handles, names, title=color_key if cats else None, fontsize=8, markerscale=1.5)
     x_name, y_name = axis_names or ("component 1", "component 2")
     ax.set_xlabel(x_name)
     ax.set_ylabel(y_name)
-    if title:
-        ax.set_title(title, fontsize=9)
+    _title(fig, title, ax=ax, fontsize=9)
     save_figure(fig, path)
     plt.close(fig)
+    return fig
 
 
 def run_map(args):
+    from ..datasets import target_unit
     from ..outputs import write_csv
 
     if not args.output.lower().endswith(".png"):
@@ -216,12 +247,15 @@ def run_map(args):
     Z, explained = embed(X, kernel_pca=args.kernel_pca, gamma=args.gamma)
     method = "kernel PCA (RBF)" if args.kernel_pca else "PCA"
     if explained:
-        axis_names = [f"PC{k + 1} ({100 * v:.0f} % of variance)" for k, v in enumerate(explained)]
-        axis_names += ["PC2"] * (2 - len(axis_names))
+        unit = "mixed feature units" if args.no_scale else "no unit"
+        axis_names = [f"PC{k + 1} ({unit}; {100 * v:.0f} % of variance)" for k, v in enumerate(explained)]
+        axis_names += [f"PC2 ({unit})"] * (2 - len(axis_names))
     else:
-        axis_names = ["kernel PC1", "kernel PC2"]
+        axis_names = ["kernel PC1 (no unit)", "kernel PC2 (no unit)"]
+    features = f"{spec['name']} ({X.shape[1]} features{'' if args.no_scale else ', standardised'})"
     map_plot(Z, args.output, values=values, labels=labels, color_key=args.color, highlight=highlight,
-             title=f"{method} of {data.source}, {spec['name']} ({X.shape[1]} features)", axis_names=axis_names)
+             title=f"{method} of {data.source}, {features}", axis_names=axis_names,
+             unit=target_unit(args.color, data.name))
     if args.csv:
         from ..structures import record_id
 
@@ -232,7 +266,10 @@ def run_map(args):
             if rid is not None:
                 row["id"] = rid.item() if hasattr(rid, "item") else rid
             row.update(x=float(Z[i, 0]), y=float(Z[i, 1]))
-            row[args.color] = values[i] if values is not None else labels[i]
+            value = labels[i] if values is None else (float(values[i]) if np.isfinite(values[i]) else None)
+            row[args.color] = value  # empty without a value
             rows.append(row)
         write_csv(args.csv, rows)
-    print(f"{method} map of {len(X)} records of {data.source} coloured by {args.color}: {args.output}")
+    n_missing = int(np.sum(~np.isfinite(values))) if values is not None else labels.count(None)
+    print(f"{method} map of {len(X)} records of {data.source} coloured by {args.color}"
+          + (f" ({n_missing} without a value, drawn as grey rings)" if n_missing else "") + f": {args.output}")

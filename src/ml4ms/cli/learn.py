@@ -191,7 +191,7 @@ def _write_per_atom(path, rows, data, targets):
 
 
 def run_evaluate(args):
-    from ..datasets import load_data
+    from ..datasets import load_data, target_unit
     from ..outputs import write_json
     from ..plots import parity_plot
     from ..workflow import evaluate
@@ -200,14 +200,17 @@ def run_evaluate(args):
     data = load_data(args.data)
     result = evaluate(model, meta, data, progress=not args.quiet)
     plot = args.plot or _beside(args.json, "parity.png", "_parity.png")
-    parity_plot(result["y_true"], result["y_pred"], result["targets"], plot, title=f"{args.model} on {data.source}")
+    units = [target_unit(t, data.name) for t in result["targets"]]
+    parity_plot(result["y_true"], result["y_pred"], result["targets"], plot, units=units,
+                title=f"{args.model} on {data.source}")
     out = {k: v for k, v in result.items() if k not in ("y_true", "y_pred", "y_std")}
     out["parity_plot"] = plot
     if "calibration" in result:
         from ..uncertainty import calibration_plot
 
         cal_plot = _beside(args.json, "calibration.png", "_calibration.png")
-        calibration_plot(result["y_true"], result["y_pred"], result["y_std"], cal_plot, names=result["targets"])
+        calibration_plot(result["y_true"], result["y_pred"], result["y_std"], cal_plot, names=result["targets"],
+                         title=f"{args.model} on {data.source}")
         out["calibration_plot"] = cal_plot
     if args.json:
         write_json(args.json, out)
@@ -249,7 +252,7 @@ def _print_summary(summary, metrics=("mae", "rmse", "rmsle", "r2")):
 
 
 def run_cv(args):
-    from ..datasets import load_data
+    from ..datasets import load_data, target_unit
     from ..outputs import write_json
     from ..plots import learning_curve_plot
     from ..workflow import cross_validate, learning_curve, prepare_features
@@ -272,7 +275,8 @@ def run_cv(args):
         curve = learning_curve(recipe, data, seeds=args.seeds, metric=metric, progress=not args.quiet,
                                prepared=prepared)
         plot = args.plot or _beside(args.json, "learning_curve.png", "_learning_curve.png")
-        learning_curve_plot(curve, plot, metric=metric.upper(), title=f"learning curve, {data.source}")
+        learning_curve_plot(curve, plot, metric=metric.upper(), title=f"learning curve, {data.source}",
+                            units={t: target_unit(t, data.name) for t in curve["targets"]})
         out["learning_curve"] = curve
         out["learning_curve_plot"] = plot
         print(f"learning curve: {plot}")

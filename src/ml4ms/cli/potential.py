@@ -204,7 +204,6 @@ def run_eval(args):
     import numpy as np
 
     from ..outputs import write_json
-    from ..plots import parity_plot
     from ..potentials.io import load_potential
     from ..potentials.train import errors_by_formula, evaluate_errors, labels_of, predict_potential, worst_structures
 
@@ -222,10 +221,7 @@ def run_eval(args):
     n = np.array([len(a) for a in frames])
     plot = args.plot or _beside(args.json, "parity_potential.png", "_parity.png")
     base = os.path.splitext(plot)[0]
-    parity_plot(energies / n, pred_e / n, ["energy per atom"], base + "_energy.png", units=["eV/atom"],
-                title=f"{args.model} on {source}")
-    parity_plot(np.concatenate([f.ravel() for f in forces]), np.concatenate([f.ravel() for f in pred_f]),
-                ["force component"], base + "_forces.png", units=["eV/Å"], title=f"{args.model} on {source}")
+    _parity_plots(energies / n, pred_e / n, forces, pred_f, base, f"{args.model} on {source}")
     out["parity_plots"] = [base + "_energy.png", base + "_forces.png"]
     members = model if isinstance(model, list) else [model]
     has_references = all(hasattr(m, "novelty_references_") for m in members)
@@ -274,6 +270,27 @@ def run_eval(args):
     return 0
 
 
+def _parity_plots(e_ref, e_pred, forces, pred_f, base, title):
+    """Parity plots of the energies per atom (eV/atom in) and the force components (eV/Å), as printed.
+
+    Energies are drawn in meV/atom about the mean reference (stated in the
+    title), so the ticks are not six-digit numbers; writes ``base_energy.png``
+    and ``base_forces.png`` and returns the two figures.
+    """
+    import numpy as np
+
+    from ..plots import parity_plot
+
+    e_ref, e_pred = 1000 * np.asarray(e_ref, dtype=float), 1000 * np.asarray(e_pred, dtype=float)
+    mean = float(np.mean(e_ref))
+    note = f"mean reference energy per atom: {mean / 1000:.3f} eV/atom"
+    energy = parity_plot(e_ref - mean, e_pred - mean, ["energy per atom − mean"], base + "_energy.png",
+                         units=["meV/atom"], title=f"{title}\n{note}")
+    force = parity_plot(np.concatenate([f.ravel() for f in forces]), np.concatenate([f.ravel() for f in pred_f]),
+                        ["force component"], base + "_forces.png", units=["eV/Å"], title=title)
+    return energy, force
+
+
 def _novelty(members, frames, errors, spread, plot, title):
     """The committee's mean novelty of ``frames`` against their energy errors (meV/atom), with a plot."""
     from ..plots import score_plot
@@ -281,9 +298,9 @@ def _novelty(members, frames, errors, spread, plot, title):
 
     novelty = committee_novelty(members, frames)
     report = novelty_report(novelty, errors, frames, spread)
-    score_plot(novelty, errors, plot, "novelty (1: 99th percentile of the training structures)",
-               "energy error (meV/atom)", title=title + " (red: the 5 largest errors)",
-               highlight=report["largest_errors"], threshold=1.0)
+    score_plot(novelty, errors, plot, "novelty", "energy error", title=title, highlight=report["largest_errors"],
+               threshold=1.0, score_unit="1 = 99th percentile of training", error_unit="meV/atom",
+               highlight_label=f"the {len(report['largest_errors'])} largest errors")
     report["plot"] = plot
     return report
 

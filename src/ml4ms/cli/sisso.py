@@ -41,7 +41,11 @@ def run_sisso(args):
     if args.json:
         write_json(args.json, result)
     if args.out:
+        from ..datasets import target_unit
+
         write_json(os.path.join(args.out, "results.json"), result)
-        for path in plot_results(model, result, rows, y, classes, args.out):
+        target = cfg["data"]["target"]
+        unit = target_unit(target, cfg["data"]["path"].partition(":")[0])
+        for path in plot_results(model, result, rows, y, classes, args.out, target=target, unit=unit):
             print(f"wrote {path}")
     return 0

@@ -298,6 +298,25 @@ def list_datasets():
     return list(CARDS.values())
 
 
+def target_unit(key, dataset=None):
+    """Unit of a target ``key`` from the dataset cards, or None when they do not know it.
+
+    ``dataset``: the name of a bundled dataset (``Dataset.name``) to ask only
+    its card; otherwise (a file) every card that lists ``key`` must agree.
+    Notes after the unit (``"eV/Å (per atom)"``) are dropped.
+
+    Examples
+    --------
+    >>> target_unit("bandgap_energy_ev", "nomad2018"), target_unit("energy_per_atom", "train.extxyz")
+    ('eV', 'eV/atom')
+    >>> target_unit("my_property") is None, target_unit("Z_A", "octet") is None
+    (True, True)
+    """
+    cards = [CARDS[dataset]] if dataset in CARDS else list(CARDS.values())
+    units = {card.targets[key].split(" (")[0] for card in cards if key in card.targets}
+    return units.pop() if len(units) == 1 else None
+
+
 __all__ = [
     "CARDS",
     "Dataset",
@@ -309,4 +328,5 @@ __all__ = [
     "load_data",
     "read_table",
     "readme",
+    "target_unit",
 ]

@@ -35,6 +35,7 @@ A config has these tables (see the bundled ``octet_*.toml`` recipes in ``ml4ms.r
 """
 
 import os
+import re
 import time
 
 import numpy as np
@@ -222,9 +223,24 @@ def run(cfg, progress=None):
     return model, result, rows, y, classes
 
 
-def plot_results(model, result, rows, y, classes, out_dir):
-    """Parity plot (regression) and the 2D map of materials; returns the written paths."""
-    from ..plots import _pyplot, save_figure
+def display_unit(unit):
+    """A SISSO unit string for an axis label: Å for angstrom, exponents raised, ``""`` stays ``""``.
+
+    Examples
+    --------
+    >>> display_unit("eV angstrom^-2")
+    'eV Å$^{-2}$'
+    """
+    return re.sub(r"\^(-?[0-9.]+)", r"$^{\1}$", str(unit).replace("angstrom", "Å"))
+
+
+def plot_results(model, result, rows, y, classes, out_dir, target="target", unit=None):
+    """Parity plot (regression) and the 2D map of materials; returns the written paths.
+
+    ``target`` and its ``unit`` (None: unknown) label the parity plot; the map's
+    axes carry the units of the descriptor components.
+    """
+    from ..plots import _pyplot, axis_label, save_figure, wrap
 
     plt = _pyplot()
 
@@ -240,9 +256,9 @@ def plot_results(model, result, rows, y, classes, out_dir):
                 continue
             ax.plot([lo, hi], [lo, hi], color="0.6", lw=1)
             ax.scatter(y, pred, s=12)
-            ax.set_title(f"{m['dim']}D: RMSE {m['rmse']:.4f}")
-            ax.set_xlabel("target")
-            ax.set_ylabel("SISSO")
+            ax.set_title(f"{m['dim']}D: RMSE {m['rmse']:.4f}" + (f" {unit}" if unit else ""))
+            ax.set_xlabel(wrap(axis_label(f"reference {target}", unit), 2.8))
+            ax.set_ylabel(axis_label(f"SISSO {m['dim']}D", unit))
         fig.tight_layout()
         path = os.path.join(out_dir, "parity.png")
         save_figure(fig, path)
@@ -256,8 +272,8 @@ def plot_results(model, result, rows, y, classes, out_dir):
         for label in np.unique(labels.astype(str)):
             sel = labels.astype(str) == label
             ax.scatter(D[sel, 0], D[sel, 1], s=16, label=label)
-        ax.set_xlabel(f"${two[0]['latex'][0]}$")
-        ax.set_ylabel(f"${two[0]['latex'][1]}$")
+        ax.set_xlabel(axis_label(f"${two[0]['latex'][0]}$", display_unit(two[0]["units"][0])))
+        ax.set_ylabel(axis_label(f"${two[0]['latex'][1]}$", display_unit(two[0]["units"][1])))
         ax.legend()
         ax.set_title("2D SISSO descriptor")
         fig.tight_layout()
