@@ -3,8 +3,9 @@
 Trains on the bundled ænet TiO2 set, workshop set003 split (tio2:train, 6937
 structures; the 108 structures above +1 eV/atom are in no split, and the
 recipe's max_energy_per_atom = 1.0 repeats that cut), with the settings of
-configs/tio2_potential.toml, for at most --minutes of wall time (checkpointed
-every epoch: rerun the same command to continue), then reports test energy
+configs/tio2_potential.toml, for at most --minutes of training (the descriptor
+Jacobians before it are not counted; checkpointed every epoch: rerun the same
+command to continue), then reports test energy
 RMSE/MAE (meV/atom) and force RMSE/MAE (eV/Å) on tio2:test (770 structures),
 and optionally a short NVE run of a 96-atom cell built from the data.
 

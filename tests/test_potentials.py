@@ -455,7 +455,8 @@ def test_cli_eval_md_and_bad_input(trained, frames, tmp_path, capsys):
                      "-o", str(tmp_path / "traj.extxyz"), "--json", str(md_json), "--interval", "1"]) == 0
     md = json.loads(md_json.read_text())
     assert md["steps"] == 5 and md["atoms"] == len(frames[0])
-    assert {"energy_drift_mev_per_atom_per_ps", "atom_steps_per_second"} <= set(md)
+    assert {"mean_temperature_k", "atom_steps_per_second"} <= set(md)
+    assert "energy_drift_mev_per_atom_per_ps" not in md  # a thermostat: no drift (tests/test_md.py)
     from ase.io import read
 
     assert len(read(tmp_path / "traj.extxyz", ":")) == 6  # step 0 and every step after
@@ -480,6 +481,7 @@ def test_cli_fit(frames, tmp_path):
                      "--quiet"]) == 0
     m = load_potential(tmp_path / "m")
     assert m.hidden == [4] and m.training_["epochs"] == 2
+    assert m.training_["stopped_by"] == "epochs" and m.training_["epoch_limit"] == 2
 
 
 def test_acsf_descriptor_forces_and_stress(frames):
@@ -896,10 +898,11 @@ def test_stage_two_switches_the_loss_weights(frames):
         assert np.isnan(h["train_force_rmse"]) and np.isfinite(h["val_force_rmse"])
         assert h["val_loss"] == pytest.approx(2.0 * (h["val_energy_rmse"] / 1000) ** 2, rel=1e-12)
     assert not np.array_equal(two.weights_[0][0], plain.weights_[0][0])
-    # a time limit: the fraction is of the time (here any time at all), whichever comes first
+    # a time limit: the fraction is of the training time (here 1 ms), whichever comes first; the clock starts with
+    # the first epoch (the precomputation before it is not counted), so that epoch is still of the first stage
     _, ht = train_potential(NeuralPotential(hidden=(5,), descriptor_params=SMALL), frames, stage_two_start=1e-9,
                             time_limit=1e6, stage_two_force_weight=0.0, **run)
-    assert [h["stage"] for h in ht] == [2, 2, 2, 2]
+    assert [h["stage"] for h in ht] == [1, 2, 2, 2]
     with pytest.raises(InputError, match="stage_two_start must be in"):
         train_potential(NeuralPotential(hidden=(5,), descriptor_params=SMALL), frames, stage_two_start=0.0, **run)
 
@@ -962,3 +965,166 @@ def test_energy_loss_power_weighs_the_worst_structures(frames):
     assert all(np.isfinite(h["val_energy_rmse"]) for h in h4)  # validation stays root-mean-square
     with pytest.raises(InputError, match="energy_loss_power must be a number >= 2"):
         train_potential(NeuralPotential(hidden=(5,), descriptor_params=SMALL), frames, energy_loss_power=1, **run)
+
+
+FEW = '[model]\nhidden = [4]\n[descriptor]\nradial_order = 2\nangular_order = 1\n' \
+      '[training]\nbatch_size = 4\nvalid_fraction = 0.25\nnovelty_references = 0\n'
+
+
+def _tiny_fit_files(frames, tmp_path, n=8):
+    """A structure file and a tiny recipe for CLI fits of well under a second."""
+    data, cfg = tmp_path / "few.extxyz", tmp_path / "tiny.toml"
+    write(data, _plain(frames[:n]))
+    cfg.write_text(FEW)
+    return str(data), str(cfg)
+
+
+class _Clock:
+    """A stand-in for the ``time`` module of ml4ms.potentials.train: ``time()`` is what the test sets."""
+
+    now = 1000.0
+
+    @classmethod
+    def time(cls):
+        return cls.now
+
+
+def test_time_limit_counts_training_only(frames, monkeypatch):
+    import ml4ms.potentials.train as train
+
+    real = train.JacobianSet
+
+    def slow(*args, **kwargs):  # a precomputation of 500 s, longer than the 100 s time limit
+        _Clock.now += 500.0
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train, "time", _Clock)
+    monkeypatch.setattr(train, "JacobianSet", slow)
+    model, history = train_potential(NeuralPotential(hidden=(4,), descriptor_params=SMALL), frames[:12],
+                                     **dict(TRAIN, epochs=3), time_limit=100.0)
+    record = model.training_
+    assert len(history) == 3 and record["stopped_by"] == "epochs"  # the clock stood still while training
+    assert record["precompute_seconds"] == 500.0 and record["preparation_seconds"] >= 500.0
+    assert record["training_seconds"] == 0.0 and record["time_limit_seconds"] == 100.0
+
+
+def test_a_precomputation_longer_than_the_time_limit_is_announced(frames, tmp_path, monkeypatch, capsys):
+    import ml4ms.cli as cli
+    import ml4ms.potentials.train as train
+
+    real = train.JacobianSet
+    estimate = {"seconds": 9000.0}
+
+    def estimated(*args, on_estimate=None, **kwargs):
+        if on_estimate is not None:
+            on_estimate(estimate["seconds"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train, "JacobianSet", estimated)
+    with pytest.warns(UserWarning, match=r"8 structures: about 2.5 h, longer than the time limit of 10.0 min"):
+        train_potential(NeuralPotential(hidden=(4,), descriptor_params=SMALL), frames[:8], **dict(TRAIN, epochs=1),
+                        time_limit=600.0)
+    data, cfg = _tiny_fit_files(frames, tmp_path)
+    fit = ["potential", "fit", data, "--config", cfg, "--epochs", "1", "--minutes", "10"]
+    assert cli.main(fit + ["-o", str(tmp_path / "a"), "--quiet"]) == 0  # a warning: it still trains
+    captured = capsys.readouterr()
+    err = [line for line in captured.err.splitlines() if "Jacobians" in line]
+    assert len(err) == 1 and err[0].startswith("ml4ms: warning: descriptor Jacobians of 8 structures: about 2.5 h")
+    assert "precompute = false" in err[0] and "stopped at the epoch limit" in captured.out
+    estimate["seconds"] = 30.0  # within the limit: one line on stdout with the progress bars, none with --quiet
+    assert cli.main(fit + ["-o", str(tmp_path / "b")]) == 0
+    captured = capsys.readouterr()
+    assert "descriptor Jacobians of 8 structures: about 30 s (the time limit of 10.0 min starts after them)" \
+        in captured.out and "warning" not in captured.err
+
+
+@pytest.mark.filterwarnings("ignore:descriptor Jacobians")  # longer than the tiny time limit
+def test_the_stop_reason_is_recorded(frames, tmp_path):
+    from ml4ms.cli.potential import stop_summary
+
+    few = frames[:12]
+    runs = {"epochs": dict(TRAIN, epochs=2),
+            "patience": dict(TRAIN, epochs=6, learning_rate=0.3, patience=1),  # best after the first epoch
+            "time_limit": dict(TRAIN, epochs=6, time_limit=1e-9)}  # out of time after the first batch
+    for reason, kw in runs.items():
+        model, history = train_potential(NeuralPotential(hidden=(4,), descriptor_params=SMALL), few, **kw)
+        record = model.training_
+        assert record["stopped_by"] == reason, (reason, record)
+        assert record["epochs"] == len(history) == {"epochs": 2, "patience": 2, "time_limit": 1}[reason]
+        assert record["epoch_limit"] == kw["epochs"] and record["patience"] == kw.get("patience", 20)
+        expected = {"epochs": "stopped at the epoch limit (2 epochs) after ",
+                    "patience": "stopped early (patience): no better validation loss in the last 1 epoch, at epoch 2 ",
+                    "time_limit": "stopped by the time limit (1e-09 s) at epoch 1 of 6; rerun with --resume"}
+        assert expected[reason] in stop_summary(record)
+    save_potential(tmp_path / "m", model)  # the record is kept in the model file
+    assert load_potential(tmp_path / "m").training_["stopped_by"] == "time_limit"
+    # without a validation split there is no early stopping
+    model, _ = train_potential(NeuralPotential(hidden=(4,), descriptor_params=SMALL), few,
+                               **dict(TRAIN, epochs=2, valid_fraction=0.0, patience=1))
+    assert model.training_["stopped_by"] == "epochs" and model.training_["patience"] is None
+
+
+def _listing(folder):
+    return sorted((str(p.relative_to(folder)), p.stat().st_mtime_ns) for p in folder.rglob("*"))
+
+
+def test_cli_fit_refuses_an_old_checkpoint_and_resumes_with_resume(frames, tmp_path, monkeypatch, capsys):
+    import ml4ms.cli as cli
+    import ml4ms.potentials.train as train
+
+    data, cfg = _tiny_fit_files(frames, tmp_path)
+    out, ckpt = tmp_path / "m", tmp_path / "m.checkpoint"
+    fit = ["potential", "fit", data, "--config", cfg, "-o", str(out), "--quiet"]
+    # a run killed (Ctrl-C) after its second of three epochs keeps two in its checkpoint ...
+    real, saves = train._save_checkpoint, []
+
+    def killed(*args, **kwargs):
+        real(*args, **kwargs)
+        saves.append(1)
+        if len(saves) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "_save_checkpoint", killed)
+    assert cli.main(fit + ["--epochs", "3"]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"ml4ms: interrupted; {ckpt} holds 2 finished epochs of one potential: rerun with --resume to "
+                   "continue"]
+    monkeypatch.setattr(train, "_save_checkpoint", real)
+    # ... so a new fit to the same -o is refused, on one line, and writes nothing
+    before = _listing(tmp_path)
+    assert cli.main(fit + ["--epochs", "3"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(ckpt) in err[0] and "--resume" in err[0] and "another -o" in err[0], err
+    assert _listing(tmp_path) == before and not out.exists()
+    # --resume continues it from the third epoch
+    assert cli.main(fit + ["--epochs", "3", "--resume"]) == 0
+    state = json.load(open(ckpt / "state.json"))
+    assert [h["epoch"] for h in state["history"]] == [1, 2, 3] and load_potential(out).training_["epochs"] == 3
+    assert "stopped at the epoch limit (3 epochs)" in capsys.readouterr().out
+    # --resume without a checkpoint, or naming another kind of run, is refused as well
+    assert cli.main(fit[:-3] + ["-o", str(tmp_path / "new"), "--resume"]) == 2
+    assert "no checkpoint to resume" in capsys.readouterr().err
+    assert cli.main(fit + ["--resume", "--members", "2"]) == 2
+    assert "holds one potential's run, not a committee's" in capsys.readouterr().err
+    assert cli.main(fit + ["--checkpoint", str(tmp_path / "other")]) == 0  # another checkpoint folder: a new run
+
+
+def test_cli_committee_fit_refuses_and_resumes_its_member_checkpoints(frames, tmp_path, capsys):
+    import ml4ms.cli as cli
+
+    data, cfg = _tiny_fit_files(frames, tmp_path)
+    out, ckpt = tmp_path / "com", tmp_path / "com.checkpoint"
+    fit = ["potential", "fit", data, "--config", cfg, "-o", str(out), "--members", "2", "--jobs", "1", "--quiet"]
+    assert cli.main(fit + ["--epochs", "1"]) == 0
+    assert "member 1: stopped at the epoch limit (1 epoch)" in capsys.readouterr().out
+    before = _listing(tmp_path)
+    assert cli.main(fit + ["--epochs", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(ckpt) in err[0] and "a committee run: 2 members, 1 finished epoch each" in err[0]
+    assert _listing(tmp_path) == before
+    assert cli.main(fit[:-5] + ["--quiet", "--resume", "--epochs", "2"]) == 2  # one potential, not the committee
+    assert "pass --members 2 to continue it" in capsys.readouterr().err
+    assert cli.main(fit + ["--epochs", "2", "--resume"]) == 0
+    assert [m.training_["epochs"] for m in load_potential(out)] == [2, 2]
+    for k in range(2):
+        assert [h["epoch"] for h in json.load(open(ckpt / f"member{k}" / "state.json"))["history"]] == [1, 2]

@@ -2,8 +2,12 @@
 
 Every error a user can cause with bad input is an :class:`InputError` (or a
 :class:`ModelFileError` for model files). The CLI prints ``str(error)`` on one
-line and exits with code 2; the Python API raises it.
+line and exits with code 2; the Python API raises it. Warnings, under
+:func:`one_line_warnings`, are one line each too.
 """
+
+import contextlib
+import sys
 
 
 class Ml4msError(Exception):
@@ -52,3 +56,26 @@ class InputError(Ml4msError, ValueError):
 
 class ModelFileError(Ml4msError, ValueError):
     """A model file that cannot be read: missing, tampered or incompatible."""
+
+
+@contextlib.contextmanager
+def one_line_warnings():
+    """Show each warning of the block as one line ``ml4ms: warning: MESSAGE`` on stderr (the CLI's form).
+
+    Filters and the previous display come back when the block ends.
+
+    Examples
+    --------
+    >>> import contextlib, warnings
+    >>> with one_line_warnings(), contextlib.redirect_stderr(sys.stdout):
+    ...     warnings.warn("the spread is not\\n calibrated")
+    ml4ms: warning: the spread is not calibrated
+    """
+    import warnings
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"ml4ms: warning: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield

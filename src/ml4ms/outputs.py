@@ -94,6 +94,61 @@ def write_structures(path, frames):
     write_text(path, buf.getvalue())
 
 
+class FrameAppender:
+    """Append ``ase.Atoms`` to an extended XYZ file as they come, one whole frame per write.
+
+    For outputs that grow during a long run (an MD trajectory): each frame
+    is formatted in memory first and written with one unbuffered write, so
+    after every frame the file is a valid trajectory of the frames so far, and
+    an interrupted or killed run keeps them. The file is created (or emptied)
+    at the first frame, so a run that fails before it leaves an existing
+    file as it was.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> from ase.build import bulk
+    >>> from ase.io import read
+    >>> p = os.path.join(tempfile.mkdtemp(), "t.extxyz")
+    >>> with FrameAppender(p) as out:
+    ...     out.append(bulk("Cu"))
+    ...     n_after_one = len(read(p, ":"))
+    ...     out.append(bulk("Cu", a=3.7))
+    >>> n_after_one, len(read(p, ":")), out.count
+    (1, 2, 2)
+    """
+
+    def __init__(self, path):
+        self.path = os.fspath(path)
+        self.count = 0
+        self._fd = None
+
+    def append(self, atoms):
+        """Write one frame (its ``info`` and arrays included) at the end of the file."""
+        from ase.io import write
+
+        buf = io.StringIO()
+        write(buf, atoms, format="extxyz")
+        data = memoryview(buf.getvalue().encode("utf-8"))
+        if self._fd is None:
+            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o666)
+        while data:
+            data = data[os.write(self._fd, data):]
+        self.count += 1
+
+    def close(self):
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
 def write_csv(path, rows):
     """Write a list of dict rows as CSV; the columns are the keys of all rows, in order of appearance."""
     columns = []

@@ -2,8 +2,9 @@
 potentials."""
 
 import os
+import sys
 
-from ..errors import InputError
+from ..errors import InputError, one_line_warnings
 from .options import (add_input, add_output, add_quiet, finite_float, non_negative_float, non_negative_int,
                       positive_float, positive_int)
 
@@ -25,9 +26,16 @@ def add_parsers(sub):
                    "(tio2_potential, tio2_potential_local, tio2_committee)")
     add_output(q, "-o", "--output", required=True, metavar="MODEL", folder="model", what="the potential",
                help="potential folder to write (JSON + npz)")
-    q.add_argument("--checkpoint", metavar="DIR", help="checkpoint folder (default: MODEL.checkpoint); resumed if present")
+    q.add_argument("--checkpoint", metavar="DIR", help="checkpoint folder, written after every epoch (default: "
+                                                       "MODEL.checkpoint)")
+    q.add_argument("--resume", action="store_true",
+                   help="continue the run whose checkpoint is there (stopped by a kill, Ctrl-C, the time limit or "
+                        "the epoch limit: raise --epochs or give --minutes for more); without --resume a "
+                        "checkpoint left by an earlier run is refused")
     q.add_argument("--epochs", type=positive_int, help="override [training] epochs")
-    q.add_argument("--minutes", type=positive_float, help="stop training after this many minutes")
+    q.add_argument("--minutes", type=positive_float,
+                   help="stop training after this many minutes (of this call's training: the descriptor "
+                        "precomputation before it is not counted)")
     q.add_argument("--members", type=positive_int, help="train a committee of N members (override [training] members)")
     q.add_argument("--jobs", type=positive_int, help="committee members trained at once, in parallel processes")
     q.add_argument("--learning-rate", type=positive_float, metavar="LR", help="override [training] learning_rate")
@@ -106,11 +114,13 @@ def add_parsers(sub):
                    help="Langevin friction (nvt; default 0.01)")
     q.add_argument("--pressure", type=finite_float, default=0.0, metavar="GPA", help="pressure (npt; GPa, default 0)")
     q.add_argument("--seed", type=non_negative_int, default=0, help="seed of the initial velocities and thermostat")
-    q.add_argument("--interval", type=positive_int, default=10, help="write every N steps (default 10)")
+    q.add_argument("--interval", type=positive_int, default=10,
+                   help="write a frame every N steps (and at step 0; default 10)")
     add_output(q, "-o", "--output", required=True, metavar="TRAJ.extxyz", suffixes=(".extxyz", ".xyz"),
-               what="the trajectory", help="trajectory (extended XYZ) of every --interval-th step")
+               what="the trajectory", help="the trajectory, appended frame by frame as the run goes (an "
+                                           "interrupted run keeps its frames)")
     add_output(q, "--json", metavar="OUT", suffixes=(".json",), what="the summary",
-               help="write the summary (energy drift or temperature, speed, novelty) as JSON")
+               help="write the summary (energy drift or temperature, speed, novelty) as JSON, when the run finishes")
     add_quiet(q)
     q.set_defaults(func=run_md_cmd)
 
@@ -137,10 +147,123 @@ def _beside(json_path, default, suffix):
     return os.path.splitext(json_path)[0] + suffix if json_path else default
 
 
+def _count(n, noun):
+    """``"1 epoch"``, ``"2 epochs"``."""
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def _held(found):
+    """Words for what a checkpoint holds (:func:`~ml4ms.potentials.train.checkpoint_epochs`).
+
+    Examples
+    --------
+    >>> _held({"": 12})
+    '12 finished epochs of one potential'
+    >>> _held({"member0": 3, "member1": 2}), _held({"member0": 1})
+    ('a committee run: 2 members, 2-3 finished epochs each', 'a committee run: 1 member, 1 finished epoch each')
+    """
+    if "" in found:
+        return f"{_count(found[''], 'finished epoch')} of one potential"
+    low, high = min(found.values()), max(found.values())
+    epochs = _count(low, "finished epoch") if low == high else f"{low}-{high} finished epochs"
+    return f"a committee run: {_count(len(found), 'member')}, {epochs} each"
+
+
+def check_checkpoint(folder, resume, members, flag="-o"):
+    """Refuse a checkpoint left by an earlier run unless ``resume``, and ``resume`` without a checkpoint to continue.
+
+    Parameters
+    ----------
+    folder : str
+        The checkpoint folder of the run.
+    resume : bool
+        ``--resume`` was given.
+    members : int
+        Committee members of the run (1: one potential).
+    flag : str
+        The option that named ``folder`` (``-o`` or ``--checkpoint``), for the message.
+
+    Raises
+    ------
+    InputError
+        One line naming the folder and what to do.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> check_checkpoint(os.path.join(tempfile.mkdtemp(), "m.checkpoint"), resume=False, members=1)
+    >>> check_checkpoint(os.path.join(tempfile.mkdtemp(), "m.checkpoint"), resume=True, members=1)
+    ... # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ml4ms.errors.InputError: ...m.checkpoint: no checkpoint to resume; leave out --resume to start a new run, ...
+    """
+    from ..potentials.train import checkpoint_epochs
+
+    found = checkpoint_epochs(folder)
+    other = f"remove it or choose another {flag}"
+    if found and not resume:
+        raise InputError(f"an earlier run left its checkpoint here ({_held(found)})", source=folder,
+                         hint=f"pass --resume to continue it, or {other} to start a new run")
+    if not resume:
+        return
+    if not found:
+        raise InputError("no checkpoint to resume", source=folder,
+                         hint=f"leave out --resume to start a new run, or give the {flag} of the run to continue")
+    if "" in found and members != 1:
+        raise InputError(f"holds one potential's run, not a committee's ({_held(found)})", source=folder,
+                         hint=f"leave out --members to continue it, or {other}")
+    if "" not in found and (members == 1 or len(found) > members):
+        raise InputError(f"holds {_held(found)}, not {'one potential' if members == 1 else f'{members} members'}",
+                         source=folder, hint=f"pass --members {len(found)} to continue it, or {other}")
+
+
+def stop_summary(training):
+    """One line: which limit ended a training run, after how long, and how to train longer.
+
+    Parameters
+    ----------
+    training : dict
+        A potential's ``training_`` record (:func:`~ml4ms.potentials.train.train_potential`).
+
+    Examples
+    --------
+    >>> line = stop_summary({"epochs": 200, "stopped_by": "epochs", "epoch_limit": 200, "training_seconds": 186.0,
+    ...                      "time_limit_seconds": 600.0})
+    >>> for part in line.split("; "):
+    ...     print(part)
+    stopped at the epoch limit (200 epochs) after 3.1 min of the 10.0 min time limit
+    raise epochs in [training] or --epochs (with --resume to continue this run)
+    >>> stop_summary({"epochs": 57, "stopped_by": "patience", "epoch_limit": 200, "patience": 20,
+    ...               "training_seconds": 30.0})[:86]
+    'stopped early (patience): no better validation loss in the last 20 epochs, at epoch 57'
+    """
+    from ..potentials.train import format_duration
+
+    epochs, limit = training.get("epochs"), training.get("epoch_limit")
+    seconds, time_limit = training.get("training_seconds"), training.get("time_limit_seconds")
+    spent = "" if seconds is None else f" after {format_duration(seconds)}"
+    if time_limit is not None and seconds is not None:
+        spent += f" of the {format_duration(time_limit)} time limit"
+    reason = training.get("stopped_by")
+    if reason == "epochs":
+        return (f"stopped at the epoch limit ({_count(limit, 'epoch')}){spent}; raise epochs in [training] or "
+                "--epochs (with --resume to continue this run)")
+    if reason == "patience":
+        return (f"stopped early (patience): no better validation loss in the last "
+                f"{_count(training.get('patience'), 'epoch')}, at epoch {epochs} of {limit}{spent}; raise patience "
+                "in [training] to train longer")
+    if reason == "time_limit":
+        return (f"stopped by the time limit ({format_duration(time_limit)}) at epoch {epochs} of {limit}; rerun "
+                "with --resume to continue (--minutes: for how long)")
+    return _count(epochs, "epoch")
+
+
 def run_fit(args):
     from ..potentials.io import load_potential, save_potential
     from ..potentials.model import NeuralPotential
-    from ..potentials.train import check_training_options, labels_of, read_config, train_committee, train_potential
+    from ..potentials.train import (check_training_options, checkpoint_epochs, labels_of, read_config,
+                                    train_committee, train_potential)
 
     model, kwargs = read_config(args.config) if args.config else (NeuralPotential(), {})
     if args.init:
@@ -173,25 +296,37 @@ def run_fit(args):
     members = members if args.members is None else args.members
     jobs = jobs if args.jobs is None else args.jobs
     check_training_options(dict(kwargs, members=members, jobs=jobs))
+    checkpoint = args.checkpoint or os.path.abspath(args.output).rstrip(os.sep) + ".checkpoint"
+    check_checkpoint(checkpoint, args.resume, members, "--checkpoint" if args.checkpoint else "-o")
     frames, source = _structures(args.data)
     energies, forces = labels_of(frames, source)
-    checkpoint = args.checkpoint or os.path.abspath(args.output).rstrip(os.sep) + ".checkpoint"
+    try:
+        with one_line_warnings():
+            if members != 1:
+                models, histories = train_committee(model, frames, energies, forces, members=members, jobs=jobs,
+                                                    checkpoint_dir=checkpoint, progress=not args.quiet,
+                                                    source=source, **kwargs)
+            else:
+                model, history = train_potential(model, frames, energies, forces, checkpoint_dir=checkpoint,
+                                                 progress=not args.quiet, source=source, **kwargs)
+    except KeyboardInterrupt:
+        found = checkpoint_epochs(checkpoint)
+        print("ml4ms: interrupted; " + (f"{checkpoint} holds {_held(found)}: rerun with --resume to continue" if found
+                                        else "no epoch had finished, so there is nothing to resume"),
+              file=sys.stderr)
+        return 130
     if members != 1:
-        models, histories = train_committee(model, frames, energies, forces, members=members, jobs=jobs,
-                                            checkpoint_dir=checkpoint, progress=not args.quiet, source=source,
-                                            **kwargs)
         save_potential(args.output, models, {"data": source, **({"init": args.init} if args.init else {})})
         for k, (m, h) in enumerate(zip(models, histories)):
-            print(f"member {k}: {m.training_['epochs']} epochs" + (
-                f", last validation energy RMSE {h[-1]['val_energy_rmse']:.3f} meV/atom, "
+            print(f"member {k}: {stop_summary(m.training_)}" + (
+                f"; last validation energy RMSE {h[-1]['val_energy_rmse']:.3f} meV/atom, "
                 f"force RMSE {h[-1]['val_force_rmse']:.4f} eV/Å" if h else ""))
         print(f"wrote {args.output} (committee of {len(models)})")
         return 0
-    model, history = train_potential(model, frames, energies, forces, checkpoint_dir=checkpoint,
-                                     progress=not args.quiet, source=source, **kwargs)
     save_potential(args.output, model, {"data": source, "history": history[-1:] if history else [],
                                         **({"init": args.init} if args.init else {})})
     last = history[-1] if history else {}
+    print(stop_summary(model.training_))
     print(f"wrote {args.output} ({model.training_['epochs']} epochs, {model.training_['n_train']} train / "
           f"{model.training_['n_val']} validation structures, {model.training_['n_excluded']} excluded)")
     if last:
@@ -477,21 +612,26 @@ def _structure(spec):
 def run_md_cmd(args):
     from ..outputs import write_json
     from ..potentials.calculator import NeuralPotentialCalculator
-    from ..potentials.md import run_md
+    from ..potentials.md import MDInterrupted, run_md
 
     calc = NeuralPotentialCalculator(args.model)
     atoms = _structure(args.structure)
-    result = run_md(atoms, calc, ensemble=args.ensemble, temperature=args.temperature, steps=args.steps,
-                    timestep=args.dt, friction=args.friction, pressure=args.pressure, seed=args.seed,
-                    trajectory=args.output, interval=args.interval)
+    try:
+        result = run_md(atoms, calc, ensemble=args.ensemble, temperature=args.temperature, steps=args.steps,
+                        timestep=args.dt, friction=args.friction, pressure=args.pressure, seed=args.seed,
+                        trajectory=args.output, interval=args.interval, progress=not args.quiet)
+    except MDInterrupted as stop:
+        kept = (f"{args.output} holds its {stop.frames} frames (step 0 and every {args.interval} steps)"
+                if stop.frames else f"no frame written, {args.output} untouched")
+        print(f"ml4ms: interrupted at step {stop.step} of {args.steps}; {kept}; no summary written",
+              file=sys.stderr)
+        return 130
     result["trajectory"] = args.output
     if all(hasattr(m, "novelty_references_") for m in calc.models):
         result["novelty"] = _trajectory_novelty(calc.models, args.output, args.interval)
     if args.json:
         write_json(args.json, result)
-    print(f"{result['steps']} steps of {result['atoms']} atoms ({result['ensemble']}): energy drift "
-          f"{result['energy_drift_mev_per_atom_per_ps']:.3f} meV/atom/ps, "
-          f"{result['atom_steps_per_second']:.0f} atom-steps/s")
+    print(md_line(result))
     if "novelty" in result:
         r = result["novelty"]
         print(f"novelty of the written frames: largest {r['max']:.2f} (1: the 99th percentile of the training "
@@ -502,6 +642,25 @@ def run_md_cmd(args):
             print(f"  to extend the training data there: ml4ms potential select {args.model} {args.output} -n 10 "
                   "--min-novelty 1 -o to_label.extxyz")
     return 0
+
+
+def md_line(result):
+    """The line ``ml4ms md`` prints: what the ensemble makes meaningful (the energy drift for NVE only) and the speed.
+
+    Examples
+    --------
+    >>> md_line({"steps": 5, "atoms": 6, "ensemble": "nvt", "mean_temperature_k": 301.2, "temperature_std_k": 25.0,
+    ...          "atom_steps_per_second": 900.0})
+    '5 steps of 6 atoms (nvt): mean temperature 301 K (std 25 K), 900 atom-steps/s'
+    """
+    head = f"{result['steps']} steps of {result['atoms']} atoms ({result['ensemble']}): "
+    if result["ensemble"] == "nve":
+        head += f"energy drift {result['energy_drift_mev_per_atom_per_ps']:.3f} meV/atom/ps, "
+    head += f"mean temperature {result['mean_temperature_k']:.0f} K (std {result['temperature_std_k']:.0f} K), "
+    if result["ensemble"] == "npt":
+        head += (f"mean volume {result['mean_volume_a3']:.1f} Å³ (std {result['volume_std_a3']:.1f}), mean pressure "
+                 f"{result['mean_pressure_gpa']:.2f} GPa (std {result['pressure_std_gpa']:.2f}), ")
+    return head + f"{result['atom_steps_per_second']:.0f} atom-steps/s"
 
 
 def _trajectory_novelty(models, trajectory, interval):

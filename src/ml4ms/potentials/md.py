@@ -2,9 +2,19 @@
 
 NVE: velocity Verlet. NVT: Langevin. NPT: isotropic MTK barostat with a
 Nosé–Hoover chain thermostat (``ase.md.nose_hoover_chain.IsotropicMTKNPT``).
-The energy drift is the slope of a least-squares line through the total
-energy per atom against time (meV/atom/ps); throughput is atom-steps per
-second of wall time (force calls included).
+
+What a run reports depends on its ensemble (:func:`md_summary`). NVE
+conserves the total energy, so its energy drift (the slope of a
+least-squares line through the total energy per atom against time,
+meV/atom/ps) and fluctuation measure the integration. A thermostat (NVT,
+NPT) exchanges energy with its bath, so there the drift says nothing: those
+runs report the mean temperature and its standard deviation instead, and NPT
+also the mean volume and pressure. Throughput is atom-steps per second of
+wall time (force calls included).
+
+The trajectory is written as the run goes (:class:`~ml4ms.outputs.FrameAppender`):
+after every frame the file is a valid trajectory, so an interrupted run keeps
+its frames.
 """
 
 import time
@@ -16,9 +26,96 @@ from ..errors import InputError
 ENSEMBLES = ("nve", "nvt", "npt")
 
 
+class MDInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`run_md`: ``step`` steps done, ``frames`` frames kept in ``trajectory``."""
+
+    def __init__(self, step, frames, trajectory):
+        super().__init__(f"interrupted at step {step}: {frames} frames in {trajectory}")
+        self.step, self.frames, self.trajectory = int(step), int(frames), trajectory
+
+
+def md_summary(ensemble, times, totals, temperatures, volumes=None, pressures=None):
+    """What an MD run reports about its ensemble, from per-step series.
+
+    Parameters
+    ----------
+    ensemble : {"nve", "nvt", "npt"}
+    times : array-like
+        ps.
+    totals : array-like
+        Total energy per atom (eV/atom): NVE's drift and fluctuation.
+    temperatures : array-like
+        K.
+    volumes, pressures : array-like, optional
+        Å³ and GPa (NPT).
+
+    Returns
+    -------
+    dict
+        ``mean_temperature_k``, ``temperature_std_k``; NVE:
+        ``energy_drift_mev_per_atom_per_ps``, ``energy_fluctuation_mev_per_atom``;
+        NPT: ``mean_volume_a3``, ``volume_std_a3``, ``mean_pressure_gpa``,
+        ``pressure_std_gpa``. No drift with a thermostat: it is not conserved.
+
+    Examples
+    --------
+    >>> t = [0.0, 0.001, 0.002]
+    >>> r = md_summary("nve", t, [-1.0, -0.999, -0.998], [300.0, 310.0, 290.0])
+    >>> round(r["energy_drift_mev_per_atom_per_ps"], 6), r["mean_temperature_k"]
+    (1000.0, 300.0)
+    >>> sorted(md_summary("nvt", t, [-1.0, -0.9, -0.8], [300.0, 310.0, 290.0]))
+    ['mean_temperature_k', 'temperature_std_k']
+    """
+    temperatures = np.asarray(temperatures, dtype=float)
+    out = {"mean_temperature_k": float(temperatures.mean()), "temperature_std_k": float(temperatures.std())}
+    if ensemble == "nve":
+        times, totals = np.asarray(times, dtype=float), np.asarray(totals, dtype=float)
+        slope = np.polyfit(times, totals, 1)[0] if len(times) > 1 else 0.0
+        out["energy_drift_mev_per_atom_per_ps"] = float(1000 * slope)
+        out["energy_fluctuation_mev_per_atom"] = float(1000 * np.std(totals))
+    if ensemble == "npt":
+        volumes, pressures = np.asarray(volumes, dtype=float), np.asarray(pressures, dtype=float)
+        out.update({"mean_volume_a3": float(volumes.mean()), "volume_std_a3": float(volumes.std()),
+                    "mean_pressure_gpa": float(pressures.mean()), "pressure_std_gpa": float(pressures.std())})
+    return out
+
+
+def _check(ensemble, steps, timestep, temperature, interval):
+    if ensemble not in ENSEMBLES:
+        raise InputError(f"unknown ensemble '{ensemble}'", hint=f"use one of {', '.join(ENSEMBLES)}")
+    for name, value in (("steps", steps), ("interval", interval)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise InputError(f"{name} must be a positive integer, got {value!r}")
+    if not timestep > 0:
+        raise InputError(f"timestep must be positive (fs), got {timestep!r}")
+    if not temperature >= 0:
+        raise InputError(f"temperature must be >= 0 K, got {temperature!r}")
+
+
+def _integrator(atoms, ensemble, temperature, timestep, friction, pressure, rng):
+    from ase import units
+
+    dt = timestep * units.fs
+    if ensemble == "nve":
+        from ase.md.verlet import VelocityVerlet
+
+        return VelocityVerlet(atoms, timestep=dt)
+    if ensemble == "nvt":
+        from ase.md.langevin import Langevin
+
+        return Langevin(atoms, timestep=dt, temperature_K=temperature, friction=friction / units.fs, rng=rng,
+                        fixcm=False)
+    if not all(atoms.pbc):
+        raise InputError("NPT needs a periodic cell")
+    from ase.md.nose_hoover_chain import IsotropicMTKNPT
+
+    return IsotropicMTKNPT(atoms, timestep=dt, temperature_K=temperature, pressure_au=pressure * units.GPa,
+                           tdamp=100 * dt, pdamp=1000 * dt)
+
+
 def run_md(atoms, calculator, *, ensemble="nve", temperature=300.0, steps=1000, timestep=1.0, friction=0.01,
-           pressure=0.0, seed=0, trajectory=None, interval=10):
-    """Run MD and report energy conservation and speed.
+           pressure=0.0, seed=0, trajectory=None, interval=10, progress=False):
+    """Run MD and report what its ensemble makes meaningful (:func:`md_summary`) and its speed.
 
     Parameters
     ----------
@@ -38,90 +135,100 @@ def run_md(atoms, calculator, *, ensemble="nve", temperature=300.0, steps=1000, 
     seed : int
         Seeds the initial velocities and the Langevin noise.
     trajectory : str, optional
-        extxyz file written every ``interval`` steps.
+        extxyz file of the frames at step 0 and every ``interval`` steps,
+        appended as the run goes: after every frame it is a valid trajectory.
+    interval : int
+    progress : bool
+        tqdm bar over the steps, with the temperature and the frames written.
 
     Returns
     -------
     dict
-        ``steps``, ``atoms``, ``energy_drift_mev_per_atom_per_ps``,
-        ``energy_fluctuation_mev_per_atom`` (std of the total energy per atom),
-        ``atom_steps_per_second``, ``final_temperature_k``.
+        ``steps``, ``atoms``, ``ensemble``, ``timestep_fs``,
+        ``atom_steps_per_second``, ``final_temperature_k``, ``frames_written``
+        and :func:`md_summary`'s (over every step, step 0 included): the
+        energy drift for NVE only.
+
+    Raises
+    ------
+    MDInterrupted
+        On Ctrl-C (a ``KeyboardInterrupt``), with the step and the frames
+        kept in ``trajectory``.
 
     Examples
     --------
     >>> from ase.calculators.emt import EMT
     >>> from ase.build import bulk
     >>> r = run_md(bulk("Cu", cubic=True) * (2, 2, 2), EMT(), steps=5, timestep=1.0)
-    >>> r["steps"], r["atoms"]
-    (5, 32)
+    >>> r["steps"], r["atoms"], "energy_drift_mev_per_atom_per_ps" in r
+    (5, 32, True)
+    >>> r = run_md(bulk("Cu", cubic=True) * (2, 2, 2), EMT(), ensemble="nvt", steps=5)
+    >>> "energy_drift_mev_per_atom_per_ps" in r, r["mean_temperature_k"] > 0
+    (False, True)
     """
     from ase import units
     from ase.md import velocitydistribution as vd
+    from tqdm.auto import tqdm
 
-    if ensemble not in ENSEMBLES:
-        raise InputError(f"unknown ensemble '{ensemble}'", hint=f"use one of {', '.join(ENSEMBLES)}")
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise InputError(f"steps must be a positive integer, got {steps!r}")
-    if not timestep > 0:
-        raise InputError(f"timestep must be positive (fs), got {timestep!r}")
-    if not temperature >= 0:
-        raise InputError(f"temperature must be >= 0 K, got {temperature!r}")
+    from ..outputs import FrameAppender
+
+    _check(ensemble, steps, timestep, temperature, interval)
     atoms.calc = calculator
     rng = np.random.default_rng(seed)
     thermalize = getattr(vd, "thermalize_momenta", None) or vd.MaxwellBoltzmannDistribution
     thermalize(atoms, temperature_K=temperature, rng=rng)
     vd.Stationary(atoms)
-    dt = timestep * units.fs
-    if ensemble == "nve":
-        from ase.md.verlet import VelocityVerlet
-
-        dyn = VelocityVerlet(atoms, timestep=dt)
-    elif ensemble == "nvt":
-        from ase.md.langevin import Langevin
-
-        dyn = Langevin(atoms, timestep=dt, temperature_K=temperature, friction=friction / units.fs, rng=rng,
-                       fixcm=False)
-    else:
-        if not all(atoms.pbc):
-            raise InputError("NPT needs a periodic cell")
-        from ase.md.nose_hoover_chain import IsotropicMTKNPT
-
-        dyn = IsotropicMTKNPT(atoms, timestep=dt, temperature_K=temperature, pressure_au=pressure * units.GPa,
-                              tdamp=100 * dt, pdamp=1000 * dt)
+    dyn = _integrator(atoms, ensemble, temperature, timestep, friction, pressure, rng)
     n = len(atoms)
-    times, totals = [], []
+    series = {"times": [], "totals": [], "temperatures": [], "volumes": [], "pressures": []}
 
     def record():
-        times.append(dyn.get_time() / (1000 * units.fs))  # ps
-        totals.append(atoms.get_potential_energy() / n + atoms.get_kinetic_energy() / n)
+        series["times"].append(dyn.get_time() / (1000 * units.fs))  # ps
+        series["totals"].append(atoms.get_potential_energy() / n + atoms.get_kinetic_energy() / n)
+        series["temperatures"].append(atoms.get_temperature())
+        if ensemble == "npt":
+            series["volumes"].append(atoms.get_volume())
+            series["pressures"].append(-np.mean(atoms.get_stress(include_ideal_gas=True)[:3]) / units.GPa)
 
-    writer = None
-    if trajectory:
-        frames = []
+    try:
+        atoms.get_potential_energy()  # a structure the potential cannot take fails here, before any output
+    except KeyboardInterrupt:
+        raise MDInterrupted(0, 0, trajectory) from None
+    writer = FrameAppender(trajectory) if trajectory else None
+    bar = tqdm(total=steps, disable=not progress, desc=f"md {ensemble}", unit="step")
 
-        def writer():
-            frames.append(atoms.copy())
-            frames[-1].calc = None
+    def write():
+        frame = atoms.copy()
+        frame.calc = None
+        writer.append(frame)
+
+    def advance():
+        bar.update(dyn.nsteps - bar.n)
+        if dyn.nsteps % interval == 0:
+            bar.set_postfix_str(f"T {series['temperatures'][-1]:.0f} K, {writer.count if writer else 0} frames",
+                                refresh=False)  # shown at the bar's own pace
 
     dyn.attach(record, interval=1)
     if writer:
-        dyn.attach(writer, interval=interval)
+        dyn.attach(write, interval=interval)
+    dyn.attach(advance, interval=1)
     t0 = time.perf_counter()
-    dyn.run(steps)
+    try:
+        dyn.run(steps)
+    except KeyboardInterrupt:
+        raise MDInterrupted(dyn.nsteps, writer.count if writer else 0, trajectory) from None
+    finally:
+        bar.close()
+        if writer:
+            writer.close()
     wall = time.perf_counter() - t0
-    if trajectory:
-        from ..outputs import write_structures
-
-        write_structures(trajectory, frames)
-    times, totals = np.asarray(times), np.asarray(totals)
-    slope = np.polyfit(times, totals, 1)[0] if len(times) > 1 else 0.0
     return {
         "steps": int(steps),
         "atoms": int(n),
         "ensemble": ensemble,
         "timestep_fs": float(timestep),
-        "energy_drift_mev_per_atom_per_ps": float(1000 * slope),
-        "energy_fluctuation_mev_per_atom": float(1000 * np.std(totals)),
+        **md_summary(ensemble, **series),
         "atom_steps_per_second": float(n * steps / wall),
         "final_temperature_k": float(atoms.get_temperature()),
+        "frames_written": writer.count if writer else 0,
     }

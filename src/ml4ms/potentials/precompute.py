@@ -29,9 +29,32 @@ float32), which suits the small periodic cells of DFT training sets: the
 about 1.9 GB.
 """
 
+import time
+
 import numpy as np
 
 from ..descriptors.acsf import _torch, pair_vectors, torch_dtype
+
+#: :class:`JacobianSet` reports its estimate of the whole after this many passes and this share of the atoms
+ESTIMATE_PASSES = 2
+ESTIMATE_SHARE = 0.02
+
+
+def _chunks(sizes, batch_atoms):
+    """``[(n_atoms, members), ...]``: the passes of :class:`JacobianSet`, equal-size structures, about ``batch_atoms``
+    atoms each, by atom count and then in order.
+
+    Examples
+    --------
+    >>> [(int(n), m.tolist()) for n, m in _chunks(np.array([2, 3, 2, 2]), batch_atoms=4)]
+    [(2, [0, 2]), (2, [3]), (3, [1])]
+    """
+    out = []
+    for n in np.unique(sizes):
+        members = np.flatnonzero(sizes == n)
+        per = max(1, int(batch_atoms) // int(n))
+        out.extend((n, members[c0:c0 + per]) for c0 in range(0, len(members), per))
+    return out
 
 
 def _jacobian_chunk(model, frames):
@@ -70,6 +93,11 @@ class JacobianSet:
         Atoms per Jacobian pass (memory of the pass grows with it).
     progress : bool
         tqdm bar over structures.
+    on_estimate : callable, optional
+        Called once, early (after a few passes and 2 % of the atoms, in a
+        seeded random order), with the estimated seconds of the whole
+        precomputation: a long one can be announced (or stopped) before most
+        of it is spent.
 
     Examples
     --------
@@ -86,7 +114,7 @@ class JacobianSet:
     True
     """
 
-    def __init__(self, model, frames, energies, forces, batch_atoms=3000, progress=True):
+    def __init__(self, model, frames, energies, forces, batch_atoms=3000, progress=True, on_estimate=None):
         from tqdm.auto import tqdm
 
         torch = _torch()
@@ -99,20 +127,25 @@ class JacobianSet:
         self.group_of = np.empty(len(frames), dtype=np.int64)
         self.slot_of = np.empty(len(frames), dtype=np.int64)
         self.blocks = []
+        chunks = _chunks(sizes, batch_atoms)
+        parts, done, told, total = {}, 0, on_estimate is None, float(sizes.sum())
         bar = tqdm(total=len(frames), desc="descriptor Jacobians", unit="structure", disable=not progress)
+        t0 = time.perf_counter()
+        # the passes in a seeded random order: the first ones time a fair sample of the cells (for on_estimate)
+        for count, c in enumerate(np.random.default_rng(0).permutation(len(chunks)), 1):
+            members = chunks[c][1]
+            parts[c] = _jacobian_chunk(model, [frames[k] for k in members])
+            bar.update(len(members))
+            done += int(sizes[members].sum())
+            if not told and (count == len(chunks) or (count >= ESTIMATE_PASSES and done >= ESTIMATE_SHARE * total)):
+                told = True
+                on_estimate((time.perf_counter() - t0) * total / done)
         for g, n in enumerate(np.unique(sizes)):
-            members = np.flatnonzero(sizes == n)
-            per = max(1, batch_atoms // int(n))
-            Xs, Js, Ss = [], [], []
-            for c0 in range(0, len(members), per):
-                X, J, S = _jacobian_chunk(model, [frames[k] for k in members[c0:c0 + per]])
-                Xs.append(X)
-                Js.append(J)
-                Ss.append(S)
-                bar.update(len(members[c0:c0 + per]))
+            mine = [c for c in range(len(chunks)) if chunks[c][0] == n]  # in order: the slots follow the members
+            members = np.concatenate([chunks[c][1] for c in mine])
+            X, J, S = (torch.cat(t) for t in zip(*(parts.pop(c) for c in mine)))
             F = torch.as_tensor(np.stack([np.asarray(forces[k], dtype=float) for k in members]), dtype=dt)
-            self.blocks.append({"n": int(n), "X": torch.cat(Xs).to(dt), "J": torch.cat(Js),
-                                "species": torch.cat(Ss), "forces": F})
+            self.blocks.append({"n": int(n), "X": X.to(dt), "J": J, "species": S, "forces": F})
             self.group_of[members] = g
             self.slot_of[members] = np.arange(len(members))
         bar.close()

@@ -30,7 +30,7 @@ import numpy as np
 from ..config import ANY, Rule, any_keys, boolean, check, integer, is_number, number, or_none, read_toml, string
 from ..descriptors.acsf import _torch, torch_dtype
 from ..duplicates import duplicate_groups
-from ..errors import InputError
+from ..errors import InputError, one_line_warnings
 from ..model_selection import group_train_test_split
 from ..outputs import write_bytes, write_json
 from .precompute import JacobianSet
@@ -287,6 +287,88 @@ def check_training_options(options, source=None, hint=None):
                          hint=hint or "give atomic_energies, or leave max_energy_per_atom out")
 
 
+def stop_reason(epoch, epochs, stale, patience, cut):
+    """Which limit ended a training run: ``"patience"``, ``"time_limit"`` or ``"epochs"``.
+
+    Parameters
+    ----------
+    epoch, epochs : int
+        Epochs done (the resumed ones included) and the epoch limit.
+    stale : int
+        Epochs since the best validation loss.
+    patience : int or None
+        ``None`` without a validation split (no early stopping).
+    cut : bool
+        The time limit ended an epoch early, or came before the epoch limit.
+
+    Examples
+    --------
+    >>> stop_reason(200, 200, 3, 20, False), stop_reason(57, 200, 20, 20, False), stop_reason(80, 200, 0, 20, True)
+    ('epochs', 'patience', 'time_limit')
+    >>> stop_reason(200, 200, 50, None, True)  # the last epoch was cut short by the time limit
+    'time_limit'
+    """
+    if patience is not None and stale >= patience:
+        return "patience"
+    return "time_limit" if cut or epoch < epochs else "epochs"
+
+
+def format_duration(seconds):
+    """``"0.25 s"``, ``"40 s"``, ``"3.1 min"`` or ``"2.5 h"``.
+
+    Examples
+    --------
+    >>> format_duration(0.254), format_duration(40.2), format_duration(186), format_duration(9000)
+    ('0.25 s', '40 s', '3.1 min', '2.5 h')
+    """
+    if seconds < 10:
+        return f"{seconds:.2g} s"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def precompute_notice(seconds, n_structures, time_limit=None):
+    """The line announcing the descriptor-Jacobian precomputation; ``(text, longer_than_the_time_limit)``.
+
+    The time limit counts training only (it starts after the precomputation),
+    so a precomputation longer than the whole limit more than doubles the
+    wall time the user planned: the text says so, and how to avoid it.
+
+    Examples
+    --------
+    >>> precompute_notice(95, 6937, 600)
+    ('descriptor Jacobians of 6937 structures: about 1.6 min (the time limit of 10.0 min starts after them)', False)
+    >>> text, over = precompute_notice(1500, 6937, 600)
+    >>> over, text[:72]
+    (True, 'descriptor Jacobians of 6937 structures: about 25.0 min, longer than the')
+    """
+    head = f"descriptor Jacobians of {n_structures} structures: about {format_duration(seconds)}"
+    if time_limit is None:
+        return head, False
+    if seconds <= time_limit:
+        return f"{head} (the time limit of {format_duration(time_limit)} starts after them)", False
+    return (f"{head}, longer than the time limit of {format_duration(time_limit)} itself (it counts training only "
+            "and starts after them); set precompute = false in [training] to train without them (slower epochs), "
+            "or train on fewer structures"), True
+
+
+def _precompute_notice(n_structures, time_limit, progress):
+    """The ``on_estimate`` of :class:`JacobianSet`: print the estimate (``progress``); warn if over the time limit."""
+    from tqdm.auto import tqdm
+
+    def notice(seconds):
+        text, over = precompute_notice(seconds, n_structures, time_limit)
+        if over:
+            warnings.warn(text, stacklevel=2)
+        elif progress:
+            tqdm.write(text)
+
+    return notice
+
+
 def _save_checkpoint(folder, model, best, optimizer, params, state, raw=False):
     from .io import save_potential
 
@@ -381,10 +463,17 @@ def train_potential(model, frames, energies=None, forces=None, *, epochs=100, ba
     checkpoint_dir : str, optional
         Folder for per-epoch checkpoints; an existing checkpoint is resumed.
     time_limit : float, optional
-        Seconds (from this call) after which training stops: the current epoch
-        ends early, is validated and checkpointed, and is the last.
+        Seconds of training after which it stops: the current epoch ends
+        early, is validated and checkpointed, and is the last. The clock starts
+        with the first epoch of this call: the preparation before it (the
+        split, the initialisation and the descriptor Jacobians) is not
+        counted. When the Jacobians alone would take longer than the limit
+        (estimated from their first passes, :class:`JacobianSet`), a
+        ``UserWarning`` says so early; the run goes on, since its training
+        still gets the whole limit.
     progress : bool
-        tqdm progress bar with train/validation energy (meV/atom) and force (eV/Å) RMSE.
+        tqdm progress bar with train/validation energy (meV/atom) and force (eV/Å) RMSE, and a line with the
+        estimated time of the descriptor Jacobians (:func:`precompute_notice`).
     threads : int or None, default 1
         torch intra-op threads during training (restored afterwards); ``None``
         keeps the current setting. Batches of a few hundred atoms gain little
@@ -434,7 +523,15 @@ def train_potential(model, frames, energies=None, forces=None, *, epochs=100, ba
     Returns
     -------
     model : NeuralPotential
-        With the best-validation weights (the last ones with ``restore_best=False``).
+        With the best-validation weights (the last ones with ``restore_best=False``)
+        and a record ``training_``: ``epochs`` (done, resumed ones included),
+        ``n_train``, ``n_val``, ``n_excluded``, ``best_val_loss``,
+        ``stopped_by`` (``"epochs"``, ``"patience"`` or ``"time_limit"``:
+        :func:`stop_reason`), the limits ``epoch_limit``, ``patience``
+        (``None`` without validation) and ``time_limit_seconds``, and the
+        seconds of this call: ``training_seconds`` (what the time limit
+        counts), ``preparation_seconds`` (everything before the first epoch)
+        and ``precompute_seconds`` (its descriptor Jacobians; ``None`` without).
     history : list of dict
         Per epoch: ``epoch``, ``lr``, ``train_energy_rmse``, ``train_force_rmse``,
         ``val_energy_rmse``, ``val_force_rmse``, ``val_loss``, ``seconds``, ``stage`` (1 or 2).
@@ -497,7 +594,7 @@ def _train(model, frames, energies, forces, epochs, batch_size, learning_rate, l
 
     from .io import load_potential
 
-    t_start = time.time()
+    t_call = time.time()
     frames = list(frames)
     if energies is None or forces is None:
         energies, forces = labels_of(frames, source)
@@ -603,11 +700,14 @@ def _train(model, frames, energies, forces, epochs, batch_size, learning_rate, l
         f_ref = torch.as_tensor(np.concatenate([forces[k] for k in indices]), dtype=dt)
         return t, e_ref, f_ref, torch.as_tensor(counts, dtype=torch.float64)
 
-    jac = None
+    jac = precompute_seconds = None
     if precompute:
         used = np.concatenate([train_idx, val_idx])
+        t0 = time.time()
+        notice = _precompute_notice(len(used), time_limit, progress) if progress or time_limit is not None else None
         jac = JacobianSet(model, [frames[k] for k in used], energies[used], [forces[k] for k in used],
-                          progress=progress)
+                          progress=progress, on_estimate=notice)
+        precompute_seconds = time.time() - t0
         position = np.empty(len(frames), dtype=np.int64)
         position[used] = np.arange(len(used))
 
@@ -625,11 +725,12 @@ def _train(model, frames, energies, forces, epochs, batch_size, learning_rate, l
         return de, df
 
     def run_epoch(indices, train):
-        nonlocal ema_steps
+        nonlocal ema_steps, cut
         se_e = se_f = 0.0
         n_e = n_f = 0
         for b0 in range(0, len(indices), batch_size):
             if train and b0 and time_limit is not None and time.time() - t_start > time_limit:
+                cut = True
                 break  # out of time: this partial epoch is the last
             idx = indices[b0:b0 + batch_size]
             use_f = w_f > 0 or not train
@@ -669,6 +770,8 @@ def _train(model, frames, energies, forces, epochs, batch_size, learning_rate, l
                desc="fit potential", unit="batch")
     epoch = start_epoch
     last_val = "-"
+    cut = False
+    t_start = time.time()  # the time limit counts training only, not the preparation and precomputation above
     try:
         while epoch < epochs:
             t0 = time.time()
@@ -710,12 +813,19 @@ def _train(model, frames, energies, forces, epochs, batch_size, learning_rate, l
             if len(val_idx) and stale >= patience:
                 break
             if time_limit is not None and time.time() - t_start > time_limit:
+                cut = cut or epoch < epochs
                 break
     finally:
         bar.close()
+    t_end = time.time()
     result = best if best is not None and restore_best else model
     result.training_ = {"epochs": epoch, "n_train": int(len(train_idx)), "n_val": int(len(val_idx)),
-                        "n_excluded": int(len(frames) - len(keep)), "best_val_loss": float(best_loss)}
+                        "n_excluded": int(len(frames) - len(keep)), "best_val_loss": float(best_loss),
+                        "stopped_by": stop_reason(epoch, epochs, stale, patience if len(val_idx) else None, cut),
+                        "epoch_limit": int(epochs), "patience": int(patience) if len(val_idx) else None,
+                        "time_limit_seconds": None if time_limit is None else float(time_limit),
+                        "training_seconds": t_end - t_start, "preparation_seconds": t_start - t_call,
+                        "precompute_seconds": precompute_seconds}
     if novelty_references:
         try:
             result.fit_novelty([frames[k] for k in train_idx], int(novelty_references))
@@ -725,14 +835,59 @@ def _train(model, frames, energies, forces, epochs, batch_size, learning_rate, l
     return result, history
 
 
-def _member_status(folder):
-    """``"member k: epoch E, val E .. F .."`` from a member's checkpoint (``None`` before its first epoch)."""
+def _read_state(folder):
+    """The ``state.json`` of a checkpoint folder, or ``None`` (none yet, or unreadable)."""
     try:
         with open(os.path.join(folder, STATE), encoding="utf-8") as handle:
-            last = json.load(handle)["history"][-1]
-    except (OSError, ValueError, KeyError, IndexError):
+            state = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    return state if isinstance(state, dict) else None
+
+
+def _member_status(folder):
+    """``(epoch, "val E/F")`` from a member's checkpoint (``None`` before its first epoch)."""
+    try:
+        last = _read_state(folder)["history"][-1]
+    except (TypeError, KeyError, IndexError):
         return None
     return last["epoch"], f"{last['val_energy_rmse']:.2f}/{last['val_force_rmse']:.3f}"
+
+
+def checkpoint_epochs(folder):
+    """The finished epochs that a checkpoint folder holds: ``{"": E}`` for one potential's run,
+    ``{"member0": E0, ...}`` for a committee's (:func:`train_committee`), ``{}`` for none.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> checkpoint_epochs(folder), checkpoint_epochs(os.path.join(folder, "missing"))
+    ({}, {})
+    >>> os.mkdir(os.path.join(folder, "member1"))
+    >>> write_json(os.path.join(folder, "member1", STATE), {"epoch": 7})
+    >>> checkpoint_epochs(folder)
+    {'member1': 7}
+    """
+    state = _read_state(folder)
+    if state is not None:
+        return {"": int(state.get("epoch", 0))}
+    out = {}
+    names = sorted(os.listdir(folder), key=lambda n: (len(n), n)) if os.path.isdir(folder) else []
+    for name in names:
+        state = _read_state(os.path.join(folder, name)) if name.startswith("member") else None
+        if state is not None:
+            out[name] = int(state.get("epoch", 0))
+    return out
+
+
+def _train_member(quiet, *args, **kwargs):
+    """:func:`train_potential` in a committee's worker process, its warnings on one line each; ``quiet``: without
+    the precomputation's (every member precomputes the same structures: member 0 says it once)."""
+    with one_line_warnings():
+        if quiet:
+            warnings.filterwarnings("ignore", message="descriptor Jacobians")
+        return train_potential(*args, **kwargs)
 
 
 def train_committee(model, frames, energies=None, forces=None, *, members=2, jobs=None, checkpoint_dir=None,
@@ -771,7 +926,7 @@ def train_committee(model, frames, energies=None, forces=None, *, members=2, job
         Training seed of member 0.
     **kwargs
         Further arguments of :func:`train_potential`. ``time_limit`` applies
-        to every member. ``threads`` is the total: with ``jobs`` processes at
+        to every member's training (after its own preparation). ``threads`` is the total: with ``jobs`` processes at
         once each gets ``max(1, threads // jobs)``.
 
     Returns
@@ -822,8 +977,8 @@ def train_committee(model, frames, energies=None, forces=None, *, members=2, job
                        unit="epoch")
             # spawn, not fork: a forked torch process can hang on the parent's thread pools
             with ProcessPoolExecutor(max_workers=min(jobs, members), mp_context=get_context("spawn")) as pool:
-                futures = [pool.submit(train_potential, m, frames, energies, forces, **dict(c, progress=False))
-                           for m, c in zip(clones, calls)]
+                futures = [pool.submit(_train_member, k > 0, m, frames, energies, forces, **dict(c, progress=False))
+                           for k, (m, c) in enumerate(zip(clones, calls))]
                 pending = set(futures)
                 while pending:
                     _, pending = wait(pending, timeout=5.0, return_when=FIRST_COMPLETED)
