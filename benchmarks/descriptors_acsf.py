@@ -10,9 +10,12 @@ in process CPU time (less sensitive to a loaded machine), and the largest
 relative difference between the two.
 
     python benchmarks/descriptors_acsf.py [--frames 2000] [--chunk 50]
+
+The last line is ``SUMMARY {json}`` with the same numbers.
 """
 
 import argparse
+import json
 import time
 
 import numpy as np
@@ -22,7 +25,8 @@ G2 = [(0.003214, 0.0), (0.035711, 0.0), (0.071421, 0.0), (0.124987, 0.0)]
 G4 = [(0.000357, 1.0, -1.0), (0.028569, 1.0, -1.0), (0.000357, 1.0, 1.0), (0.028569, 2.0, 1.0)]
 
 
-def main(argv=None):
+def main(argv=None, summary=True):
+    """Run the comparison; returns the wall-clock ratio. ``summary``: end with the ``SUMMARY`` line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=2000)
     parser.add_argument("--chunk", type=int, default=50)
@@ -69,6 +73,11 @@ def main(argv=None):
     print(f"cpu_time_ratio={c_theirs / c_ours:.2f}")
     print(f"max_relative_difference={worst:.2e}")
     print(f"speedup_vs_dscribe={us_theirs / us_ours:.2f}")
+    if summary:
+        print("SUMMARY " + json.dumps({
+            "frames": len(frames), "atoms": n_atoms, "ml4ms_us_per_atom": round(us_ours, 1),
+            "dscribe_us_per_atom": round(us_theirs, 1), "cpu_time_ratio": round(c_theirs / c_ours, 2),
+            "max_relative_difference": float(f"{worst:.2e}"), "speedup_vs_dscribe": round(us_theirs / us_ours, 2)}))
     return us_theirs / us_ours
 
 

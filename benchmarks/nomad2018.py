@@ -7,7 +7,8 @@ one fold, as in ``ml4ms cv``); RMSLE per target, mean ± std over all folds. For
 give the plain average of its members (``combine = "mean"``), so stacking and averaging are compared on
 identical members. Calibration of the ensemble's std: coverage of ±1σ / ±2σ and the Gaussian NLL of the
 out-of-fold predictions, in log1p space (where RMSLE is measured) and in eV. Finally the recipe is fitted on
-all 2400 train structures (descriptor included) and timed.
+all 2400 train structures (descriptor included) and timed. The last line is ``SUMMARY {json}``: the mean
+RMSLEs per target and of the two, the log1p calibration, and the full fit's seconds and weights.
 """
 
 import argparse
@@ -164,7 +165,25 @@ def main(argv=None):
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(results, handle, indent=1)
+    print("SUMMARY " + json.dumps(summary(results)))
     return results
+
+
+def summary(results):
+    """The one-line digest of ``results``: mean RMSLEs (4 digits), calibration (3), full-fit seconds and weights."""
+    def means(block):
+        return {t: round(v["mean"], 4) for t, v in block.items() if isinstance(v, dict) and "mean" in v}
+
+    h = results["headline"]
+    out = {"headline_rmsle": means(h["stack"]), "plain_average_rmsle": means(h["mean"]),
+           "calibration_log1p": {t: {k: round(v, 3) for k, v in m.items()}
+                                 for t, m in h["calibration_log1p"].items()}}
+    if "demo" in results:
+        out["demo_rmsle"] = means(results["demo"])
+    if "full_fit" in results:
+        out["full_fit_seconds"] = round(results["full_fit"]["seconds"], 1)
+        out["full_fit_weights"] = np.round(results["full_fit"]["weights"], 2).tolist()
+    return out
 
 
 if __name__ == "__main__":

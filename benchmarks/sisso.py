@@ -6,11 +6,12 @@ binary operators, the same number of operator levels (rung) and the same SIS
 size and dimension. Each builds its own feature space: the sizes are printed
 (TorchSisso keeps duplicates, e.g. the rung-1 pairs again at rung 2; ml4ms
 removes them). Prints wall time, feature-space size, peak memory (RSS growth
-over the process baseline, sampled every 5 ms), the training RMSEs and, last,
-``speedup_vs_torchsisso=<TorchSisso time / ml4ms time>``.
+over the process baseline, sampled every 5 ms), the training RMSEs,
+``speedup_vs_torchsisso=<TorchSisso time / ml4ms time>`` and, last, ``SUMMARY {json}``
+with those numbers (``null`` for what was not run).
 
 TorchSisso is a benchmark-only dependency (``pip install TorchSisso pandas``);
-without it the script prints ml4ms's numbers and ``speedup_vs_torchsisso=nan``.
+without it the script prints ml4ms's numbers and ``speedup_vs_torchsisso=nan`` (``null`` in the summary).
 
     python benchmarks/sisso.py                      # 20 primaries, + - * /, rung 2, SIS 10, 3D
     python benchmarks/sisso.py --primaries prl --rung 2
@@ -20,6 +21,7 @@ without it the script prints ml4ms's numbers and ``speedup_vs_torchsisso=nan``.
 import argparse
 import contextlib
 import io
+import json
 import os
 import resource
 import threading
@@ -136,6 +138,7 @@ def main(argv=None):
     for dim, feats in enumerate(ours["formulas"], 1):
         print(f"  {dim}D {feats}")
     speedup = float("nan")
+    theirs = None
     if not args.skip_torchsisso:
         try:
             theirs = run_torchsisso(X, names, y, ops, args.rung, args.n_sis, args.max_dim)
@@ -147,6 +150,17 @@ def main(argv=None):
             print(f"  final {theirs['formulas']}")
             speedup = theirs["seconds"] / ours["seconds"]
     print(f"speedup_vs_torchsisso={speedup:.2f}")
+
+    def side(run):
+        return None if run is None else {
+            "seconds": round(run["seconds"], 2), "cpu_seconds": round(run["cpu"], 2),
+            "features": None if run["n_features"] is None else int(run["n_features"]),
+            "peak_mib": round(run["peak_bytes"] / 2**20, 1),
+            "rmse": np.round(np.asarray(run["rmse"], dtype=float), 4).tolist()}
+
+    print("SUMMARY " + json.dumps({"primaries": args.primaries, "rung": args.rung, "max_dim": args.max_dim,
+                                   "ml4ms": side(ours), "torchsisso": side(theirs),
+                                   "speedup_vs_torchsisso": None if np.isnan(speedup) else round(speedup, 2)}))
 
 
 if __name__ == "__main__":

@@ -15,12 +15,15 @@ and optionally a short NVE run of a 96-atom cell built from the data.
 
 With ``members`` (recipe or --members) it trains a committee, the members in
 parallel processes that share the recipe's ``threads``, and scores its mean.
+The last line is ``SUMMARY {json}``: the test errors, the epochs, and with
+``--md-steps`` the NVE drift, fluctuation and speed.
 
 Targets of issue 7: test energy RMSE <= 2.0 meV/atom and force RMSE <= 0.15 eV/Å
 within 1 hour on 2 CPU cores; ænet's set003 fit reached 4.97 meV/atom (energy only).
 """
 
 import argparse
+import json
 import os
 import time
 
@@ -90,6 +93,15 @@ def main(argv=None):
         print(f"{key}: {value}")
     if args.json:
         write_json(args.json, result)
+    summary = {key: round(result[key], 4) for key in ("energy_rmse_mev_per_atom", "energy_mae_mev_per_atom",
+                                                      "force_rmse_ev_per_ang", "force_mae_ev_per_ang")}
+    summary.update({"n_test": result["n_structures"], "members": members, "epochs": epochs,
+                    "train_seconds_this_call": round(train_s)})
+    if args.md_steps:
+        summary.update({"md_drift_mev_per_atom_per_ps": round(md["energy_drift_mev_per_atom_per_ps"], 5),
+                        "md_fluctuation_mev_per_atom": round(md["energy_fluctuation_mev_per_atom"], 3),
+                        "md_atom_steps_per_second": round(md["atom_steps_per_second"])})
+    print("SUMMARY " + json.dumps(summary))
 
 
 if __name__ == "__main__":

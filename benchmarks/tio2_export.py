@@ -5,9 +5,12 @@ Exports MODEL (default models/tio2) with ``export_torchscript``, loads it with
 with a cached neighbour list (stress included), and ASE's ``neighbor_list``.
 
     python benchmarks/tio2_export.py [--model models/tio2] [--repeats 40]
+
+The last line is ``SUMMARY {json}`` with the same timings (ms).
 """
 
 import argparse
+import json
 import os
 import tempfile
 import time
@@ -54,6 +57,9 @@ def main(argv=None):
     t_nl = timed(lambda: neighbor_list("ijS", cell, module.cutoff))
     print(f"{len(cell)} atoms, 1 thread: TorchScript {1e3 * t_script:.1f} ms, NeuralPotential.compute "
           f"{1e3 * t_model:.1f} ms (ratio {t_script / t_model:.2f}), ASE neighbor_list {1e3 * t_nl:.1f} ms")
+    print("SUMMARY " + json.dumps({"atoms": len(cell), "threads": 1, "torchscript_ms": round(1e3 * t_script, 1),
+                                   "compute_ms": round(1e3 * t_model, 1), "ratio": round(t_script / t_model, 2),
+                                   "neighbor_list_ms": round(1e3 * t_nl, 1)}))
 
 
 if __name__ == "__main__":

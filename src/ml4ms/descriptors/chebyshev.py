@@ -33,7 +33,7 @@ resolved along one leg of each angle,
 where :math:`p = 0` is the ænet term (:math:`g_0 = f_c`): one leg of the
 radial-times-angular resolution of SOAP/ACE-type bases, at a cost linear in
 *P*. (On the ænet TiO2 set it fits the training cells better but generalises
-worse at equal training: docs/benchmarks.md.)
+worse at equal training: docs/studies/tio2-potential.md.)
 
 With more than one species a second, species-weighted copy of both
 expansions is appended, in which every neighbour *j* carries the weight

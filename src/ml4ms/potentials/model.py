@@ -25,7 +25,7 @@ the global descriptors of fourth-generation potentials (Ko et al., Nat.
 Commun. 12, 398, 2021). It carries cell-wide information a cutoff cannot:
 in the O-deficient cells of the ænet TiO2 set the excess electrons are
 delocalised (PBE), and the local model's energy errors there are 3× larger
-than in stoichiometric cells (docs/benchmarks.md). Energies stay invariant,
+than in stoichiometric cells (docs/studies/tio2-potential.md). Energies stay invariant,
 forces and stress stay exact derivatives, and a supercell has exactly
 *k*-fold energy; but the model is no longer local, so keep it to cells like
 the training ones (not interfaces or mixed-phase slabs).
@@ -36,7 +36,7 @@ v_{t_i} \cdot h_i`, a skip connection past the tanh layers. A linear function
 of the radial features is a pair potential, and of the cell average a
 cell-wide term; the network then fits what is left instead of bending tanh
 units into a near-linear trend. On the ænet TiO2 set it lowers the test
-energy error at equal training (docs/benchmarks.md).
+energy error at equal training (docs/studies/tio2-potential.md).
 
 With ``cell_pool=K`` (K > 0) the cell-wide inputs are also learned: every
 atom maps its network input :math:`h_i` through one tanh layer of its

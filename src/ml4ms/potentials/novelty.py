@@ -4,7 +4,7 @@ A committee's spread measures how much its members disagree. Members trained
 on the same data can agree on a configuration that none of them has seen, and
 be wrong together: on the bundled TiO2 set the shipped committee's five worst
 test cells rank 0, 40, 89, 8 and 4 of 770 by its spread
-(docs/benchmarks.md, "Where the data end", session 15). *Novelty* measures the
+(docs/studies/tio2-potential.md, "The edge of the data"). *Novelty* measures the
 data instead of the models:
 
 * every training atom's environment is its standardised descriptor (the

@@ -518,7 +518,7 @@ def train_potential(model, frames, energies=None, forces=None, *, epochs=100, ba
         over each batch (:func:`energy_loss`): 2 is the mean squared error; a
         larger ``p`` weighs the structures fitted worst more. Validation and
         the reported errors stay root-mean-square. On the TiO2 set ``p = 4``
-        tested worse than 2 (docs/benchmarks.md, sessions 17 and 19).
+        tested worse than 2 (docs/studies/tio2-potential.md, "Loss and schedule").
 
     Returns
     -------

@@ -13,7 +13,9 @@ with the longer cutoff, what the local model misses is cell-wide, not a few
 Å further out. Energies only, so absolute errors are far above those of the
 force-trained recipe; the comparison is what counts.
 
-    python benchmarks/tio2_locality.py [--epochs 150] [--variants local local-8A cell-mean] [--json OUT]
+    python studies/tio2_locality.py [--epochs 150] [--variants local local-8A cell-mean] [--json OUT]
+
+Findings: docs/studies/tio2-potential.md, "Cell-wide inputs".
 """
 
 import argparse

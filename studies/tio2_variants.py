@@ -13,12 +13,13 @@ what counts, and a variant that wins here still has to win a full run.
 Variants (``--variants``):
 
 - ``base``: the recipe's model without its linear term (Chebyshev radial Rc 6 / order 16, angular Rc 4 / order 8,
-  cell average, 2×64 tanh), i.e. the recipe before session 7;
-- ``linear``: plus a term linear in the network inputs (``NeuralPotential(linear=True)``, session 7's recipe);
+  cell average, 2×64 tanh), i.e. the recipe before it had the linear term;
+- ``linear``: plus a term linear in the network inputs (``NeuralPotential(linear=True)``; the recipe with 2×64
+  networks);
 - ``resolved3``, ``resolved1``: ``base`` with angular terms resolved radially to order 3 or 1
   (``angular_radial_order``);
 - ``wide``: ``base`` with 2×128 networks;
-- ``wide_linear`` (the recipe since session 8), ``deep_linear``, ``wider_linear``, ``deep_wide_linear``:
+- ``wide_linear`` (the recipe's network), ``deep_linear``, ``wider_linear``, ``deep_wide_linear``:
   ``linear`` with 2×128, 3×64, 2×256 or 3×128 networks.
 - ``pairs_linear``: ``wide_linear`` with the angular terms resolved by neighbour species pair (Chebyshev
   ``angular_pairs``: one more angular copy, so O–O and Ti–Ti neighbour pairs are no longer summed together; 61
@@ -41,14 +42,16 @@ Variants (``--variants``):
   the standardised descriptor, each standardised) in place of the one over all atoms;
 - ``pool8``: ``wide_linear`` plus 8 learned cell-wide inputs: every atom maps its input through one tanh layer of
   its element to 8 numbers, their cell average is appended to every atom's input (deep sets, Zaheer et al. 2017).
-  Session 10 defined it here; since session 11 it is the package option ``NeuralPotential(cell_pool=8)``.
+  First defined here, it is now the package option ``NeuralPotential(cell_pool=8)``.
   ``species_mean`` is defined here (a subclass of ``NeuralPotential``), not in the package.
 
 Every variant sets its own network size and training options, so it does not change when the recipe's does.
 
 ``--n 6937`` trains on all of ``tio2:train``.
 
-    python benchmarks/tio2_variants.py [--n 1200] [--epochs 300] [--seeds 0 1] [--jobs 2] [--variants base linear]
+    python studies/tio2_variants.py [--n 1200] [--epochs 300] [--seeds 0 1] [--jobs 2] [--variants base linear]
+
+Findings: docs/studies/tio2-potential.md, "Protocols" (the screen) and the sections on each variant.
 """
 
 import argparse
@@ -69,16 +72,16 @@ VARIANTS = {
     "deep_linear": ({}, {"hidden": [64, 64, 64], "linear": True}),
     "wider_linear": ({}, {"hidden": [256, 256], "linear": True}),
     "deep_wide_linear": ({}, {"hidden": [128, 128, 128], "linear": True}),
-    # training variants of wide_linear (session 9): a moving average of the weights, a second loss stage
+    # training variants of wide_linear: a moving average of the weights, a second loss stage
     "ema": ({}, {"hidden": [128, 128], "linear": True}, {"ema_decay": 0.999}),
     "stage_two": ({}, {"hidden": [128, 128], "linear": True},
                   {"stage_two_start": 0.85, "stage_two_force_weight": 0.02}),
     "ema_stage_two": ({}, {"hidden": [128, 128], "linear": True},
                       {"ema_decay": 0.999, "stage_two_start": 0.85, "stage_two_force_weight": 0.02}),
-    "silu_linear": ({}, {"hidden": [128, 128], "linear": True, "activation": "silu"}),  # session 17
-    # the energy loss (mean |error|^p)^(2/p) with p = 4: more weight on the cells fitted worst (session 17)
+    "silu_linear": ({}, {"hidden": [128, 128], "linear": True, "activation": "silu"}),
+    # the energy loss (mean |error|^p)^(2/p) with p = 4: more weight on the cells fitted worst
     "tail4_linear": ({}, {"hidden": [128, 128], "linear": True}, {"energy_loss_power": 4}),
-    # other cell-wide inputs (session 10): species_mean is defined below, pool8 is cell_pool = 8 (session 11)
+    # other cell-wide inputs: species_mean is defined below, pool8 is the package option cell_pool = 8
     "species_mean": ({}, {"hidden": [128, 128], "linear": True, "cell_mean": True}),
     "pool8": ({}, {"hidden": [128, 128], "linear": True, "cell_mean": True, "cell_pool": 8}),
 }

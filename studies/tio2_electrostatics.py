@@ -22,7 +22,9 @@ skipped. The Ewald matrix is the textbook one (Gaussian splitting α, real
 space to 10 Å, reciprocal terms to a relative size of 1e-7); the script checks
 it on rock salt against the Madelung constant first.
 
-    python benchmarks/tio2_electrostatics.py [--model models/tio2]   (about 6 min)
+    python studies/tio2_electrostatics.py [--model models/tio2]   (about 6 min)
+
+Findings: docs/studies/tio2-potential.md, "Kernel and electrostatic corrections".
 """
 
 import argparse

@@ -1,13 +1,15 @@
 """Peak memory of per-atom descriptors for all 165,229 atoms of the TiO2 set.
 
-    python benchmarks/memory_tio2.py [soap|acsf|chebyshev]
+    python benchmarks/descriptors_memory.py [soap|acsf|chebyshev]
 
 Loads the bundled set, computes the per-atom rows (the descriptors work in
 chunks internally) and prints the output size and the process's peak resident
 memory (``ru_maxrss``), which includes Python, NumPy, torch and the 7815 loaded
-structures. The target of issue #4 is a peak under 4 GB.
+structures. The target of issue #4 is a peak under 4 GB. The last line is
+``SUMMARY {json}`` with the same numbers.
 """
 
+import json
 import resource
 import sys
 import time
@@ -32,6 +34,9 @@ def main(name="soap"):
     print(f"descriptor={name} atoms={n_atoms} features={features.shape[1]} "
           f"output_gb={features.nbytes / 1e9:.2f} seconds={seconds:.1f} peak_rss_gb={peak_gb:.2f}")
     assert features.shape[0] == n_atoms == len(index)
+    print("SUMMARY " + json.dumps({"descriptor": name, "atoms": n_atoms, "features": int(features.shape[1]),
+                                   "output_gb": round(features.nbytes / 1e9, 2), "seconds": round(seconds, 1),
+                                   "peak_rss_gb": round(peak_gb, 2)}))
     return peak_gb
 
 

@@ -26,9 +26,11 @@ it implies (autograd through the inputs), which nothing fitted. With
 ``--fit-forces W ...`` fits the correction to the committee's training force
 residuals as well, with weight W on their mean square against the energies'.
 
-    python benchmarks/tio2_residual_kernel.py [--model models/tio2] [--inputs descriptor|all|cell]
-                                              [--references 2000] [--lengths 6 8 12 16] [--lambdas 3e-5 1e-4 3e-4]
-                                              [--forces] [--fit-forces W ...]
+    python studies/tio2_residual_kernel.py [--model models/tio2] [--inputs descriptor|all|cell]
+                                           [--references 2000] [--lengths 6 8 12 16] [--lambdas 3e-5 1e-4 3e-4]
+                                           [--forces] [--fit-forces W ...]
+
+Findings: docs/studies/tio2-potential.md, "Kernel and electrostatic corrections".
 """
 
 import argparse

@@ -5,7 +5,9 @@ A sparse GP of the total energy with the sum-of-local-environments kernel
 environments, Bayesian ridge on the Nyström features), trained on energies only.
 Run under ``/usr/bin/time -v`` for the peak memory::
 
-    OMP_NUM_THREADS=1 /usr/bin/time -v python benchmarks/local_kernel_tio2.py --n-active 2000
+    OMP_NUM_THREADS=1 /usr/bin/time -v python studies/tio2_local_kernel.py --n-active 2000
+
+Findings: docs/studies/tio2-potential.md, "Kernel and electrostatic corrections".
 """
 
 import argparse

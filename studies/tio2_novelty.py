@@ -15,7 +15,9 @@ novelty, each against the rest): reference environments are taken from a random 
 ``tio2:train`` (duplicates kept together) and the other 10 % are scored, for
 each of ``--seeds``.
 
-    python benchmarks/tio2_novelty.py [MODEL ...] [--heldout] [--seeds 0 1]
+    python studies/tio2_novelty.py [MODEL ...] [--heldout] [--seeds 0 1]
+
+Findings: docs/studies/tio2-potential.md, "The edge of the data".
 """
 
 import argparse

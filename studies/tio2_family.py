@@ -27,9 +27,11 @@ their energy above the family's lowest cell and their nearest training cells
 (RMS displacement per atom, minimum image; the family's cells share one atom
 order), to see whether the worst cells lie where the training data are sparse.
 
-    python benchmarks/tio2_family.py [--epochs 1000] [--seeds 0 1 2] [--jobs 2] [--model models/tio2]
-                                     [--train family|formula] [--max-force F] [--volume-input]
-                                     [--cell-pool K] [--set SECTION.KEY=VALUE ...] [--edge]
+    python studies/tio2_family.py [--epochs 1000] [--seeds 0 1 2] [--jobs 2] [--model models/tio2]
+                                  [--train family|formula] [--max-force F] [--volume-input]
+                                  [--cell-pool K] [--set SECTION.KEY=VALUE ...] [--edge]
+
+Findings: docs/studies/tio2-potential.md, "Where the error is" and "Protocols" (the O14Ti8 protocol).
 """
 
 import argparse

@@ -26,8 +26,10 @@ novel to the initial model (38 of 770: the edge of the data) and of the other
 95 %. The atoms of the training set and of the added cells are printed too.
 Each seed draws its own initial set.
 
-    python benchmarks/tio2_active.py [--initial 1000] [--add 500] [--epochs 400] [--seeds 0 1] [--jobs 2]
-                                     [--strategies random novelty top spread] [--fine-tune E [--fine-tune-lr LR]]
+    python studies/tio2_active.py [--initial 1000] [--add 500] [--epochs 400] [--seeds 0 1] [--jobs 2]
+                                  [--strategies random novelty top spread] [--fine-tune E [--fine-tune-lr LR]]
+
+Findings: docs/studies/tio2-potential.md, "Choosing the structures to label next".
 """
 
 import argparse
@@ -37,7 +39,7 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
+sys.path.insert(0, HERE)  # the sibling study studies/tio2_family.py (its recipe()), also when imported from elsewhere
 
 
 def train(frames, seed, epochs, init=None, learning_rate=None):

@@ -5,9 +5,9 @@ repulsion baseline (ZBL-type core repulsion). That only helps cells with
 unusually short contacts. For each test cell given, this prints the shortest
 Ti–Ti, Ti–O and O–O distance (periodic images included) and the share of the
 ``tio2:train`` cells with a shorter one. The default cells are the shipped
-committee's five largest energy errors (docs/benchmarks.md, session 19).
+committee's five largest energy errors (docs/studies/tio2-potential.md, "Where the error is").
 
-    python benchmarks/tio2_contacts.py [--cells 560 63 64 65 730]
+    python studies/tio2_contacts.py [--cells 560 63 64 65 730]
 """
 
 import argparse
