@@ -13,7 +13,7 @@ from contextlib import nullcontext
 import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
 
-from ..descriptors.acsf import single_thread
+from ..batch import single_thread
 from ..errors import InputError
 
 

@@ -44,7 +44,7 @@ from typing import List, Tuple
 import numpy as np
 import torch
 
-from ..descriptors.acsf import torch_dtype
+from ..batch import torch_dtype
 from ..descriptors.chebyshev import pair_channel_weights, type_weights
 from ..errors import InputError
 from ..outputs import write_bytes

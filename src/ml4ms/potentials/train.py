@@ -28,7 +28,7 @@ import warnings
 import numpy as np
 
 from ..config import ANY, Rule, any_keys, boolean, check, integer, is_number, number, or_none, read_toml, string
-from ..descriptors.acsf import _torch, torch_dtype
+from ..batch import AtomsBatch, _torch, torch_dtype
 from ..duplicates import duplicate_groups
 from ..errors import InputError, one_line_warnings
 from ..model_selection import group_train_test_split
@@ -681,21 +681,11 @@ def _train(model, frames, energies, forces, epochs, batch_size, learning_rate, l
     cache = {}
 
     def batch(indices):
-        from ..descriptors.acsf import structure_tensors
-
-        parts = []
         for k in indices:
-            if k not in cache:
-                cache[int(k)] = structure_tensors(frames[k], model.cutoff(), model.species_, model.dtype)
-            parts.append(cache[int(k)])
-        counts = np.array([len(frames[k]) for k in indices], dtype=np.int64)
-        offsets = np.cumsum(counts) - counts
-        t = {key: torch.cat([p[key] for p in parts]) for key in ("positions", "species_index", "shifts")}
-        t["i"] = torch.cat([p["i"] + int(o) for p, o in zip(parts, offsets)])
-        t["j"] = torch.cat([p["j"] + int(o) for p, o in zip(parts, offsets)])
-        t["cell"] = torch.cat([p["cell"].expand(int(n), 3, 3) for p, n in zip(parts, counts)])
-        t["structure"] = np.repeat(np.arange(len(indices)), counts)
-        t["counts"] = counts
+            if int(k) not in cache:
+                cache[int(k)] = model.tensors([frames[k]])
+        t = AtomsBatch.concat(cache[int(k)] for k in indices)
+        counts = t.counts.numpy()
         e_ref = torch.as_tensor(energies[indices], dtype=torch.float64)  # totals ~1e4 eV: float64, as predicted
         f_ref = torch.as_tensor(np.concatenate([forces[k] for k in indices]), dtype=dt)
         return t, e_ref, f_ref, torch.as_tensor(counts, dtype=torch.float64)
