@@ -6,9 +6,10 @@ from ase import Atoms
 from ase.build import molecule
 from ase.spacegroup import crystal
 
+from ml4ms.batch import neighbor_list
 from ml4ms.descriptors import make_descriptor
 from ml4ms.descriptors import acsf as acsf_module
-from ml4ms.descriptors.acsf import ACSF, neighbor_list
+from ml4ms.descriptors.acsf import ACSF
 from ml4ms.errors import InputError
 
 G2 = [(0.003214, 0.0), (0.071421, 0.0), (0.5, 1.5), (1.428426, 2.0)]

@@ -6,7 +6,7 @@ from ase import Atoms
 from ase.spacegroup import crystal
 
 from ml4ms.descriptors import make_descriptor
-from ml4ms.descriptors.acsf import neighbor_list
+from ml4ms.batch import neighbor_list
 from ml4ms.descriptors.chebyshev import Chebyshev, pair_channel_weights, type_weights
 from ml4ms.errors import InputError
 
@@ -236,40 +236,33 @@ def test_gradients_match_finite_differences():
 
 
 def test_batched_core_equals_per_structure():
-    """Two structures in one call (per-atom cells) give the same rows as separate calls."""
+    """Two structures in one call (per-atom cells) give the same rows as separate calls (one 3x3 cell)."""
     import torch
 
-    from ml4ms.descriptors.acsf import structure_tensors
+    from ml4ms.batch import AtomsBatch, collate
     from ml4ms.descriptors.chebyshev import chebyshev_features
 
     frames = [triclinic(), rutile()]
     kw = dict(PARAMS, weights=type_weights(2))
-    singles, parts, offset = [], [], 0
-    for atoms in frames:
-        t = structure_tensors(atoms, 4.5, [8, 22])
-        singles.append(chebyshev_features(t["positions"], t["species_index"], t["cell"], t["i"], t["j"],
-                                          t["shifts"], **kw))
-        parts.append((t, offset))
-        offset += len(atoms)
-    cat = {k: torch.cat([t[k] + (o if k in ("i", "j") else 0) for t, o in parts]) for k in
-           ("positions", "species_index", "i", "j", "shifts")}
-    cells = torch.cat([t["cell"].expand(len(a), 3, 3) for (t, _), a in zip(parts, frames)])
-    batched = chebyshev_features(cat["positions"], cat["species_index"], cells, cat["i"], cat["j"], cat["shifts"], **kw)
-    np.testing.assert_allclose(batched.numpy(), torch.cat(singles).numpy(), rtol=1e-12, atol=1e-12)
+    parts = [collate([atoms], 4.5, [8, 22]) for atoms in frames]
+    singles = [chebyshev_features(t.positions, t.species_index, t.cell[0], t.i, t.j, t.shifts, **kw) for t in parts]
+    for cat in (AtomsBatch.concat(parts), collate(frames, 4.5, [8, 22])):
+        batched = chebyshev_features(cat.positions, cat.species_index, cat.cell, cat.i, cat.j, cat.shifts, **kw)
+        np.testing.assert_allclose(batched.numpy(), torch.cat(singles).numpy(), rtol=1e-12, atol=1e-12)
 
 
 def test_reverse_mode_forces_and_virial_match_jacobians():
     """What a potential does: E = Σ w·X, forces and virial by one backward pass."""
     import torch
 
-    from ml4ms.descriptors.acsf import structure_tensors
+    from ml4ms.batch import collate
 
     atoms = triclinic()
     model = Chebyshev(**PARAMS, reduce=None).fit([atoms])
     X, dX, dS = model.gradients(atoms, strain=True)
     w = np.random.default_rng(0).normal(size=X.shape[1])
-    t = structure_tensors(atoms, 4.5, model.species_)
-    pos = t["positions"].clone().requires_grad_(True)
+    t = collate([atoms], 4.5, model.species_)
+    pos = t.positions.clone().requires_grad_(True)
     eps = torch.zeros(3, 3, dtype=pos.dtype, requires_grad=True)
     energy = (model._core(t)(pos, eps) @ torch.as_tensor(w)).sum()
     f_pos, f_eps = torch.autograd.grad(energy, (pos, eps))
@@ -283,7 +276,7 @@ def test_reverse_mode_forces_and_virial_match_jacobians():
 def test_analytic_pair_gradients_match_autograd(n_species, angular_radial_order, pairs, long):
     import torch
 
-    from ml4ms.descriptors.acsf import batch_tensors, pair_vectors
+    from ml4ms.batch import collate, pair_vectors
     from ml4ms.descriptors.chebyshev import chebyshev_features, chebyshev_pair_gradients
 
     numbers = [8, 22, 12][:n_species]
@@ -291,16 +284,15 @@ def test_analytic_pair_gradients_match_autograd(n_species, angular_radial_order,
     atoms = Atoms(numbers=rng.choice(numbers, 9), positions=rng.uniform(0, 5.5, (9, 3)), cell=[5.5, 5.6, 5.4],
                   pbc=True)
     species = sorted(set(int(z) for z in atoms.numbers))
-    t = batch_tensors([atoms], max(4.5, long), species)
+    t = collate([atoms], max(4.5, long), species)
     kw = dict(radial_cutoff=4.5, radial_order=7, angular_cutoff=3.5, angular_order=4, long_radial_cutoff=long,
               long_radial_order=3,
               weights=type_weights(len(species)) if len(species) > 1 else None,
               angular_radial_order=angular_radial_order,
               angular_weights=pair_channel_weights(len(species)) if pairs else None)
-    D = pair_vectors(t["positions"], t["cell"], t["i"], t["j"], t["shifts"]).detach().requires_grad_(True)
-    X = chebyshev_features(t["positions"], t["species_index"], t["cell"], t["i"], t["j"], t["shifts"], vectors=D,
-                           **kw)
+    D = pair_vectors(t.positions, t.cell, t.i, t.j, t.shifts).detach().requires_grad_(True)
+    X = chebyshev_features(t.positions, t.species_index, t.cell, t.i, t.j, t.shifts, vectors=D, **kw)
     ref = torch.stack([torch.autograd.grad(X[:, f].sum(), D, retain_graph=True)[0] for f in range(X.shape[1])], 1)
-    G = chebyshev_pair_gradients(D.detach(), t["species_index"], t["i"], t["j"], len(atoms), **kw)
+    G = chebyshev_pair_gradients(D.detach(), t.species_index, t.i, t.j, len(atoms), **kw)
     assert G.shape == ref.shape and float(ref.abs().max()) > 0.1
     np.testing.assert_allclose(G.numpy(), ref.numpy(), atol=1e-10)

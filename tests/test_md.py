@@ -13,7 +13,7 @@ from ml4ms.potentials.md import MDInterrupted
 
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
-    from ml4ms.descriptors.acsf import single_thread
+    from ml4ms.batch import single_thread
 
     with single_thread():
         yield

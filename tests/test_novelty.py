@@ -354,7 +354,8 @@ def test_warm_start_continues_from_the_weights_and_refits_the_references(trained
     import copy
 
     import ml4ms.cli as cli
-    from ml4ms.potentials.train import predict_potential, train_committee
+    from ml4ms.potentials.committee import as_committee
+    from ml4ms.potentials.train import train_committee
 
     base = copy.deepcopy(trained)
     more = frames + [_compressed(a, 0.95) for a in frames[:4]]
@@ -365,12 +366,12 @@ def test_warm_start_continues_from_the_weights_and_refits_the_references(trained
     # a learning rate of 0: the weights, standardisation and reference energies are exactly the old ones
     still, _ = train_potential(copy.deepcopy(base), more, warm_start=True,
                                **dict(TRAIN, epochs=1, learning_rate=0.0, valid_fraction=0.0))
-    assert np.allclose(predict_potential(still, frames)[0], predict_potential(base, frames)[0], atol=1e-8)
+    assert np.allclose(as_committee(still).predict(frames)[0], as_committee(base).predict(frames)[0], atol=1e-8)
     # ... and the reference environments now are all the atoms of the training cells, the new ones included
     assert base.novelty(more[len(frames):]).min() > 1e-2 and still.novelty(more[len(frames):]).max() < 1e-3
     ck = str(tmp_path / "ck")
     moved, _ = train_potential(base, more, warm_start=True, checkpoint_dir=ck, **dict(TRAIN, epochs=2))
-    assert not np.allclose(predict_potential(moved, frames)[0], predict_potential(base, frames)[0])
+    assert not np.allclose(as_committee(moved).predict(frames)[0], as_committee(base).predict(frames)[0])
     assert hasattr(base, "novelty_references_")  # the caller's potential is left as it was
     # a checkpoint remembers where its run started: not another potential, not a run from scratch
     with pytest.raises(InputError, match="from another potential"):
@@ -380,7 +381,7 @@ def test_warm_start_continues_from_the_weights_and_refits_the_references(trained
     with pytest.raises(InputError, match="started anew"):
         train_potential(base, more, warm_start=True, checkpoint_dir=str(tmp_path / "anew"), **dict(TRAIN, epochs=2))
     again, _ = train_potential(base, more, warm_start=True, checkpoint_dir=ck, **dict(TRAIN, epochs=2))
-    assert np.allclose(predict_potential(again, frames)[0], predict_potential(moved, frames)[0])  # resumed: done
+    assert np.allclose(as_committee(again).predict(frames)[0], as_committee(moved).predict(frames)[0])  # resumed: done
     from ase.build import bulk
 
     with pytest.raises(InputError, match="Z=20") as err:
@@ -394,7 +395,7 @@ def test_warm_start_continues_from_the_weights_and_refits_the_references(trained
         train_committee([base, base], frames, **TRAIN)
     members, _ = train_committee([copy.deepcopy(base), copy.deepcopy(base)], more, jobs=1, warm_start=True,
                                  **dict(TRAIN, epochs=1, learning_rate=0.0))
-    assert len(members) == 2 and np.allclose(predict_potential(members, frames)[0], predict_potential(base, frames)[0],
+    assert len(members) == 2 and np.allclose(as_committee(members).predict(frames)[0], as_committee(base).predict(frames)[0],
                                              atol=1e-8)
     # the command line: --init continues a committee, every member
     save_potential(tmp_path / "old", [base, base])

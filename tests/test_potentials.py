@@ -19,7 +19,7 @@ TRAIN = dict(epochs=4, batch_size=6, learning_rate=0.01, force_weight=0.1, valid
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
     # tiny tensors: extra torch threads only spin-wait on a shared machine
-    from ml4ms.descriptors.acsf import single_thread
+    from ml4ms.batch import single_thread
 
     with single_thread():
         yield
@@ -921,13 +921,13 @@ def test_activation_changes_the_network_and_is_checked(frames):
     # by hand: one element's network on one atom's input
     import torch
 
-    H = silu.network_inputs(silu.features(silu.tensors([atoms])), silu.tensors([atoms])["species_index"],
+    H = silu.network_inputs(silu.features(silu.tensors([atoms])), silu.tensors([atoms]).species_index,
                             silu.torch_parameters(requires_grad=False), None)
-    s = int(silu.tensors([atoms])["species_index"][0])
+    s = int(silu.tensors([atoms]).species_index[0])
     W0, b0, W1, b1 = (torch.as_tensor(w, dtype=H.dtype) for w in silu.weights_[s])
     z = H[0] @ W0 + b0
     by_hand = float(((z * torch.sigmoid(z)) @ W1 + b1) * silu.energy_scale_)
-    got = float(silu.network_outputs(H, silu.tensors([atoms])["species_index"],
+    got = float(silu.network_outputs(H, silu.tensors([atoms]).species_index,
                                   silu.torch_parameters(requires_grad=False))[0])
     assert by_hand == pytest.approx(got, rel=1e-12)
     with pytest.raises(InputError, match="activation must be one of 'tanh', 'silu', got 'relu'"):

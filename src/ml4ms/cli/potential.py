@@ -260,6 +260,7 @@ def stop_summary(training):
 
 
 def run_fit(args):
+    from ..potentials.committee import Committee
     from ..potentials.io import load_potential, save_potential
     from ..potentials.model import NeuralPotential
     from ..potentials.train import (check_training_options, checkpoint_epochs, labels_of, read_config,
@@ -269,9 +270,9 @@ def run_fit(args):
     if args.init:
         model = load_potential(args.init)
         kwargs["warm_start"] = True
-        if isinstance(model, list) and len(model) == 1:
+        if isinstance(model, Committee) and len(model) == 1:
             model = model[0]
-        if isinstance(model, list):
+        if isinstance(model, Committee):
             if args.members not in (None, len(model)):
                 raise InputError(f"--members {args.members}, but {args.init} is a committee of {len(model)}",
                                  hint="leave out --members: every member continues")
@@ -339,16 +340,17 @@ def run_eval(args):
     import numpy as np
 
     from ..outputs import write_json
+    from ..potentials.committee import as_committee
     from ..potentials.io import load_potential
-    from ..potentials.train import errors_by_formula, evaluate_errors, labels_of, predict_potential, worst_structures
+    from ..potentials.train import errors_by_formula, evaluate_errors, labels_of, worst_structures
 
-    model = load_potential(args.model)  # a committee (list) is scored by its mean
+    committee = as_committee(load_potential(args.model))  # a committee is scored by its mean
     frames, source = _structures(args.data)
     energies, forces = labels_of(frames, source)
-    pred_e, pred_f, spread = predict_potential(model, frames, return_std=True)
-    out = evaluate_errors(model, frames, energies, forces, predictions=(pred_e, pred_f))
-    if isinstance(model, list):
-        out["committee_members"] = len(model)
+    pred_e, pred_f, spread = committee.predict(frames, return_std=True)
+    out = evaluate_errors(committee, frames, energies, forces, predictions=(pred_e, pred_f))
+    if len(committee) > 1:
+        out["committee_members"] = len(committee)
     by_formula = errors_by_formula(frames, energies, forces, (pred_e, pred_f))
     if len(by_formula) > 1:
         out["by_formula"] = by_formula
@@ -358,11 +360,10 @@ def run_eval(args):
     base = os.path.splitext(plot)[0]
     _parity_plots(energies / n, pred_e / n, forces, pred_f, base, f"{args.model} on {source}")
     out["parity_plots"] = [base + "_energy.png", base + "_forces.png"]
-    members = model if isinstance(model, list) else [model]
-    has_references = all(hasattr(m, "novelty_references_") for m in members)
+    has_references = committee.has_novelty
     if len(frames) > 1 and has_references:
-        out["novelty"] = _novelty(members, frames, 1000 * (pred_e - energies) / n,
-                                  1000 * spread / n if len(members) > 1 else None, base + "_novelty.png",
+        out["novelty"] = _novelty(committee, frames, 1000 * (pred_e - energies) / n,
+                                  1000 * spread / n if len(committee) > 1 else None, base + "_novelty.png",
                                   f"{args.model} on {source}")
     out["data"] = source
     if args.json:
@@ -426,12 +427,12 @@ def _parity_plots(e_ref, e_pred, forces, pred_f, base, title):
     return energy, force
 
 
-def _novelty(members, frames, errors, spread, plot, title):
+def _novelty(committee, frames, errors, spread, plot, title):
     """The committee's mean novelty of ``frames`` against their energy errors (meV/atom), with a plot."""
     from ..plots import score_plot
-    from ..potentials.novelty import committee_novelty, novelty_report
+    from ..potentials.novelty import novelty_report
 
-    novelty = committee_novelty(members, frames)
+    novelty = committee.novelty(frames)
     report = novelty_report(novelty, errors, frames, spread)
     score_plot(novelty, errors, plot, "novelty", "energy error", title=title, highlight=report["largest_errors"],
                threshold=1.0, score_unit="1 = 99th percentile of training", error_unit="meV/atom",
@@ -441,11 +442,12 @@ def _novelty(members, frames, errors, spread, plot, title):
 
 
 def run_fit_novelty(args):
+    from ..potentials.committee import as_committee
     from ..potentials.io import load_potential, save_potential
 
     model, meta = load_potential(args.model, with_metadata=True)
     frames, source = _structures(args.data)
-    members = model if isinstance(model, list) else [model]
+    members = as_committee(model).members
     try:
         for m in members:
             m.fit_novelty(frames, args.references, progress=True)
@@ -461,21 +463,20 @@ def run_select(args):
     import numpy as np
 
     from ..outputs import write_json, write_structures
+    from ..potentials.committee import as_committee
     from ..potentials.io import load_potential
     from ..potentials.novelty import novel_structures
-    from ..potentials.train import committee_spread
     from ..structures import check_structures
 
-    model = load_potential(args.model)
-    members = model if isinstance(model, list) else [model]
+    committee = as_committee(load_potential(args.model))
     if args.by == "spread" and args.min_novelty:
         raise InputError("--min-novelty applies to --by novelty only")
-    if args.by == "spread" and len(members) < 2:
+    if args.by == "spread" and len(committee) < 2:
         raise InputError("one model, so it has no committee spread", source=args.model,
                          hint="use --by novelty, or train a committee (--members 3)")
     if args.by == "novelty":
         try:
-            for m in members:
+            for m in committee:
                 m._require_references()
         except InputError as exc:
             raise InputError(exc.message, source=args.model,
@@ -487,11 +488,11 @@ def run_select(args):
     check_structures(frames, source=source)
     try:
         if args.by == "spread":
-            score = 1000 * committee_spread(members, frames)
+            score = 1000 * committee.energy_spread(frames)
             order = np.argsort(-score, kind="stable")[:args.n]
             values = score[order]
         else:
-            order, values = novel_structures(members, frames, args.n, min_novelty=args.min_novelty, progress=True)
+            order, values = novel_structures(committee, frames, args.n, min_novelty=args.min_novelty, progress=True)
     except InputError as exc:
         raise InputError(exc.message, source=source, index=exc.index, hint=exc.hint) from None
     key = "novelty" if args.by == "novelty" else "spread_mev_per_atom"
@@ -577,14 +578,14 @@ def run_check(args):
 
 
 def run_export(args):
+    from ..potentials.committee import Committee
     from ..potentials.export import export_torchscript
     from ..potentials.io import load_potential
 
     model = load_potential(args.model)
     module = export_torchscript(model, args.output)
-    first = model[0] if isinstance(model, list) else model
-    what = f"the mean of a committee of {len(model)}, " if isinstance(model, list) else ""
-    print(f"wrote {args.output}: TorchScript, {what}species {list(first.species_)}, neighbour cutoff "
+    what = f"the mean of a committee of {len(model)}, " if isinstance(model, Committee) else ""
+    print(f"wrote {args.output}: TorchScript, {what}species {list(model.species_)}, neighbour cutoff "
           f"{module.cutoff} Å; forward(positions, numbers, cell, i, j, shifts) -> (energy, forces, "
           "virial = -dE/dstrain)")
     return 0
@@ -627,8 +628,8 @@ def run_md_cmd(args):
               file=sys.stderr)
         return 130
     result["trajectory"] = args.output
-    if all(hasattr(m, "novelty_references_") for m in calc.models):
-        result["novelty"] = _trajectory_novelty(calc.models, args.output, args.interval)
+    if calc.committee.has_novelty:
+        result["novelty"] = _trajectory_novelty(calc.committee, args.output, args.interval)
     if args.json:
         write_json(args.json, result)
     print(md_line(result))
@@ -663,14 +664,12 @@ def md_line(result):
     return head + f"{result['atom_steps_per_second']:.0f} atom-steps/s"
 
 
-def _trajectory_novelty(models, trajectory, interval):
+def _trajectory_novelty(committee, trajectory, interval):
     """Committee novelty of the frames of a written trajectory (every ``interval`` steps)."""
     import numpy as np
     from ase.io import read
 
-    from ..potentials.novelty import committee_novelty
-
-    novelty = committee_novelty(models, read(trajectory, ":"))
+    novelty = committee.novelty(read(trajectory, ":"))
     above = np.flatnonzero(novelty > 1.0)
     return {"every_steps": int(interval), "values": novelty.tolist(), "max": float(novelty.max()),
             "first_above_1_step": int(above[0]) * int(interval) if len(above) else None}

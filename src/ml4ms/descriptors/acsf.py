@@ -38,15 +38,16 @@ neighbour) blocks grouped by neighbour species (:func:`center_blocks`), with
 the j–k factor of G4 looked up from the pair list instead of recomputed per
 triplet; small structures are featurized together in one call
 (:class:`BatchedLocal`), on one torch thread (parallelism: ``n_jobs``).
-For a neural-network potential, call :func:`acsf_features` on tensors from
-:func:`structure_tensors` or :func:`batch_tensors` with ``positions`` (and a
-zero ``strain``) requiring grad.
+For a neural-network potential, call :func:`acsf_features` on the fields of
+an :class:`~ml4ms.batch.AtomsBatch` (:func:`~ml4ms.batch.collate`) with
+``positions`` (and a zero ``strain``) requiring grad.
 """
 
 import math
 
 import numpy as np
 
+from ..batch import _torch, collate, pair_vectors, single_thread, torch_dtype
 from ..errors import InputError
 from .base import LocalDescriptor
 
@@ -59,103 +60,6 @@ DEFAULT_G2 = [(eta, 0.0) for eta in (0.003214, 0.035711, 0.071421, 0.124987,
 #: 54 G4, the counts of Artrith & Urban's TiO2 set, plus DScribe's G1).
 DEFAULT_G4 = [(eta, zeta, lam) for eta in (0.000357, 0.028569, 0.089277)
               for zeta in (1.0, 2.0, 4.0) for lam in (-1.0, 1.0)]
-
-
-# ---------------------------------------------------------------- geometry --
-
-
-def neighbor_list(positions, cell, pbc, cutoff):
-    """Ordered pairs (i, j, S) with ``|r_j + S·cell − r_i| < cutoff``, sorted by ``i``.
-
-    :func:`ml4ms.neighbors.neighbor_pairs` on arrays; cells smaller than the
-    cutoff are handled and the zero-shift self pair is excluded.
-
-    Examples
-    --------
-    >>> from ase.build import bulk
-    >>> a = bulk("Cu", "fcc", a=3.6)
-    >>> i, j, S = neighbor_list(a.positions, a.cell.array, a.pbc, 3.0)
-    >>> len(i)
-    12
-    """
-    from ase import Atoms
-
-    from ..neighbors import neighbor_pairs
-
-    atoms = Atoms(positions=np.asarray(positions, dtype=float).reshape(-1, 3), cell=cell, pbc=pbc)
-    if atoms.pbc.all() and abs(np.linalg.det(atoms.cell.array)) < 1e-12:
-        raise InputError("periodic cell has zero volume", hint="give a full-rank cell or set pbc=False")
-    i, j, _, S = neighbor_pairs(atoms, cutoff)
-    order = np.argsort(i, kind="stable")
-    return i[order], j[order], S[order]
-
-
-def atoms_neighbor_list(atoms, cutoff):
-    """:func:`neighbor_list` of an :class:`ase.Atoms`."""
-    return neighbor_list(atoms.positions, atoms.cell.array, atoms.pbc, cutoff)
-
-
-def _torch():
-    import torch
-
-    return torch
-
-
-class single_thread:
-    """Run torch on one intra-op thread inside the block (restored after).
-
-    The per-structure tensors are small: extra threads only add spin-waiting,
-    which is very slow on a loaded machine. Parallelism comes from ``n_jobs``.
-    """
-
-    def __enter__(self):
-        torch = _torch()
-        self._n = torch.get_num_threads()
-        if self._n != 1:
-            torch.set_num_threads(1)
-        return self
-
-    def __exit__(self, *exc):
-        if self._n != 1:
-            _torch().set_num_threads(self._n)
-        return False
-
-
-def torch_dtype(dtype):
-    """``"float64"``/``"float32"`` (or a torch dtype) -> torch dtype."""
-    torch = _torch()
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype in ("float64", "double", np.float64, float):
-        return torch.float64
-    if dtype in ("float32", "float", np.float32):
-        return torch.float32
-    raise InputError(f"unknown dtype '{dtype}'", hint="use 'float64' or 'float32'")
-
-
-def pair_vectors(positions, cell, i, j, shifts, strain=None):
-    """Vectors ``D_ij = r_j + S·cell − r_i`` as a torch tensor (n_pairs, 3).
-
-    ``cell`` is (3, 3), or (n_atoms, 3, 3) to batch several structures in one
-    call (row *a* is the cell of the structure that owns atom *a*). With
-    ``strain`` (a 3×3 tensor ε, or (n_atoms, 3, 3) when batching; usually
-    zeros with ``requires_grad``), positions and cell are deformed by
-    ``(1 + ε)``, so ``dE/dε`` at ε = 0 is the virial (−stress × volume).
-    """
-    torch = _torch()
-    D = positions[j] - positions[i]
-    if shifts.shape[0] and bool(shifts.any()):
-        S = shifts.to(positions.dtype)
-        if cell.dim() == 3:
-            D = D + torch.einsum("px,pxy->py", S, cell[i])
-        else:
-            D = D + S @ cell
-    if strain is not None:
-        if strain.dim() == 3:
-            D = D + torch.einsum("px,pxy->py", D, strain[i])
-        else:
-            D = D @ (torch.eye(3, dtype=positions.dtype) + strain)
-    return D
 
 
 def cosine_cutoff(r, r_cut):
@@ -236,59 +140,11 @@ def padded(values, slot, rows, M, fill=0.0):
     return base.index_put((slot,), values).reshape((rows, M) + tuple(values.shape[1:]))
 
 
-def structure_tensors(atoms, cutoff, species, dtype="float64"):
-    """Torch inputs of the feature functions for one structure.
-
-    Returns
-    -------
-    dict with ``positions`` (n, 3), ``cell`` (3, 3), ``species_index`` (n,)
-    (index into ``species``), ``i``, ``j`` (n_pairs,) and ``shifts``
-    (n_pairs, 3), from :func:`neighbor_list` with ``cutoff``.
-    """
-    torch = _torch()
-    dt = torch_dtype(dtype)
-    lookup = {int(z): k for k, z in enumerate(species)}
-    try:
-        index = [lookup[int(z)] for z in atoms.numbers]
-    except KeyError as exc:
-        raise InputError(f"element Z={exc.args[0]} is not among the species {list(species)}",
-                         hint="add it to species or refit") from None
-    i, j, S = atoms_neighbor_list(atoms, cutoff)
-    return {
-        "positions": torch.as_tensor(np.asarray(atoms.positions), dtype=dt),
-        "cell": torch.as_tensor(np.asarray(atoms.cell.array), dtype=dt),
-        "species_index": torch.as_tensor(np.asarray(index, dtype=np.int64)),
-        "i": torch.from_numpy(i),
-        "j": torch.from_numpy(j),
-        "shifts": torch.from_numpy(S),
-    }
-
-
-def batch_tensors(frames, cutoff, species, dtype="float64"):
-    """:func:`structure_tensors` of several structures, concatenated for one call.
-
-    Pair indices are offset, ``cell`` is per atom (n_atoms, 3, 3) and
-    ``structure`` (numpy, per atom) and ``counts`` (atoms per structure)
-    are added.
-    """
-    torch = _torch()
-    parts = [structure_tensors(a, cutoff, species, dtype) for a in frames]
-    counts = np.array([len(a) for a in frames], dtype=np.int64)
-    offsets = np.cumsum(counts) - counts
-    out = {k: torch.cat([p[k] for p in parts]) for k in ("positions", "species_index", "shifts")}
-    out["i"] = torch.cat([p["i"] + int(o) for p, o in zip(parts, offsets)])
-    out["j"] = torch.cat([p["j"] + int(o) for p, o in zip(parts, offsets)])
-    out["cell"] = torch.cat([p["cell"].expand(int(n), 3, 3) for p, n in zip(parts, counts)])
-    out["structure"] = np.repeat(np.arange(len(frames)), counts)
-    out["counts"] = counts
-    return out
-
-
 class BatchedLocal(LocalDescriptor):
     """Local descriptor that featurizes small structures together, in one torch call.
 
-    Subclasses write ``_batch_core(tensors)`` returning the (n_atoms, F)
-    tensor for :func:`batch_tensors` input, and ``_cutoff()``.
+    Subclasses write ``_batch_core(batch)`` returning the (n_atoms, F)
+    tensor of an :class:`~ml4ms.batch.AtomsBatch`, and ``_cutoff()``.
     """
 
     #: structures are grouped up to this many atoms per call
@@ -296,13 +152,13 @@ class BatchedLocal(LocalDescriptor):
 
     def _featurize_batch(self, frames):
         torch = _torch()
-        tensors = batch_tensors(frames, self._cutoff(), self.species_, self.dtype)
+        batch = collate(frames, self._cutoff(), self.species_, self.dtype)
         with torch.no_grad(), single_thread():
-            out = self._batch_core(tensors).to(torch.float64).numpy()
-        return np.split(out, np.cumsum(tensors["counts"])[:-1])
+            out = self._batch_core(batch).to(torch.float64).numpy()
+        return batch.split(out)
 
 
-def feature_gradients(func, tensors, strain=False):
+def feature_gradients(func, batch, strain=False):
     """Jacobian of ``func(positions, strain) -> (n_atoms, F)`` by forward-mode autograd.
 
     One forward pass with dual numbers per position coordinate (and per
@@ -320,7 +176,7 @@ def feature_gradients(func, tensors, strain=False):
         warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=DeprecationWarning)
         with fwAD.dual_level():
             fwAD.make_dual(torch.zeros(1), torch.zeros(1))
-    pos = tensors["positions"]
+    pos = batch.positions
     n = pos.shape[0]
     eps = torch.zeros(3, 3, dtype=pos.dtype)
     columns = []
@@ -343,13 +199,13 @@ def feature_gradients(func, tensors, strain=False):
     return d_pos
 
 
-def structure_gradients(func, tensors, strain=False):
+def structure_gradients(func, batch, strain=False):
     """Features and their position (and strain) Jacobians of one structure, as numpy."""
     torch = _torch()
     with single_thread():
-        grads = feature_gradients(func, tensors, strain=strain)
+        grads = feature_gradients(func, batch, strain=strain)
         with torch.no_grad():
-            X = func(tensors["positions"]).to(torch.float64).numpy()
+            X = func(batch.positions).to(torch.float64).numpy()
     if strain:
         return X, grads[0].astype(np.float64), grads[1].astype(np.float64)
     return X, grads.astype(np.float64)
@@ -394,7 +250,7 @@ def acsf_features(positions, species_index, cell, i, j, shifts, *, n_species, r_
     structure : ndarray of int (n_atoms,), optional
         For a batch of several structures in one call (block-diagonal pairs,
         ``cell`` of shape (n_atoms, 3, 3)): the non-decreasing structure
-        index of every atom (see :func:`batch_tensors`). Only used to keep
+        index of every atom (:attr:`~ml4ms.batch.AtomsBatch.structure`). Only used to keep
         the internal pair lookup table small.
     vectors : torch.Tensor (n_pairs, 3), optional
         The pair vectors themselves (as :func:`chebyshev_features`); the
@@ -683,25 +539,24 @@ class ACSF(BatchedLocal):
         n = len(self.species_)
         return (int(bool(self.g1)) + len(g2) + len(g3)) * n + (len(g4) + len(g5)) * n * (n + 1) // 2
 
-    def _core(self, tensors):
+    def _core(self, batch):
         g2, g3, g4, g5 = self._params()
         r_cut = float(self.r_cut)
         n_species = len(self.species_)
-        species_index = tensors["species_index"]
-        cell, i, j, shifts = tensors["cell"], tensors["i"], tensors["j"], tensors["shifts"]
+        structure = batch.structure.numpy()
 
         def func(positions, strain=None):
-            return acsf_features(positions, species_index, cell, i, j, shifts, n_species=n_species,
-                                 r_cut=r_cut, g2=g2, g3=g3, g4=g4, g5=g5, g1=self.g1, strain=strain,
-                                 structure=tensors.get("structure"))
+            return acsf_features(positions, batch.species_index, batch.cell, batch.i, batch.j, batch.shifts,
+                                 n_species=n_species, r_cut=r_cut, g2=g2, g3=g3, g4=g4, g5=g5, g1=self.g1,
+                                 strain=strain, structure=structure)
 
         return func
 
     def _cutoff(self):
         return float(self.r_cut)
 
-    def _batch_core(self, tensors):
-        return self._core(tensors)(tensors["positions"])
+    def _batch_core(self, batch):
+        return self._core(batch)(batch.positions)
 
     def gradients(self, atoms, strain=False):
         """Per-atom features and their derivatives for one structure.
@@ -724,8 +579,8 @@ class ACSF(BatchedLocal):
 
         check_is_fitted(self, "n_features_out_")
         self._check_species([atoms])
-        tensors = structure_tensors(atoms, float(self.r_cut), self.species_, self.dtype)
-        return structure_gradients(self._core(tensors), tensors, strain)
+        batch = collate([atoms], float(self.r_cut), self.species_, self.dtype)
+        return structure_gradients(self._core(batch), batch, strain)
 
     def get_feature_names_out(self, input_features=None):
         from ase.data import chemical_symbols

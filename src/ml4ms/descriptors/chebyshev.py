@@ -75,18 +75,9 @@ import math
 
 import numpy as np
 
+from ..batch import _torch, collate, pair_vectors, torch_dtype
 from ..errors import InputError
-from .acsf import (
-    BatchedLocal,
-    _torch,
-    center_blocks,
-    cosine_cutoff,
-    padded,
-    pair_vectors,
-    structure_gradients,
-    structure_tensors,
-    torch_dtype,
-)
+from .acsf import BatchedLocal, center_blocks, cosine_cutoff, padded, structure_gradients
 
 
 def type_weights(n_species):
@@ -534,13 +525,11 @@ class Chebyshev(BatchedLocal):
     def _cutoff(self):
         return max(float(self.radial_cutoff), float(self.angular_cutoff), float(self.long_radial_cutoff))
 
-    def _core(self, tensors):
+    def _core(self, batch):
         weights = self.type_weights_ if len(self.species_) > 1 else None
-        species_index, cell = tensors["species_index"], tensors["cell"]
-        i, j, shifts = tensors["i"], tensors["j"], tensors["shifts"]
 
         def func(positions, strain=None):
-            return chebyshev_features(positions, species_index, cell, i, j, shifts,
+            return chebyshev_features(positions, batch.species_index, batch.cell, batch.i, batch.j, batch.shifts,
                                       radial_cutoff=float(self.radial_cutoff), radial_order=int(self.radial_order),
                                       angular_cutoff=float(self.angular_cutoff),
                                       angular_order=int(self.angular_order), weights=weights, strain=strain,
@@ -551,8 +540,8 @@ class Chebyshev(BatchedLocal):
 
         return func
 
-    def _batch_core(self, tensors):
-        return self._core(tensors)(tensors["positions"])
+    def _batch_core(self, batch):
+        return self._core(batch)(batch.positions)
 
     def gradients(self, atoms, strain=False):
         """Per-atom features and their derivatives for one structure.
@@ -570,8 +559,8 @@ class Chebyshev(BatchedLocal):
 
         check_is_fitted(self, "n_features_out_")
         self._check_species([atoms])
-        tensors = structure_tensors(atoms, self._cutoff(), self.species_, self.dtype)
-        return structure_gradients(self._core(tensors), tensors, strain)
+        batch = collate([atoms], self._cutoff(), self.species_, self.dtype)
+        return structure_gradients(self._core(batch), batch, strain)
 
     def get_feature_names_out(self, input_features=None):
         from sklearn.utils.validation import check_is_fitted

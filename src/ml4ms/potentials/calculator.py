@@ -13,8 +13,9 @@ from contextlib import nullcontext
 import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
 
-from ..descriptors.acsf import single_thread
+from ..batch import single_thread
 from ..errors import InputError
+from .committee import as_committee
 
 
 class NeuralPotentialCalculator(Calculator):
@@ -22,8 +23,9 @@ class NeuralPotentialCalculator(Calculator):
 
     Parameters
     ----------
-    model : NeuralPotential, list of NeuralPotential, or str
-        A model, a committee (list) or a potential folder.
+    model : NeuralPotential, Committee, or str
+        A model, a committee (:class:`~ml4ms.potentials.committee.Committee`,
+        or a list of models) or a potential folder.
     skin : float, default 0.5
         Extra neighbour-list distance (Å) that allows reuse between steps.
     threads_above : int, default 1000
@@ -36,7 +38,7 @@ class NeuralPotentialCalculator(Calculator):
     Notes
     -----
     With a committee, ``energy``/``forces``/``stress`` are the committee means and
-    ``results`` also holds ``energy_std`` (eV) and ``forces_std`` (n_atoms, 3; eV/Å),
+    ``results`` also holds ``energy_std`` (eV), ``forces_std`` (n_atoms, 3; eV/Å) and ``stress_std``,
     the spread of the members (for active learning). With ``novelty=True``
     ``results`` holds ``novelty`` (the structure's, averaged over the members;
     above 1 it lies further from the training data than 99 % of the training
@@ -63,34 +65,28 @@ class NeuralPotentialCalculator(Calculator):
             from .io import load_potential
 
             model = load_potential(model)
-        self.models = list(model) if isinstance(model, (list, tuple)) else [model]
-        if not self.models:
-            raise InputError("a committee needs at least one model")
+        self.committee = as_committee(model)
         self.skin = float(skin)
         self.threads_above = int(threads_above)
         self.novelty = bool(novelty)
         if self.novelty:
-            missing = [k for k, m in enumerate(self.models) if not hasattr(m, "novelty_references_")]
+            missing = [k for k, m in enumerate(self.committee) if not hasattr(m, "novelty_references_")]
             if missing:
                 raise InputError(f"novelty=True, but model {missing[0]} keeps no reference environments",
                                  hint="retrain it with 'ml4ms potential fit', or call fit_novelty(training "
                                       "structures) and save it again")
-        self._nl = None  # (numbers, cell, pbc, positions, {cutoff: tensors})
+        self._nl = None  # (numbers, cell, pbc, positions, batch): the members share one neighbour list
         self.n_builds = 0
 
-    def _tensors(self, atoms, model):
-        cutoff = model.cutoff()
+    def _tensors(self, atoms):
         key = (atoms.numbers.tobytes(), np.asarray(atoms.cell).tobytes(), atoms.pbc.tobytes())
         if self._nl is not None and self._nl[0] == key and self.skin > 0:
             moved = np.sqrt(((atoms.positions - self._nl[1]) ** 2).sum(1)).max() if len(atoms) else 0.0
             if moved <= 0.5 * self.skin:
-                cache = self._nl[2]
-                if cutoff not in cache:
-                    cache[cutoff] = model.tensors([atoms], cutoff + self.skin)
-                return cache[cutoff]
-        t = model.tensors([atoms], cutoff + self.skin)
+                return self._nl[2]
+        t = self.committee[0].tensors([atoms], self.committee.cutoff() + self.skin)
         self.n_builds += 1
-        self._nl = (key, atoms.positions.copy(), {cutoff: t})
+        self._nl = (key, atoms.positions.copy(), t)
         return t
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
@@ -99,24 +95,16 @@ class NeuralPotentialCalculator(Calculator):
         want_stress = "stress" in properties
         if want_stress and not all(atoms.pbc):
             raise InputError("stress needs a periodic cell in all three directions")
-        es, fs, ss, nov = [], [], [], []
         # small cells: one torch thread (extra threads only spin-wait on tensors this small)
         with single_thread() if len(atoms) < self.threads_above else nullcontext():
-            for m in self.models:
-                e, f, s = m.compute(atoms, forces=True, stress=want_stress, tensors=self._tensors(atoms, m))
-                es.append(e)
-                fs.append(f)
-                ss.append(s)
-                if self.novelty:
-                    nov.append(m.atom_novelty(self._tensors(atoms, m), positions=atoms.positions))
-        self.results["energy"] = float(np.mean(es))
-        self.results["free_energy"] = self.results["energy"]
-        self.results["forces"] = np.mean(fs, axis=0)
+            t = self._tensors(atoms)
+            r = self.committee.compute(atoms, forces=True, stress=want_stress, tensors=t)
+            nov = [m.atom_novelty(t, positions=atoms.positions) for m in self.committee] if self.novelty else []
+        self.results.update(energy=r["energy"], free_energy=r["energy"], forces=r["forces"])
         if want_stress:
-            self.results["stress"] = np.mean(ss, axis=0)
-        if len(self.models) > 1:
-            self.results["energy_std"] = float(np.std(es))
-            self.results["forces_std"] = np.std(fs, axis=0)
+            self.results["stress"] = r["stress"]
+        if len(self.committee) > 1:
+            self.results.update({k: r[k] for k in ("energy_std", "forces_std", "stress_std") if k in r})
         if self.novelty:
             self.results["atom_novelty"] = np.mean(nov, axis=0)
             self.results["novelty"] = float(self.results["atom_novelty"].mean())

@@ -44,7 +44,7 @@ from typing import List, Tuple
 import numpy as np
 import torch
 
-from ..descriptors.acsf import torch_dtype
+from ..batch import torch_dtype
 from ..descriptors.chebyshev import pair_channel_weights, type_weights
 from ..errors import InputError
 from ..outputs import write_bytes
@@ -291,8 +291,8 @@ def export_torchscript(model, path):
 
     Parameters
     ----------
-    model : NeuralPotential or list of NeuralPotential
-        Fitted, with ``descriptor="chebyshev"``. A committee (list) is
+    model : NeuralPotential or Committee
+        Fitted, with ``descriptor="chebyshev"``. A committee is
         written as one module that returns the members' mean
         (:class:`ExportedCommittee`).
     path : str
@@ -323,9 +323,9 @@ def export_torchscript(model, path):
     """
     from sklearn.utils.validation import check_is_fitted
 
-    models = list(model) if isinstance(model, (list, tuple)) else [model]
-    if not models:
-        raise InputError("an empty committee cannot be exported")
+    from .committee import Committee, as_committee
+
+    models = as_committee(model).members
     for m in models:
         check_is_fitted(m, "weights_")
         if m.descriptor != "chebyshev":
@@ -334,7 +334,7 @@ def export_torchscript(model, path):
         if m.cell_mean and not hasattr(m, "cell_feature_mean_"):
             raise InputError("cell_mean is on but the model has no cell-average statistics",
                              hint="retrain (or initialize) the potential with cell_mean = true")
-    module = ExportedCommittee(models) if isinstance(model, (list, tuple)) else ExportedPotential(model)
+    module = ExportedCommittee(models) if isinstance(model, (Committee, list, tuple)) else ExportedPotential(model)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         scripted = torch.jit.script(module)

@@ -11,9 +11,10 @@ member swapped, added or removed is refused like an edited model file.
 
 import os
 
-from ..errors import ModelFileError
+from ..errors import InputError, ModelFileError
 from ..outputs import write_json
 from ..serialize import JSON_NAME, check_seal, load_model, read_json, save_model, seal
+from .committee import Committee, as_committee
 from .model import NeuralPotential
 
 KIND = "ml4ms-neural-potential"
@@ -23,8 +24,9 @@ MAX_MEMBERS = 1000
 
 
 def save_potential(path, model, metadata=None):
-    """Write a :class:`NeuralPotential` (or a list of them, a committee) to the folder ``path``."""
-    if isinstance(model, (list, tuple)):
+    """Write a :class:`NeuralPotential` (or a :class:`~ml4ms.potentials.committee.Committee`) to the folder ``path``."""
+    if isinstance(model, (Committee, list, tuple)):
+        model = as_committee(model)
         os.makedirs(path, exist_ok=True)
         sums = []
         for k, member in enumerate(model):
@@ -38,7 +40,7 @@ def save_potential(path, model, metadata=None):
 
 
 def load_potential(path, with_metadata=False):
-    """Read a potential folder; a committee folder gives a list of models.
+    """Read a potential folder; a committee folder gives a :class:`~ml4ms.potentials.committee.Committee`.
 
     Examples
     --------
@@ -55,10 +57,12 @@ def load_potential(path, with_metadata=False):
     path = os.fspath(path)
     committee = os.path.join(path, COMMITTEE)
     if os.path.exists(committee):
-        out = [load_potential(member, with_metadata) for member in _committee_members(path)]
-        if with_metadata:
-            return [m for m, _ in out], out[0][1]
-        return out
+        out = [load_potential(member, True) for member in _committee_members(path)]
+        try:
+            committee = Committee([m for m, _ in out])
+        except InputError as exc:
+            raise ModelFileError(f"{path}: {exc.message}; the committee folder was edited") from None
+        return (committee, out[0][1]) if with_metadata else committee
     model, meta = load_model(path)
     if not isinstance(model, NeuralPotential) or meta.get("kind") != KIND:
         raise ModelFileError(f"{path}: not a neural-network potential; give a folder written by 'ml4ms potential fit'")

@@ -54,7 +54,8 @@ by :mod:`ml4ms.serialize` (JSON + npz); torch tensors are built on demand.
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from ..descriptors.acsf import DEFAULT_G2, DEFAULT_G4, _torch, acsf_features, batch_tensors, torch_dtype
+from ..batch import _torch, collate, torch_dtype
+from ..descriptors.acsf import DEFAULT_G2, DEFAULT_G4, acsf_features
 from ..descriptors.chebyshev import (check_settings, chebyshev_features, chebyshev_pair_gradients,
                                      pair_channel_weights, type_weights)
 from ..errors import InputError
@@ -236,9 +237,9 @@ class NeuralPotential(BaseEstimator):
 
     # -------------------------------------------------------------- tensors --
     def tensors(self, frames, cutoff=None):
-        """Batched torch inputs of ``frames`` (see :func:`~ml4ms.descriptors.acsf.batch_tensors`)."""
+        """The :class:`~ml4ms.batch.AtomsBatch` of ``frames`` for this potential (its species, cutoff, dtype)."""
         self._check_species(frames)
-        return batch_tensors(frames, self.cutoff() if cutoff is None else cutoff, self.species_, self.dtype)
+        return collate(frames, self.cutoff() if cutoff is None else cutoff, self.species_, self.dtype)
 
     def _check_species(self, frames):
         known = set(self.species_)
@@ -249,13 +250,13 @@ class NeuralPotential(BaseEstimator):
                                  index=k, hint="train a potential that includes it")
 
     def features(self, t, strain=None, vectors=None):
-        """Raw descriptor (n_atoms, n_features) of batched tensors ``t`` (differentiable).
+        """Raw descriptor (n_atoms, n_features) of the batch ``t`` (differentiable).
 
         ``vectors`` (n_pairs, 3) replaces the pair vectors computed from the
         positions (see :mod:`ml4ms.potentials.precompute`).
         """
         s = self.descriptor_settings()
-        args = (t["positions"], t["species_index"], t["cell"], t["i"], t["j"], t["shifts"])
+        args = (t.positions, t.species_index, t.cell, t.i, t.j, t.shifts)
         if self.descriptor == "chebyshev":
             weights = type_weights(len(self.species_)) if len(self.species_) > 1 else None
             return chebyshev_features(*args, radial_cutoff=float(s["radial_cutoff"]),
@@ -265,7 +266,7 @@ class NeuralPotential(BaseEstimator):
                                       angular_weights=self._pair_weights(s), **_long_settings(s))
         return acsf_features(*args, n_species=len(self.species_), r_cut=float(s["r_cut"]), g2=s.get("g2", ()),
                              g3=s.get("g3", ()), g4=s.get("g4", ()), g5=s.get("g5", ()), g1=s.get("g1", True),
-                             strain=strain, structure=t.get("structure"), vectors=vectors)
+                             strain=strain, structure=t.structure.numpy(), vectors=vectors)
 
     def _pair_weights(self, settings):
         """Species weights of the extra angular channels (Chebyshev ``angular_pairs``; none without it)."""
@@ -284,7 +285,7 @@ class NeuralPotential(BaseEstimator):
             with torch.no_grad():
                 X = self.features(t, vectors=D)
             weights = type_weights(len(self.species_)) if len(self.species_) > 1 else None
-            G = chebyshev_pair_gradients(D, t["species_index"], t["i"], t["j"], X.shape[0],
+            G = chebyshev_pair_gradients(D, t.species_index, t.i, t.j, X.shape[0],
                                          radial_cutoff=float(s["radial_cutoff"]), radial_order=int(s["radial_order"]),
                                          angular_cutoff=float(s["angular_cutoff"]),
                                          angular_order=int(s["angular_order"]), weights=weights,
@@ -349,7 +350,7 @@ class NeuralPotential(BaseEstimator):
         with torch.no_grad():
             t = self.tensors(sample)
             X = self.features(t).double().numpy()
-        sidx = t["species_index"].numpy()
+        sidx = t.species_index.numpy()
         nf = X.shape[1]
         mean = np.zeros((len(self.species_), nf))
         std = np.ones((len(self.species_), nf))
@@ -363,7 +364,7 @@ class NeuralPotential(BaseEstimator):
         self.n_features_ = int(nf)
         if self.cell_mean:
             H = torch.from_numpy((X - mean[sidx]) / std[sidx])
-            cells = _cell_average(H, torch.from_numpy(np.asarray(t["structure"], dtype=np.int64))).numpy()
+            cells = _cell_average(H, t.structure).numpy()
             sd = cells.std(0)
             self.cell_feature_mean_ = cells.mean(0)
             self.cell_feature_std_ = np.where(sd > 1e-8, sd, 1.0)
@@ -493,24 +494,24 @@ class NeuralPotential(BaseEstimator):
         return (layers[:-1], layers[-1], pooling) if self.linear else (layers, None, pooling)
 
     def atomic_energies(self, t, params, strain=None, structure=None):
-        """Atomic energies (n_atoms,) of batched tensors ``t`` (differentiable), in float64.
+        """Atomic energies (n_atoms,) of the batch ``t`` (differentiable), in float64.
 
         The networks run in ``dtype``; the reference energies (~1e3 eV per
         atom) are added in float64, so float32 totals are not rounded to
-        float32 steps (~8 meV for a 100-atom cell). ``structure`` is
-        ``t["structure"]`` as an int64 tensor, if the caller has it already.
+        float32 steps (~8 meV for a 100-atom cell). ``structure`` defaults to
+        ``t.structure``.
         """
         torch = _torch()
-        sidx = t["species_index"]
+        sidx = t.species_index
         ref = torch.as_tensor(self.reference_energies_, dtype=torch.float64)
         if structure is None:
-            structure = torch.from_numpy(np.asarray(t["structure"], dtype=np.int64))
+            structure = t.structure
         return self.network_energies(self.features(t, strain), sidx, params, structure).double() + ref[sidx]
 
     def energies_forces(self, t, params, *, forces=True, stress=False, create_graph=False):
         """Energies (n_structures,), forces (n_atoms, 3) and dE/dε (n_structures, 3, 3) as tensors.
 
-        ``t`` must come from :meth:`tensors` (batched). ``forces``/``virial``
+        ``t`` is an :class:`~ml4ms.batch.AtomsBatch` (:meth:`tensors`). ``forces``/``virial``
         are ``None`` when not requested. Energies are float64, forces and
         dE/dε in ``dtype``. Works under ``torch.no_grad()`` too.
         """
@@ -521,19 +522,16 @@ class NeuralPotential(BaseEstimator):
     def _energies_forces(self, t, params, forces, stress, create_graph):
         torch = _torch()
         dt = torch_dtype(self.dtype)
-        counts = np.asarray(t["counts"])
-        n_struct = len(counts)
-        structure = torch.from_numpy(np.asarray(t["structure"], dtype=np.int64))
-        pos = t["positions"]
+        n_struct = t.n_structures
+        structure = t.structure
+        pos = t.positions
         if forces:
             pos = pos.detach().clone().requires_grad_(True)
         strain = None
         if stress:
             eps = torch.zeros(n_struct, 3, 3, dtype=dt, requires_grad=True)
             strain = eps[structure]
-        tt = dict(t)
-        tt["positions"] = pos
-        ea = self.atomic_energies(tt, params, strain, structure)
+        ea = self.atomic_energies(t.replace(positions=pos), params, strain, structure)
         energy = torch.zeros(n_struct, dtype=torch.float64).index_add(0, structure, ea)
         F = V = None
         if forces or stress:
@@ -549,8 +547,8 @@ class NeuralPotential(BaseEstimator):
     def compute(self, atoms, forces=True, stress=False, tensors=None):
         """Energy (eV), forces (eV/Å) and Voigt stress (eV/Å³) of one structure.
 
-        ``tensors`` may be given (e.g. a cached neighbour list with a skin);
-        its ``positions`` are replaced by the current ones.
+        ``tensors`` (an :class:`~ml4ms.batch.AtomsBatch`) may be given (e.g. a
+        cached neighbour list with a skin); its ``positions`` are replaced by the current ones.
 
         Returns
         -------
@@ -564,8 +562,8 @@ class NeuralPotential(BaseEstimator):
         check_is_fitted(self, "weights_")
         if stress and not all(atoms.pbc):
             raise InputError("stress needs a periodic cell in all three directions")
-        t = self.tensors([atoms]) if tensors is None else dict(tensors)
-        t["positions"] = torch.as_tensor(np.asarray(atoms.positions), dtype=torch_dtype(self.dtype))
+        t = self.tensors([atoms]) if tensors is None else tensors
+        t = t.replace(positions=torch.as_tensor(np.asarray(atoms.positions), dtype=torch_dtype(self.dtype)))
         params = self.torch_parameters(requires_grad=False)
         e, F, V = self.energies_forces(t, params, forces=forces, stress=stress)
         f = F.detach().double().numpy() if forces else None
@@ -587,20 +585,16 @@ class NeuralPotential(BaseEstimator):
             e, F, _ = self.energies_forces(t, params, forces=forces)
             energies.extend(e.detach().double().numpy().tolist())
             if forces:
-                F = F.detach().double().numpy()
-                start = 0
-                for n in t["counts"]:
-                    force_list.append(F[start:start + int(n)])
-                    start += int(n)
+                force_list.extend(t.split(F.detach().double().numpy()))
         energies = np.asarray(energies)
         return (energies, force_list) if forces else energies
 
     # ------------------------------------------------------------- novelty --
     def environments(self, t):
-        """Standardised descriptor (n_atoms, n_features) of batched tensors ``t`` (numpy, no gradients)."""
+        """Standardised descriptor (n_atoms, n_features) of the batch ``t`` (numpy, no gradients)."""
         torch = _torch()
         with torch.no_grad():
-            return self.standardised(self.features(t), t["species_index"]).double().numpy()
+            return self.standardised(self.features(t), t.species_index).double().numpy()
 
     def fit_novelty(self, frames, n_reference=2000, batch_atoms=2000, progress=False):
         """Keep reference environments of ``frames`` (the training structures) for :meth:`novelty`.
@@ -635,8 +629,8 @@ class NeuralPotential(BaseEstimator):
         for group in tqdm(groups, disable=not progress, desc="reference environments", unit="batch"):
             t = self.tensors(group)
             H.append(self.environments(t))
-            S.append(t["species_index"].numpy())
-            ST.append(np.asarray(t["structure"], dtype=np.int64) + offset)
+            S.append(t.species_index.numpy())
+            ST.append(t.structure.numpy() + offset)
             offset += len(group)
         H, S, ST = np.concatenate(H), np.concatenate(S), np.concatenate(ST)
         references, rows = reference_environments(H, S, len(self.species_), int(n_reference), return_rows=True)
@@ -648,7 +642,7 @@ class NeuralPotential(BaseEstimator):
         return self
 
     def atom_novelty(self, t, positions=None):
-        """Novelty (n_atoms,) of the atoms of batched tensors ``t``: distance to the nearest reference
+        """Novelty (n_atoms,) of the atoms of the batch ``t``: distance to the nearest reference
         environment of their element, in units of ``novelty_scale_``.
 
         ``positions`` (n_atoms, 3) replace those of ``t`` (a neighbour list
@@ -656,9 +650,9 @@ class NeuralPotential(BaseEstimator):
         """
         self._require_references()
         if positions is not None:
-            t = dict(t, positions=_torch().as_tensor(np.asarray(positions), dtype=torch_dtype(self.dtype)))
+            t = t.replace(positions=_torch().as_tensor(np.asarray(positions), dtype=torch_dtype(self.dtype)))
         H = self.environments(t)
-        return nearest_distances(H, t["species_index"].numpy(), self.novelty_references_) / self.novelty_scale_
+        return nearest_distances(H, t.species_index.numpy(), self.novelty_references_) / self.novelty_scale_
 
     def _require_references(self):
         if not hasattr(self, "novelty_references_"):
@@ -696,7 +690,7 @@ class NeuralPotential(BaseEstimator):
         for group in batches_of(frames, batch_atoms):
             t = self.tensors(group)
             d = self.atom_novelty(t)
-            structure = np.asarray(t["structure"], dtype=np.int64)
+            structure = t.structure.numpy()
             if per_atom:
                 out.extend(d[structure == k] for k in range(len(group)))
             else:

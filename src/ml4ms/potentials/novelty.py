@@ -141,12 +141,6 @@ def novelty_scale(structure_novelty):
     return scale
 
 
-def committee_novelty(models, frames):
-    """Novelty (n_frames,) of ``frames`` for a potential or a committee (a list): the mean over its members."""
-    members = models if isinstance(models, (list, tuple)) else [models]
-    return np.mean([m.novelty(frames) for m in members], axis=0)
-
-
 def _top(score, fraction):
     """Indices of the ``fraction`` of samples with the highest ``score`` (at least one)."""
     return np.argsort(-score, kind="stable")[:max(1, int(round(fraction * len(score))))]
@@ -313,7 +307,7 @@ def novel_structures(models, frames, count, min_novelty=0.0, batch_atoms=2000, p
 
     Parameters
     ----------
-    models : NeuralPotential or list of NeuralPotential
+    models : NeuralPotential or Committee
         Fitted, with reference environments (``fit_novelty``); a committee's
         members must share their elements.
     frames : list of ase.Atoms
@@ -350,13 +344,12 @@ def novel_structures(models, frames, count, min_novelty=0.0, batch_atoms=2000, p
 
     from ..descriptors.base import batches_of
 
-    members = list(models) if isinstance(models, (list, tuple)) else [models]
+    from .committee import as_committee
+
+    members = as_committee(models).members
     frames = list(frames)
     for m in members:
         m._require_references()
-        if list(m.species_) != list(members[0].species_):
-            raise InputError(f"the committee's members have different elements ({members[0].species_} and "
-                             f"{m.species_})", hint="choose with members trained on the same elements")
         m._check_species(frames)
     environments, distances = [[] for _ in members], [[] for _ in members]
     species, structure, offset = [], [], 0
@@ -368,10 +361,10 @@ def novel_structures(models, frames, count, min_novelty=0.0, batch_atoms=2000, p
             t = built[key] = built[key] if key in built else m.tensors(group)
             H = m.environments(t) / m.novelty_scale_
             environments[k].append(H)
-            distances[k].append(nearest_distances(H, t["species_index"].numpy(),
+            distances[k].append(nearest_distances(H, t.species_index.numpy(),
                                                   [R / m.novelty_scale_ for R in m.novelty_references_]))
-        species.append(t["species_index"].numpy())
-        structure.append(np.asarray(t["structure"], dtype=np.int64) + offset)
+        species.append(t.species_index.numpy())
+        structure.append(t.structure.numpy() + offset)
         offset += len(group)
     if not frames:
         return np.zeros(0, dtype=np.int64), np.zeros(0)

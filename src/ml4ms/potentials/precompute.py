@@ -33,7 +33,7 @@ import time
 
 import numpy as np
 
-from ..descriptors.acsf import _torch, pair_vectors, torch_dtype
+from ..batch import _torch, pair_vectors, torch_dtype
 
 #: :class:`JacobianSet` reports its estimate of the whole after this many passes and this share of the atoms
 ESTIMATE_PASSES = 2
@@ -63,10 +63,10 @@ def _jacobian_chunk(model, frames):
     t = model.tensors(frames)
     n = len(frames[0])
     s = len(frames)
-    D = pair_vectors(t["positions"], t["cell"], t["i"], t["j"], t["shifts"])
+    D = pair_vectors(t.positions, t.cell, t.i, t.j, t.shifts)
     X, G = model.pair_gradients(t, D)  # (n_atoms, F), (pairs, F, 3)
     F = X.shape[1]
-    i, j = t["i"].numpy(), t["j"].numpy()
+    i, j = t.i.numpy(), t.j.numpy()
     owner = i // n
     a, b = i - owner * n, j - owner * n
     rows = torch.from_numpy(owner * n * n + a * n + b)
@@ -75,7 +75,7 @@ def _jacobian_chunk(model, frames):
     J.index_add_(0, rows, G)
     J.index_add_(0, diag, -G)
     J = J.reshape(s, n, n, F, 3).permute(0, 1, 3, 2, 4)
-    return X.detach().reshape(s, n, F), J.to(torch.float32).contiguous(), t["species_index"].reshape(s, n)
+    return X.detach().reshape(s, n, F), J.to(torch.float32).contiguous(), t.species_index.reshape(s, n)
 
 
 class JacobianSet:

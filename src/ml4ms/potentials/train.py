@@ -27,12 +27,13 @@ import warnings
 
 import numpy as np
 
+from ..batch import AtomsBatch, _torch, torch_dtype
 from ..config import ANY, Rule, any_keys, boolean, check, integer, is_number, number, or_none, read_toml, string
-from ..descriptors.acsf import _torch, torch_dtype
 from ..duplicates import duplicate_groups
 from ..errors import InputError, one_line_warnings
 from ..model_selection import group_train_test_split
 from ..outputs import write_bytes, write_json
+from .committee import Committee, as_committee
 from .precompute import JacobianSet
 
 STATE = "state.json"
@@ -93,36 +94,13 @@ def _rmse(x):
     return float(np.sqrt(np.mean(np.square(x)))) if len(x) else float("nan")
 
 
-def predict_potential(model, frames, batch_atoms=2000, return_std=False):
-    """Energies (n_frames,) and force arrays of a potential, or the mean of a committee (a list).
-
-    With ``return_std`` also the members' energy spread (n_frames,; zeros for one model).
-    """
-    models = list(model) if isinstance(model, (list, tuple)) else [model]
-    runs = [m.predict(frames, forces=True, batch_atoms=batch_atoms) for m in models]
-    energies = np.mean([e for e, _ in runs], axis=0)
-    forces = [np.mean([f[k] for _, f in runs], axis=0) for k in range(len(frames))]
-    if return_std:
-        return energies, forces, np.std([e for e, _ in runs], axis=0)
-    return energies, forces
-
-
-def committee_spread(models, frames, batch_atoms=2000):
-    """The members' energy spread per atom (n_frames,; eV/atom): the standard deviation of their predictions.
-
-    Energies only (no forces), so cheaper than :func:`predict_potential` with ``return_std``.
-    """
-    n = np.array([max(len(a), 1) for a in frames])
-    return np.std([m.predict(frames, forces=False, batch_atoms=batch_atoms) for m in models], axis=0) / n
-
-
 def evaluate_errors(model, frames, energies, forces, batch_atoms=2000, predictions=None):
     """RMSE/MAE of energies per atom (meV/atom) and force components (eV/Å).
 
-    ``model`` may be a committee (a list: its mean is scored); ``predictions``
+    ``model`` may be a committee (its mean is scored); ``predictions``
     (energies, forces) skips the prediction.
     """
-    pred_e, pred_f = predictions or predict_potential(model, frames, batch_atoms)
+    pred_e, pred_f = predictions or as_committee(model).predict(frames, batch_atoms=batch_atoms)
     n = np.array([len(a) for a in frames])
     de = (pred_e - np.asarray(energies)) / n
     df = np.concatenate([(p - f).ravel() for p, f in zip(pred_f, forces)]) if frames else np.zeros(0)
@@ -681,21 +659,11 @@ def _train(model, frames, energies, forces, epochs, batch_size, learning_rate, l
     cache = {}
 
     def batch(indices):
-        from ..descriptors.acsf import structure_tensors
-
-        parts = []
         for k in indices:
-            if k not in cache:
-                cache[int(k)] = structure_tensors(frames[k], model.cutoff(), model.species_, model.dtype)
-            parts.append(cache[int(k)])
-        counts = np.array([len(frames[k]) for k in indices], dtype=np.int64)
-        offsets = np.cumsum(counts) - counts
-        t = {key: torch.cat([p[key] for p in parts]) for key in ("positions", "species_index", "shifts")}
-        t["i"] = torch.cat([p["i"] + int(o) for p, o in zip(parts, offsets)])
-        t["j"] = torch.cat([p["j"] + int(o) for p, o in zip(parts, offsets)])
-        t["cell"] = torch.cat([p["cell"].expand(int(n), 3, 3) for p, n in zip(parts, counts)])
-        t["structure"] = np.repeat(np.arange(len(indices)), counts)
-        t["counts"] = counts
+            if int(k) not in cache:
+                cache[int(k)] = model.tensors([frames[k]])
+        t = AtomsBatch.concat(cache[int(k)] for k in indices)
+        counts = t.counts.numpy()
         e_ref = torch.as_tensor(energies[indices], dtype=torch.float64)  # totals ~1e4 eV: float64, as predicted
         f_ref = torch.as_tensor(np.concatenate([forces[k] for k in indices]), dtype=dt)
         return t, e_ref, f_ref, torch.as_tensor(counts, dtype=torch.float64)
@@ -931,7 +899,7 @@ def train_committee(model, frames, energies=None, forces=None, *, members=2, job
 
     Returns
     -------
-    models : list of NeuralPotential
+    models : Committee
     histories : list of list of dict
 
     Examples
@@ -952,11 +920,11 @@ def train_committee(model, frames, energies=None, forces=None, *, members=2, job
     from tqdm.auto import tqdm
 
     check_training_options(dict(kwargs, members=members, jobs=jobs, seed=seed))
-    if isinstance(model, (list, tuple)):
+    if isinstance(model, (Committee, list, tuple)):
         if not kwargs.get("warm_start"):
-            raise InputError("a list of potentials is a committee to continue: set warm_start=True")
+            raise InputError("a committee is given to continue: set warm_start=True")
         members = len(model)
-        clones = [copy.deepcopy(m) for m in model]  # each member its own copy, the caller's left as they were
+        clones = [copy.deepcopy(m) for m in as_committee(model)]  # copies: the caller's are left as they were
     else:
         clones = [model.__class__(**model.get_params()).set_params(seed=int(model.seed) + k) for k in range(members)]
     jobs = int(members if jobs is None else jobs)
@@ -991,7 +959,7 @@ def train_committee(model, frames, energies=None, forces=None, *, members=2, job
     finally:
         if temporary is not None:
             temporary.cleanup()
-    return [m for m, _ in out], [h for _, h in out]
+    return Committee([m for m, _ in out]), [h for _, h in out]
 
 
 def read_config(path=None, doc=None):

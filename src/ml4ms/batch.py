@@ -1,0 +1,249 @@
+"""The typed batch: structures as torch tensors for descriptors and potentials, built once by :func:`collate`.
+
+An :class:`AtomsBatch` holds one or several structures side by side: the
+positions and species of every atom, the cell of every atom's structure, the
+periodic directions, the neighbour pairs within a cutoff with their cell
+shifts, and the structure index of every atom. Descriptors, potentials and
+their training read its fields by name; nothing else builds such tensors.
+
+Also here, the geometry every torch descriptor shares: the neighbour list on
+arrays (:func:`neighbor_list`), pair vectors under a homogeneous strain
+(:func:`pair_vectors`), and the torch plumbing (:func:`torch_dtype`,
+:class:`single_thread`). torch is imported only when a function needs it.
+"""
+
+import dataclasses
+
+import numpy as np
+
+from .errors import InputError
+
+
+def _torch():
+    import torch
+
+    return torch
+
+
+def torch_dtype(dtype):
+    """``"float64"``/``"float32"`` (or a torch dtype) -> torch dtype.
+
+    Examples
+    --------
+    >>> torch_dtype("float32")
+    torch.float32
+    """
+    torch = _torch()
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype in ("float64", "double", np.float64, float):
+        return torch.float64
+    if dtype in ("float32", "float", np.float32):
+        return torch.float32
+    raise InputError(f"unknown dtype '{dtype}'", hint="use 'float64' or 'float32'")
+
+
+class single_thread:
+    """Run torch on one intra-op thread inside the block (restored after).
+
+    The per-structure tensors are small: extra threads only add spin-waiting,
+    which is very slow on a loaded machine. Parallelism comes from ``n_jobs``.
+    """
+
+    def __enter__(self):
+        torch = _torch()
+        self._n = torch.get_num_threads()
+        if self._n != 1:
+            torch.set_num_threads(1)
+        return self
+
+    def __exit__(self, *exc):
+        if self._n != 1:
+            _torch().set_num_threads(self._n)
+        return False
+
+
+def neighbor_list(positions, cell, pbc, cutoff):
+    """Ordered pairs (i, j, S) with ``|r_j + S·cell − r_i| < cutoff``, sorted by ``i``.
+
+    :func:`ml4ms.neighbors.neighbor_pairs` on arrays; cells smaller than the
+    cutoff are handled and the zero-shift self pair is excluded.
+
+    Examples
+    --------
+    >>> from ase.build import bulk
+    >>> a = bulk("Cu", "fcc", a=3.6)
+    >>> i, j, S = neighbor_list(a.positions, a.cell.array, a.pbc, 3.0)
+    >>> len(i)
+    12
+    """
+    from ase import Atoms
+
+    from .neighbors import neighbor_pairs
+
+    atoms = Atoms(positions=np.asarray(positions, dtype=float).reshape(-1, 3), cell=cell, pbc=pbc)
+    if atoms.pbc.all() and abs(np.linalg.det(atoms.cell.array)) < 1e-12:
+        raise InputError("periodic cell has zero volume", hint="give a full-rank cell or set pbc=False")
+    i, j, _, S = neighbor_pairs(atoms, cutoff)
+    order = np.argsort(i, kind="stable")
+    return i[order], j[order], S[order]
+
+
+def pair_vectors(positions, cell, i, j, shifts, strain=None):
+    """Vectors ``D_ij = r_j + S·cell − r_i`` as a torch tensor (n_pairs, 3).
+
+    ``cell`` is (3, 3), or (n_atoms, 3, 3) to batch several structures in one
+    call (row *a* is the cell of the structure that owns atom *a*). With
+    ``strain`` (a 3×3 tensor ε, or (n_atoms, 3, 3) when batching; usually
+    zeros with ``requires_grad``), positions and cell are deformed by
+    ``(1 + ε)``, so ``dE/dε`` at ε = 0 is the virial (−stress × volume).
+    """
+    torch = _torch()
+    D = positions[j] - positions[i]
+    if shifts.shape[0] and bool(shifts.any()):
+        S = shifts.to(positions.dtype)
+        if cell.dim() == 3:
+            D = D + torch.einsum("px,pxy->py", S, cell[i])
+        else:
+            D = D + S @ cell
+    if strain is not None:
+        if strain.dim() == 3:
+            D = D + torch.einsum("px,pxy->py", D, strain[i])
+        else:
+            D = D @ (torch.eye(3, dtype=positions.dtype) + strain)
+    return D
+
+
+@dataclasses.dataclass(frozen=True)
+class AtomsBatch:
+    """Structures side by side as torch tensors (see :func:`collate`).
+
+    Attributes
+    ----------
+    positions : torch.Tensor (n_atoms, 3)
+        Å, in the batch's float dtype.
+    numbers : torch.Tensor of int64 (n_atoms,)
+        Atomic numbers.
+    species_index : torch.Tensor of int64 (n_atoms,)
+        Index of every atom's element in the species list the batch was built for.
+    cell : torch.Tensor (n_atoms, 3, 3)
+        The cell of the structure that owns each atom (rows are lattice vectors).
+    pbc : torch.Tensor of bool (n_structures, 3)
+    i, j : torch.Tensor of int64 (n_pairs,)
+        Neighbour pairs (centre, neighbour) within the cutoff, sorted by ``i``;
+        indices into the batch's atoms.
+    shifts : torch.Tensor of int64 (n_pairs, 3)
+        Cell shift S of each neighbour image: ``D = r_j + S·cell − r_i``.
+    structure : torch.Tensor of int64 (n_atoms,)
+        The structure of every atom, non-decreasing.
+    counts : torch.Tensor of int64 (n_structures,)
+        Atoms per structure.
+    cutoff : float
+        The cutoff the pairs were found with.
+    """
+
+    positions: object
+    numbers: object
+    species_index: object
+    cell: object
+    pbc: object
+    i: object
+    j: object
+    shifts: object
+    structure: object
+    counts: object
+    cutoff: float
+
+    @property
+    def n_atoms(self):
+        return int(self.positions.shape[0])
+
+    @property
+    def n_structures(self):
+        return int(self.counts.shape[0])
+
+    def replace(self, **changes):
+        """A copy with some fields replaced, e.g. ``batch.replace(positions=p)``."""
+        return dataclasses.replace(self, **changes)
+
+    def split(self, values):
+        """Per-atom rows (numpy or torch, first axis n_atoms) split into one array per structure.
+
+        Examples
+        --------
+        >>> from ase.build import bulk, molecule
+        >>> b = collate([bulk("Cu"), molecule("H2O")], 3.0, [1, 8, 29])
+        >>> [len(part) for part in b.split(np.arange(b.n_atoms))]
+        [1, 3]
+        """
+        return list(np.split(np.asarray(values), np.cumsum(self.counts.numpy())[:-1])) \
+            if isinstance(values, np.ndarray) else list(values.split(self.counts.tolist()))
+
+    @classmethod
+    def concat(cls, batches):
+        """One batch of several batches (built with the same species, cutoff and dtype), in order."""
+        torch = _torch()
+        batches = list(batches)
+        atom_offsets = np.cumsum([0] + [b.n_atoms for b in batches])[:-1]
+        structure_offsets = np.cumsum([0] + [b.n_structures for b in batches])[:-1]
+        cat = {name: torch.cat([getattr(b, name) for b in batches])
+               for name in ("positions", "numbers", "species_index", "cell", "pbc", "shifts", "counts")}
+        return cls(i=torch.cat([b.i + int(o) for b, o in zip(batches, atom_offsets)]),
+                   j=torch.cat([b.j + int(o) for b, o in zip(batches, atom_offsets)]),
+                   structure=torch.cat([b.structure + int(o) for b, o in zip(batches, structure_offsets)]),
+                   cutoff=batches[0].cutoff, **cat)
+
+
+def collate(frames, cutoff, species, dtype="float64"):
+    """The :class:`AtomsBatch` of ``frames``, with the neighbour pairs within ``cutoff`` Å.
+
+    Parameters
+    ----------
+    frames : list of ase.Atoms
+    cutoff : float
+    species : sequence of int
+        Atomic numbers; ``species_index`` indexes into it. An element outside
+        it is an :class:`~ml4ms.errors.InputError` naming the structure.
+    dtype : {"float64", "float32"}
+
+    Examples
+    --------
+    >>> from ase.build import bulk
+    >>> b = collate([bulk("Cu", "fcc", a=3.6), bulk("Cu", "fcc", a=3.7)], 3.0, [29])
+    >>> b.n_structures, b.n_atoms, len(b.i), b.structure.tolist()
+    (2, 2, 24, [0, 1])
+    """
+    torch = _torch()
+    dt = torch_dtype(dtype)
+    lookup = {int(z): k for k, z in enumerate(species)}
+    frames = list(frames)
+    pairs, index = [], []
+    for k, atoms in enumerate(frames):
+        try:
+            index.append([lookup[int(z)] for z in atoms.numbers])
+        except KeyError as exc:
+            raise InputError(f"element Z={exc.args[0]} is not among the species {list(species)}", index=k,
+                             hint="add it to species or refit") from None
+        pairs.append(neighbor_list(atoms.positions, atoms.cell.array, atoms.pbc, cutoff))
+    counts = np.array([len(a) for a in frames], dtype=np.int64)
+    offsets = np.cumsum(counts) - counts
+
+    def cat(arrays, dtype=np.int64, width=None):
+        arrays = [np.asarray(a, dtype=dtype).reshape((-1,) + ((width,) if width else ())) for a in arrays]
+        return np.concatenate(arrays) if arrays else np.zeros((0,) + ((width,) if width else ()), dtype)
+
+    cells = np.repeat(np.array([np.asarray(a.cell.array, dtype=float) for a in frames]).reshape(-1, 3, 3),
+                      counts, axis=0)
+    return AtomsBatch(
+        positions=torch.as_tensor(cat([a.positions for a in frames], float, 3), dtype=dt),
+        numbers=torch.from_numpy(cat([a.numbers for a in frames])),
+        species_index=torch.from_numpy(cat(index)),
+        cell=torch.as_tensor(cells, dtype=dt),
+        pbc=torch.from_numpy(np.array([np.asarray(a.pbc, dtype=bool) for a in frames]).reshape(-1, 3)),
+        i=torch.from_numpy(cat([p[0] + o for p, o in zip(pairs, offsets)])),
+        j=torch.from_numpy(cat([p[1] + o for p, o in zip(pairs, offsets)])),
+        shifts=torch.from_numpy(cat([p[2] for p in pairs], width=3)),
+        structure=torch.from_numpy(np.repeat(np.arange(len(frames), dtype=np.int64), counts)),
+        counts=torch.from_numpy(counts),
+        cutoff=float(cutoff),
+    )
