@@ -27,11 +27,12 @@ def main(argv=None):
 
     from ml4ms.datasets import load
     from ml4ms.potentials import load_potential
+    from ml4ms.potentials.committee import Committee
     from ml4ms.potentials.export import export_torchscript
 
     torch.set_num_threads(1)
     model = load_potential(args.model)
-    if isinstance(model, list):  # a committee: time one member (the committee module runs each member's networks)
+    if isinstance(model, Committee):  # a committee: time one member (the committee module runs each member's networks)
         print(f"{args.model} is a committee of {len(model)}: timing member 0")
         model = model[0]
     path = os.path.join(tempfile.mkdtemp(), "model.pt")

@@ -46,8 +46,9 @@ def train(frames, seed, epochs, init=None, learning_rate=None):
     """The recipe's network trained on ``frames`` with one thread (continuing the model at ``init``); the model."""
     from tio2_family import recipe
 
-    from ml4ms.descriptors.acsf import single_thread
+    from ml4ms.batch import single_thread
     from ml4ms.potentials import load_potential
+    from ml4ms.potentials.committee import as_committee
     from ml4ms.potentials.train import read_config, train_potential
 
     with single_thread():
@@ -58,7 +59,7 @@ def train(frames, seed, epochs, init=None, learning_rate=None):
         model.set_params(seed=seed)
         if init:
             model = load_potential(init)
-            model = model[0] if isinstance(model, list) else model
+            model = as_committee(model)[0]
             kw.update(warm_start=True, learning_rate=learning_rate)
         model, _ = train_potential(model, frames, epochs=epochs, patience=epochs, seed=seed, progress=False,
                                    source="tio2:train", lr_decay=(1e-5 / kw["learning_rate"]) ** (1.0 / epochs), **kw)
@@ -69,9 +70,9 @@ def scores(model, test, energies, forces, edge):
     """Test energy RMSE (all, the edge cells, the rest; meV/atom) and force RMSE (eV/Å)."""
     import numpy as np
 
-    from ml4ms.potentials.train import predict_potential
+    from ml4ms.potentials.committee import as_committee
 
-    with_threads = predict_potential(model, test)
+    with_threads = as_committee(model).predict(test)
     n = np.array([len(a) for a in test])
     err = 1000 * (with_threads[0] - energies) / n
     rest = np.setdiff1d(np.arange(len(test)), edge)
@@ -100,13 +101,13 @@ def choose(strategy, committee, pool, candidates, count, seed):
     """Indices (into ``pool``) of ``count`` candidates chosen by ``strategy`` (novelty: the first member's)."""
     import numpy as np
 
+    from ml4ms.potentials.committee import as_committee
     from ml4ms.potentials.novelty import novel_structures
-    from ml4ms.potentials.train import committee_spread
 
     model = committee[0]
     frames = [pool[k] for k in candidates]
     if strategy == "spread":
-        picked = np.argsort(-committee_spread(committee, frames), kind="stable")[:count]
+        picked = np.argsort(-as_committee(committee).energy_spread(frames), kind="stable")[:count]
     elif strategy == "random":
         picked = np.random.default_rng(1000 + seed).choice(len(candidates), count, replace=False)
     elif strategy == "novelty":
@@ -146,6 +147,7 @@ def main(argv=None):
 
     from ml4ms.datasets import load
     from ml4ms.potentials import load_potential
+    from ml4ms.potentials.committee import as_committee
     from ml4ms.potentials.train import labels_of
 
     torch.set_num_threads(2)
@@ -163,7 +165,7 @@ def main(argv=None):
         rows, runs = [], []
         for seed, (initial, path, _) in zip(args.seeds, first):
             committee = load_potential(path)
-            committee = committee if isinstance(committee, list) else [committee]
+            committee = as_committee(committee)
             model = committee[0]
             edge = np.argsort(-model.novelty(test), kind="stable")[:round(0.05 * len(test))]
             rows.append((seed, "initial", len(initial), int(atoms[initial].sum()), 0,

@@ -85,7 +85,8 @@ def main(argv=None):
 
     from ml4ms.datasets import load
     from ml4ms.potentials import load_potential
-    from ml4ms.potentials.train import labels_of, predict_potential
+    from ml4ms.potentials.committee import as_committee
+    from ml4ms.potentials.train import labels_of
 
     torch.set_num_threads(2)
     rocksalt = bulk("NaCl", "rocksalt", a=5.64)
@@ -100,7 +101,7 @@ def main(argv=None):
         frames = load("tio2", name).records
         energies, _ = labels_of(frames, "tio2:" + name)
         n = np.array([len(a) for a in frames])
-        residual = (energies - predict_potential(committee, frames)[0]) / n * 1000  # meV/atom
+        residual = (energies - as_committee(committee).predict(frames, forces=False)) / n * 1000  # meV/atom
         matrices = [ewald_matrix(a) for a in frames]
         data[name] = dict(r=residual, A=matrices, ti=[a.numbers == 22 for a in frames],
                           formula=np.array([a.get_chemical_formula() for a in frames]))

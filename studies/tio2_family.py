@@ -55,11 +55,11 @@ def errors_per_cell(model, frames):
     """Energy errors (meV/atom) of ``model`` (one potential or a list: their mean) on ``frames``."""
     import numpy as np
 
-    from ml4ms.potentials.train import labels_of, predict_potential
+    from ml4ms.potentials.committee import as_committee
+    from ml4ms.potentials.train import labels_of
 
     energies, _ = labels_of(frames, "tio2:test")
-    members = model if isinstance(model, list) else [model]
-    predicted = np.mean([np.asarray(predict_potential(m, frames)[0]) for m in members], axis=0)
+    predicted = as_committee(model).predict(frames, forces=False)
     return 1000 * (predicted - energies) / np.array([len(a) for a in frames])
 
 
@@ -89,19 +89,14 @@ def edge(committee, train, test, top=6, nearest=3):
 
 def _volume_model(params):
     """The recipe's model with the cell's volume per atom appended to every atom's descriptor (zero Jacobian)."""
-    import numpy as np
-
     from ml4ms.potentials.model import NeuralPotential
 
     class VolumeInput(NeuralPotential):
         def _volume_column(self, t, like):
             import torch
 
-            cell = t["cell"]
-            if cell.dim() == 2:  # one structure
-                return torch.full((like.shape[0], 1), float(abs(torch.det(cell))) / like.shape[0], dtype=like.dtype)
-            counts = torch.as_tensor(np.repeat(t["counts"], t["counts"]), dtype=like.dtype)
-            return (torch.det(cell).abs().to(like.dtype) / counts)[:, None]
+            counts = t.counts[t.structure].to(like.dtype)  # the cell is per atom: its volume over its atoms
+            return (torch.det(t.cell).abs().to(like.dtype) / counts)[:, None]
 
         def features(self, t, strain=None, vectors=None):
             import torch
@@ -141,7 +136,7 @@ def run_seed(seed, epochs, any_cell=False, max_force=None, volume=False, cell_po
     import numpy as np
 
     from ml4ms.datasets import load
-    from ml4ms.descriptors.acsf import single_thread
+    from ml4ms.batch import single_thread
     from ml4ms.potentials.train import read_config, train_potential
 
     t0 = time.time()

@@ -31,18 +31,18 @@ def summary(folder, train, test):
     import numpy as np
 
     from ml4ms.potentials import load_potential
-    from ml4ms.potentials.novelty import committee_novelty, novelty_report
-    from ml4ms.potentials.train import labels_of, predict_potential
+    from ml4ms.potentials.committee import as_committee
+    from ml4ms.potentials.novelty import novelty_report
+    from ml4ms.potentials.train import labels_of
 
-    members = load_potential(folder)
-    members = members if isinstance(members, list) else [members]
+    members = as_committee(load_potential(folder))
     for m in members:
         if not hasattr(m, "novelty_references_"):
             m.fit_novelty(train)
     energies, _ = labels_of(test, "tio2:test")
     n = np.array([len(a) for a in test])
-    predicted, _, spread = predict_potential(members, test, return_std=True)
-    return novelty_report(committee_novelty(members, test), 1000 * (predicted - energies) / n, test,
+    predicted, _, spread = members.predict(test, return_std=True)
+    return novelty_report(members.novelty(test), 1000 * (predicted - energies) / n, test,
                           1000 * spread / n if len(members) > 1 else None)
 
 
@@ -68,6 +68,7 @@ def main(argv=None):
 
     from ml4ms.datasets import load
     from ml4ms.potentials import load_potential
+    from ml4ms.potentials.committee import as_committee
 
     train, test = load("tio2", "train").records, load("tio2", "test").records
     for folder in args.models:
@@ -81,7 +82,7 @@ def main(argv=None):
               f"{100 * r.get('spread_top_share_of_mse', float('nan')):.0f} %")
     if args.heldout:
         model = load_potential(args.models[0])
-        model = model[0] if isinstance(model, list) else model
+        model = as_committee(model)[0]
         for seed in args.seeds:
             n, share, top = heldout(model, train, seed)
             print(f"held-out training cells, seed {seed}: {100 * share:.1f} % of {n} above novelty 1 "

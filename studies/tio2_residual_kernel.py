@@ -50,11 +50,11 @@ def inputs_of(model, frames, columns):
     H, S, T, offset = [], [], [], 0
     for group in batches_of(list(frames), 3000):
         t = model.tensors(group)
-        structure = torch.from_numpy(np.asarray(t["structure"], dtype=np.int64))
+        structure = t.structure
         with torch.no_grad():
-            h = model.network_inputs(model.features(t), t["species_index"], params, structure)
+            h = model.network_inputs(model.features(t), t.species_index, params, structure)
         H.append(h.double().numpy()[:, columns])
-        S.append(t["species_index"].numpy())
+        S.append(t.species_index.numpy())
         T.append(structure.numpy() + offset)
         offset += len(group)
     return np.concatenate(H), np.concatenate(S), np.concatenate(T)
@@ -105,17 +105,17 @@ def correction_forces(model, frames, references, alpha, length, columns):
     energies, forces = [], []
     for group in batches_of(list(frames), 2000):
         t = dict(model.tensors(group))
-        t["positions"] = t["positions"].detach().clone().requires_grad_(True)
-        structure = torch.from_numpy(np.asarray(t["structure"], dtype=np.int64))
-        x = model.network_inputs(model.features(t), t["species_index"], params, structure).double()[:, columns]
+        t = t.replace(positions=t.positions.detach().clone().requires_grad_(True))
+        structure = t.structure
+        x = model.network_inputs(model.features(t), t.species_index, params, structure).double()[:, columns]
         atomic = torch.zeros(x.shape[0], dtype=torch.float64)
         for s, (R, a) in enumerate(zip(refs, weights)):
-            idx = torch.nonzero(t["species_index"] == s).squeeze(1)
+            idx = torch.nonzero(t.species_index == s).squeeze(1)
             atomic = atomic.index_put((idx,), torch.exp(-torch.cdist(x[idx], R) ** 2 / (2 * length ** 2)) @ a)
         total = torch.zeros(len(group), dtype=torch.float64).index_add(0, structure, atomic)
-        f = -torch.autograd.grad(total.sum(), t["positions"])[0].double().numpy()
+        f = -torch.autograd.grad(total.sum(), t.positions)[0].double().numpy()
         energies.extend(total.detach().numpy().tolist())
-        forces.extend(np.split(f, np.cumsum(np.asarray(t["counts"]))[:-1]))
+        forces.extend(t.split(f))
     return np.asarray(energies), forces
 
 
@@ -137,12 +137,12 @@ def cell_force_normal_equations(model, frames, residual_forces, references, leng
     G, b, count, start = np.zeros((size, size)), np.zeros(size), 0, 0
     for group in batches_of(list(frames), 2000):
         t = dict(model.tensors(group))
-        t["positions"] = t["positions"].detach().clone().requires_grad_(True)
-        structure = np.asarray(t["structure"], dtype=np.int64)
+        t = t.replace(positions=t.positions.detach().clone().requires_grad_(True))
+        structure = t.structure.numpy()
         first = np.searchsorted(structure, np.arange(len(group)))
-        x = model.network_inputs(model.features(t), t["species_index"], params,
+        x = model.network_inputs(model.features(t), t.species_index, params,
                                  torch.from_numpy(structure))[torch.from_numpy(first), columns]
-        J = np.stack([torch.autograd.grad(x[:, c].sum(), t["positions"], retain_graph=True)[0].double().numpy()
+        J = np.stack([torch.autograd.grad(x[:, c].sum(), t.positions, retain_graph=True)[0].double().numpy()
                       for c in range(x.shape[1])])  # (n_inputs, n_atoms, 3)
         xs = x.detach().double().numpy()
         r = np.concatenate([np.asarray(f, dtype=float) for f in residual_forces[start:start + len(group)]])
@@ -185,7 +185,8 @@ def main(argv=None):
     from ml4ms.duplicates import duplicate_groups
     from ml4ms.model_selection import group_train_test_split
     from ml4ms.potentials import load_potential
-    from ml4ms.potentials.train import labels_of, predict_potential
+    from ml4ms.potentials.committee import as_committee
+    from ml4ms.potentials.train import labels_of
     from ml4ms.selection import farthest_point_sampling
 
     committee = load_potential(args.model)
@@ -198,7 +199,7 @@ def main(argv=None):
     for name, frames in (("train", train), ("test", test)):
         energies, _ = labels_of(frames, "tio2:" + name)
         n = np.array([len(a) for a in frames])
-        residual = (energies - predict_potential(committee, frames)[0]) / n  # eV/atom
+        residual = (energies - as_committee(committee).predict(frames)[0]) / n  # eV/atom
         data[name] = (*inputs_of(committee[0], frames, columns), n, residual)
     H, S, T, n, y = data["train"]
     references = [H[S == s][farthest_point_sampling(H[S == s].T, min(args.references, int(np.sum(S == s))))]
@@ -229,7 +230,7 @@ def main(argv=None):
         alpha = solve(design(H, S, T, len(train), references, length) / n[:, None], y,
                       reference_kernel(references, length), lam)
         energies, reference_forces = labels_of(test, "tio2:test")
-        predicted, predicted_forces = predict_potential(committee, test)
+        predicted, predicted_forces = as_committee(committee).predict(test)
         delta, delta_forces = correction_forces(committee[0], test, references, alpha, length, columns)
         flat = lambda fs: np.concatenate([f.ravel() for f in fs])  # noqa: E731
         before = flat(predicted_forces) - flat(reference_forces)
@@ -243,13 +244,13 @@ def main(argv=None):
             raise SystemExit("--fit-forces needs --inputs cell")
         length, lam = best[2], best[3]
         _, train_forces = labels_of(train, "tio2:train")
-        residual_forces = [ref - pred for ref, pred in zip(train_forces, predict_potential(committee, train)[1])]
+        residual_forces = [ref - pred for ref, pred in zip(train_forces, as_committee(committee).predict(train)[1])]
         GF, bF, count = cell_force_normal_equations(committee[0], train, residual_forces, references, length,
                                                     columns)
         A = design(H, S, T, len(train), references, length) / n[:, None]
         K = reference_kernel(references, length)
         energies, reference_forces = labels_of(test, "tio2:test")
-        predicted, predicted_forces = predict_potential(committee, test)
+        predicted, predicted_forces = as_committee(committee).predict(test)
         flat = lambda fs: np.concatenate([f.ravel() for f in fs])  # noqa: E731
         before = flat(predicted_forces) - flat(reference_forces)
         print(f"fitted to energies and forces at length {length:g}, lambda {lam:g} (uncorrected: test force RMSE "

@@ -111,7 +111,6 @@ def _model_classes():
     import torch
 
     from ml4ms.potentials import NeuralPotential
-    from ml4ms.potentials.model import _cell_average
 
     class SpeciesMean(NeuralPotential):
         def initialize(self, frames, energies, max_stat_frames=400):
@@ -119,9 +118,8 @@ def _model_classes():
             n_species = len(self.species_)
             with torch.no_grad():
                 t = self.tensors(list(frames[::max(1, len(frames) // max_stat_frames)]))
-                H = self.standardised(self.features(t).double(), t["species_index"])
-            cells = _species_average(H, torch.as_tensor(np.asarray(t["structure"], dtype=np.int64)),
-                                     t["species_index"], n_species).numpy()
+                H = self.standardised(self.features(t).double(), t.species_index)
+            cells = _species_average(H, t.structure, t.species_index, n_species).numpy()
             sd = cells.std(0)
             self.cell_feature_mean_, self.cell_feature_std_ = cells.mean(0), np.where(sd > 1e-8, sd, 1.0)
             return self
@@ -143,7 +141,7 @@ def run_variant(name, seed, n, epochs):
     """Train one variant with one seed on the subset; test errors and seconds."""
     import numpy as np
 
-    from ml4ms.descriptors.acsf import single_thread
+    from ml4ms.batch import single_thread
     from ml4ms.datasets import load
     from ml4ms.potentials.train import evaluate_errors, labels_of, read_config, train_potential
 
