@@ -93,8 +93,8 @@ COMMANDS = {
     "learning-curve": ["learning-curve", "DATA", "--config", "CONFIG", "--seeds", "0", "--sizes", "0.5", "1.0",
                        "--json", "OUT.json", "-o", "OUT.png"],
     "featurize": ["featurize", "DATA", "--descriptor", "composition", "-o", "OUT.npz"],
-    "select": ["select", "DATA", "--descriptor", "composition", "-n", "2", "-o", "OUT.txt"],
-    "map": ["map", "DATA", "--descriptor", "composition", "--color", "y", "-o", "OUT.png", "--csv", "OUT.csv"],
+    "select": ["select", "DATA", "--descriptor", "chebyshev", "-n", "2", "-o", "OUT.txt"],
+    "map": ["map", "DATA", "--descriptor", "chebyshev", "--color", "y", "-o", "OUT.png", "--csv", "OUT.csv"],
     "sisso": ["sisso", "--config", "SISSOCONFIG", "--json", "OUT.json", "-o", "OUTDIR"],
     "potential fit": ["potential", "fit", "DATA", "--config", "POTCONFIG", "-o", "OUTDIR"],
     "potential eval": ["potential", "eval", "POT", "DATA", "--json", "OUT.json", "--plot", "OUT.png"],
@@ -108,12 +108,20 @@ COMMANDS = {
 #: commands whose DATA must carry labels, and commands that apply a trained model to DATA
 LABELLED = {"fit", "evaluate", "cv", "learning-curve", "potential fit", "potential eval", "potential check"}
 APPLY_MODEL = {"predict", "evaluate", "potential eval", "potential select", "md"}
-#: bad inputs of one command: case -> arguments appended to its good command line (later options win)
+#: bad inputs of one command: case -> arguments appended to its good command line (later options win);
+#: ``SLOT=name`` puts the bad input ``name`` in the place of the good line's SLOT, ``BAD:name`` appends it
 EXTRA_CASES = {
     "duplicates": {"cutoff beyond memory": ["--cutoff", "1000", "--quiet"]},
     "featurize": {"cutoff beyond memory": ["--descriptor", "acsf", "--set", "r_cut=1000", "--quiet"],
                   "unknown descriptor parameter": ["--set", "r_cutt=5"]},
-    "potential fit": {"--init of the other kind": ["--init", "MODEL"]},
+    "fit": {"-o holds a potential": ["-o", "POT"]},
+    "predict": {"two outputs in one file": ["--per-atom", "OUT.csv"]},
+    "potential fit": {"--init of the other kind": ["--init", "MODEL"], "-o holds a property model": ["-o", "MODEL"],
+                      "--checkpoint is a file": ["--checkpoint", "DATA"], "--checkpoint is -o": ["--checkpoint", "OUTDIR"],
+                      "both loss weights 0": ["--config", "BAD:zero loss weights"],
+                      "--jobs of one potential": ["--jobs", "2"]},
+    "md": {"--friction with nve": ["--friction", "0.1"], "--pressure with nvt": ["--ensemble", "nvt", "--pressure", "1"],
+           "npt of a molecule": ["DATA=molecule", "--ensemble", "npt"]},
 }
 
 #: commands too slow for their good run in the test suite (their pieces are tested elsewhere)
@@ -189,6 +197,10 @@ def world(tmp_path_factory):
         for case, line in (("unknown key", "bogus_key = 1"), ("'yes' for a bool", f'{flag} = "yes"')):
             bad[f"{slot}: {case}"] = inputs / f"{slot}_{case.split()[0].strip(chr(39))}.toml"
             bad[f"{slot}: {case}"].write_text(text.replace(table, f"{table}\n{line}"))
+    bad["molecule"] = inputs / "molecule.extxyz"
+    ase.io.write(bad["molecule"], Atoms("O2", positions=[[0, 0, 0], [0, 0, 1.2]]), format="extxyz")
+    bad["zero loss weights"] = inputs / "zero_weights.toml"
+    bad["zero loss weights"].write_text(POTENTIAL.replace("[training]", "[training]\nenergy_weight = 0\nforce_weight = 0"))
     bad["invalid TOML"] = inputs / "invalid.toml"
     bad["invalid TOML"].write_text("[model\nname = \n")
     (inputs / "a-file").write_text("")
@@ -279,7 +291,11 @@ def _bad_argv(template, world, out, replacement):
     kind, what = replacement
     argv = _fill(template, world, out)
     if kind == "append":
-        return argv + [world["files"].get(a, a) for a in what]
+        swaps = [a for a in what if "=" in a and a.split("=")[0] in world["files"]]
+        for slot, _, name in (a.partition("=") for a in swaps):
+            argv = [world["bad"][name] if a == world["files"][slot] else a for a in argv]
+        extra = [a for a in what if a not in swaps]
+        return argv + [world["bad"][a[4:]] if a.startswith("BAD:") else a for a in _fill(extra, world, out)]
     if kind in ("DATA", "MODEL", "POT", "CONFIG", "POTCONFIG", "SISSOCONFIG"):
         value = world["files"][what[1:]] if what.startswith("=") else world["bad"][what]
         return [value if a == world["files"][kind] else a for a in argv]
@@ -331,6 +347,7 @@ def test_good_command_lines_run(world, tmp_path, capsys, command):
     argv = [str(work) if a == world["files"]["POT"] else a for a in _fill(COMMANDS[command], world, tmp_path)]
     code, _, err = _run(capsys, argv + ["--quiet"] * ("--quiet" not in argv))
     assert code == 0, err
+    assert err == "", f"--quiet, but stderr has: {err}"  # no progress bar, no stray warning
 
 
 @pytest.mark.parametrize("command, case, replacement", _cases(), ids=lambda v: v if isinstance(v, str) else "")

@@ -222,7 +222,10 @@ def collate(frames, cutoff, species, dtype="float64"):
         try:
             index.append([lookup[int(z)] for z in atoms.numbers])
         except KeyError as exc:
-            raise InputError(f"element Z={exc.args[0]} is not among the species {list(species)}", index=k,
+            from ase.data import chemical_symbols
+
+            raise InputError(f"element {chemical_symbols[exc.args[0]]} is not among the elements "
+                             f"({', '.join(chemical_symbols[int(z)] for z in species)})", index=k,
                              hint="add it to species or refit") from None
         pairs.append(neighbor_list(atoms.positions, atoms.cell.array, atoms.pbc, cutoff))
     counts = np.array([len(a) for a in frames], dtype=np.int64)

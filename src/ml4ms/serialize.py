@@ -319,7 +319,8 @@ def load_model(path):
     json_path = os.path.join(path, JSON_NAME)
     arrays_path = os.path.join(path, ARRAYS_NAME)
     if not os.path.isdir(path) or not os.path.exists(json_path):
-        raise ModelFileError(f"{path}: not an ml4ms model (no {JSON_NAME}); give the folder written by 'ml4ms fit -o'")
+        raise ModelFileError(f"{path}: not an ml4ms model (no {JSON_NAME}); give the folder written by 'ml4ms fit -o' "
+                             "(or 'ml4ms potential fit -o' for a potential)")
     doc = read_json(json_path)
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise ModelFileError(f"{json_path}: not an ml4ms model file")
@@ -344,7 +345,10 @@ def load_model(path):
     except Exception as exc:  # damaged zip, object (pickled) arrays
         raise ModelFileError(f"{arrays_path}: cannot read arrays ({exc.__class__.__name__}); "
                              "a model file holds plain numeric arrays only, do not use this file") from None
-    estimator = _decode(doc.get("estimator"), arrays)
+    try:
+        estimator = _decode(doc.get("estimator"), arrays)
+    except ModelFileError as exc:  # name the file, not only the place inside it
+        raise ModelFileError(f"{json_path}: {exc}") from None
     metadata = doc.get("metadata", {})
     if not isinstance(metadata, dict):
         raise ModelFileError(f"{json_path}: metadata is not a table; the file is damaged")

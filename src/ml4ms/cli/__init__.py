@@ -46,6 +46,8 @@ def main(argv=None):
         return exc.code if isinstance(exc.code, int) else 2
     if getattr(args, "func", None) is None:  # a command group alone lists its commands
         args._parser.print_help()
+        print(f"ml4ms: error: choose a command (listed above); '{args._parser.prog} COMMAND --help' describes one",
+              file=sys.stderr)
         return 2
     try:
         check_paths(args)
@@ -57,6 +59,11 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("ml4ms: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # a write the checks could not foresee (a full disk, a file system gone read-only)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"ml4ms: error: {where}{exc.strerror or exc}; check the path, its permissions and the free space",
+              file=sys.stderr)
+        return 2
     except BrokenPipeError:  # e.g. `ml4ms duplicates ... | head`
         import os
 

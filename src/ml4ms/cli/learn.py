@@ -134,6 +134,7 @@ def _per_target(chosen, targets):
 
 def _load(path):
     """A property model folder; a potential (or committee) is refused in one line naming its commands."""
+    from ..errors import ModelFileError
     from ..potentials.io import COMMITTEE, KIND
     from ..serialize import load_model
 
@@ -144,6 +145,10 @@ def _load(path):
     if meta.get("kind") == KIND:
         raise InputError("is an interatomic potential, not a property model", source=path,
                          hint="use 'ml4ms potential eval', 'ml4ms md' or the ASE calculator with it")
+    targets = meta.get("targets")
+    if not (isinstance(targets, list) and targets and all(isinstance(t, str) for t in targets)):
+        raise ModelFileError(f"{path}: the model file names no targets (metadata 'targets'); the file was edited, "
+                             "refit the model")
     return model, meta
 
 

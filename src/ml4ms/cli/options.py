@@ -89,9 +89,11 @@ def add_output(parser, *flags, suffixes=None, folder=False, what="output", **kwa
     ----------
     suffixes : tuple of str, optional
         Allowed endings (case-insensitive), e.g. ``(".csv",)``.
-    folder : {False, "model", "files"}, default False
-        The output is a file (False), a model folder that is replaced as a
-        whole ("model"), or a folder that files are written into ("files").
+    folder : {False, "model", "potential", "files"}, default False
+        The output is a file (False), a folder replaced as a whole by a
+        property model ("model") or a potential ("potential"), which may only
+        replace a folder of its own kind, or a folder that files are written
+        into ("files").
     what : str
         What is written, for messages ("the model", "the trajectory").
     """
@@ -109,14 +111,45 @@ def add_input(parser, *flags, **kwargs):
 
 
 def _writable_folder(path):
-    """The nearest existing ancestor of ``path`` if it is a writable folder, else None."""
+    """The nearest existing ancestor of ``path`` if a file can be created in it (tried, and removed), else None.
+
+    Trying beats ``os.access``, which says yes to root everywhere (``/sys``, ``/proc``, read-only mounts).
+    """
+    import tempfile
+
     folder = os.path.dirname(os.path.abspath(path))
     while not os.path.exists(folder):
         parent = os.path.dirname(folder)
         if parent == folder:
             return None
         folder = parent
-    return folder if os.path.isdir(folder) and os.access(folder, os.W_OK) else None
+    if not os.path.isdir(folder):
+        return None
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".ml4ms-probe-", dir=folder)
+    except OSError:
+        return None
+    os.close(fd)
+    os.remove(probe)
+    return folder
+
+
+def folder_kind(path):
+    """What an existing folder holds: ``"potential"``, ``"model"``, ``"other"`` (not ml4ms's), or None (empty)."""
+    if not os.listdir(path):
+        return None
+    if os.path.exists(os.path.join(path, "committee.json")):
+        return "potential"
+    if not os.path.exists(os.path.join(path, "model.json")):
+        return "other"
+    import json
+
+    try:
+        with open(os.path.join(path, "model.json"), encoding="utf-8") as handle:
+            kind = json.load(handle)["metadata"].get("kind")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return "other"
+    return "potential" if kind == "ml4ms-neural-potential" else "model"
 
 
 def _same(a, b):
@@ -131,11 +164,11 @@ def check_output(path, flag="-o", suffixes=None, folder=False, what="output", in
     >>> check_output("traj.csv", "-o", suffixes=(".extxyz", ".xyz"), what="the trajectory")
     Traceback (most recent call last):
     ...
-    ml4ms.errors.InputError: traj.csv: -o: the trajectory is written as .extxyz or .xyz; give a name ending in .extxyz
+    ml4ms.errors.InputError: traj.csv: -o must end in .extxyz or .xyz (the trajectory); give a name ending in .extxyz
     """
     path = os.fspath(path)
     if suffixes and not folder and not path.lower().endswith(tuple(suffixes)):
-        raise InputError(f"{flag}: {what} is written as {' or '.join(suffixes)}", source=path,
+        raise InputError(f"{flag} must end in {' or '.join(suffixes)} ({what})", source=path,
                          hint=f"give a name ending in {suffixes[0]}")
     for other in inputs:
         if other and os.path.exists(other) and _same(path, other):
@@ -145,10 +178,13 @@ def check_output(path, flag="-o", suffixes=None, folder=False, what="output", in
         if os.path.isfile(path):
             raise InputError(f"{flag}: {what} is a folder, but a file of that name exists", source=path,
                              hint="choose another name")
-        if folder == "model" and os.path.isdir(path) and os.listdir(path) and not os.path.exists(os.path.join(path, "model.json")) \
-                and not os.path.exists(os.path.join(path, "committee.json")):
+        held = folder_kind(path) if folder in ("model", "potential") and os.path.isdir(path) else None
+        if held == "other":
             raise InputError(f"{flag}: exists and is not an ml4ms model folder", source=path,
                              hint="choose another name; ml4ms replaces only its own model folders")
+        if held is not None and held != folder:
+            raise InputError(f"{flag}: holds {'a potential' if held == 'potential' else 'a property model'}, which "
+                             f"{what} would replace", source=path, hint="choose another name, or remove it first")
     elif os.path.isdir(path):
         raise InputError(f"{flag}: is a folder, but {what} is a file", source=path,
                          hint="give a file name (inside the folder, if you like)")
@@ -161,10 +197,17 @@ def check_paths(args):
     """Check every output a command declared (:func:`add_output`) before it runs."""
     inputs = [getattr(args, dest, None) for dest in getattr(args, "_inputs", None) or []]
     inputs = [p for value in inputs for p in (value if isinstance(value, list) else [value]) if isinstance(p, str)]
+    written = {}
     for spec in getattr(args, "_outputs", None) or []:
         path = getattr(args, spec["dest"], None)
-        if path is not None:
-            check_output(path, spec["flag"], spec["suffixes"], spec["folder"], spec["what"], inputs)
+        if path is None:
+            continue
+        check_output(path, spec["flag"], spec["suffixes"], spec["folder"], spec["what"], inputs)
+        same = [flag for flag, other in written.items() if _same(path, other)]
+        if same:
+            raise InputError(f"{spec['flag']} and {same[0]} are the same file", source=path,
+                             hint="give each output its own name")
+        written[spec["flag"]] = path
 
 
 def add_old_name(parser, flag, dest):

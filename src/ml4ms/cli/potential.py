@@ -24,10 +24,10 @@ def add_parsers(sub):
     add_input(q, "--config", metavar="FILE.toml",
               help="recipe: [model], [descriptor], [training]; a TOML file or the name of a bundled recipe "
                    "(tio2_potential, tio2_potential_local, tio2_committee)")
-    add_output(q, "-o", "--output", required=True, metavar="MODEL", folder="model", what="the potential",
+    add_output(q, "-o", "--output", required=True, metavar="MODEL", folder="potential", what="the potential",
                help="potential folder to write (JSON + npz)")
-    q.add_argument("--checkpoint", metavar="DIR", help="checkpoint folder, written after every epoch (default: "
-                                                       "MODEL.checkpoint)")
+    add_output(q, "--checkpoint", metavar="DIR", folder="files", what="the checkpoint",
+               help="checkpoint folder, written after every epoch (default: MODEL.checkpoint)")
     q.add_argument("--resume", action="store_true",
                    help="continue the run whose checkpoint is there (stopped by a kill, Ctrl-C, the time limit or "
                         "the epoch limit: raise --epochs or give --minutes for more); without --resume a "
@@ -110,9 +110,9 @@ def add_parsers(sub):
                    help="initial (nve) or thermostat (nvt, npt) temperature in K (default 300)")
     q.add_argument("--steps", type=positive_int, default=1000, metavar="N", help="number of time steps (default 1000)")
     q.add_argument("--dt", type=positive_float, default=1.0, metavar="FS", help="time step (fs; default 1)")
-    q.add_argument("--friction", type=positive_float, default=0.01, metavar="1/FS",
-                   help="Langevin friction (nvt; default 0.01)")
-    q.add_argument("--pressure", type=finite_float, default=0.0, metavar="GPA", help="pressure (npt; GPa, default 0)")
+    q.add_argument("--friction", type=positive_float, metavar="1/FS",
+                   help="Langevin friction (nvt only; default 0.01)")
+    q.add_argument("--pressure", type=finite_float, metavar="GPA", help="pressure (npt only; GPa, default 0)")
     q.add_argument("--seed", type=non_negative_int, default=0, help="seed of the initial velocities and thermostat")
     q.add_argument("--interval", type=positive_int, default=10,
                    help="write a frame every N steps (and at step 0; default 10)")
@@ -296,6 +296,9 @@ def run_fit(args):
     members, jobs = kwargs.pop("members", 1), kwargs.pop("jobs", None)
     members = members if args.members is None else args.members
     jobs = jobs if args.jobs is None else args.jobs
+    if args.jobs is not None and members == 1:
+        raise InputError("--jobs runs committee members at once, and this is one potential",
+                         hint="give --members N (or [training] members) for a committee, or leave out --jobs")
     check_training_options(dict(kwargs, members=members, jobs=jobs))
     checkpoint = args.checkpoint or os.path.abspath(args.output).rstrip(os.sep) + ".checkpoint"
     check_checkpoint(checkpoint, args.resume, members, "--checkpoint" if args.checkpoint else "-o")
@@ -310,6 +313,9 @@ def run_fit(args):
             else:
                 model, history = train_potential(model, frames, energies, forces, checkpoint_dir=checkpoint,
                                                  progress=not args.quiet, source=source, **kwargs)
+    except InputError as exc:  # from inside the run (a cutoff beyond the memory, too few structures): name the data
+        raise (InputError(exc.message, source=source, index=exc.index, hint=exc.hint) if exc.source is None
+               else exc) from None
     except KeyboardInterrupt:
         found = checkpoint_epochs(checkpoint)
         print("ml4ms: interrupted; " + (f"{checkpoint} holds {_held(found)}: rerun with --resume to continue" if found
@@ -328,7 +334,8 @@ def run_fit(args):
                                         **({"init": args.init} if args.init else {})})
     last = history[-1] if history else {}
     print(stop_summary(model.training_))
-    print(f"wrote {args.output} ({model.training_['epochs']} epochs, {model.training_['n_train']} train / "
+    done = model.training_["epochs"]
+    print(f"wrote {args.output} ({done} epoch{'' if done == 1 else 's'}, {model.training_['n_train']} train / "
           f"{model.training_['n_val']} validation structures, {model.training_['n_excluded']} excluded)")
     if last:
         print(f"last epoch: validation energy RMSE {last['val_energy_rmse']:.3f} meV/atom, "
@@ -450,7 +457,7 @@ def run_fit_novelty(args):
     members = as_committee(model).members
     try:
         for m in members:
-            m.fit_novelty(frames, args.references, progress=True)
+            m.fit_novelty(frames, args.references, progress=not args.quiet)
     except InputError as exc:
         raise InputError(exc.message, source=source, index=exc.index, hint=exc.hint) from None
     save_potential(args.model, model, meta)
@@ -492,7 +499,8 @@ def run_select(args):
             order = np.argsort(-score, kind="stable")[:args.n]
             values = score[order]
         else:
-            order, values = novel_structures(committee, frames, args.n, min_novelty=args.min_novelty, progress=True)
+            order, values = novel_structures(committee, frames, args.n, min_novelty=args.min_novelty,
+                                             progress=not args.quiet)
     except InputError as exc:
         raise InputError(exc.message, source=source, index=exc.index, hint=exc.hint) from None
     key = "novelty" if args.by == "novelty" else "spread_mev_per_atom"
@@ -533,7 +541,7 @@ def run_check(args):
     frames, source = _structures(args.data)
     energies, forces = labels_of(frames, source)
     pairs = energy_force_consistency(frames, energies, forces, max_displacement=args.max_displacement,
-                                     source=source, progress=True)
+                                     source=source, progress=not args.quiet)
     m = len(pairs["pairs"])
     print(f"{m} pairs of structures at most {args.max_displacement:g} Å apart (RMS per atom; same cell, same atoms "
           f"in the same order) among {len(frames)} structures of {source}")
@@ -615,12 +623,20 @@ def run_md_cmd(args):
     from ..potentials.calculator import NeuralPotentialCalculator
     from ..potentials.md import MDInterrupted, run_md
 
+    for option, value, ensemble in (("--friction", args.friction, "nvt"), ("--pressure", args.pressure, "npt")):
+        if value is not None and args.ensemble != ensemble:
+            raise InputError(f"{option} applies to --ensemble {ensemble} only, not {args.ensemble}",
+                             hint=f"leave out {option}, or run --ensemble {ensemble}")
     calc = NeuralPotentialCalculator(args.model)
     atoms = _structure(args.structure)
     try:
         result = run_md(atoms, calc, ensemble=args.ensemble, temperature=args.temperature, steps=args.steps,
-                        timestep=args.dt, friction=args.friction, pressure=args.pressure, seed=args.seed,
-                        trajectory=args.output, interval=args.interval, progress=not args.quiet)
+                        timestep=args.dt, friction=0.01 if args.friction is None else args.friction,
+                        pressure=args.pressure or 0.0, seed=args.seed, trajectory=args.output,
+                        interval=args.interval, progress=not args.quiet)
+    except InputError as exc:  # the structure does not suit the run (NPT of a molecule): name it
+        raise (InputError(exc.message, source=args.structure, hint=exc.hint) if exc.source is None else exc) \
+            from None
     except MDInterrupted as stop:
         kept = (f"{args.output} holds its {stop.frames} frames (step 0 and every {args.interval} steps)"
                 if stop.frames else f"no frame written, {args.output} untouched")

@@ -56,6 +56,11 @@ def load_potential(path, with_metadata=False):
     """
     path = os.fspath(path)
     committee = os.path.join(path, COMMITTEE)
+    if not os.path.exists(committee) and not os.path.exists(os.path.join(path, JSON_NAME)):
+        members = os.path.isdir(path) and any(e.startswith("member") for e in os.listdir(path))
+        raise ModelFileError(f"{path}: not a potential folder (no {COMMITTEE if members else JSON_NAME})"
+                             + ("; the committee folder is incomplete" if members else
+                                "; give a folder written by 'ml4ms potential fit -o'"))
     if os.path.exists(committee):
         out = [load_potential(member, True) for member in _committee_members(path)]
         try:

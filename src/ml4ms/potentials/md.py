@@ -106,7 +106,8 @@ def _integrator(atoms, ensemble, temperature, timestep, friction, pressure, rng)
         return Langevin(atoms, timestep=dt, temperature_K=temperature, friction=friction / units.fs, rng=rng,
                         fixcm=False)
     if not all(atoms.pbc):
-        raise InputError("NPT needs a periodic cell")
+        raise InputError("NPT needs a cell periodic in all three directions",
+                         hint="use --ensemble nvt or nve for a molecule or a slab")
     from ase.md.nose_hoover_chain import IsotropicMTKNPT
 
     return IsotropicMTKNPT(atoms, timestep=dt, temperature_K=temperature, pressure_au=pressure * units.GPa,

@@ -246,8 +246,11 @@ class NeuralPotential(BaseEstimator):
         for k, a in enumerate(frames):
             bad = {int(z) for z in a.numbers} - known
             if bad:
-                raise InputError(f"element Z={sorted(bad)[0]} is not among the potential's species {self.species_}",
-                                 index=k, hint="train a potential that includes it")
+                from ase.data import chemical_symbols
+
+                names = ", ".join(chemical_symbols[z] for z in self.species_)
+                raise InputError(f"element {chemical_symbols[sorted(bad)[0]]} is not among the potential's elements "
+                                 f"({names})", index=k, hint="train a potential that includes it")
 
     def features(self, t, strain=None, vectors=None):
         """Raw descriptor (n_atoms, n_features) of the batch ``t`` (differentiable).
@@ -622,8 +625,11 @@ class NeuralPotential(BaseEstimator):
         self._check_species(frames)
         absent = sorted(set(self.species_) - {int(z) for a in frames for z in a.numbers})
         if absent:
-            raise InputError(f"element Z={absent[0]} of the potential has no atoms in these structures, so it would "
-                             "have no reference environments", hint="give the structures it was trained on")
+            from ase.data import chemical_symbols
+
+            raise InputError(f"element {chemical_symbols[absent[0]]} of the potential has no atoms in these "
+                             "structures, so it would have no reference environments",
+                             hint="give the structures it was trained on")
         H, S, ST, offset = [], [], [], 0
         groups = batches_of(frames, batch_atoms)
         for group in tqdm(groups, disable=not progress, desc="reference environments", unit="batch"):

@@ -83,7 +83,7 @@ def labels_of(frames, source="data"):
             raise InputError(f"forces have shape {f.shape}, expected ({len(a)}, 3)", source=source, index=k,
                              hint="give one force vector per atom")
         if not np.isfinite(e) or not np.all(np.isfinite(f)):
-            raise InputError(f"{'energy' if not np.isfinite(e) else 'forces'} contain NaN or inf", source=source,
+            raise InputError(f"{'the energy contains' if not np.isfinite(e) else 'the forces contain'} NaN or inf", source=source,
                              index=k, hint="fix or remove the structure")
         energies.append(e)
         forces.append(f)
@@ -263,6 +263,11 @@ def check_training_options(options, source=None, hint=None):
     if options.get("max_energy_per_atom") is not None and options.get("atomic_energies") is None:
         raise InputError("max_energy_per_atom needs atomic_energies (free-atom energies by element)", source=source,
                          hint=hint or "give atomic_energies, or leave max_energy_per_atom out")
+    for stage in ("", "stage_two_"):
+        weights = [options.get(f"{stage}{kind}_weight") for kind in ("energy", "force")]
+        if all(w is not None for w in weights) and not sum(weights) > 0:
+            raise InputError(f"{stage}energy_weight and {stage}force_weight are both 0: there is nothing to fit",
+                             source=source, hint="give one of them a positive weight")
 
 
 def stop_reason(epoch, epochs, stale, patience, cut):
@@ -593,7 +598,10 @@ def _train(model, frames, energies, forces, epochs, batch_size, learning_rate, l
         eb = binding_energy_per_atom(frames, energies, atomic_energies)
         keep = keep[eb <= float(max_energy_per_atom)]
     if len(keep) < 2:
-        raise InputError("fewer than 2 structures left to train on", source=source)
+        raise InputError(f"fewer than 2 structures left to train on (of {len(frames)}"
+                         + (f", after max_energy_per_atom = {max_energy_per_atom:g}" if len(keep) < len(frames) else "")
+                         + ")", source=source, hint="a potential needs many labelled structures: give more"
+                         + (", or raise max_energy_per_atom" if len(keep) < len(frames) else ""))
     if valid_fraction > 0:
         # duplicates (found here, or the caller's groups) stay on one side of the split
         sub = duplicate_groups([frames[k] for k in keep], progress=progress) if groups is None \
