@@ -115,7 +115,7 @@ EXTRA_CASES = {
     "featurize": {"cutoff beyond memory": ["--descriptor", "acsf", "--set", "r_cut=1000", "--quiet"],
                   "unknown descriptor parameter": ["--set", "r_cutt=5"]},
     "fit": {"-o holds a potential": ["-o", "POT"]},
-    "predict": {"two outputs in one file": ["--per-atom", "OUT.csv"]},
+    "predict": {"two outputs in one file": ["--contributions", "OUT.csv"]},
     "potential fit": {"--init of the other kind": ["--init", "MODEL"], "-o holds a property model": ["-o", "MODEL"],
                       "--checkpoint is a file": ["--checkpoint", "DATA"], "--checkpoint is -o": ["--checkpoint", "OUTDIR"],
                       "both loss weights 0": ["--config", "BAD:zero loss weights"],

@@ -273,7 +273,7 @@ def test_cli_fit_predict_per_atom(tmp_path, capsys):
     config.write_text(RECIPE.format(transform="none"))
     assert main(["fit", str(data), "--config", str(config), "-o", str(tmp_path / "m"), "--quiet"]) == 0
     out, atoms = tmp_path / "pred.csv", tmp_path / "atoms.csv"
-    assert main(["predict", str(tmp_path / "m"), str(data), "-o", str(out), "--per-atom", str(atoms),
+    assert main(["predict", str(tmp_path / "m"), str(data), "-o", str(out), "--contributions", str(atoms),
                  "--quiet"]) == 0
     pred = [float(r["y"]) for r in csv.DictReader(open(out))]
     rows = list(csv.DictReader(open(atoms)))
@@ -286,7 +286,7 @@ def test_cli_fit_predict_per_atom(tmp_path, capsys):
     np.testing.assert_allclose(sums, pred, rtol=1e-8, atol=1e-8)
     assert rows[0]["element"] == mols[0].get_chemical_symbols()[0]
     xyz = tmp_path / "atoms.extxyz"
-    assert main(["predict", str(tmp_path / "m"), str(data), "-o", str(out), "--per-atom", str(xyz), "--quiet"]) == 0
+    assert main(["predict", str(tmp_path / "m"), str(data), "-o", str(out), "--contributions", str(xyz), "--quiet"]) == 0
     frames = ase.io.read(xyz, ":")
     np.testing.assert_allclose([f.arrays["y_atomic"].sum() for f in frames], pred, rtol=1e-8, atol=1e-8)
     capsys.readouterr()
@@ -296,6 +296,6 @@ def test_cli_fit_predict_per_atom(tmp_path, capsys):
         m.info["y"] = abs(m.info["y"])
     ase.io.write(data, mols, format="extxyz")
     assert main(["fit", str(data), "--config", str(config), "-o", str(tmp_path / "m2"), "--quiet"]) == 0
-    code = main(["predict", str(tmp_path / "m2"), str(data), "-o", str(out), "--per-atom", str(atoms), "--quiet"])
+    code = main(["predict", str(tmp_path / "m2"), str(data), "-o", str(out), "--contributions", str(atoms), "--quiet"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "log1p" in err[0], err

@@ -37,9 +37,10 @@ def add_parsers(sub):
     add_input(p, "data", help="structures or rows to predict: NAME:SPLIT (bundled), a structure file or a CSV table")
     add_output(p, "-o", "--output", required=True, metavar="CSV", suffixes=(".csv",), what="the predictions",
                help="predictions (and their std, for models with uncertainty) as CSV")
-    add_output(p, "--per-atom", metavar="OUT.csv", dest="per_atom_output", suffixes=(".csv", ".extxyz", ".xyz"),
+    add_output(p, "--contributions", metavar="OUT.csv", dest="per_atom_output", suffixes=(".csv", ".extxyz", ".xyz"),
                what="the per-atom contributions",
-               help="also write per-atom contributions (sum-of-local models): CSV, or extxyz for .xyz/.extxyz")
+               help="also write the per-atom contributions (sum-of-local models): CSV, or extxyz for .xyz/.extxyz")
+    add_old_name(p, "--per-atom", "per_atom_output")
     add_quiet(p)
     p.set_defaults(func=run_predict)
 

@@ -32,12 +32,14 @@ def add_parsers(sub):
                    help="continue the run whose checkpoint is there (stopped by a kill, Ctrl-C, the time limit or "
                         "the epoch limit: raise --epochs or give --minutes for more); without --resume a "
                         "checkpoint left by an earlier run is refused")
-    q.add_argument("--epochs", type=positive_int, help="override [training] epochs")
-    q.add_argument("--minutes", type=positive_float,
+    q.add_argument("--epochs", type=positive_int, metavar="N", help="override [training] epochs")
+    q.add_argument("--minutes", type=positive_float, metavar="M",
                    help="stop training after this many minutes (of this call's training: the descriptor "
                         "precomputation before it is not counted)")
-    q.add_argument("--members", type=positive_int, help="train a committee of N members (override [training] members)")
-    q.add_argument("--jobs", type=positive_int, help="committee members trained at once, in parallel processes")
+    q.add_argument("--members", type=positive_int, metavar="N",
+                   help="train a committee of N members (override [training] members)")
+    q.add_argument("--jobs", type=positive_int, metavar="N",
+                   help="committee members trained at once, in parallel processes")
     q.add_argument("--learning-rate", type=positive_float, metavar="LR", help="override [training] learning_rate")
     add_input(q, "--init", metavar="MODEL", help="continue from this potential (or committee): its weights, "
                                                 "standardisation and elements; the config gives the training "
@@ -58,7 +60,7 @@ def add_parsers(sub):
                                             "potential, so it reports novelty (trained potentials have them)")
     add_input(q, "model", help="potential folder (rewritten in place)")
     add_input(q, "data", help="the structures it was trained on (NAME:SPLIT or a structure file)")
-    q.add_argument("-n", "--references", type=positive_int, default=2000, metavar="N",
+    q.add_argument("-n", "--n", "--references", dest="references", type=positive_int, default=2000, metavar="N",
                    help="environments kept per element, by farthest-point sampling (default 2000)")
     add_quiet(q)
     q.set_defaults(func=run_fit_novelty)
@@ -114,7 +116,7 @@ def add_parsers(sub):
                    help="Langevin friction (nvt only; default 0.01)")
     q.add_argument("--pressure", type=finite_float, metavar="GPA", help="pressure (npt only; GPa, default 0)")
     q.add_argument("--seed", type=non_negative_int, default=0, help="seed of the initial velocities and thermostat")
-    q.add_argument("--interval", type=positive_int, default=10,
+    q.add_argument("--interval", type=positive_int, default=10, metavar="N",
                    help="write a frame every N steps (and at step 0; default 10)")
     add_output(q, "-o", "--output", required=True, metavar="TRAJ.extxyz", suffixes=(".extxyz", ".xyz"),
                what="the trajectory", help="the trajectory, appended frame by frame as the run goes (an "
