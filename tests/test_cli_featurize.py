@@ -39,3 +39,18 @@ def test_set_with_an_unknown_parameter_names_the_allowed_ones(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--set: [descriptor] unknown key 'r_cutt'; did you mean 'r_cut'?" in err[0]
     assert not (tmp_path / "z.npz").exists()
+
+
+def test_concat_descriptor_names_every_column(tmp_path, capsys):
+    """featurize with a concat descriptor crashed: ConcatDescriptor had no get_feature_names_out."""
+    recipe = tmp_path / "concat.toml"
+    recipe.write_text('[descriptor]\nname = "concat"\n'
+                      '[[descriptor.parts]]\nname = "composition"\nproperties = ["atomic_mass"]\n'
+                      '[[descriptor.parts]]\nname = "composition"\nfractions = false\nstats = ["mean"]\n'
+                      'properties = ["atomic_mass"]\n')
+    out = tmp_path / "c.npz"
+    assert main(["featurize", "octet:structures", "--config", str(recipe), "-o", str(out), "--quiet"]) == 0
+    with np.load(out, allow_pickle=False) as f:
+        names = list(f["feature_names"])
+        assert len(names) == f["features"].shape[1] == len(set(names))
+    assert names[-1] == "composition1__mean_atomic_mass" and names[0].startswith("composition0__frac_")

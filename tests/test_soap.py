@@ -32,11 +32,6 @@ def rel_err(a, b):
     return np.max(np.abs(a - b)) / np.max(np.abs(b))
 
 
-def rotation(seed=0):
-    q, _ = np.linalg.qr(np.random.default_rng(seed).normal(size=(3, 3)))
-    return q * np.sign(np.linalg.det(q))
-
-
 # ---------------------------------------------------------------- DScribe
 dscribe = pytest.importorskip("dscribe.descriptors")
 
@@ -70,38 +65,6 @@ def test_mean_matches_dscribe_outer_average_and_lmax_nmax_edge():
 
 
 # ---------------------------------------------------------------- physics
-@pytest.fixture(scope="module")
-def soap():
-    return SOAP(r_cut=4.0, n_max=4, l_max=4, sigma=0.5, species=["H", "C", "O", "Ti"], reduce=None).fit([])
-
-
-def test_rotation_translation_invariance(soap):
-    for atoms in (ethanol(), rutile()):
-        ref = soap.transform([atoms])
-        moved = atoms.copy()
-        R = rotation()
-        moved.positions = atoms.positions @ R.T + [1.3, -2.1, 0.7]
-        if atoms.pbc.any():
-            moved.set_cell(atoms.cell.array @ R.T, scale_atoms=False)
-        assert rel_err(soap.transform([moved]), ref) < 1e-10
-
-
-def test_permutation_equivariance(soap):
-    for atoms in (ethanol(), rutile()):
-        perm = np.random.default_rng(3).permutation(len(atoms))
-        assert rel_err(soap.transform([atoms[perm]]), soap.transform([atoms])[perm]) < 1e-10
-
-
-def test_supercell_same_environments(soap):
-    prim = rutile(rattle=0.03)
-    sup = prim * (2, 2, 2)
-    per_prim = soap.transform([prim])
-    per_sup = soap.transform([sup])
-    assert rel_err(per_sup, np.tile(per_prim, (8, 1))) < 1e-9
-    soap_mean = clone(soap).set_params(reduce="mean").fit([])
-    assert rel_err(soap_mean.transform([sup]), soap_mean.transform([prim])) < 1e-9
-
-
 def test_small_cell_equals_big_supercell():
     # cell edge 2.5 Å << r_cut 5 Å: many images of every atom are neighbours
     small = bulk("Cu", "fcc", a=3.6, cubic=False)

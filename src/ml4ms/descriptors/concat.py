@@ -38,6 +38,8 @@ class ConcatDescriptor(TransformerMixin, BaseEstimator):
     array([[1., 2.]])
     >>> d.blocks_
     [['columns', 0, 1], ['columns', 1, 2]]
+    >>> d.get_feature_names_out().tolist()
+    ['columns0__a', 'columns1__b']
     """
 
     def __init__(self, *, parts=None, weights=None, progress=True):
@@ -94,3 +96,17 @@ class ConcatDescriptor(TransformerMixin, BaseEstimator):
             if "progress" in d.get_params() and "progress" not in part:
                 d.set_params(progress=self.progress)
         return self._weighted([d.transform(records) for d in self.descriptors_])
+
+    def get_feature_names_out(self, input_features=None):
+        """Every part's feature names, prefixed with the part's name: ``"soap__soap_O_O_l0_n0_n0"``.
+
+        A name shared by several parts gets the part's position, ``"columns0__a"``,
+        so that names stay unique.
+        """
+        check_is_fitted(self, "descriptors_")
+        names = [part["name"] for part in self.parts]
+        out = []
+        for k, (name, descriptor) in enumerate(zip(names, self.descriptors_)):
+            prefix = f"{name}{k}" if names.count(name) > 1 else name
+            out += [f"{prefix}__{feature}" for feature in descriptor.get_feature_names_out()]
+        return np.asarray(out, dtype=object)
