@@ -15,8 +15,7 @@ included), to see whether the other cells of the same composition bring the
 offset back; ``--max-force F`` leaves out the training cells with a force
 component above F eV/Å (the compressed cells). ``--volume-input`` gives every
 atom the volume per atom of its cell as one more input (a scratch model
-defined here, energies and forces only: no stress); ``--cell-pool K`` adds K
-learned cell-wide inputs (``NeuralPotential(cell_pool=K)``). ``--set
+defined here, energies and forces only: no stress). ``--set
 section.key=value`` (repeatable) changes one setting of the recipe
 (``model.cell_mean=false``, ``descriptor.angular_cutoff=5.0``,
 ``training.force_weight=1.0``; the value is read as TOML).
@@ -29,7 +28,7 @@ order), to see whether the worst cells lie where the training data are sparse.
 
     python studies/tio2_family.py [--epochs 1000] [--seeds 0 1 2] [--jobs 2] [--model models/tio2]
                                   [--train family|formula] [--max-force F] [--volume-input]
-                                  [--cell-pool K] [--set SECTION.KEY=VALUE ...] [--edge]
+                                  [--set SECTION.KEY=VALUE ...] [--edge]
 
 Findings: docs/studies/tio2-potential.md, "Where the error is" and "Protocols" (the O14Ti8 protocol).
 """
@@ -131,7 +130,7 @@ def recipe(changes=()):
     return doc
 
 
-def run_seed(seed, epochs, any_cell=False, max_force=None, volume=False, cell_pool=0, changes=()):
+def run_seed(seed, epochs, any_cell=False, max_force=None, volume=False, changes=()):
     """Train on the family's (or the formula's) training cells with one seed; per-cell family test errors, seconds."""
     import numpy as np
 
@@ -145,7 +144,7 @@ def run_seed(seed, epochs, any_cell=False, max_force=None, volume=False, cell_po
         for key in ("members", "jobs", "threads", "epochs", "patience", "lr_decay", "seed", "stage_two_start",
                     "stage_two_energy_weight", "stage_two_force_weight", "max_energy_per_atom", "atomic_energies"):
             kw.pop(key, None)
-        model.set_params(seed=seed, cell_pool=cell_pool or model.cell_pool)
+        model.set_params(seed=seed)
         if volume:
             model = _volume_model(model.get_params())
         train = load("tio2", "train").records
@@ -168,7 +167,6 @@ def main(argv=None):
                         help="train on the family's cells, or on every O14Ti8 training cell")
     parser.add_argument("--max-force", type=float, help="leave out training cells with a larger force (eV/Å)")
     parser.add_argument("--volume-input", action="store_true", help="give every atom its cell's volume per atom")
-    parser.add_argument("--cell-pool", type=int, default=0, help="learned cell-wide inputs (0: none, the recipe)")
     parser.add_argument("--set", dest="changes", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="change one setting of the recipe, e.g. training.force_weight=1.0 (repeatable)")
     parser.add_argument("--edge", action="store_true",
@@ -193,9 +191,8 @@ def main(argv=None):
     rows += [(f"  member {k}", errors_per_cell(m, cells), None) for k, m in enumerate(committee)]
     any_cell = args.train == "formula"
     out = Parallel(n_jobs=args.jobs)(delayed(run_seed)(s, args.epochs, any_cell, args.max_force, args.volume_input,
-                                                       args.cell_pool, args.changes) for s in args.seeds)
+                                                       args.changes) for s in args.seeds)
     label = ((f"{FORMULA} only" if any_cell else "family only") + (" + volume" if args.volume_input else "")
-             + (f" + pool {args.cell_pool}" if args.cell_pool else "")
              + "".join(f" + {c}" for c in args.changes))
     rows += [(f"{label}, seed {s}", e, t) for s, (e, t) in zip(args.seeds, out)]
     rows.append((f"{label}, mean of {len(out)}", np.mean([e for e, _ in out], axis=0), None))

@@ -7,7 +7,7 @@ from ase.spacegroup import crystal
 
 from ml4ms.descriptors import make_descriptor
 from ml4ms.batch import neighbor_list
-from ml4ms.descriptors.chebyshev import Chebyshev, pair_channel_weights, type_weights
+from ml4ms.descriptors.chebyshev import Chebyshev, type_weights
 from ml4ms.errors import InputError
 
 PARAMS = dict(radial_cutoff=4.5, radial_order=8, angular_cutoff=3.5, angular_order=4)
@@ -27,16 +27,11 @@ def triclinic(seed=1, symbols=("Ti", "O", "O", "Ti", "O")):
     return Atoms(list(symbols), scaled_positions=rng.random((len(symbols), 3)), cell=cell, pbc=True)
 
 
-def reference(atoms, species, radial_cutoff, radial_order, angular_cutoff, angular_order, angular_radial_order=0,
-              pair_weights=()):
-    """Plain loops over neighbours and neighbour pairs, numpy Chebyshev polynomials.
-
-    ``pair_weights``: species weight vectors of further angular channels (pair weight ``v[t_p] v[t_q]``).
-    """
+def reference(atoms, species, radial_cutoff, radial_order, angular_cutoff, angular_order):
+    """Plain loops over neighbours and neighbour pairs, numpy Chebyshev polynomials."""
     from numpy.polynomial.chebyshev import chebvander
 
     w = dict(zip(species, type_weights(len(species))))
-    extra = [dict(zip(species, v)) for v in pair_weights]
 
     def fc(r, rc):
         return 0.5 * (np.cos(np.pi * r / rc) + 1.0) if r < rc else 0.0
@@ -49,27 +44,17 @@ def reference(atoms, species, radial_cutoff, radial_order, angular_cutoff, angul
         r = np.linalg.norm(D, axis=1)
         s = np.array([w[z] for z in atoms.numbers[j[sel]]])
         rad, radw = np.zeros(radial_order + 1), np.zeros(radial_order + 1)
-        n_p = angular_radial_order + 1
-        ang, angw = np.zeros((n_p, angular_order + 1)), np.zeros((n_p, angular_order + 1))
-        ange = [np.zeros((n_p, angular_order + 1)) for _ in extra]
-        z = atoms.numbers[j[sel]]
+        ang, angw = np.zeros(angular_order + 1), np.zeros(angular_order + 1)
         for p in range(len(r)):
             t = chebvander(2 * r[p] / radial_cutoff - 1, radial_order) * fc(r[p], radial_cutoff)
             rad += t[0]
             radw += s[p] * t[0]
-            for q in range(len(r)):  # ordered pairs p != q, leg p radially resolved, half the sum
-                if q == p:
-                    continue
+            for q in range(p + 1, len(r)):  # unordered pairs p < q
                 cos = D[p] @ D[q] / (r[p] * r[q])
-                g = chebvander(2 * r[p] / angular_cutoff - 1, angular_radial_order)[0] * fc(r[p], angular_cutoff)
-                t = 0.5 * np.outer(g, chebvander(cos, angular_order)[0]) * fc(r[q], angular_cutoff)
+                t = chebvander(cos, angular_order)[0] * fc(r[p], angular_cutoff) * fc(r[q], angular_cutoff)
                 ang += t
                 angw += s[p] * s[q] * t
-                for v, a in zip(extra, ange):
-                    a += v[z[p]] * v[z[q]] * t
-        ang, angw = ang.ravel(), angw.ravel()
-        rows.append(np.concatenate([rad, ang, radw, angw] + [a.ravel() for a in ange] if len(species) > 1
-                                   else [rad, ang]))
+        rows.append(np.concatenate([rad, ang, radw, angw] if len(species) > 1 else [rad, ang]))
     return np.array(rows)
 
 
@@ -81,79 +66,6 @@ def test_matches_loop_reference():
     mono = Atoms("Cu4", scaled_positions=np.random.default_rng(3).random((4, 3)), cell=3.2 * np.eye(3), pbc=True)
     model = Chebyshev(**PARAMS, reduce=None).fit([mono])
     np.testing.assert_allclose(model.transform([mono]), reference(mono, [29], **PARAMS), rtol=1e-10, atol=1e-10)
-
-
-def test_radially_resolved_angular_terms():
-    atoms = triclinic()
-    resolved = Chebyshev(**PARAMS, angular_radial_order=3, reduce=None).fit([atoms])
-    X = resolved.transform([atoms])
-    assert resolved.n_features_out_ == X.shape[1] == 2 * (9 + 4 * 5) == len(resolved.get_feature_names_out())
-    np.testing.assert_allclose(X, reference(atoms, [8, 22], **PARAMS, angular_radial_order=3), rtol=1e-10,
-                               atol=1e-10)
-    # p = 0 is ænet's basis; the layout keeps it where it was
-    plain = Chebyshev(**PARAMS, reduce=None).fit([atoms]).transform([atoms])
-    np.testing.assert_allclose(X[:, :14], plain[:, :14], rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(X[:, 29:29 + 14], plain[:, 14:], rtol=1e-12, atol=1e-12)
-    # the new columns are new information: over many environments they raise the rank of the features
-    cells = [rutile(0.15, seed) for seed in range(12)]
-    rank_plain = np.linalg.matrix_rank(np.vstack(Chebyshev(**PARAMS, reduce=None).fit(cells).transform(cells)))
-    rank_resolved = np.linalg.matrix_rank(np.vstack(resolved.transform(cells)))
-    assert rank_resolved > rank_plain + 10
-
-
-def test_species_pair_angular_channels():
-    """angular_pairs: one more angular copy for two species, and each species pair recoverable."""
-    assert pair_channel_weights(1) == [] and pair_channel_weights(2) == [[1.0, 0.0]]
-    for n in (3, 4, 5):  # with 1 1^T and w w^T, the pair weightings span all symmetric n x n matrices
-        vs = [np.ones(n), np.asarray(type_weights(n))] + [np.asarray(v) for v in pair_channel_weights(n)]
-        assert len(vs) == n * (n + 1) // 2
-        assert np.linalg.matrix_rank(np.array([np.outer(v, v).ravel() for v in vs])) == n * (n + 1) // 2
-    atoms = triclinic(symbols=("Ti", "O", "O", "Ti", "O", "O", "Ti"))
-    model = Chebyshev(**PARAMS, angular_pairs=True, reduce=None).fit([atoms])
-    X = model.transform([atoms])
-    assert model.n_features_out_ == X.shape[1] == 2 * (9 + 5) + 5 == len(model.get_feature_names_out())
-    np.testing.assert_allclose(X, reference(atoms, [8, 22], **PARAMS, pair_weights=[[1.0, 0.0]]), rtol=1e-10,
-                               atol=1e-10)
-    plain = Chebyshev(**PARAMS, reduce=None).fit([atoms]).transform([atoms])
-    np.testing.assert_allclose(X[:, :28], plain, rtol=1e-12, atol=1e-12)  # ænet's features first, unchanged
-    # angles between two O neighbours, and between two Ti neighbours, each on their own
-    oo = reference(atoms, [8, 22], **PARAMS, pair_weights=[[1.0, 0.0]])[:, 28:]
-    titi = reference(atoms, [8, 22], **PARAMS, pair_weights=[[0.0, 1.0]])[:, 28:]
-    assert np.abs(titi).max() > 0.01 and np.abs(oo).max() > 0.01
-    np.testing.assert_allclose(X[:, 28:], oo, rtol=1e-10, atol=1e-10)
-    np.testing.assert_allclose(0.5 * (X[:, 9:14] + X[:, 23:28]) - X[:, 28:], titi, rtol=1e-10, atol=1e-10)
-    # one species: nothing to resolve
-    mono = Atoms("Cu4", scaled_positions=np.random.default_rng(3).random((4, 3)), cell=3.2 * np.eye(3), pbc=True)
-    one = Chebyshev(**PARAMS, angular_pairs=True, reduce=None).fit([mono])
-    assert one.n_features_out_ == 14
-    with pytest.raises(InputError, match="angular_pairs must be true or false"):
-        Chebyshev(**PARAMS, angular_pairs="yes").fit([atoms])
-
-
-def test_long_range_radial_set():
-    """long_radial_cutoff: a second radial expansion (plain and weighted) after all other columns."""
-    atoms = triclinic()
-    model = Chebyshev(**PARAMS, angular_pairs=True, long_radial_cutoff=7.0, long_radial_order=3, reduce=None)
-    X = model.fit([atoms]).transform([atoms])
-    assert model.n_features_out_ == X.shape[1] == 2 * (9 + 5 + 4) + 5 == len(model.get_feature_names_out())
-    assert list(model.get_feature_names_out()[-8:]) == ([f"long_radial{a}" for a in range(4)]
-                                                        + [f"long_radial{a}_weighted" for a in range(4)])
-    plain = Chebyshev(**PARAMS, angular_pairs=True, reduce=None).fit([atoms]).transform([atoms])
-    np.testing.assert_allclose(X[:, :33], plain, rtol=1e-12, atol=1e-12)  # everything else unchanged
-    # the new columns are the radial terms of the longer cutoff
-    far = reference(atoms, [8, 22], 7.0, 3, PARAMS["angular_cutoff"], PARAMS["angular_order"])
-    np.testing.assert_allclose(X[:, 33:37], far[:, :4], rtol=1e-10, atol=1e-10)
-    np.testing.assert_allclose(X[:, 37:], far[:, 9:13], rtol=1e-10, atol=1e-10)
-    # it reaches beyond the first cutoff: a neighbour at 6 Å changes only the new columns
-    pair = Chebyshev(**PARAMS, long_radial_cutoff=7.0, long_radial_order=3, reduce=None).fit([Atoms("OTi")])
-    near, apart = (pair.transform([Atoms("OTiO", positions=[[0, 0, 0], [1.9, 0, 0], [0, d, 0]])]) for d in (6.0, 6.5))
-    assert np.abs(near[:, :28] - apart[:, :28]).max() < 1e-12 and np.abs(near[:, 28:] - apart[:, 28:]).max() > 1e-3
-    # one species: the plain copy only; 0 turns it off, a negative cutoff is an error
-    mono = Atoms("Cu4", scaled_positions=np.random.default_rng(3).random((4, 3)), cell=3.2 * np.eye(3), pbc=True)
-    assert Chebyshev(**PARAMS, long_radial_cutoff=7.0, reduce=None).fit([mono]).n_features_out_ == 14 + 5
-    assert Chebyshev(**PARAMS, long_radial_cutoff=0, reduce=None).fit([mono]).n_features_out_ == 14
-    with pytest.raises(InputError, match=r"long_radial_cutoff must be a positive number of Å \(or 0: off\)"):
-        Chebyshev(**PARAMS, long_radial_cutoff=-1.0).fit([atoms])
 
 
 def test_type_weights_and_size_independent_of_species():
@@ -168,11 +80,9 @@ def test_type_weights_and_size_independent_of_species():
     assert default.n_features_out_ == 38 and len(default.get_feature_names_out()) == 38
 
 
-@pytest.mark.parametrize("pairs, long", [(False, 0.0), (True, 0.0), (True, 7.5)],
-                         ids=["aenet", "angular_pairs", "long_radial"])
-def test_invariances_supercell_small_cell(pairs, long):
+def test_invariances_supercell_small_cell():
     atoms = triclinic()
-    model = Chebyshev(**PARAMS, angular_pairs=pairs, long_radial_cutoff=long, reduce=None).fit([atoms])
+    model = Chebyshev(**PARAMS, reduce=None).fit([atoms])
     X = model.transform([atoms])
     rotated = atoms.copy()
     rotated.rotate(71, (1, -2, 0.5), rotate_cell=True)
@@ -270,10 +180,8 @@ def test_reverse_mode_forces_and_virial_match_jacobians():
     np.testing.assert_allclose(f_eps.numpy(), np.einsum("f,afxy->xy", w, dS), rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("n_species, angular_radial_order, pairs, long",
-                         [(1, 0, False, 0.0), (3, 0, False, 0.0), (2, 3, False, 0.0), (1, 2, False, 0.0),
-                          (3, 0, True, 0.0), (2, 2, True, 0.0), (2, 0, True, 5.0), (1, 0, False, 5.0)])
-def test_analytic_pair_gradients_match_autograd(n_species, angular_radial_order, pairs, long):
+@pytest.mark.parametrize("n_species", [1, 2, 3])
+def test_analytic_pair_gradients_match_autograd(n_species):
     import torch
 
     from ml4ms.batch import collate, pair_vectors
@@ -284,12 +192,9 @@ def test_analytic_pair_gradients_match_autograd(n_species, angular_radial_order,
     atoms = Atoms(numbers=rng.choice(numbers, 9), positions=rng.uniform(0, 5.5, (9, 3)), cell=[5.5, 5.6, 5.4],
                   pbc=True)
     species = sorted(set(int(z) for z in atoms.numbers))
-    t = collate([atoms], max(4.5, long), species)
-    kw = dict(radial_cutoff=4.5, radial_order=7, angular_cutoff=3.5, angular_order=4, long_radial_cutoff=long,
-              long_radial_order=3,
-              weights=type_weights(len(species)) if len(species) > 1 else None,
-              angular_radial_order=angular_radial_order,
-              angular_weights=pair_channel_weights(len(species)) if pairs else None)
+    t = collate([atoms], 4.5, species)
+    kw = dict(radial_cutoff=4.5, radial_order=7, angular_cutoff=3.5, angular_order=4,
+              weights=type_weights(len(species)) if len(species) > 1 else None)
     D = pair_vectors(t.positions, t.cell, t.i, t.j, t.shifts).detach().requires_grad_(True)
     X = chebyshev_features(t.positions, t.species_index, t.cell, t.i, t.j, t.shifts, vectors=D, **kw)
     ref = torch.stack([torch.autograd.grad(X[:, f].sum(), D, retain_graph=True)[0] for f in range(X.shape[1])], 1)

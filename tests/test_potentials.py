@@ -342,9 +342,8 @@ def test_config_and_bad_input():
         NeuralPotential(descriptor="soapy").cutoff()
     m, _ = read_config(os.path.join(os.path.dirname(__file__), "..", "configs", "tio2_committee.toml"))
     assert m.linear is True and m.cell_mean is True
-    for bad, match in (({"angular_radial_order": -1}, "angular_radial_order must be a non-negative integer"),
-                       ({"angular_cutoff": 0.0}, "angular_cutoff must be a positive"),
-                       ({"angular_pairs": 1}, "angular_pairs must be true or false")):
+    for bad, match in (({"angular_order": -1}, "angular_order must be a non-negative integer"),
+                       ({"angular_cutoff": 0.0}, "angular_cutoff must be a positive")):
         with pytest.raises(InputError, match=match):
             NeuralPotential(descriptor_params=bad).cutoff()
 
@@ -354,12 +353,10 @@ def test_config_and_bad_input():
     ("training", "learning_rate", "fast", "learning_rate must be a number >= 0"),
     ("training", "epochs", 1.5, "epochs must be a positive integer"),
     ("training", "force_weight", -0.1, "force_weight must be a number >= 0"),
-    ("training", "lr_schedule", "cosine", "lr_schedule must be 'exponential' or 'plateau'"),
     ("training", "stage_two_start", 0.0, "stage_two_start must be in"),
     ("training", "precompute", "yes", "precompute must be true or false"),
     ("model", "hidden", [0], "hidden must be a list of positive integers"),
     ("model", "cell_mean", "yes", "cell_mean must be true or false"),
-    ("model", "cell_pool", -2, "cell_pool must be a non-negative integer"),
     ("model", "dtype", "float16", "unknown dtype"),
     ("descriptor", "radial_order", -1, "radial_order must be a non-negative integer"),
     ("training", "seed", -1, "seed must be a non-negative integer"),
@@ -527,9 +524,7 @@ def test_precomputed_jacobians_match_autograd_forces(frames):
     mixed = frames[:4] + [a for a in load("tio2", "train").records[:60] if len(a) > 12][:2]
     energies, forces = labels_of(mixed)
     for model in (NeuralPotential(hidden=(5,), descriptor_params=SMALL, seed=2),
-                  NeuralPotential(hidden=(5,), descriptor_params=dict(SMALL, angular_radial_order=2,
-                                                                      angular_pairs=True), seed=2,
-                                  cell_mean=True, linear=True),
+                  NeuralPotential(hidden=(5,), descriptor_params=SMALL, seed=2, cell_mean=True, linear=True),
                   NeuralPotential(descriptor="acsf", hidden=(5,), seed=2,
                                   descriptor_params={"r_cut": 4.5, "g2": [[0.5, 0.0]],
                                                      "g4": [[0.01, 1.0, 1.0], [0.01, 2.0, -1.0]]})):
@@ -567,28 +562,15 @@ def test_precomputed_training_follows_direct_training(frames):
             np.testing.assert_allclose(wa, wb, atol=1e-4)
 
 
-def test_plateau_schedule_lowers_learning_rate(frames):
-    _, history = train_potential(NeuralPotential(hidden=(4,), descriptor_params=SMALL), frames,
-                                 **dict(TRAIN, epochs=6, learning_rate=0.5), lr_schedule="plateau",
-                                 lr_patience=1, lr_decay=0.5, patience=100)
-    lrs = [h["lr"] for h in history]
-    assert lrs[0] == 0.5 and min(lrs) < 0.5 and all(b <= a for a, b in zip(lrs, lrs[1:]))
-
-
-@pytest.mark.parametrize("settings", [{"cell_mean": True}, {"cell_mean": True, "cell_pool": 3, "linear": True},
-                                      {"cell_pool": 2}, {"cell_mean": True, "linear": True, "activation": "silu"}],
-                         ids=["cell_mean", "cell_mean_pool", "pool", "silu"])
+@pytest.mark.parametrize("settings", [{"cell_mean": True}, {"cell_mean": True, "linear": True}],
+                         ids=["cell_mean", "cell_mean_linear"])
 def test_cell_wide_model_physics_and_precompute(frames, tmp_path, settings):
     from ml4ms.potentials.precompute import JacobianSet
 
     model, _ = train_potential(NeuralPotential(hidden=(6,), descriptor_params=SMALL, **settings), frames,
                                **dict(TRAIN, epochs=2), precompute=True)
-    nf, pool = model.n_features_, settings.get("cell_pool", 0)
-    n_base = nf * (2 if model.cell_mean else 1)
-    assert model.weights_[0][0].shape[0] == n_base + pool
-    assert not model.cell_mean or model.cell_feature_std_.shape == (nf,)
-    if pool:  # the pooling layer is last and training moved it
-        assert model.weights_[1][-2].shape == (n_base, pool) and np.abs(model.weights_[1][-1]).max() > 0
+    nf = model.n_features_
+    assert model.weights_[0][0].shape[0] == 2 * nf and model.cell_feature_std_.shape == (nf,)
     atoms = _cell(frames)
     e0, f0, s0 = model.compute(atoms, stress=True)
     # forces are exact derivatives although every atom sees the whole cell
@@ -626,13 +608,6 @@ def test_cell_wide_model_physics_and_precompute(frames, tmp_path, settings):
     assert back.get_params() == model.get_params() and abs(back.compute(atoms)[0] - e0) < 1e-10
     # a non-boolean switch, or one turned on after fitting, is refused in plain words
     from ml4ms.errors import InputError
-
-    if pool:
-        with pytest.raises(InputError, match="cell_pool was changed to 5 after fitting"):
-            back.set_params(cell_pool=5).compute(atoms)
-        with pytest.raises(InputError, match="differ from those it was fitted with"):
-            back.set_params(cell_pool=0).compute(atoms)
-        return
 
     few = labels_of(frames[:3])[0]
     with pytest.raises(InputError, match="cell_mean must be true or false"):
@@ -769,23 +744,16 @@ def test_torchscript_export_matches_the_model(trained, frames, tmp_path, capsys)
     models = {"local": trained[0],
               "cell_mean": NeuralPotential(hidden=(5, 4), descriptor_params=SMALL, cell_mean=True,
                                            seed=3).initialize(frames, energies),
-              "resolved_angles_linear": NeuralPotential(hidden=(4,), cell_mean=True, linear=True, seed=4,
-                                                        descriptor_params=dict(SMALL, angular_radial_order=2)
-                                                        ).initialize(frames, energies),
+              "cell_mean_linear": NeuralPotential(hidden=(4,), cell_mean=True, linear=True, seed=4,
+                                                  descriptor_params=SMALL).initialize(frames, energies),
               "float32_cell_mean": NeuralPotential(hidden=(5,), descriptor_params=SMALL, dtype="float32",
                                                    cell_mean=True, seed=1).initialize(frames, energies),
-              "pooled": NeuralPotential(hidden=(4, 3), cell_mean=True, linear=True, cell_pool=3, seed=6,
-                                        descriptor_params=dict(SMALL, angular_pairs=True, long_radial_cutoff=5.5,
-                                                               long_radial_order=3)).initialize(frames, energies),
-              "one_species": NeuralPotential(hidden=(4,), descriptor_params=dict(SMALL, long_radial_cutoff=6.0),
-                                             seed=2).initialize(si, [-43.0, -43.2]),
-              "silu": NeuralPotential(hidden=(5, 4), descriptor_params=SMALL, cell_mean=True, activation="silu",
-                                      seed=7).initialize(frames, energies)}
+              "one_species": NeuralPotential(hidden=(4,), descriptor_params=SMALL,
+                                             seed=2).initialize(si, [-43.0, -43.2])}
     save_potential(tmp_path / "pot", trained[0])
     assert cli.main(["potential", "export", str(tmp_path / "pot"), "-o", str(tmp_path / "new" / "local.pt")]) == 0
-    models["resolved_angles_linear"].weights_[0][-1] += 0.3  # the linear term starts at zero: make it count
-    models["pooled"].weights_[1][-1] += 0.5  # pooling biases start at zero: make them count
-    for name in ("cell_mean", "resolved_angles_linear", "float32_cell_mean", "pooled", "one_species", "silu"):
+    models["cell_mean_linear"].weights_[0][-1] += 0.3  # the linear term starts at zero: make it count
+    for name in ("cell_mean", "cell_mean_linear", "float32_cell_mean", "one_species"):
         export_torchscript(models[name], tmp_path / "new" / f"{name}.pt")
     cluster = _cell(frames, seed=4)[:6]
     cluster.pbc = False
@@ -905,66 +873,6 @@ def test_stage_two_switches_the_loss_weights(frames):
     assert [h["stage"] for h in ht] == [1, 2, 2, 2]
     with pytest.raises(InputError, match="stage_two_start must be in"):
         train_potential(NeuralPotential(hidden=(5,), descriptor_params=SMALL), frames, stage_two_start=0.0, **run)
-
-
-def test_activation_changes_the_network_and_is_checked(frames):
-    from ml4ms.errors import InputError
-
-    energies, _ = labels_of(frames)
-    tanh = NeuralPotential(hidden=(5,), descriptor_params=SMALL, seed=3).initialize(frames, energies)
-    silu = NeuralPotential(hidden=(5,), descriptor_params=SMALL, seed=3, activation="silu").initialize(frames,
-                                                                                                       energies)
-    for a, b in zip(tanh.weights_[0], silu.weights_[0]):  # the same weights, another function of them
-        np.testing.assert_array_equal(a, b)
-    atoms = _cell(frames)
-    assert abs(tanh.compute(atoms, forces=False)[0] - silu.compute(atoms, forces=False)[0]) > 1e-6
-    # by hand: one element's network on one atom's input
-    import torch
-
-    H = silu.network_inputs(silu.features(silu.tensors([atoms])), silu.tensors([atoms]).species_index,
-                            silu.torch_parameters(requires_grad=False), None)
-    s = int(silu.tensors([atoms]).species_index[0])
-    W0, b0, W1, b1 = (torch.as_tensor(w, dtype=H.dtype) for w in silu.weights_[s])
-    z = H[0] @ W0 + b0
-    by_hand = float(((z * torch.sigmoid(z)) @ W1 + b1) * silu.energy_scale_)
-    got = float(silu.network_outputs(H, silu.tensors([atoms]).species_index,
-                                  silu.torch_parameters(requires_grad=False))[0])
-    assert by_hand == pytest.approx(got, rel=1e-12)
-    with pytest.raises(InputError, match="activation must be one of 'tanh', 'silu', got 'relu'"):
-        NeuralPotential(activation="relu").check_settings()
-    with pytest.raises(InputError, match="activation must be one of"):
-        read_config(doc={"model": {"activation": 1}})
-
-
-def test_energy_loss_power_weighs_the_worst_structures(frames):
-    import torch
-
-    from ml4ms.errors import InputError
-    from ml4ms.potentials.train import energy_loss
-
-    e = torch.tensor([0.001, -0.002, 0.004, 0.0005], dtype=torch.float64)
-    assert float(energy_loss(e)) == pytest.approx(float((e ** 2).mean()), rel=1e-15)
-    assert float(energy_loss(e, 4)) == pytest.approx(float((e ** 4).mean()) ** 0.5, rel=1e-12)
-    assert float(energy_loss(e, 64)) == pytest.approx(0.004 ** 2, rel=0.05)  # towards the squared maximum
-    # its gradient puts more of the weight on the largest error than the mean squared error does
-    shares = []
-    for p in (2, 4):
-        x = e.clone().requires_grad_(True)
-        (g,) = torch.autograd.grad(energy_loss(x, p), x)
-        shares.append(float(g.abs()[2] / g.abs().sum()))
-    assert shares[1] > shares[0]
-    run = dict(TRAIN, restore_best=False, force_weight=0.0)
-    plain, hp = train_potential(NeuralPotential(hidden=(5,), descriptor_params=SMALL), frames, **run)
-    same, hs = train_potential(NeuralPotential(hidden=(5,), descriptor_params=SMALL), frames, energy_loss_power=2,
-                               **run)
-    steep, h4 = train_potential(NeuralPotential(hidden=(5,), descriptor_params=SMALL), frames, energy_loss_power=4,
-                                **run)
-    assert [h["val_energy_rmse"] for h in hs] == [h["val_energy_rmse"] for h in hp]  # 2 is the default's loss
-    assert h4[0]["train_energy_rmse"] != hp[0]["train_energy_rmse"]
-    assert not np.array_equal(steep.weights_[0][0], plain.weights_[0][0])
-    assert all(np.isfinite(h["val_energy_rmse"]) for h in h4)  # validation stays root-mean-square
-    with pytest.raises(InputError, match="energy_loss_power must be a number >= 2"):
-        train_potential(NeuralPotential(hidden=(5,), descriptor_params=SMALL), frames, energy_loss_power=1, **run)
 
 
 FEW = '[model]\nhidden = [4]\n[descriptor]\nradial_order = 2\nangular_order = 1\n' \

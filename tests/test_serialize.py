@@ -116,6 +116,59 @@ def test_parameters_and_attributes_must_be_declared(tmp_path, fitted, change, ma
         load_model(tmp_path / "m")
 
 
+def _small_potential(tmp_path):
+    """A tiny fitted NeuralPotential saved in ``tmp_path / "pot"``; returns it and its structure."""
+    from ase.build import bulk
+
+    from ml4ms.potentials import NeuralPotential
+
+    atoms = bulk("MgO", "rocksalt", a=4.2)
+    model = NeuralPotential(hidden=(3,), descriptor_params={"radial_order": 2, "angular_order": 1})
+    save_model(tmp_path / "pot", model.initialize([atoms], [-10.0]))
+    return model, atoms
+
+
+def _store_option(doc, name, value):
+    """Store the option ``name`` (``"table.key"``: a key of a dict parameter) as a file of an earlier version did."""
+    params = doc["estimator"]["params"]["__dict__"]
+    table, _, key = name.rpartition(".")
+    (params[table]["__dict__"] if table else params)[key] = value
+
+
+def test_removed_options_at_their_old_values_are_dropped(tmp_path):
+    """Files written before options were removed load where they hold the values that left the options out."""
+    from ml4ms.descriptors.chebyshev import Chebyshev
+
+    model, atoms = _small_potential(tmp_path)
+    old = {"cell_pool": 0, "activation": "tanh", "descriptor_params.angular_radial_order": 0,
+           "descriptor_params.angular_pairs": False, "descriptor_params.long_radial_cutoff": 0.0,
+           "descriptor_params.long_radial_order": 4}
+    _edit(tmp_path / "pot", lambda d: [_store_option(d, k, v) for k, v in old.items()])
+    back, _ = load_model(tmp_path / "pot")
+    assert back.get_params() == model.get_params() and back.compute(atoms)[0] == model.compute(atoms)[0]
+    descriptor = Chebyshev(radial_order=2, angular_order=1, progress=False).fit([atoms])
+    save_model(tmp_path / "chebyshev", descriptor)
+    _edit(tmp_path / "chebyshev", lambda d: [_store_option(d, k, v) for k, v in
+                                             {"angular_pairs": False, "long_radial_cutoff": 0}.items()])
+    back, _ = load_model(tmp_path / "chebyshev")
+    assert back.get_params() == descriptor.get_params()
+    np.testing.assert_array_equal(back.transform([atoms]), descriptor.transform([atoms]))
+
+
+@pytest.mark.parametrize("name, value", [("cell_pool", 8), ("activation", "silu"),
+                                         ("descriptor_params.angular_pairs", True),
+                                         ("descriptor_params.long_radial_cutoff", 8.0)])
+def test_removed_options_at_other_values_are_refused(tmp_path, name, value):
+    _small_potential(tmp_path)
+    _edit(tmp_path / "pot", lambda d: _store_option(d, name, value))
+    with pytest.raises(ModelFileError) as info:
+        load_model(tmp_path / "pot")
+    text = str(info.value)
+    assert "\n" not in text and text.startswith(f"{tmp_path / 'pot' / 'model.json'}: ")
+    assert f"{name} = {value!r} is an option that was removed from ml4ms" in text
+    assert "docs/studies/tio2-potential.md" in text and "refit the model" in text
+
+
 def test_pickle_inside_the_npz_is_refused(tmp_path, fitted):
     model, _ = fitted
     save_model(tmp_path / "m", model)

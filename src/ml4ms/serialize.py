@@ -8,7 +8,10 @@ Loading a file builds nothing but the classes in :data:`MODEL_CLASSES`, an
 explicit registry: never a function, never "anything under ``ml4ms.``". The
 stored parameters must be among the class's declared parameters (its
 ``__init__`` signature) and the stored fitted attributes must be plain
-``name_`` data attributes, so a file cannot reach a method either.
+``name_`` data attributes, so a file cannot reach a method either. A class
+may list the options it no longer has in ``_removed_parameters`` (see
+:func:`_drop_removed`): an old file that holds one at the value that left
+it out still loads, any other value is refused.
 
 ``model.json`` records the SHA-256 of ``arrays.npz`` and of its own content
 (:func:`seal`), so an edited or damaged file is refused in one line
@@ -207,6 +210,24 @@ class _Writer:
         raise TypeError(f"{where}: cannot save a value of type {type(value).__name__} in a model file")
 
 
+def _drop_removed(cls, params, where):
+    """Drop from ``params`` the options ``cls`` no longer has, where they hold the value that left them out.
+
+    ``cls._removed_parameters`` maps a parameter name (or ``"table.key"`` for
+    a key of a dict parameter such as ``descriptor_params``) to
+    that value; any other value stored in the file is refused in one line.
+    """
+    for name, default in getattr(cls, "_removed_parameters", {}).items():
+        table, _, key = name.rpartition(".")
+        holder = params.get(table) if table else params
+        if not isinstance(holder, dict) or key not in holder:
+            continue
+        value = holder.pop(key)
+        if not (isinstance(value, (bool, int, float, str)) and value == default):
+            raise ModelFileError(f"{where}: {name} = {repr(value)[:40]} is an option that was removed from ml4ms "
+                                 "(docs/studies/tio2-potential.md says why); refit the model without it")
+
+
 def _decode(node, arrays, where="model"):
     if node is None or isinstance(node, (bool, int, float, str)):
         return node
@@ -233,6 +254,8 @@ def _decode(node, arrays, where="model"):
     if "__estimator__" in node:
         cls = _registered_class(node["__estimator__"], where)
         params = _decode(node.get("params", {}), arrays, f"{where}.params")
+        if isinstance(params, dict):
+            _drop_removed(cls, params, where)
         declared = set(cls._get_param_names())
         if not isinstance(params, dict) or set(params) - declared:
             unknown = sorted(set(params) - declared) if isinstance(params, dict) else ["(not a table)"]

@@ -45,7 +45,7 @@ import numpy as np
 import torch
 
 from ..batch import torch_dtype
-from ..descriptors.chebyshev import pair_channel_weights, type_weights
+from ..descriptors.chebyshev import type_weights
 from ..errors import InputError
 from ..outputs import write_bytes
 
@@ -81,13 +81,9 @@ class ExportedPotential(torch.nn.Module):
         self.angular_cutoff = float(s["angular_cutoff"])
         self.radial_order = int(s["radial_order"])
         self.angular_order = int(s["angular_order"])
-        self.angular_radial_order = int(s["angular_radial_order"])
-        self.long_radial_cutoff = float(s["long_radial_cutoff"])  # 0: no long-range radial set
-        self.long_radial_order = int(s["long_radial_order"])
         self.cutoff = float(model.cutoff())
         self.weighted = len(model.species_) > 1
         self.cell_mean = bool(model.cell_mean)
-        self.cell_pool = int(model.cell_pool)
         self.energy_scale = float(model.energy_scale_)
         lookup = -torch.ones(max(model.species_) + 1, dtype=torch.long)
         for k, z in enumerate(model.species_):
@@ -95,10 +91,6 @@ class ExportedPotential(torch.nn.Module):
         self.register_buffer("lookup", lookup)
         weights = type_weights(len(model.species_)) if self.weighted else [0.0]
         self.register_buffer("type_weights", torch.tensor(weights, dtype=dt))
-        # further angular channels (angular_pairs), one row of species weights each
-        pairs = pair_channel_weights(len(model.species_)) if s.get("angular_pairs") else []
-        self.register_buffer("pair_weights", torch.tensor(np.reshape(pairs, (len(pairs), len(model.species_))),
-                                                          dtype=dt))
         self.register_buffer("feature_mean", torch.tensor(model.feature_mean_, dtype=dt))
         self.register_buffer("feature_std", torch.tensor(model.feature_std_, dtype=dt))
         cm, cs = (model.cell_feature_mean_, model.cell_feature_std_) if self.cell_mean else (np.zeros(1), np.ones(1))
@@ -107,13 +99,10 @@ class ExportedPotential(torch.nn.Module):
         self.register_buffer("reference", torch.tensor(model.reference_energies_, dtype=torch.float64))
         self.networks = torch.nn.ModuleList()
         skips = []  # the linear terms (zeros without ``linear``), one row per species
-        pools, pool_biases = [], []  # the pooling layers (one zero column without ``cell_pool``)
         for layers in model.weights_:
-            layers, skip, pool = model.split_layers(layers)
+            layers, skip = model.split_layers(layers)
             n_in = np.asarray(layers[0]).shape[0]
             skips.append(np.zeros(n_in) if skip is None else np.asarray(skip))
-            pools.append(np.zeros((n_in, 1)) if pool is None else np.asarray(pool[0]))
-            pool_biases.append(np.zeros(1) if pool is None else np.asarray(pool[1]))
             net = torch.nn.Sequential()
             for k in range(0, len(layers), 2):
                 w, b = np.asarray(layers[k]), np.asarray(layers[k + 1])
@@ -123,11 +112,9 @@ class ExportedPotential(torch.nn.Module):
                     lin.bias.copy_(torch.tensor(b, dtype=dt))
                 net.append(lin)
                 if k + 2 < len(layers):
-                    net.append({"tanh": torch.nn.Tanh, "silu": torch.nn.SiLU}[model.activation]())
+                    net.append(torch.nn.Tanh())
             self.networks.append(net.requires_grad_(False))
         self.register_buffer("skip", torch.tensor(np.stack(skips), dtype=dt))
-        self.register_buffer("pool_weight", torch.tensor(np.stack(pools), dtype=dt))
-        self.register_buffer("pool_bias", torch.tensor(np.stack(pool_biases), dtype=dt))
 
     def features(self, species: torch.Tensor, D: torch.Tensor, i: torch.Tensor, j: torch.Tensor,
                  n_atoms: int) -> torch.Tensor:
@@ -136,11 +123,6 @@ class ExportedPotential(torch.nn.Module):
         r = torch.sqrt((D * D).sum(1))
         w = self.type_weights[species[j]]
         radial, radial_w = _radial(r, i, w, n_atoms, self.radial_cutoff, self.radial_order)
-        long: List[torch.Tensor] = []
-        if self.long_radial_cutoff > 0:
-            long = list(_radial(r, i, w, n_atoms, self.long_radial_cutoff, self.long_radial_order))
-            if not self.weighted:
-                long = long[:1]
         # angular: every ordered pair of neighbours (p, q), p != q, of the same centre; half the sum
         k = torch.nonzero(r < self.angular_cutoff).squeeze(1)
         ia = i[k]
@@ -157,24 +139,15 @@ class ExportedPotential(torch.nn.Module):
         Dp, Dq = D[k[p]], D[k[q]]
         rp, rq = r[k[p]], r[k[q]]
         cos = ((Dp * Dq).sum(1) / (rp * rq)).clamp(-1.0, 1.0)
-        # leg p radially resolved: g_m(r_p) f_c(r_q), m = 0..angular_radial_order (g_0 = f_c)
-        g = _chebyshev(2.0 * rp / self.angular_cutoff - 1.0, self.angular_radial_order) * (
-            _cutoff(rp, self.angular_cutoff) * _cutoff(rq, self.angular_cutoff))[:, None]
-        Tc = (0.5 * g[:, :, None] * _chebyshev(cos, self.angular_order)[:, None, :]).reshape(g.shape[0], -1)
-        m = Tc.shape[1]
+        fpq = _cutoff(rp, self.angular_cutoff) * _cutoff(rq, self.angular_cutoff)
+        Tc = 0.5 * fpq[:, None] * _chebyshev(cos, self.angular_order)
         centre = ia[p]
-        angular = torch.zeros(n_atoms, m, dtype=dt).index_add(0, centre, Tc)
+        angular = torch.zeros(n_atoms, Tc.shape[1], dtype=dt).index_add(0, centre, Tc)
         if not self.weighted:
-            return torch.cat([radial, angular] + long, 1)
+            return torch.cat([radial, angular], 1)
         wpq = (w[k[p]] * w[k[q]])[:, None]
-        angular_w = torch.zeros(n_atoms, m, dtype=dt).index_add(0, centre, Tc * wpq)
-        out = [radial, angular, radial_w, angular_w]
-        if self.pair_weights.shape[0] > 0:  # angular_pairs: the neighbours' species only then
-            sp, sq = species[j[k[p]]], species[j[k[q]]]
-            for c in range(self.pair_weights.shape[0]):
-                v = self.pair_weights[c]
-                out.append(torch.zeros(n_atoms, m, dtype=dt).index_add(0, centre, Tc * (v[sp] * v[sq])[:, None]))
-        return torch.cat(out + long, 1)
+        angular_w = torch.zeros(n_atoms, Tc.shape[1], dtype=dt).index_add(0, centre, Tc * wpq)
+        return torch.cat([radial, angular, radial_w, angular_w], 1)
 
     def energy(self, positions: torch.Tensor, species: torch.Tensor, cell: torch.Tensor, i: torch.Tensor,
                j: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
@@ -188,13 +161,6 @@ class ExportedPotential(torch.nn.Module):
         if self.cell_mean:
             c = (H.mean(0) - self.cell_feature_mean) / self.cell_feature_std
             H = torch.cat([H, c.expand(H.shape[0], c.shape[0])], 1)
-        if self.cell_pool > 0:
-            G = torch.zeros(H.shape[0], self.cell_pool, dtype=H.dtype)
-            for s in range(self.pool_weight.shape[0]):
-                idx = torch.nonzero(species == s).squeeze(1)
-                G = G.index_add(0, idx, torch.tanh(H[idx] @ self.pool_weight[s] + self.pool_bias[s]))
-            g = G.mean(0)
-            H = torch.cat([H, g.expand(H.shape[0], g.shape[0])], 1)
         out = torch.zeros(H.shape[0], dtype=H.dtype)
         for s, net in enumerate(self.networks):
             idx = torch.nonzero(species == s).squeeze(1)

@@ -7,7 +7,7 @@ The total energy of a structure is a sum of atomic energies,
     E = \sum_a \left[ E^{\mathrm{ref}}_{t_a} + s\,
         \mathrm{NN}_{t_a}\!\left(\frac{X_a - \mu_{t_a}}{\sigma_{t_a}}\right) \right],
 
-with one feed-forward network per element :math:`t` (tanh or SiLU hidden layers,
+with one feed-forward network per element :math:`t` (tanh hidden layers,
 linear output), the per-element reference energies :math:`E^{\mathrm{ref}}`
 fitted by least squares on the composition, the descriptor :math:`X_a`
 (Chebyshev of Artrith–Urban–Ceder by default, or ACSF) standardised per
@@ -38,15 +38,6 @@ cell-wide term; the network then fits what is left instead of bending tanh
 units into a near-linear trend. On the ænet TiO2 set it lowers the test
 energy error at equal training (docs/studies/tio2-potential.md).
 
-With ``cell_pool=K`` (K > 0) the cell-wide inputs are also learned: every
-atom maps its network input :math:`h_i` through one tanh layer of its
-element to K numbers, :math:`g_i = \tanh(h_i P_{t_i} + c_{t_i})`, and the
-cell average :math:`\bar g = N^{-1}\sum_b g_b` is appended to every atom's
-input (deep sets, Zaheer et al., NeurIPS 2017). Where ``cell_mean`` gives
-each atom a fixed summary of its cell, pooling lets training pick the
-summary. Invariances, exact derivatives and *k*-fold supercell energies hold
-as for ``cell_mean``, and so does the caveat on locality.
-
 Everything the model holds is plain numbers and numpy arrays, so it is saved
 by :mod:`ml4ms.serialize` (JSON + npz); torch tensors are built on demand.
 """
@@ -56,38 +47,18 @@ from sklearn.base import BaseEstimator
 
 from ..batch import _torch, collate, torch_dtype
 from ..descriptors.acsf import DEFAULT_G2, DEFAULT_G4, acsf_features
-from ..descriptors.chebyshev import (check_settings, chebyshev_features, chebyshev_pair_gradients,
-                                     pair_channel_weights, type_weights)
+from ..descriptors.chebyshev import (REMOVED_SETTINGS, check_settings, chebyshev_features,
+                                     chebyshev_pair_gradients, type_weights)
 from ..errors import InputError
 from .novelty import nearest_distances, novelty_scale, reference_environments, structure_means
 
 #: descriptor settings of the ænet TiO2 workshop fit set003
-CHEBYSHEV_DEFAULTS = {"radial_cutoff": 5.0, "radial_order": 12, "angular_cutoff": 3.0, "angular_order": 5,
-                      "angular_radial_order": 0, "angular_pairs": False, "long_radial_cutoff": 0.0,
-                      "long_radial_order": 4}
+CHEBYSHEV_DEFAULTS = {"radial_cutoff": 5.0, "radial_order": 12, "angular_cutoff": 3.0, "angular_order": 5}
 ACSF_DEFAULTS = {"r_cut": 6.0, "g2": [list(p) for p in DEFAULT_G2], "g4": [list(p) for p in DEFAULT_G4]}
-
-
-def _long_settings(settings):
-    """The long-range radial keyword arguments of the Chebyshev functions from descriptor ``settings``."""
-    return {"long_radial_cutoff": float(settings["long_radial_cutoff"]),
-            "long_radial_order": int(settings["long_radial_order"])}
 
 
 def _species_of(frames):
     return sorted({int(z) for a in frames for z in a.numbers})
-
-
-def _silu(x):
-    return x * _torch().sigmoid(x)
-
-
-def _tanh(x):
-    return _torch().tanh(x)
-
-
-#: hidden-layer activations by name
-_ACTIVATIONS = {"tanh": _tanh, "silu": _silu}
 
 
 def _cell_average(H, structure):
@@ -121,12 +92,6 @@ class NeuralPotential(BaseEstimator):
     linear : bool, default False
         Add a term linear in the network inputs to every atomic energy
         (a skip connection; see the module notes).
-    cell_pool : int, default 0
-        Number of learned cell-wide inputs (0: none; see the module notes).
-    activation : {"tanh", "silu"}, default "tanh"
-        Activation of the hidden layers: tanh (bounded, as ænet and
-        Behler–Parrinello networks) or SiLU ``x·sigmoid(x)`` (unbounded, as
-        MACE and NequIP). The pooling layer of ``cell_pool`` stays tanh.
 
     Attributes
     ----------
@@ -141,9 +106,7 @@ class NeuralPotential(BaseEstimator):
         Statistics of the cell averages (with ``cell_mean`` only).
     weights_ : list (per species) of list of ndarray
         ``[W0, b0, W1, b1, ...]`` with ``W`` of shape (n_in, n_out); with
-        ``linear``, the linear weights ``v`` (n_in,) follow; with
-        ``cell_pool = K`` the pooling layer's ``P`` (n_in - K, K) and ``c``
-        (K,) come last, and ``n_in`` counts the K pooled inputs.
+        ``linear``, the linear weights ``v`` (n_in,) come last.
     novelty_references_ : list (per species) of ndarray (n_s, n_features)
         Standardised training environments kept by :meth:`fit_novelty`
         (training does it), for :meth:`novelty`.
@@ -162,8 +125,13 @@ class NeuralPotential(BaseEstimator):
     ((2, 3), (6,))
     """
 
+    #: options of earlier versions and the values that left them out: :mod:`ml4ms.serialize` drops them from old
+    #: files at these values and refuses the others (docs/studies/tio2-potential.md says why they were removed)
+    _removed_parameters = {"cell_pool": 0, "activation": "tanh",
+                           **{f"descriptor_params.{k}": v for k, v in REMOVED_SETTINGS.items()}}
+
     def __init__(self, *, descriptor="chebyshev", descriptor_params=None, hidden=(20, 20), dtype="float64", seed=0,
-                 cell_mean=False, linear=False, cell_pool=0, activation="tanh"):
+                 cell_mean=False, linear=False):
         self.descriptor = descriptor
         self.descriptor_params = descriptor_params
         self.hidden = hidden
@@ -171,8 +139,6 @@ class NeuralPotential(BaseEstimator):
         self.seed = seed
         self.cell_mean = cell_mean
         self.linear = linear
-        self.cell_pool = cell_pool
-        self.activation = activation
 
     # ------------------------------------------------------------ settings --
     def descriptor_settings(self):
@@ -197,7 +163,7 @@ class NeuralPotential(BaseEstimator):
         """Neighbour-list cutoff (Å) the descriptor needs."""
         s = self.descriptor_settings()
         if self.descriptor == "chebyshev":
-            return max(float(s["radial_cutoff"]), float(s["angular_cutoff"]), float(s["long_radial_cutoff"]))
+            return max(float(s["radial_cutoff"]), float(s["angular_cutoff"]))
         return float(s["r_cut"])
 
     def check_settings(self):
@@ -220,12 +186,6 @@ class NeuralPotential(BaseEstimator):
         for name in ("cell_mean", "linear"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise InputError(f"{name} must be true or false, got {getattr(self, name)!r}")
-        pool = self.cell_pool
-        if isinstance(pool, bool) or not isinstance(pool, (int, np.integer)) or pool < 0:
-            raise InputError(f"cell_pool must be a non-negative integer (0: off), got {pool!r}")
-        if not isinstance(self.activation, str) or self.activation not in _ACTIVATIONS:
-            raise InputError(f"activation must be one of {', '.join(map(repr, _ACTIVATIONS))}, "
-                             f"got {self.activation!r}")
         self.descriptor_settings()
         return hidden
 
@@ -265,15 +225,10 @@ class NeuralPotential(BaseEstimator):
             return chebyshev_features(*args, radial_cutoff=float(s["radial_cutoff"]),
                                       radial_order=int(s["radial_order"]), angular_cutoff=float(s["angular_cutoff"]),
                                       angular_order=int(s["angular_order"]), weights=weights, strain=strain,
-                                      vectors=vectors, angular_radial_order=int(s["angular_radial_order"]),
-                                      angular_weights=self._pair_weights(s), **_long_settings(s))
+                                      vectors=vectors)
         return acsf_features(*args, n_species=len(self.species_), r_cut=float(s["r_cut"]), g2=s.get("g2", ()),
                              g3=s.get("g3", ()), g4=s.get("g4", ()), g5=s.get("g5", ()), g1=s.get("g1", True),
                              strain=strain, structure=t.structure.numpy(), vectors=vectors)
-
-    def _pair_weights(self, settings):
-        """Species weights of the extra angular channels (Chebyshev ``angular_pairs``; none without it)."""
-        return pair_channel_weights(len(self.species_)) if settings.get("angular_pairs") else []
 
     def pair_gradients(self, t, vectors):
         """Features (n_atoms, F) and ``dX_{i_p}/dD_p`` (n_pairs, F, 3) at the pair vectors ``vectors``.
@@ -291,9 +246,7 @@ class NeuralPotential(BaseEstimator):
             G = chebyshev_pair_gradients(D, t.species_index, t.i, t.j, X.shape[0],
                                          radial_cutoff=float(s["radial_cutoff"]), radial_order=int(s["radial_order"]),
                                          angular_cutoff=float(s["angular_cutoff"]),
-                                         angular_order=int(s["angular_order"]), weights=weights,
-                                         angular_radial_order=int(s["angular_radial_order"]),
-                                         angular_weights=self._pair_weights(s), **_long_settings(s))
+                                         angular_order=int(s["angular_order"]), weights=weights)
             return X, G
         D = D.requires_grad_(True)
         with torch.enable_grad():
@@ -373,7 +326,7 @@ class NeuralPotential(BaseEstimator):
             self.cell_feature_std_ = np.where(sd > 1e-8, sd, 1.0)
         rng = np.random.default_rng(self.seed)
         self.weights_ = []
-        width_in, pool = self.n_inputs(), int(self.cell_pool)
+        width_in = self.n_inputs()
         for _ in self.species_:
             layers, n_in = [], width_in
             for width in hidden + [1]:
@@ -382,15 +335,12 @@ class NeuralPotential(BaseEstimator):
                 n_in = width
             if self.linear:
                 layers.append(np.zeros(width_in))  # the skip term starts at zero
-            if pool:  # the pooling layer sees the inputs before the pooled ones
-                layers.append(rng.normal(0.0, 1.0 / np.sqrt(width_in - pool), (width_in - pool, pool)))
-                layers.append(np.zeros(pool))
             self.weights_.append(layers)
         return self
 
     def n_inputs(self):
-        """Width of the networks' inputs: the descriptor, its cell average, the pooled inputs (fitted model)."""
-        return self.n_features_ * (2 if self.cell_mean else 1) + int(self.cell_pool)
+        """Width of the networks' inputs: the descriptor and its cell average (fitted model)."""
+        return self.n_features_ * (2 if self.cell_mean else 1)
 
     def composition(self, frames):
         """Counts (n_frames, n_species) of each species in each structure."""
@@ -422,15 +372,11 @@ class NeuralPotential(BaseEstimator):
         return self.network_outputs(self.network_inputs(X, species_index, params, structure), species_index, params)
 
     def network_inputs(self, X, species_index, params, structure=None):
-        """The networks' inputs (n_atoms, n_in).
-
-        The standardised descriptor; with ``cell_mean`` its cell average; with
-        ``cell_pool`` the cell average of the pooling layer's outputs.
-        """
+        """The networks' inputs (n_atoms, n_in): the standardised descriptor, with ``cell_mean`` its cell average."""
         torch = _torch()
         H = self.standardised(X, species_index)
-        if (self.cell_mean or self.cell_pool) and structure is None:
-            raise ValueError("cell_mean and cell_pool need the structure index of every atom")
+        if self.cell_mean and structure is None:
+            raise ValueError("cell_mean needs the structure index of every atom")
         if self.cell_mean:
             if not hasattr(self, "cell_feature_mean_"):
                 raise InputError("cell_mean was switched on after fitting: the model has no cell-average "
@@ -438,14 +384,6 @@ class NeuralPotential(BaseEstimator):
             cells = (_cell_average(H, structure) - torch.as_tensor(self.cell_feature_mean_, dtype=X.dtype)) \
                 / torch.as_tensor(self.cell_feature_std_, dtype=X.dtype)
             H = torch.cat([H, cells[structure]], 1)
-        if self.cell_pool:
-            G = torch.zeros(H.shape[0], int(self.cell_pool), dtype=H.dtype)
-            for s, layers in enumerate(params):
-                idx = torch.nonzero(species_index == s).squeeze(1)
-                if idx.numel():
-                    _, _, (P, c) = self.split_layers(layers)
-                    G = G.index_put((idx,), torch.tanh(H[idx] @ P + c))
-            H = torch.cat([H, _cell_average(G, structure)[structure]], 1)
         return H
 
     def standardised(self, X, species_index):
@@ -459,42 +397,28 @@ class NeuralPotential(BaseEstimator):
         """Atomic energies above the reference energies (n_atoms,) from the networks' inputs ``H``."""
         torch = _torch()
         out = torch.zeros(H.shape[0], dtype=H.dtype)
-        act = _ACTIVATIONS[self.activation]
         for s, layers in enumerate(params):
             idx = torch.nonzero(species_index == s).squeeze(1)
             if idx.numel() == 0:
                 continue
-            layers, skip, _ = self.split_layers(layers)
+            layers, skip = self.split_layers(layers)
             h = H[idx]
             lin = h @ skip if skip is not None else None
             for k in range(0, len(layers) - 2, 2):
-                h = act(h @ layers[k] + layers[k + 1])
+                h = torch.tanh(h @ layers[k] + layers[k + 1])
             e = (h @ layers[-2] + layers[-1]).squeeze(1)
             out = out.index_put((idx,), (e if lin is None else e + lin) * self.energy_scale_)
         return out
 
     def split_layers(self, layers):
-        """``([W0, b0, ...], v, (P, c))`` of one element's weights.
-
-        ``v`` is ``None`` without ``linear``, ``(P, c)`` is ``None`` without
-        ``cell_pool``.
-        """
-        pool = int(self.cell_pool)
-        if pool:
-            if len(layers) < 4 or tuple(np.shape(layers[-1])) != (pool,) \
-                    or tuple(np.shape(layers[-2])) != (self.n_inputs() - pool, pool):
-                raise InputError(f"cell_pool was changed to {pool} after fitting: the weights do not match",
-                                 hint="retrain (or initialize) with the cell_pool the model was fitted with")
-            layers, pooling = layers[:-2], (layers[-2], layers[-1])
-        else:
-            pooling = None
+        """``([W0, b0, ...], v)`` of one element's weights; ``v`` is ``None`` without ``linear``."""
         if len(layers) % 2 != int(bool(self.linear)):
             raise InputError(f"linear was switched {'on' if self.linear else 'off'} after fitting: the weights do "
                              "not match", hint=f"retrain (or initialize) with linear = {str(bool(self.linear)).lower()}")
         if np.shape(layers[0])[0] != self.n_inputs():
-            raise InputError("the model's settings (cell_mean, linear, cell_pool) differ from those it was fitted "
+            raise InputError("the model's settings (cell_mean, linear) differ from those it was fitted "
                              "with: the weights do not match", hint="load the model again, or retrain it")
-        return (layers[:-1], layers[-1], pooling) if self.linear else (layers, None, pooling)
+        return (layers[:-1], layers[-1]) if self.linear else (layers, None)
 
     def atomic_energies(self, t, params, strain=None, structure=None):
         """Atomic energies (n_atoms,) of the batch ``t`` (differentiable), in float64.

@@ -14,8 +14,7 @@ same folder resumes from the last finished epoch. Epoch shuffles are seeded
 by ``(seed, epoch)``, so a resumed run draws the same batches as an
 uninterrupted one. Options: a moving average of the weights
 (``ema_decay``; the checkpoint then also keeps the raw weights) and a second
-stage with other loss weights for the end of the run (``stage_two_*``), and a
-steeper energy loss (``energy_loss_power``).
+stage with other loss weights for the end of the run (``stage_two_*``).
 """
 
 import copy
@@ -28,7 +27,7 @@ import warnings
 import numpy as np
 
 from ..batch import AtomsBatch, _torch, torch_dtype
-from ..config import ANY, Rule, any_keys, boolean, check, integer, is_number, number, or_none, read_toml, string
+from ..config import ANY, Rule, any_keys, boolean, check, integer, is_number, number, or_none, read_toml
 from ..duplicates import duplicate_groups
 from ..errors import InputError, one_line_warnings
 from ..model_selection import group_train_test_split
@@ -178,34 +177,12 @@ def worst_structures(frames, energies, forces, predictions, count=5):
     return out
 
 
-def energy_loss(errors, power=2):
-    """The energy term of the training loss: ``(mean |errors|^power)^(2 / power)``.
-
-    ``power = 2`` is the mean squared error; a larger power weighs the
-    structures with the largest errors more (towards the squared maximum
-    error), in the units of the mean squared error either way.
-
-    Examples
-    --------
-    >>> import torch
-    >>> e = torch.tensor([0.001, -0.002, 0.004])
-    >>> float(energy_loss(e)) == float((e ** 2).mean())
-    True
-    >>> float(energy_loss(e, 2)) < float(energy_loss(e, 4)) < float(e.abs().max() ** 2)
-    True
-    """
-    if power == 2:
-        return (errors ** 2).mean()
-    return (errors.abs() ** power).mean() ** (2.0 / power)
-
-
 #: the rules of the training options: a potential recipe's [training] table and the keyword arguments of
 #: :func:`train_potential` (None passes where it is the default)
 TRAINING = {
     "epochs": integer(1),
     "batch_size": integer(1),
     "patience": integer(1),
-    "lr_patience": integer(1),
     "novelty_references": integer(0, note="0 keeps none"),
     "members": integer(1),
     "jobs": or_none(integer(1)),
@@ -218,8 +195,6 @@ TRAINING = {
     "force_weight": number(">= 0"),
     "stage_two_energy_weight": or_none(number(">= 0")),
     "stage_two_force_weight": or_none(number(">= 0")),
-    "energy_loss_power": number(">= 2", note="the power p of the energy loss (mean |error|^p)^(2/p); "
-                                             "2 is the mean squared error"),
     "valid_fraction": number("[0, 1)"),
     "time_limit": or_none(number("> 0", note="seconds")),
     "max_energy_per_atom": or_none(number(note="eV/atom above the free atoms")),
@@ -228,7 +203,6 @@ TRAINING = {
     "precompute": boolean(),
     "warm_start": boolean(),
     "restore_best": boolean(),
-    "lr_schedule": string("exponential", "plateau"),
     "ema_decay": or_none(number("[0, 1)", note="the decay of the moving average of the weights, for example 0.999")),
     "stage_two_start": or_none(number("(0, 1]", note="the fraction of the epochs (or of the time limit) before "
                                                      "the loss weights change")),
@@ -397,10 +371,9 @@ def train_potential(model, frames, energies=None, forces=None, *, epochs=100, ba
                     lr_decay=0.98, min_learning_rate=1e-5, energy_weight=1.0, force_weight=0.1,
                     valid_fraction=0.1, patience=20, seed=0, max_energy_per_atom=None, atomic_energies=None,
                     checkpoint_dir=None, time_limit=None, progress=True, source="data", threads=1,
-                    precompute=True, lr_schedule="exponential", lr_patience=10, restore_best=True, groups=None,
-                    ema_decay=None, stage_two_start=None, stage_two_energy_weight=None,
-                    stage_two_force_weight=None, novelty_references=2000, warm_start=False,
-                    energy_loss_power=2):
+                    precompute=True, restore_best=True, groups=None, ema_decay=None, stage_two_start=None,
+                    stage_two_energy_weight=None, stage_two_force_weight=None, novelty_references=2000,
+                    warm_start=False):
     """Train ``model`` (a :class:`NeuralPotential`) on structures with energies and forces.
 
     Parameters
@@ -414,11 +387,7 @@ def train_potential(model, frames, energies=None, forces=None, *, epochs=100, ba
         Passes over the training split; structures per Adam step.
     learning_rate, lr_decay, min_learning_rate : float
         Adam step size, multiplied by ``lr_decay`` (not below the minimum)
-        after each epoch (``lr_schedule="exponential"``) or after
-        ``lr_patience`` epochs without a better validation loss
-        (``lr_schedule="plateau"``).
-    lr_schedule : {"exponential", "plateau"}
-    lr_patience : int
+        after each epoch.
     energy_weight, force_weight : float
         Loss weights of the energy-per-atom and force-component squared errors.
         ``force_weight=0`` trains on energies only (faster: no second derivatives).
@@ -496,12 +465,6 @@ def train_potential(model, frames, energies=None, forces=None, *, epochs=100, ba
         left as it was. The validation split is drawn anew over ``frames``, so
         it can hold structures the model was trained on before: its errors
         are then optimistic, and only the test set says how good it is.
-    energy_loss_power : float >= 2, default 2
-        The energy term of the loss is ``(mean |error per atom|^p)^(2/p)``
-        over each batch (:func:`energy_loss`): 2 is the mean squared error; a
-        larger ``p`` weighs the structures fitted worst more. Validation and
-        the reported errors stay root-mean-square. On the TiO2 set ``p = 4``
-        tested worse than 2 (docs/studies/tio2-potential.md, "Loss and schedule").
 
     Returns
     -------
@@ -524,12 +487,10 @@ def train_potential(model, frames, energies=None, forces=None, *, epochs=100, ba
                                 force_weight=force_weight, valid_fraction=valid_fraction, patience=patience,
                                 seed=seed, max_energy_per_atom=max_energy_per_atom, atomic_energies=atomic_energies,
                                 time_limit=time_limit, threads=threads, precompute=precompute,
-                                lr_schedule=lr_schedule, lr_patience=lr_patience, restore_best=restore_best,
-                                ema_decay=ema_decay, stage_two_start=stage_two_start,
+                                restore_best=restore_best, ema_decay=ema_decay, stage_two_start=stage_two_start,
                                 stage_two_energy_weight=stage_two_energy_weight,
                                 stage_two_force_weight=stage_two_force_weight,
-                                novelty_references=novelty_references, warm_start=warm_start,
-                                energy_loss_power=energy_loss_power))
+                                novelty_references=novelty_references, warm_start=warm_start))
     torch = _torch()
     previous = torch.get_num_threads()
     if threads is not None:
@@ -538,9 +499,9 @@ def train_potential(model, frames, energies=None, forces=None, *, epochs=100, ba
         return _train(model, frames, energies, forces, epochs, batch_size, learning_rate, lr_decay,
                       min_learning_rate, energy_weight, force_weight, valid_fraction, patience, seed,
                       max_energy_per_atom, atomic_energies, checkpoint_dir, time_limit, progress, source,
-                      precompute, lr_schedule, lr_patience, restore_best, groups, ema_decay,
+                      precompute, restore_best, groups, ema_decay,
                       (stage_two_start, stage_two_energy_weight, stage_two_force_weight), novelty_references,
-                      warm_start, energy_loss_power)
+                      warm_start)
     finally:
         torch.set_num_threads(previous)
 
@@ -570,8 +531,8 @@ def _check_warm_start(model, frames, source):
 
 def _train(model, frames, energies, forces, epochs, batch_size, learning_rate, lr_decay, min_learning_rate,
            energy_weight, force_weight, valid_fraction, patience, seed, max_energy_per_atom, atomic_energies,
-           checkpoint_dir, time_limit, progress, source, precompute, lr_schedule, lr_patience, restore_best, groups,
-           ema_decay, stage_two, novelty_references, warm_start, energy_loss_power):
+           checkpoint_dir, time_limit, progress, source, precompute, restore_best, groups, ema_decay, stage_two,
+           novelty_references, warm_start):
     torch = _torch()
     from tqdm.auto import tqdm
 
@@ -711,9 +672,8 @@ def _train(model, frames, energies, forces, epochs, batch_size, learning_rate, l
             idx = indices[b0:b0 + batch_size]
             use_f = w_f > 0 or not train
             de, df = errors(idx, use_f, train and w_f > 0, params if train else weights)
-            loss_e = energy_loss(de)  # the mean squared error, reported
-            fit_e = energy_loss(de, energy_loss_power) if train and energy_loss_power != 2 else loss_e
-            loss = w_e * fit_e
+            loss_e = (de ** 2).mean()
+            loss = w_e * loss_e
             if use_f:
                 loss_f = (df ** 2).mean()
                 loss = loss + w_f * loss_f
@@ -777,8 +737,7 @@ def _train(model, frames, energies, forces, epochs, batch_size, learning_rate, l
             history.append({"epoch": epoch, "lr": lr, "train_energy_rmse": tr_e, "train_force_rmse": tr_f,
                             "val_energy_rmse": va_e, "val_force_rmse": va_f, "val_loss": float(val_loss),
                             "seconds": time.time() - t0, "stage": 2 if in_stage_two else 1})
-            if lr_schedule == "exponential" or (stale and stale % lr_patience == 0):
-                lr = max(lr * lr_decay, min_learning_rate)
+            lr = max(lr * lr_decay, min_learning_rate)
             last_val = f"E {va_e:.2f} meV/atom F {va_f:.3f} eV/Å"
             if checkpoint_dir:
                 _save_checkpoint(checkpoint_dir, model, best, optimizer, params, {
@@ -974,7 +933,7 @@ def read_config(path=None, doc=None):
     """A potential recipe (TOML) -> ``(NeuralPotential, training keyword arguments)``.
 
     Tables: ``[model]`` (the parameters of :class:`~ml4ms.potentials.model.NeuralPotential`: descriptor, hidden,
-    dtype, seed, cell_mean, linear, cell_pool, activation), ``[descriptor]`` (settings of the descriptor) and
+    dtype, seed, cell_mean, linear), ``[descriptor]`` (settings of the descriptor) and
     ``[training]`` (arguments of :func:`train_potential`, :data:`TRAINING`; ``atomic_energies`` a table of
     element -> eV). Unknown tables and keys, and wrong values, fail here, before any data is read.
 
