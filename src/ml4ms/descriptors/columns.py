@@ -1,10 +1,11 @@
 """Tabular features: numeric columns of a table row or of ``atoms.info``."""
 
 import numpy as np
+from sklearn.utils.validation import check_is_fitted
 
 from ..errors import InputError
-from ..structures import get_property
-from .base import GlobalDescriptor
+from ..structures import get_property, item_of
+from .base import GlobalDescriptor, as_records
 
 
 class ColumnFeatures(GlobalDescriptor):
@@ -38,7 +39,16 @@ class ColumnFeatures(GlobalDescriptor):
     def _n_features(self):
         return len(self.columns)
 
-    def _featurize(self, record):
+    def transform(self, X):
+        """The columns of every record, shape (n_records, n_columns); a bad value is named by its record."""
+        check_is_fitted(self, "n_features_out_")
+        records = as_records(X)
+        out = np.empty((len(records), len(self.columns)))
+        for i, record in enumerate(records):
+            out[i] = self._featurize(record, i)
+        return out
+
+    def _featurize(self, record, index=None):
         row = np.empty(len(self.columns))
         for k, key in enumerate(self.columns):
             value = get_property(record, key)
@@ -47,10 +57,11 @@ class ColumnFeatures(GlobalDescriptor):
             except (TypeError, ValueError):
                 raise InputError(
                     f"feature column '{key}' is missing or not a number ({value!r})",
-                    hint="check the column names",
+                    index=index, item=item_of(record), hint="check the column names and the value",
                 ) from None
             if not np.isfinite(row[k]):
-                raise InputError(f"feature column '{key}' is {row[k]}", hint="fix or drop the row")
+                raise InputError(f"feature column '{key}' is {row[k]}", index=index, item=item_of(record),
+                                 hint="fix or drop the row")
         return row
 
     def get_feature_names_out(self, input_features=None):
