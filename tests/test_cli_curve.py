@@ -99,7 +99,14 @@ def test_cutoff_diagnostic(qm7_subset, tmp_path):
 
 @pytest.mark.parametrize("extra, needle", [
     (["--cutoffs", "2", "3"], "no parameter 'r_cut'"),       # CM has no cutoff
-    (["--sizes", "5000"], "exceeds the training pool"),
+    (["--sizes", "5000"], "qm7_240.extxyz: train size 5000 exceeds the training pool of 192 samples (seed 0: 240 "
+                          "samples less a test set of 48); give train sizes (--sizes) up to 192"),
+    (["--sizes", "1.5"], "--sizes must be a non-empty list of distinct values, each a fraction in (0, 1] or a whole "
+                         "number > 1, got [1.5]"),
+    (["--sizes", "0.5", "0.5"], "--sizes must be a non-empty list of distinct values"),
+    (["--seeds", "0", "0"], "--seeds must be a non-empty list of distinct values"),
+    (["--cutoff-size", "2.5", "--cutoffs", "2"], "--cutoff-size must be a fraction in (0, 1] or a whole number > 1"),
+    (["--cutoff-size", "20"], "--cutoff-size is the training-set size of --cutoffs"),
     (["--test-fraction", "1.5"], "--test-fraction: must be a number between 0 and 1"),
 ])
 def test_bad_input_exit_2(qm7_subset, tmp_path, capsys, extra, needle):

@@ -79,3 +79,14 @@ def test_other_errors(capsys, tmp_path):
     assert "cannot write the pairs here" in capsys.readouterr().err
     assert main(["duplicates", "nosuchdata"]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_one_data_set_twice_is_refused(capsys, tmp_path, monkeypatch):
+    write(tmp_path / "one.xyz", [bulk("Si", "diamond", a=5.43), bulk("Si", "diamond", a=5.6)], format="extxyz")
+    monkeypatch.chdir(tmp_path)
+    for first, second in [("one.xyz", str(tmp_path / "one.xyz")), ("octet:structures", "octet:structures")]:
+        assert main(["duplicates", first, second, "--json", "x.json", "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert "DATA and DATA2 are the same data set: every structure would pair with itself; give it once, as " \
+               "DATA, for the duplicates within it" in err
+        assert len(err.strip().splitlines()) == 1 and not (tmp_path / "x.json").exists()

@@ -54,3 +54,27 @@ def test_concat_descriptor_names_every_column(tmp_path, capsys):
         names = list(f["feature_names"])
         assert len(names) == f["features"].shape[1] == len(set(names))
     assert names[-1] == "composition1__mean_atomic_mass" and names[0].startswith("composition0__frac_")
+
+
+def test_species_fixed_by_the_parameter_are_named_as_such(tmp_path, capsys):
+    assert main(["featurize", "octet:structures", "--descriptor", "composition", "--set", "species=['Na','Cl']",
+                 "-o", str(tmp_path / "f.npz"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "octet:structures: structure 0: element" in err and "not among the descriptor's species (Cl, Na), " \
+           "fixed by its species parameter; add it to species, or remove the structure" in err
+    assert "training" not in err and not (tmp_path / "f.npz").exists()
+
+
+def test_bad_table_values_name_the_row_and_the_file(tmp_path, capsys):
+    for text, needle in [("a,b,y\n1,2,3\n4,nan,6\n", "row 1: feature column 'b' is nan"),
+                         ("a,b,y\n1,2,3\n4,x,6\n", "row 1: feature column 'b' is missing or not a number ('x')"),
+                         ("a,a,y\n1,2,3\n4,5,6\n", "column 'a' appears 2 times in the header; give every column its "
+                                                   "own name"),
+                         ("a,b,y\n1,2,3\n4,5\n", "row 1: the row has a different number of columns than the header")]:
+        table = tmp_path / "t.csv"
+        table.write_text(text)
+        assert main(["featurize", str(table), "--descriptor", "columns", "--set", "columns=['a','b']",
+                     "-o", str(tmp_path / "f.npz"), "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert f"ml4ms: error: {table}: {needle}" in err and len(err.strip().splitlines()) == 1
+        assert not (tmp_path / "f.npz").exists()

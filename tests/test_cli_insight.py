@@ -143,3 +143,44 @@ def test_map_draws_records_without_a_value_apart(tmp_path, capsys, monkeypatch):
     assert main([*argv, "--color", "c"]) == 0
     texts = [t.get_text() for t in seen[-1].axes[0].get_legend().get_texts()]
     assert texts == ["RS", "ZB", "no value (1)"]
+
+
+def test_select_and_map_on_identical_or_single_structures(tmp_path, capsys):
+    from ase.build import bulk
+
+    cell = bulk("MgO", "rocksalt", a=4.2)
+    cell.info["y"] = 1.0
+    same = tmp_path / "same.extxyz"
+    ase.io.write(same, [cell] * 6, format="extxyz")
+    out = tmp_path / "s.txt"
+    assert main(["select", str(same), "--descriptor", "composition", "-n", "3", "-o", str(out), "--quiet"]) == 0
+    assert _indices(out) == [0, 1, 2]  # ties at distance 0: unchosen ones in order, never one twice
+    capsys.readouterr()
+    for path, needle in [(same, "the 6 records have the same features"), (tmp_path / "one.extxyz", "1 record")]:
+        if not path.exists():
+            ase.io.write(path, [cell], format="extxyz")
+        assert main(["map", str(path), "--descriptor", "composition", "--color", "y",
+                     "-o", str(tmp_path / "m.png"), "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert f"{path}: nothing to map: {needle}; give at least 2 records with different features" in err
+        assert len(err.strip().splitlines()) == 1 and not (tmp_path / "m.png").exists()
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["select", "octet:table", "--n", "3", "--method", "cur", "--seed", "3"],
+     "--seed draws the first structure of FPS; CUR is deterministic"),
+    (["map", "octet:table", "--color", "Z_A", "--gamma", "5"], "--gamma is the width of kernel PCA"),
+])
+def test_options_that_would_be_ignored_are_refused(tmp_path, capsys, argv, needle):
+    out = tmp_path / ("out.png" if argv[0] == "map" else "out.txt")
+    assert main([*argv, "--descriptor", "columns", "--set", COLUMNS, "-o", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and len(err.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_descriptor_help_lists_every_descriptor(capsys):
+    from ml4ms.descriptors import DESCRIPTORS
+
+    for command in ("featurize", "select", "map"):
+        assert main([command, "--help"]) == 0
+        assert f"descriptor name: {', '.join(DESCRIPTORS)}" in " ".join(capsys.readouterr().out.split())

@@ -286,3 +286,69 @@ def test_cell_smaller_than_cutoff_works_through_periodic_images(tmp_path, capsys
     assert code == 0, err
     y = [float(r["y"]) for r in csv.DictReader(open(tmp_path / "p.csv"))]
     np.testing.assert_allclose(y[:3], y[3:], rtol=1e-8)
+
+
+def test_hyperparameters_need_data_to_choose_on(files, capsys):
+    tmp, _, config = files
+    same = _write(tmp, "same.extxyz", [_structures(1)[0].copy() for _ in range(4)])
+    code, _, err = _run(capsys, "fit", same, "--config", config, "-o", tmp / "m", "--quiet")
+    _one_line_error(code, err)
+    assert f"{same}: cannot choose alpha (9 candidates) and gamma (7 candidates) by grouped leave-one-out from " \
+           "4 samples that are one structure" in err
+    assert "or one value of alpha and gamma" in err and not (tmp / "m").exists()
+    code, _, _ = _run(capsys, "fit", same, "--config", config, "--set", "model.alpha=1e-3", "--set", "model.gamma=0.1",
+                      "-o", tmp / "m", "--quiet")
+    assert code == 0
+    code, out, _ = _run(capsys, "evaluate", tmp / "m", same, "--plot", tmp / "p.png", "--quiet")
+    assert code == 0 and " r2" not in out.splitlines()[0]  # the labels are all equal: r2 is undefined
+    assert "y: r2 left out (r2 needs at least 2 labels that differ by more than rounding)" in out
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--set", "model.alpha=[]"], "--set model.alpha: [model] alpha must be a finite number > 0 or a non-empty list "
+                                  "of them, got []"),
+    (["--set", "model.alpha=inf"], "alpha must be a finite number > 0"),
+    (["--baseline", "y"], "the baseline 'y' is also a target"),
+    (["--baseline", "nokey"], "train.extxyz: structure 0: baseline key 'nokey' is missing; choose one of the keys "
+                              "it has: id, y"),
+    (["--target", "y", "--target", "y"], "--target must be a non-empty list of distinct values"),
+])
+def test_bad_recipe_values_and_flags_write_no_model(files, capsys, argv, needle):
+    tmp, data, config = files
+    code, _, err = _run(capsys, "fit", data, "--config", config, *argv, "-o", tmp / "m", "--quiet")
+    _one_line_error(code, err)
+    assert needle in err and not (tmp / "m").exists()
+
+
+def test_log1p_names_the_structure_outside_its_domain(files, capsys):
+    tmp, _, config = files
+    structures = _structures(6)
+    structures[4].info["y"] = -3.0
+    path = _write(tmp, "neg.extxyz", structures)
+    code, _, err = _run(capsys, "cv", path, "--config", config, "--transform", "log1p", "--no-learning-curve",
+                        "--quiet")
+    _one_line_error(code, err)
+    assert f"{path}: structure 4: log1p transform needs values > -1, but y is -3" in err
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--n-splits", "1"], "cv: argument --n-splits: must be an integer >= 2, got '1'"),
+    (["--n-splits", "40"], "train.extxyz: cannot make 40 folds from 34 groups (duplicate structures are one group); "
+                           "lower --n-splits ([cv] n_splits) to at most 34"),
+    (["--seeds", "0", "0"], "--seeds must be a non-empty list of distinct values"),
+    (["--no-learning-curve", "--plot", "lc.png"], "--plot is for the learning curve, and --no-learning-curve skips it"),
+])
+def test_cv_refuses_contradictory_options(files, capsys, argv, needle):
+    tmp, data, config = files
+    code, _, err = _run(capsys, "cv", data, "--config", config, *argv, "--json", tmp / "cv.json", "--quiet")
+    _one_line_error(code, err)
+    assert needle in err and not (tmp / "cv.json").exists() and not (tmp / "lc.png").exists()
+
+
+def test_model_help_lists_every_registered_model(capsys):
+    from ml4ms.models import REGRESSORS
+
+    for command in ("fit", "cv", "learning-curve"):
+        assert main([command, "--help"]) == 0
+        text = " ".join(capsys.readouterr().out.split())
+        assert f"override the recipe's model ({', '.join(REGRESSORS)})" in text

@@ -235,3 +235,15 @@ def test_cli_fit_evaluate_reports_calibration(tmp_path, capsys):
                  "-o", str(tmp_path / "p.csv"), "--quiet"]) == 0
     header = open(tmp_path / "p.csv").readline().strip().split(",")
     assert header == ["index", "id", "y", "y_std"]
+
+
+def test_bad_grids_and_nothing_to_choose_on_are_refused():
+    X = np.linspace(0, 1, 8)[:, None]
+    y = np.sin(X[:, 0])
+    with pytest.raises(InputError, match=r"^alpha must be a finite number > 0 or a non-empty list of them, got \[\]"):
+        GaussianProcessRegressor(alpha=[]).fit(X, y)
+    with pytest.raises(InputError, match=r"^gamma must be .*, got inf"):
+        GaussianProcessRegressor(gamma=float("inf")).fit(X, y)
+    with pytest.raises(InputError, match=r"cannot choose alpha \(45 candidates\) and gamma \(7 candidates\) by the "
+                                         r"marginal likelihood from 8 samples that are one structure"):
+        GaussianProcessRegressor().fit(X, y, groups=np.zeros(8, dtype=int))

@@ -101,3 +101,30 @@ def test_auto_width_does_not_depend_on_row_order():
     perm = np.random.default_rng(1).permutation(len(X))
     for kernel in ("gaussian", "laplacian"):
         assert median_distance(X, kernel) == median_distance(X[perm], kernel)
+
+
+@pytest.mark.parametrize("alpha", [[], float("nan"), float("inf"), [1e-3, 0.0], -1.0, "small"])
+def test_bad_alpha_grids_are_refused_before_fitting(alpha):
+    X, y = _data(20)
+    with pytest.raises(InputError, match=r"^alpha must be a finite number > 0 or a non-empty list of them, got"):
+        KernelRidge(alpha=alpha).fit(X, y)
+
+
+@pytest.mark.parametrize("gamma", [[], float("nan"), float("inf"), 0.0])
+def test_bad_gamma_grids_are_refused_before_fitting(gamma):
+    X, y = _data(20)
+    with pytest.raises(InputError, match=r"^gamma must be a finite number > 0 or a non-empty list of them, got"):
+        KernelRidge(kernel="gaussian", gamma=gamma).fit(X, y)
+
+
+def test_a_grid_needs_two_distinct_groups_to_choose_on():
+    X, y = _data(6)
+    with pytest.raises(InputError, match=r"cannot choose alpha \(9 candidates\) and gamma \(7 candidates\) by "
+                                         r"grouped leave-one-out from 1 sample; give at least 2 distinct "
+                                         r"structures, or one value of alpha and gamma"):
+        KernelRidge().fit(X[:1], y[:1])
+    with pytest.raises(InputError, match=r"from 6 samples that are one structure"):
+        KernelRidge(alpha=[1e-3, 1e-2], gamma=0.1).fit(X, y, groups=np.zeros(6, dtype=int))
+    one = KernelRidge(alpha=1e-3, gamma=0.1).fit(X, y, groups=np.zeros(6, dtype=int))  # nothing to choose
+    assert one.best_params_ == {"alpha": 1e-3, "gamma": 0.1}
+    assert KernelRidge(kernel="linear", alpha=1e-3).fit(X[:1], y[:1]).best_params_["gamma"] is None

@@ -66,3 +66,14 @@ def test_bad_input():
         get_metric("accuracy")
     with pytest.raises(InputError, match="> -1"):
         rmsle([-1.5], [0.0])
+
+
+def test_r2_is_left_out_where_the_labels_have_no_spread():
+    from ml4ms.metrics import undefined_reason
+
+    same = [3.4387] * 6  # equal labels: their mean is not exactly 3.4387, and r2 came out as -2e30
+    assert undefined_reason("r2", same) == "r2 needs at least 2 labels that differ by more than rounding"
+    assert undefined_reason("r2", [1.0]) is not None and undefined_reason("r2", [1.0, 1.0 + 1e-6]) is None
+    assert "r2" not in regression_metrics(same, [3.0] * 6) and "mae" in regression_metrics(same, [3.0] * 6)
+    assert "r2" not in regression_metrics([1.0], [0.5])
+    assert "r2" in regression_metrics([1.0, 2.0], [1.0, 2.5])

@@ -1,5 +1,7 @@
 """Group-aware splits, repeated cross-validation and learning curves."""
 
+import re
+
 import numpy as np
 import pytest
 from sklearn.base import BaseEstimator, RegressorMixin
@@ -188,3 +190,29 @@ def test_repeated_group_shuffle_split_keeps_groups_and_is_reproducible():
         np.zeros(len(groups)), groups=groups))
     assert all(np.array_equal(a[1], b[1]) for a, b in zip(splits, again))
     assert not np.array_equal(splits[0][1], splits[1][1])
+
+
+def test_learning_curve_sizes_and_seeds_are_checked_before_any_fit(groups):
+    X, y = np.zeros((len(groups), 1)), np.arange(len(groups), dtype=float)
+
+    class _NeverFit(DummyRegressor):
+        def fit(self, X, y):
+            raise AssertionError("fitted before the sizes were checked")
+
+    for kwargs, needle in [({"train_sizes": (1.5,)}, "train_sizes must be a non-empty list of distinct values, each "
+                                                     "a fraction in (0, 1] or a whole number > 1, got [1.5]"),
+                           ({"train_sizes": (0.5, 0.5)}, "train_sizes must be"),
+                           ({"train_sizes": ()}, "train_sizes must be a non-empty list"),
+                           ({"seeds": (0, 0)}, "seeds must be a non-empty list of distinct values"),
+                           ({"train_sizes": (5, 100)}, "train size 100 exceeds the training pool of ")]:
+        with pytest.raises(InputError, match=re.escape(needle)):
+            learning_curve(_NeverFit(), X, y, groups, **{"train_sizes": (5,), **kwargs}, progress=False)
+
+
+def test_cross_validate_seeds_and_folds_without_a_defined_r2():
+    X, y = np.zeros((6, 1)), np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    with pytest.raises(InputError, match="seeds must be a non-empty list"):
+        cross_validate(DummyRegressor(), X, y, np.arange(6), n_splits=2, seeds=[], progress=False)
+    out = cross_validate(DummyRegressor(), X, y, np.arange(6), n_splits=6, seeds=(0,), progress=False)
+    assert "r2" not in out["summary"]["y"] and "mae" in out["summary"]["y"]  # one label per test fold
+    assert out["omitted"]["y"]["r2"].endswith("and no test fold has them")

@@ -77,6 +77,16 @@ def test_learning_curve_panels_have_two_labelled_ticks_and_units_on_a_narrow_ran
     assert _legend_texts(fig.axes[0]) == ["random", "FPS"]
 
 
+def test_learning_curve_of_r2_uses_a_linear_axis_without_warnings(tmp_path, recwarn):
+    curve = {"train_size": [2, 4, 8], "targets": {"y": {"mean": [-3.0, 0.2, 0.8], "std": [1.0, 0.1, 0.05]}}}
+    ax = learning_curve_plot(curve, str(tmp_path / "r2.png"), metric="R2").axes[0]
+    assert ax.get_yscale() == "linear" and ax.get_xscale() == "log"
+    assert ax.get_ylabel() == "test R2 (no unit)"
+    assert not [w for w in recwarn if "matplotlib" in str(w.filename) or "log" in str(w.message).lower()]
+    error = {"train_size": [2, 4, 8], "targets": {"y": {"mean": [3.0, 2.0, 1.0], "std": [0.1, 0.1, 0.1]}}}
+    assert learning_curve_plot(error, str(tmp_path / "e.png"), metric="MAE").axes[0].get_yscale() == "log"
+
+
 def test_score_plot_says_its_units_and_labels_the_highlighted_points_readably(tmp_path):
     rng = np.random.default_rng(1)
     novelty, errors = rng.uniform(0.2, 1.2, 60), rng.normal(scale=3.0, size=60)

@@ -95,13 +95,35 @@ def test_bundled_recipes_parse():
     ("[model]\nkernel = 'laplacian'\n", "[model] needs 'name'"),
     ("[descriptor]\nname = 'nonsense'\n", "[descriptor] unknown descriptor 'nonsense'; choose one of:"),
     ("[cv]\nn_splits = '5'\n", "[cv] n_splits must be an integer >= 2, got '5' (a string); fix it in [cv]"),
-    ("[cv]\nseeds = 1.5\n", "[cv] seeds must be a list, each a non-negative integer, got 1.5"),
+    ("[cv]\nseeds = 1.5\n", "[cv] seeds must be a non-empty list of distinct values, each a non-negative "
+                           "integer, got 1.5"),
+    ("[cv]\nseeds = []\n", "[cv] seeds must be a non-empty list"),
+    ("[cv]\nseeds = [0, 0]\n", "[cv] seeds must be a non-empty list of distinct values"),
     ("[cv]\nduplicate_tol = -1e-3\n", "[cv] duplicate_tol must be a number >= 0"),
     ("[target]\nper_atom = 'yes'\n", "[target] per_atom must be true or false, got 'yes' (a string)"),
     ("[target]\nper_atom = 1\n", "[target] per_atom must be true or false, got 1"),
     ("[target]\ntransform = 'log'\n", "[target] transform must be 'none' or 'log1p', got 'log'"),
-    ("targets = 3\n", "targets must be a string or a list, each a string, got 3"),
-    ("[learning_curve]\ntrain_sizes = [0.5, 0]\n", "[learning_curve] train_sizes must be a list, each a number > 0"),
+    ("targets = 3\n", "targets must be a string or a non-empty list of distinct values, each a string, got 3"),
+    ("targets = []\n", "targets must be a string or a non-empty list"),
+    ("targets = ['y', 'y']\n", "targets must be a string or a non-empty list of distinct values"),
+    ("[learning_curve]\ntrain_sizes = [0.5, 0]\n", "[learning_curve] train_sizes must be a non-empty list of "
+                                                   "distinct values, each a fraction in (0, 1] or a whole number > 1"),
+    ("[learning_curve]\ntrain_sizes = [1.5]\n", "[learning_curve] train_sizes must be"),
+    ("[learning_curve]\ntrain_sizes = []\n", "[learning_curve] train_sizes must be a non-empty list"),
+    ("[model]\nname = 'krr'\nalpha = []\n", "[model] alpha must be a finite number > 0 or a non-empty list of "
+                                           "them, got []; fix it in [model]"),
+    ("[model]\nname = 'krr'\nalpha = nan\n", "[model] alpha must be a finite number > 0"),
+    ("[model]\nname = 'krr'\nalpha = 1e400\n", "[model] alpha must be a finite number > 0 or a non-empty list "
+                                              "of them, got inf"),
+    ("[model]\nname = 'gp'\ngamma = [0.1, -1]\n", "[model] gamma must be 'auto' or a finite number > 0"),
+    ("[model]\nname = 'committee'\n[model.regressor]\nname = 'krr'\nalpha = []\n",
+     "[model.regressor] alpha must be a finite number > 0 or a non-empty list of them, got []"),
+    ("[model]\nname = 'ensemble'\n[[model.members]]\ncolumns = [0, 2]\n[model.members.regressor]\nname = 'krr'\n"
+     "gamma = inf\n", "[model.members[0].regressor] gamma must be 'auto' or a finite number > 0"),
+    ("[model]\nname = 'ensemble'\n[[model.members]]\ncolumn = [0, 2]\n",
+     "[model.members[0]] unknown key 'column'; did you mean 'columns'?"),
+    ("[descriptor]\nname = 'soap'\nr_cut = inf\n", "[descriptor] r_cut must be finite (no nan or inf), got inf"),
+    ("targets = ['e']\n[target]\nbaseline = 'e'\n", "the baseline 'e' is also a target"),
 ])
 def test_bad_recipes_fail_at_read_time_on_one_line(tmp_path, text, needle):
     path = tmp_path / "bad.toml"
@@ -124,6 +146,24 @@ def test_set_values_override_the_recipe_and_are_checked():
         apply_overrides(recipe, values={"model.alpah": 1.0})
     # the flags come first: --model ridge --set model.alpha=2
     assert apply_overrides(recipe, model="ridge", values={"model.alpha": 2.0}).model == {"name": "ridge", "alpha": 2.0}
+
+
+def test_flags_are_checked_like_the_recipe_and_named():
+    recipe = read_recipe("nomad2018_demo")
+    for flags, needle in [({"targets": ["y", "y"]}, "--target must be a non-empty list of distinct values"),
+                          ({"seeds": [0, 0]}, "--seeds must be a non-empty list of distinct values"),
+                          ({"seeds": []}, "--seeds must be a non-empty list"),
+                          ({"n_splits": 1}, "--n-splits must be an integer >= 2, got 1"),
+                          ({"train_sizes": [1.5]}, "--sizes must be a non-empty list of distinct values, each a "
+                                                   "fraction in (0, 1] or a whole number > 1, got [1.5]"),
+                          ({"train_sizes": [0.5, 0.5]}, "--sizes must be"),
+                          ({"targets": ["e"], "baseline": "e"}, "the baseline 'e' is also a target: learning e "
+                                                                "minus itself gives 0")]:
+        with pytest.raises(InputError) as info:
+            apply_overrides(recipe, **flags)
+        assert needle in str(info.value)
+    both = apply_overrides(recipe, n_splits=3, seeds=[4, 5], train_sizes=[0.5, 20])
+    assert both.cv["n_splits"] == 3 and both.cv["seeds"] == [4, 5] and both.learning_curve["train_sizes"] == [0.5, 20]
 
 
 def test_to_dict_round_trips():

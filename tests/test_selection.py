@@ -132,3 +132,11 @@ def test_bad_input():
         farthest_point_sampling(np.array([[0.0, np.nan]]), 1)
     with pytest.raises(InputError, match="fraction"):
         FPS(n_to_select=1.5).fit(X)
+
+
+def test_fps_never_repeats_an_index_among_duplicates():
+    X = np.zeros((6, 3))  # six identical samples: every distance is 0
+    assert farthest_point_sampling(X.T, 3).tolist() == [0, 1, 2]
+    assert farthest_point_sampling(X.T, 6, start=4).tolist() == [4, 0, 1, 2, 3, 5]
+    X[3] = 1.0
+    assert farthest_point_sampling(X.T, 3).tolist() == [0, 3, 1]

@@ -253,6 +253,10 @@ GOOD = ('[data]\npath = "octet"\ntarget = "dE_RS_minus_ZB_eV_per_atom"\n'
                                                         "got 'yes' (a string)"),
     ('[cv]\ntest_fraction = 1.5\n', "[cv] test_fraction must be in (0, 1), got 1.5"),
     ('[cv]\nmethod = "kfold"\n', "[cv] method must be 'leave-out' or 'loo'"),
+    ('[sisso]\nrung = 9\n', "[sisso] rung must be 0, 1, 2 or 3, got 9"),
+    ('[sisso]\noperators = ["+", "%"]\n', "[sisso] operators: unknown operator '%'; choose from: + -"),
+    ('[derived]\nb = { formula = "a", unit = "furlong" }\n', "[derived.b] unit: unknown unit 'furlong'; use the "
+                                                           "base units eV, angstrom, amu, e, K, fs"),
 ])
 def test_bad_config_fails_at_read_time_on_one_line(tmp_path, extra, needle):
     from ml4ms.sisso.workflow import read_config
@@ -322,3 +326,26 @@ def test_cli_csv_path_relative_to_config(tmp_path):
     assert [d["dim"] for d in dims] == [1, 2]
     assert all("overlap" in d and "rmse" not in d for d in dims)
     assert dims[1]["overlap"] <= dims[0]["overlap"]
+
+
+def test_unknown_units_are_refused_and_the_known_ones_listed():
+    with pytest.raises(InputError, match=r"unknown unit 'furlong' in 'eV/furlong'; use the base units eV, angstrom"):
+        parse_unit("eV/furlong")
+    assert parse_unit("u*kelvin") == {"amu": 1, "K": 1}
+
+
+@pytest.mark.parametrize("text, argv, needle", [
+    ('[derived]\nd = { formula = "a / (a - a)", unit = "" }\n', [],
+     "octet:table: row 0: derived feature d = a / (a - a) is -inf; change its formula in [derived]"),
+    ('[sisso]\nkind = "classification"\n', [], 'kind = "classification" needs class labels, but [data] target '
+                                               "'dE_RS_minus_ZB_eV_per_atom' of octet:table holds real numbers"),
+    ("", ["--cv-repeats", "2", "--loo"], "--cv-repeats sets the repeats of leave-out CV; --loo leaves each row out"),
+])
+def test_cli_bad_runs_exit_2_on_one_line(tmp_path, capsys, text, argv, needle):
+    from ml4ms.cli import main
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(GOOD + text)
+    assert main(["sisso", "--config", str(cfg), *argv, "--json", str(tmp_path / "o.json"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and needle in err and not (tmp_path / "o.json").exists()

@@ -208,3 +208,22 @@ def test_gradients_match_dscribe_numerical_derivatives(periodic):
     ref = theirs.derivatives(atoms, method="numerical", attach=True, return_descriptor=False)
     ours = SOAP(species=species, reduce=None, **kw).fit([atoms]).gradients(atoms)
     assert rel_err(ours, ref.transpose(0, 3, 1, 2)) < 1e-6
+
+
+@pytest.mark.parametrize("name, params", [("soap", {"r_cut": float("inf")}), ("composition", {"n_jobs": float("nan")}),
+                                          ("columns", {"columns": ["a"], "n_jobs": float("inf")}),
+                                          ("ngrams", {"scale": float("nan")}),
+                                          ("local_kernel", {"descriptor": {"name": "soap", "r_cut": float("inf")}}),
+                                          ("concat", {"parts": [{"name": "soap", "sigma": float("inf")}]})])
+def test_every_descriptor_refuses_non_finite_parameters_before_work(name, params):
+    with pytest.raises(InputError, match=r"must be finite \(no nan or inf\), got"):
+        make_descriptor(name, **params).fit([bulk("Si")])
+
+
+def test_a_singular_basis_says_what_helps():
+    with pytest.raises(InputError, match=r"r_cut spreads the basis widths over too many orders of magnitude; "
+                                         r"lower r_cut .* or l_max"):
+        SOAP(r_cut=1000.0).fit([bulk("Si")])
+    with pytest.raises(InputError, match=r"the 16 radial functions are too close together within r_cut; "
+                                         r"lower n_max or raise r_cut"):
+        SOAP(r_cut=3.0, n_max=16).fit([bulk("Si")])

@@ -3,9 +3,10 @@
 :func:`read_toml` reads a file, or a recipe bundled with ml4ms by its name
 (``--config qm7``). :func:`check` holds the parsed document against a schema,
 before any work starts. A schema is a dict of key -> :class:`Rule` (a value)
-or :class:`Table` (a table; a plain dict is a table too), built from
-:func:`boolean`, :func:`integer`, :func:`number`, :func:`string`,
-:func:`list_of`, :func:`one_of`, :func:`any_keys` and :func:`named`. The first
+or :class:`Table` (a table; a plain dict is a table too) or :class:`Tables`
+(a list of tables, TOML's ``[[name]]``), built from :func:`boolean`,
+:func:`integer`, :func:`number`, :func:`string`, :func:`list_of`,
+:func:`one_of`, :func:`any_keys`, :func:`tables_of` and :func:`named`. The first
 unknown table, unknown key or wrong value raises an
 :class:`~ml4ms.errors.InputError` of one line that names the file, the table
 and the key, and says what to do.
@@ -52,6 +53,11 @@ Table = namedtuple("Table", "fields required", defaults=(False,))
 Table.__doc__ = """The rule of a table: ``fields`` maps its keys to rules, or is a function of the table that does.
 
 A ``required`` table must be present."""
+
+Tables = namedtuple("Tables", "table required", defaults=(False,))
+Tables.__doc__ = """The rule of a list of tables (TOML's ``[[name]]``): each is checked under ``table``.
+
+A ``required`` list must be present."""
 
 
 # ----------------------------------------------------------------------------------------------- reading files
@@ -225,14 +231,39 @@ def check(doc, schema, source=None, table=()):
             if not isinstance(value, dict):
                 raise InputError(f"{where}{key} must be a table, got {_shown(value)}", source=source, hint=fix)
             check(value, rule, source, table + (key,))
-        elif not rule.test(value):
-            raise InputError(f"{where}{key} must be {rule.what}, got {_shown(value)}", source=source,
-                             hint="; ".join(h for h in (rule.note, fix) if h) or None)
+        elif isinstance(rule, Tables):
+            if not (isinstance(value, list) and all(isinstance(v, dict) for v in value)):
+                raise InputError(f"{where}{key} must be a list of tables, got {_shown(value)}", source=source,
+                                 hint=fix)
+            for k, item in enumerate(value):
+                check(item, rule.table, source, table + (f"{key}[{k}]",))
+        else:
+            check_value(value, rule, f"{where}{key}", source=source, hint=fix)
     return doc
 
 
+def check_value(value, rule, name, source=None, hint=None):
+    """Raise :class:`~ml4ms.errors.InputError` ``NAME must be WHAT, got VALUE`` unless ``rule`` passes ``value``.
+
+    The check of one value, for values that do not come from a file (a command-line flag).
+
+    Examples
+    --------
+    >>> check_value([0, 1], list_of(integer(0), unique=True), "--seeds")
+    [0, 1]
+    >>> check_value([0, 0], list_of(integer(0), unique=True), "--seeds")
+    Traceback (most recent call last):
+    ...
+    ml4ms.errors.InputError: --seeds must be a list of distinct values, each a non-negative integer, got [0, 0]
+    """
+    if not rule.test(value):
+        raise InputError(f"{name} must be {rule.what}, got {_shown(value)}", source=source,
+                         hint="; ".join(h for h in (rule.note, hint) if h) or None)
+    return value
+
+
 def _table(schema):
-    return schema if isinstance(schema, Table) else Table(schema)
+    return schema if isinstance(schema, (Table, Tables)) else Table(schema)
 
 
 def _shown(value):
@@ -261,6 +292,27 @@ def is_integer(value):
 def is_number(value):
     """True for a finite real number that is not a bool (integers too)."""
     return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)) and bool(np.isfinite(value))
+
+
+def all_finite(value):
+    """False if ``value`` is, or holds (in lists, tuples, dicts and arrays), a NaN or an infinite number.
+
+    TOML reads ``nan``, ``inf`` and ``1e400`` as floats; no parameter means them.
+
+    Examples
+    --------
+    >>> all_finite({"r_cut": 5.0, "species": ["O", 8]}), all_finite([1.0, float("inf")]), all_finite("nan")
+    (True, False, True)
+    """
+    if isinstance(value, dict):
+        return all(all_finite(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return all(all_finite(v) for v in value)
+    if isinstance(value, np.ndarray) and value.dtype.kind in "fc":
+        return bool(np.all(np.isfinite(value)))
+    if isinstance(value, numbers.Number) and not isinstance(value, (bool, np.bool_)):
+        return bool(np.isfinite(value))
+    return True
 
 
 def boolean(note=None):
@@ -307,9 +359,23 @@ def string(*choices, note=None):
     return Rule(what, lambda v: isinstance(v, str) and v in choices, note)
 
 
-def list_of(item, note=None):
-    """A list whose every element passes the rule ``item``."""
-    return Rule(f"a list, each {item.what}", lambda v: isinstance(v, list) and all(item.test(x) for x in v), note)
+def list_of(item, note=None, min_length=0, unique=False):
+    """A list whose every element passes the rule ``item``; at least ``min_length`` long; ``unique``: no repeats.
+
+    Examples
+    --------
+    >>> rule = list_of(integer(0), min_length=1, unique=True)
+    >>> rule.what, rule.test([0, 1]), rule.test([]), rule.test([0, 0])
+    ('a non-empty list of distinct values, each a non-negative integer', True, False, False)
+    """
+    what = "a " + ("non-empty " if min_length == 1 else "") + "list" + (" of distinct values" if unique else "")
+    what += f" of at least {min_length} values" if min_length > 1 else ""
+
+    def test(v):
+        return (isinstance(v, list) and len(v) >= min_length and all(item.test(x) for x in v)
+                and (not unique or len(set(v)) == len(v)))
+
+    return Rule(f"{what}, each {item.what}", test, note)
 
 
 def one_of(*rules, note=None):
@@ -327,17 +393,49 @@ def any_keys(spec):
     return Table(lambda table: dict.fromkeys(table, spec))
 
 
+def tables_of(spec):
+    """A list of tables (TOML's ``[[name]]``), each under ``spec`` (a :class:`Table` or dict)."""
+    return Tables(_table(spec))
+
+
+#: the rule of a parameter no class declares a rule for: any value, but no NaN or infinity in it
+FINITE = Rule("finite (no nan or inf)", all_finite)
+
+
 def named(lookup):
     """A table that names a registered class, ``{name = "...", **parameters}``.
 
     ``lookup(name)`` returns the class (or raises :class:`InputError` for an
     unknown name); its declared ``__init__`` parameters
-    (scikit-learn's ``_get_param_names``) are the allowed keys, of any value.
+    (scikit-learn's ``_get_param_names``) are the allowed keys. A class may
+    declare the rules of its parameters in a dict ``_param_rules`` (name ->
+    :class:`Rule`, :class:`Table` or :class:`Tables`); the others take any
+    value that holds no NaN or infinity (:data:`FINITE`).
+
+    Examples
+    --------
+    >>> class Model:
+    ...     _param_rules = {"alpha": number("> 0")}
+    ...     @classmethod
+    ...     def _get_param_names(cls):
+    ...         return ["alpha", "width"]
+    >>> schema = {"model": named(lambda name: Model)}
+    >>> check({"model": {"name": "m", "alpha": 0.0}}, schema, source="r.toml")
+    Traceback (most recent call last):
+    ...
+    ml4ms.errors.InputError: r.toml: [model] alpha must be a number > 0, got 0.0; fix it in [model]
+    >>> check({"model": {"name": "m", "width": float("inf")}}, schema, source="r.toml")
+    Traceback (most recent call last):
+    ...
+    ml4ms.errors.InputError: r.toml: [model] width must be finite (no nan or inf), got inf; fix it in [model]
     """
     def fields(table):
         name = table.get("name")
-        params = lookup(name)._get_param_names() if _NAME.test(name) else list(table)
-        return {"name": _NAME, **dict.fromkeys((p for p in params if p != "name"), ANY)}
+        if not _NAME.test(name):
+            return {"name": _NAME, **dict.fromkeys((k for k in table if k != "name"), ANY)}
+        cls = lookup(name)
+        rules = getattr(cls, "_param_rules", {})
+        return {"name": _NAME, **{p: rules.get(p, FINITE) for p in cls._get_param_names() if p != "name"}}
 
     return Table(fields)
 

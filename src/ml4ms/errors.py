@@ -27,27 +27,43 @@ class InputError(Ml4msError, ValueError):
         The 0-based index of the offending structure or row.
     hint : str, optional
         What the user should do about it.
+    item : str, default "structure"
+        What ``index`` counts: ``"structure"``, or ``"row"`` for table rows.
 
     Examples
     --------
     >>> str(InputError("empty structure", source="a.xyz", index=3,
     ...                hint="remove it or give it atoms"))
     'a.xyz: structure 3: empty structure; remove it or give it atoms'
+    >>> str(InputError("column 'b' is nan", source="t.csv", index=1, item="row"))
+    "t.csv: row 1: column 'b' is nan"
     """
 
-    def __init__(self, message, source=None, index=None, hint=None):
+    def __init__(self, message, source=None, index=None, hint=None, item="structure"):
         self.message = message
         self.source = source
         self.index = index
         self.hint = hint
+        self.item = item
         super().__init__(self._format())
+
+    def located(self, source):
+        """The same error, from ``source`` unless it already names one.
+
+        Examples
+        --------
+        >>> str(InputError("column 'b' is nan", index=1, item="row").located("t.csv"))
+        "t.csv: row 1: column 'b' is nan"
+        """
+        return InputError(self.message, source=self.source or source, index=self.index, hint=self.hint,
+                          item=self.item)
 
     def _format(self):
         parts = []
         if self.source is not None:
             parts.append(str(self.source))
         if self.index is not None:
-            parts.append(f"structure {self.index}")
+            parts.append(f"{self.item} {self.index}")
         text = ": ".join(parts + [self.message])
         if self.hint:
             text += f"; {self.hint}"
@@ -56,6 +72,25 @@ class InputError(Ml4msError, ValueError):
 
 class ModelFileError(Ml4msError, ValueError):
     """A model file that cannot be read: missing, tampered or incompatible."""
+
+
+@contextlib.contextmanager
+def from_source(source):
+    """Every :class:`InputError` of the block names ``source`` (the data it read) unless it names another.
+
+    Examples
+    --------
+    >>> try:
+    ...     with from_source("t.csv"):
+    ...         raise InputError("column 'b' is nan", index=1, item="row")
+    ... except InputError as exc:
+    ...     print(exc)
+    t.csv: row 1: column 'b' is nan
+    """
+    try:
+        yield
+    except InputError as exc:
+        raise exc.located(source) from None
 
 
 @contextlib.contextmanager

@@ -120,8 +120,23 @@ def get_metric(name):
     return METRICS[name]
 
 
-#: metrics defined only on part of the real line: name -> (test of the targets, what it needs)
-METRIC_DOMAINS = {"rmsle": (lambda y: bool(np.all(y > -1)), "rmsle needs targets > -1 (log1p)")}
+#: relative variance below which labels count as all equal: var(y) <= R2_RTOL * mean(y²). Labels read from
+#: text carry 6 to 10 significant digits and the mean itself is rounded (~1e-16 relative), so a spread of
+#: less than 1e-8 of the labels' size is rounding, not data.
+R2_RTOL = 1e-16
+
+
+def _has_spread(y):
+    """True for at least 2 labels whose variance is more than rounding (:data:`R2_RTOL`)."""
+    y = np.asarray(y, dtype=float).ravel()
+    return len(y) >= 2 and float(np.var(y)) > R2_RTOL * float(np.mean(y**2))
+
+
+#: metrics defined only for some targets: name -> (test of the targets, what it needs)
+METRIC_DOMAINS = {
+    "rmsle": (lambda y: bool(np.all(y > -1)), "rmsle needs targets > -1 (log1p)"),
+    "r2": (_has_spread, "r2 needs at least 2 labels that differ by more than rounding"),
+}
 
 
 def undefined_reason(name, y_true):
@@ -131,6 +146,8 @@ def undefined_reason(name, y_true):
     --------
     >>> undefined_reason("rmsle", [-2.0, 0.5])
     'rmsle needs targets > -1 (log1p)'
+    >>> undefined_reason("r2", [3.4387] * 6)
+    'r2 needs at least 2 labels that differ by more than rounding'
     >>> undefined_reason("mae", [-2.0, 0.5]) is None
     True
     """
@@ -146,7 +163,7 @@ def check_metric(name, y_true, target_names=None, source=None):
     for j in range(y.shape[1]):
         reason = undefined_reason(name, y[:, j])
         if reason:
-            raise InputError(f"{reason}, and {names[j]} has values outside", source=source,
+            raise InputError(f"metric {name} cannot be computed for {names[j]}: {reason}", source=source,
                              hint="choose --metric mae or rmse")
 
 
@@ -157,8 +174,10 @@ def regression_metrics(y_true, y_pred, metrics=("mae", "rmse", "rmsle", "max_err
     ----------
     y_true, y_pred : array-like of shape (n,) or (n, k)
     metrics : sequence of str
-        Names from :data:`METRICS`. ``rmsle`` is skipped (left out of the
-        result) when a target is <= -1, where it is undefined.
+        Names from :data:`METRICS`. A metric is skipped (left out of the
+        result) where it is undefined (:data:`METRIC_DOMAINS`): ``rmsle``
+        when a target is <= -1, ``r2`` for fewer than 2 labels or labels
+        without spread.
 
     Returns
     -------
@@ -183,5 +202,5 @@ def regression_metrics(y_true, y_pred, metrics=("mae", "rmse", "rmsle", "max_err
     return out
 
 
-__all__ = ["GREATER_IS_BETTER", "METRICS", "METRIC_DOMAINS", "check_metric", "get_metric", "mae", "max_error", "r2",
-           "regression_metrics", "rmse", "rmsle", "undefined_reason"]
+__all__ = ["GREATER_IS_BETTER", "METRICS", "METRIC_DOMAINS", "R2_RTOL", "check_metric", "get_metric", "mae",
+           "max_error", "r2", "regression_metrics", "rmse", "rmsle", "undefined_reason"]

@@ -21,8 +21,17 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.model_selection import BaseCrossValidator
 
+from .config import Rule, check_value, integer, is_number, list_of
 from .errors import InputError
-from .metrics import check_metric, get_metric, regression_metrics, undefined_reason
+from .metrics import METRIC_DOMAINS, check_metric, get_metric, regression_metrics, undefined_reason
+
+#: the seeds of repeated splits: each one an independent repeat, so at least one and no repeats
+SEEDS = list_of(integer(0), min_length=1, unique=True)
+#: a training-set size: a fraction of the training pool, or a whole number of samples
+TRAIN_SIZE = Rule("a fraction in (0, 1] or a whole number > 1",
+                  lambda v: is_number(v) and (0 < v <= 1 or (v > 1 and float(v).is_integer())))
+#: the sizes of a learning curve
+TRAIN_SIZES = list_of(TRAIN_SIZE, min_length=1, unique=True)
 
 
 def _groups_array(groups, n=None):
@@ -53,13 +62,28 @@ def _check_int(value, name, minimum):
     return int(value)
 
 
+def check_n_splits(n_splits, groups, name="n_splits", source=None):
+    """Raise :class:`~ml4ms.errors.InputError` unless ``n_splits`` folds can be made of whole groups.
+
+    ``name`` is how the caller's user sets the number (an option, a recipe key); ``source`` names the data.
+
+    Examples
+    --------
+    >>> check_n_splits(3, [0, 0, 1], name="--n-splits", source="a.xyz")
+    Traceback (most recent call last):
+    ...
+    ml4ms.errors.InputError: a.xyz: cannot make 3 folds from 2 groups (duplicate structures are one group); lower --n-splits to at most 2
+    """
+    n_groups = len(np.unique(np.asarray(groups)))
+    if n_splits > n_groups:
+        raise InputError(f"cannot make {n_splits} folds from {n_groups} groups (duplicate structures are one group)",
+                         source=source, hint=f"lower {name} to at most {n_groups}")
+
+
 def _assign_folds(groups, n_splits, rng):
     """Fold index of every sample: groups go whole to the currently lightest fold."""
+    check_n_splits(n_splits, groups)
     labels, inverse, sizes = np.unique(groups, return_inverse=True, return_counts=True)
-    if n_splits > len(labels):
-        raise InputError(
-            f"cannot make {n_splits} folds from {len(labels)} groups", hint="lower n_splits"
-        )
     order = np.arange(len(labels))
     if rng is not None:
         order = rng.permutation(len(labels))
@@ -298,9 +322,11 @@ def cross_validate(estimator, X, y, groups, n_splits=5, seeds=(0, 1, 2),
     Returns
     -------
     dict
-        ``folds``: one row per (seed, fold, target) with the metrics;
-        ``summary``: ``{target: {metric: {"mean", "std"}}}`` over all folds
-        and seeds (std with ddof=1); ``predictions``: out-of-fold predictions,
+        ``folds``: one row per (seed, fold, target) with the metrics (a
+        metric undefined on a fold's test labels, ``r2`` without spread,
+        is left out of its row);
+        ``summary``: ``{target: {metric: {"mean", "std"}}}`` over the folds
+        and seeds where it is defined (std with ddof=1); ``predictions``: out-of-fold predictions,
         shape (n_seeds, n, k); ``omitted``: ``{target: {metric: reason}}``;
         ``n_splits``, ``seeds``, ``targets``.
 
@@ -325,7 +351,7 @@ def cross_validate(estimator, X, y, groups, n_splits=5, seeds=(0, 1, 2),
         get_metric(name)
     omitted = {t: {m: undefined_reason(m, y2[:, j]) for m in metrics if undefined_reason(m, y2[:, j])}
                for j, t in enumerate(names)}
-    seeds = [seeds] if isinstance(seeds, numbers.Integral) else list(seeds)
+    seeds = check_value([seeds] if isinstance(seeds, numbers.Integral) else list(seeds), SEEDS, "seeds")
     rows = []
     predictions = np.full((len(seeds), n, k), np.nan)
     bar = _progress(len(seeds) * int(n_splits), progress, "cross-validation")
@@ -348,7 +374,13 @@ def cross_validate(estimator, X, y, groups, n_splits=5, seeds=(0, 1, 2),
     summary = {}
     for name in names:
         mine = [r for r in rows if r["target"] == name]
-        summary[name] = {m: _mean_std([r[m] for r in mine]) for m in metrics if m not in omitted[name]}
+        summary[name] = {}
+        for m in metrics:
+            scores = [r[m] for r in mine if m in r]  # r2 is undefined on a test fold without spread
+            if scores:
+                summary[name][m] = _mean_std(scores)
+            elif m not in omitted[name]:
+                omitted[name][m] = f"{METRIC_DOMAINS[m][1]}, and no test fold has them"
     return {"folds": rows, "summary": summary, "predictions": predictions, "n_splits": int(n_splits),
             "seeds": seeds, "targets": names, "metrics": list(metrics),
             "omitted": {t: r for t, r in omitted.items() if r}}
@@ -384,7 +416,8 @@ def learning_curve(estimator, X, y, groups, train_sizes=(0.1, 0.2, 0.4, 0.7, 1.0
     X, y, groups
         As in :func:`cross_validate`.
     train_sizes : sequence of float or int
-        Fractions (<= 1.0) of the training pool, or absolute numbers (> 1).
+        Fractions (<= 1.0) of the training pool, or whole numbers of samples
+        (> 1), each once (:data:`TRAIN_SIZES`).
     seeds : sequence of int
     test_fraction : float, default 0.2
     metric : str, default "rmse"
@@ -423,25 +456,29 @@ def learning_curve(estimator, X, y, groups, train_sizes=(0.1, 0.2, 0.4, 0.7, 1.0
         check_metric(metric, y2, names)
     if not (selection == "random" or callable(selection)):
         raise InputError(f"unknown selection {selection!r}", hint="use 'random' or a callable")
-    sizes_spec = list(train_sizes)
-    for size in sizes_spec:
-        if not (isinstance(size, numbers.Real) and size > 0):
-            raise InputError(f"train size must be positive, got {size!r}")
-    seeds = [seeds] if isinstance(seeds, numbers.Integral) else list(seeds)
+    sizes_spec = check_value(list(train_sizes), TRAIN_SIZES, "train_sizes")
+    seeds = check_value([seeds] if isinstance(seeds, numbers.Integral) else list(seeds), SEEDS, "seeds")
+    # every split first (cheap), so that a size too large for a pool is refused before any fit
+    splits = []
+    for seed in seeds:
+        rng = np.random.default_rng(seed)
+        pool, test = group_train_test_split(groups, test_fraction, random_state=rng)
+        splits.append((rng, pool, test))
+        too_big = [size for size in sizes_spec if size > len(pool)]
+        if too_big:
+            raise InputError(
+                f"train size {too_big[0]:g} exceeds the training pool of {len(pool)} samples "
+                f"(seed {seed}: {n} samples less a test set of {len(test)})",
+                hint=f"give train sizes (--sizes) up to {len(pool)}, or fractions (<= 1) of the pool")
     scores = np.full((len(names), len(sizes_spec), len(seeds)), np.nan)
     used = np.zeros((len(sizes_spec), len(seeds)))
     n_test = []
     bar = _progress(len(seeds) * len(sizes_spec), progress, "learning curve")
-    for s, seed in enumerate(seeds):
-        rng = np.random.default_rng(seed)
-        pool, test = group_train_test_split(groups, test_fraction, random_state=rng)
+    for s, (rng, pool, test) in enumerate(splits):
         n_test.append(len(test))
         order = rng.permutation(pool)
         for a, size in enumerate(sizes_spec):
-            m = int(round(size * len(pool))) if size <= 1 else int(size)
-            if m > len(pool):
-                raise InputError(f"train size {m} exceeds the training pool of {len(pool)} samples")
-            m = max(m, 1)
+            m = max(int(round(size * len(pool))) if size <= 1 else int(size), 1)
             if selection == "random":
                 train = order[:m]
             else:
@@ -471,7 +508,10 @@ def learning_curve(estimator, X, y, groups, train_sizes=(0.1, 0.2, 0.4, 0.7, 1.0
 __all__ = [
     "GroupedKFold",
     "RepeatedGroupShuffleSplit",
+    "SEEDS",
+    "TRAIN_SIZES",
     "RepeatedGroupedKFold",
+    "check_n_splits",
     "cross_validate",
     "format_summary",
     "group_train_test_split",

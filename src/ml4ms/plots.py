@@ -13,6 +13,8 @@ import re
 
 import numpy as np
 
+from .metrics import GREATER_IS_BETTER
+
 #: metrics whose value has no unit (the others have the unit of the target)
 UNITLESS_METRICS = frozenset({"rmsle", "r2"})
 
@@ -241,7 +243,13 @@ def parity_plot(y_true, y_pred, names, path, units=None, title=None, y_std=None)
 
 
 def learning_curve_plot(curve, path, metric="RMSE", title=None, units=None):
-    """Error against training-set size, log-log, mean ± std over seeds.
+    """Error against training-set size, mean ± std over seeds; the size on a log axis.
+
+    An error (MAE, RMSE, ...) goes on a log axis too: errors that fall as a
+    power of the size then lie on a straight line. A score that can be zero
+    or negative, R² above all (1 is perfect, below 0 worse than the mean),
+    goes on a linear axis, where a user reads how close it comes to 1; a log
+    axis could not show it.
 
     Parameters
     ----------
@@ -265,14 +273,18 @@ def learning_curve_plot(curve, path, metric="RMSE", title=None, units=None):
     fig.get_layout_engine().set(wspace=0.08)
     for j, name in enumerate(names):
         ax = axes[0][j]
+        lowest = np.inf
         for label, c in curves.items():
             n = np.asarray(c["train_size"], dtype=float)
             m = np.asarray(c["targets"][name]["mean"], dtype=float)
             s = np.asarray(c["targets"][name]["std"], dtype=float)
             ax.errorbar(n, m, yerr=s, marker="o", capsize=3, label=label or None)
+            lowest = min(lowest, float(np.min(m)))
         ax.set_xscale("log")
-        ax.set_yscale("log")
-        _plain_log_ticks(ax)
+        log_y = str(metric).lower() not in GREATER_IS_BETTER and lowest > 0
+        if log_y:
+            ax.set_yscale("log")
+        _plain_log_ticks(ax, "xy" if log_y else "x")
         ax.set_xlabel("training structures")
         ax.set_ylabel(axis_label(f"test {metric}", metric_unit(metric, unit_of(units, j, name))))
         ax.set_title(wrap(name, 4.0, 9), fontsize=9)

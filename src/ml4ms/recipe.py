@@ -32,10 +32,11 @@ evaluation settings. Every table is optional; command-line flags override it.
 import copy
 from dataclasses import dataclass, field
 
-from .config import (assign, boolean, bundled_recipe_path, bundled_recipes, check, integer, list_of, named, number,
-                     one_of, read_toml, string)
+from .config import (assign, boolean, bundled_recipe_path, bundled_recipes, check, check_value, integer, list_of,
+                     named, number, one_of, read_toml, string)
 from .descriptors import descriptor_class
 from .errors import InputError
+from .model_selection import SEEDS, TRAIN_SIZES
 from .models import regressor_class
 from .transforms import FUNCTIONS
 
@@ -49,16 +50,20 @@ DEFAULT_STRUCTURE_DESCRIPTOR = {"name": "soap", "r_cut": 5.0, "n_max": 6, "l_max
 SCHEMA = {
     "name": string(),
     "description": string(),
-    "targets": one_of(string(), list_of(string())),
+    "targets": one_of(string(), list_of(string(), min_length=1, unique=True)),  # --target: the list
     "descriptor": named(descriptor_class),
     "model": named(regressor_class),
     "target": {"transform": string(*FUNCTIONS), "per_atom": boolean(), "baseline": string()},
-    "cv": {"n_splits": integer(2), "seeds": list_of(integer(0)), "duplicate_tol": number(">= 0")},
-    "learning_curve": {"train_sizes": list_of(number("> 0"))},
+    "cv": {"n_splits": integer(2), "seeds": SEEDS, "duplicate_tol": number(">= 0")},
+    "learning_curve": {"train_sizes": TRAIN_SIZES},
 }
 
-__all__ = ["Recipe", "SCHEMA", "apply_overrides", "build_model", "bundled_recipe_path", "bundled_recipes",
-           "default_descriptor", "read_recipe", "recipe_from_dict"]
+#: command-line flag -> the rule of its value (the recipe's), for :func:`apply_overrides`
+FLAG_RULES = {"--target": list_of(string(), min_length=1, unique=True), "--n-splits": SCHEMA["cv"]["n_splits"],
+              "--seeds": SCHEMA["cv"]["seeds"], "--sizes": SCHEMA["learning_curve"]["train_sizes"]}
+
+__all__ = ["FLAG_RULES", "Recipe", "SCHEMA", "apply_overrides", "build_model", "bundled_recipe_path",
+           "bundled_recipes", "check_consistent", "default_descriptor", "read_recipe", "recipe_from_dict"]
 
 
 @dataclass
@@ -79,7 +84,7 @@ class Recipe:
         return {
             "descriptor": self.descriptor,
             "model": self.model,
-            "targets": list(self.targets),
+            "targets": list(self.targets) or None,  # None: not given
             "target": {"transform": self.transform, "per_atom": self.per_atom, "baseline": self.baseline},
             "cv": self.cv,
             "learning_curve": self.learning_curve,
@@ -131,11 +136,28 @@ def recipe_from_dict(doc, source=None):
     recipe.baseline = target.get("baseline") or None
     recipe.cv = {**DEFAULT_CV, **doc.get("cv", {})}
     recipe.learning_curve = {**DEFAULT_LEARNING_CURVE, **doc.get("learning_curve", {})}
+    check_consistent(recipe, source)
     return recipe
 
 
+def check_consistent(recipe, source=None):
+    """Refuse a recipe whose parts contradict each other: a baseline that is also a target.
+
+    Examples
+    --------
+    >>> check_consistent(Recipe(targets=["e"], baseline="e"), source="r.toml")
+    Traceback (most recent call last):
+    ...
+    ml4ms.errors.InputError: r.toml: the baseline 'e' is also a target: learning e minus itself gives 0; choose another baseline property (--baseline, [target] baseline), or none
+    """
+    if recipe.baseline and recipe.baseline in recipe.targets:
+        raise InputError(f"the baseline '{recipe.baseline}' is also a target: learning {recipe.baseline} minus "
+                         "itself gives 0", source=source,
+                         hint="choose another baseline property (--baseline, [target] baseline), or none")
+
+
 def apply_overrides(recipe, targets=None, descriptor=None, model=None, transform=None, per_atom=None, baseline=None,
-                    values=None):
+                    n_splits=None, seeds=None, train_sizes=None, values=None):
     """Command-line flags override the recipe (None leaves a field alone), then ``values`` do.
 
     Parameters
@@ -143,6 +165,10 @@ def apply_overrides(recipe, targets=None, descriptor=None, model=None, transform
     recipe : Recipe
     targets, descriptor, model, transform, per_atom, baseline
         The flags; ``descriptor`` and ``model`` replace the whole table by ``{"name": ...}``.
+    n_splits, seeds, train_sizes
+        The flags ``--n-splits``, ``--seeds`` and ``--sizes``: ``[cv] n_splits``, ``[cv] seeds`` and
+        ``[learning_curve] train_sizes``. Flags with a value are checked like the recipe's keys
+        (:data:`FLAG_RULES`), the message naming the flag.
     values : dict, optional
         Values by dotted key (``{"model.alpha": 0.1}``, from ``--set model.alpha=0.1``), set after the flags
         and checked like the recipe file.
@@ -156,10 +182,25 @@ def apply_overrides(recipe, targets=None, descriptor=None, model=None, transform
     Traceback (most recent call last):
     ...
     ml4ms.errors.InputError: --set model.alpah: [model] unknown key 'alpah'; did you mean 'alpha'? allowed: ...
+    >>> apply_overrides(recipe, seeds=[0, 0])
+    Traceback (most recent call last):
+    ...
+    ml4ms.errors.InputError: --seeds must be a non-empty list of distinct values, each a non-negative integer, got [0, 0]; give each --seeds value once
     """
     recipe = copy.deepcopy(recipe)
+    for flag, value in (("--target", targets), ("--n-splits", n_splits), ("--seeds", seeds),
+                        ("--sizes", train_sizes)):
+        if value is not None:
+            check_value(value, FLAG_RULES[flag], flag, hint=f"give each {flag} value once" if flag != "--n-splits"
+                        else None)
     if targets:
         recipe.targets = list(targets)
+    if n_splits is not None:
+        recipe.cv["n_splits"] = n_splits
+    if seeds is not None:
+        recipe.cv["seeds"] = list(seeds)
+    if train_sizes is not None:
+        recipe.learning_curve["train_sizes"] = list(train_sizes)
     if descriptor:
         recipe.descriptor = {"name": descriptor}
     if model:
@@ -174,6 +215,7 @@ def apply_overrides(recipe, targets=None, descriptor=None, model=None, transform
         source = recipe.source
         recipe = recipe_from_dict(assign(recipe.to_dict(), key, value), source=f"--set {key}")
         recipe.source = source
+    check_consistent(recipe, None if targets or baseline else recipe.source)
     return recipe
 
 

@@ -101,11 +101,16 @@ def farthest_point_sampling(A, n, *, start=0, metric="euclidean", return_distanc
     distances : ndarray, shape (n,)
         Only with ``return_distances``.
 
+    Every column is chosen at most once; among columns at the same distance
+    (duplicates) the first unchosen one is taken.
+
     Examples
     --------
     >>> A = np.array([[0.0, 1.0, 10.0, 4.0]])
     >>> farthest_point_sampling(A, 3, return_distances=True)
     (array([0, 2, 3]), array([inf, 10.,  4.]))
+    >>> farthest_point_sampling(np.zeros((2, 4)), 3).tolist()
+    [0, 1, 2]
     """
     P = _as_matrix(A).T  # one point per row
     n = _check_n(n, len(P))
@@ -115,6 +120,7 @@ def farthest_point_sampling(A, n, *, start=0, metric="euclidean", return_distanc
     dist = np.empty(n)
     idx[0], dist[0] = int(start), np.inf
     nearest = cdist(P[idx[:1]], P, metric)[0]  # distance of every point to the selection
+    nearest[idx[0]] = -1.0  # never pick a point twice: ties (duplicates at distance 0) go to the first unchosen
     with _progress(n, progress, "FPS") as bar:
         bar.update(1)
         for k in range(1, n):

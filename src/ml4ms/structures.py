@@ -121,6 +121,11 @@ def get_property(record, key):
     return None
 
 
+def item_of(record):
+    """What a record is called in messages: ``"row"`` for a table row (a dict), else ``"structure"``."""
+    return "row" if isinstance(record, dict) else "structure"
+
+
 def available_keys(record):
     """Names of the scalar properties a record carries (for error hints)."""
     if isinstance(record, dict):
@@ -131,13 +136,22 @@ def available_keys(record):
     return sorted(keys)
 
 
-def get_targets(records, keys, source=None):
+def get_targets(records, keys, source=None, what="target"):
     """Scalar targets of every record as a float array of shape (n, len(keys)).
+
+    ``what`` names the values in messages (``"baseline"`` for a Δ-learning baseline).
 
     Raises
     ------
     InputError
         If a key is missing from a record or a value is not a finite number.
+
+    Examples
+    --------
+    >>> get_targets([{"e": 1.0, "n": 2}], ["b"], source="t.csv", what="baseline")
+    Traceback (most recent call last):
+    ...
+    ml4ms.errors.InputError: t.csv: row 0: baseline key 'b' is missing; choose one of the keys it has: e, n
     """
     keys = [keys] if isinstance(keys, str) else list(keys)
     y = np.empty((len(records), len(keys)))
@@ -147,25 +161,28 @@ def get_targets(records, keys, source=None):
             if value is None:
                 have = ", ".join(available_keys(record)[:12])
                 raise InputError(
-                    f"target key '{key}' is missing",
+                    f"{what} key '{key}' is missing",
                     source=source,
                     index=i,
+                    item=item_of(record),
                     hint=f"choose one of the keys it has: {have}",
                 )
             try:
                 value = float(value)
             except (TypeError, ValueError):
                 raise InputError(
-                    f"target '{key}' is not a number ({value!r})",
+                    f"{what} '{key}' is not a number ({value!r})",
                     source=source,
                     index=i,
-                    hint="targets must be scalar numbers",
+                    item=item_of(record),
+                    hint=f"{what}s must be scalar numbers",
                 ) from None
             if not math.isfinite(value):
                 raise InputError(
-                    f"target '{key}' is {value}",
+                    f"{what} '{key}' is {value}",
                     source=source,
                     index=i,
+                    item=item_of(record),
                     hint="remove the structure or fix its label",
                 )
             y[i, j] = value

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import InputError
-from .structures import get_targets, n_atoms
+from .structures import get_targets, item_of, n_atoms
 
 FUNCTIONS = ("none", "log1p")
 
@@ -53,10 +53,18 @@ class TargetTransform:
         return np.array([n_atoms(r) for r in records], dtype=float)
 
     def _baseline(self, records, source=None):
-        return get_targets(records, [self.baseline], source=source)[:, 0]
+        return get_targets(records, [self.baseline], source=source, what="baseline")[:, 0]
 
-    def forward(self, y, records, source=None):
-        """Raw targets (n,) -> learned quantity (n,)."""
+    def forward(self, y, records, source=None, name="target"):
+        """Raw targets (n,) -> learned quantity (n,); ``source`` and ``name`` (of the target) are for messages.
+
+        Examples
+        --------
+        >>> TargetTransform(function="log1p").forward(np.array([0.5, -2.0]), [{}, {}], source="t.csv", name="y")
+        Traceback (most recent call last):
+        ...
+        ml4ms.errors.InputError: t.csv: row 1: log1p transform needs values > -1, but y is -2; use transform 'none' for targets that can be negative
+        """
         z = np.asarray(y, dtype=float).copy()
         if self.baseline:
             z = z - self._baseline(records, source)
@@ -64,11 +72,15 @@ class TargetTransform:
             z = z / self._atoms(records)
         if self.function == "log1p":
             if np.any(z <= -1):
+                i = int(np.argmax(z <= -1))
+                learned = name + (f" minus {self.baseline}" if self.baseline else "") + (
+                    " per atom" if self.per_atom else "")
                 raise InputError(
-                    "log1p transform needs targets > -1",
+                    f"log1p transform needs values > -1, but {learned} is {z[i]:.6g}",
                     source=source,
-                    index=int(np.argmax(z <= -1)),
+                    index=i,
                     hint="use transform 'none' for targets that can be negative",
+                    item=item_of(records[i]) if i < len(records) else "structure",
                 )
             z = np.log1p(z)
         return z

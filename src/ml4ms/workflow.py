@@ -16,10 +16,12 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin, clone
 
-from .errors import InputError
-from .metrics import regression_metrics
+from .config import check_value
+from .errors import InputError, from_source
+from .metrics import METRICS, regression_metrics, undefined_reason
 from .recipe import build_model
 from .structures import check_structures, get_targets, is_atoms, record_id
+from .transforms import TargetTransform
 
 
 def _targets(recipe, data):
@@ -29,12 +31,26 @@ def _targets(recipe, data):
     return list(recipe.targets)
 
 
+def read_labels(recipe, data):
+    """The recipe's targets of every record, shape (n, n_targets), checked before any work.
+
+    The recipe's target transform is applied once to all of them, so that a
+    baseline missing from a record or a value outside the transform's domain
+    (log1p of a value <= -1) is named by its record and the data.
+    """
+    targets = _targets(recipe, data)
+    y = get_targets(data.records, targets, source=data.source)
+    transform = TargetTransform(function=recipe.transform, per_atom=recipe.per_atom, baseline=recipe.baseline)
+    for j, name in enumerate(targets):
+        transform.forward(y[:, j], data.records, source=data.source, name=name)
+    return y
+
+
 def prepare(data, recipe, labels=True):
-    """Validate the records; return ``(records, y)`` (``y`` is None without labels)."""
+    """Validate the records and :func:`read_labels`; return ``(records, y)`` (``y`` is None without labels)."""
     records = data.records
     check_structures(records, source=data.source)
-    y = get_targets(records, _targets(recipe, data), source=data.source) if labels else None
-    return records, y
+    return records, (read_labels(recipe, data) if labels else None)
 
 
 def featurize(model, records, source=None, progress=True):
@@ -42,12 +58,8 @@ def featurize(model, records, source=None, progress=True):
     descriptor = clone(model.descriptor)
     if "progress" in descriptor.get_params():
         descriptor.set_params(progress=progress)
-    try:
+    with from_source(source):
         features = descriptor.fit_transform(records)
-    except InputError as exc:
-        if exc.source is None:
-            exc = InputError(exc.message, source=source, index=exc.index, hint=exc.hint)
-        raise exc from None
     return descriptor, features
 
 
@@ -137,12 +149,14 @@ def cross_validate(recipe, data, n_splits=None, seeds=None, progress=True, prepa
 
     prep = prepared or prepare_features(recipe, data, progress)
     head, y, groups = prep.head(recipe.baseline), prep.y, prep.groups
-    result = model_selection.cross_validate(
-        head, np.arange(len(y)), y, groups,
-        n_splits=int(n_splits or recipe.cv["n_splits"]),
-        seeds=list(seeds if seeds is not None else recipe.cv["seeds"]),
-        target_names=_targets(recipe, data), progress=progress,
-    )
+    n_splits = int(n_splits or recipe.cv["n_splits"])
+    model_selection.check_n_splits(n_splits, groups, name="--n-splits ([cv] n_splits)", source=data.source)
+    with from_source(data.source):
+        result = model_selection.cross_validate(
+            head, np.arange(len(y)), y, groups, n_splits=n_splits,
+            seeds=list(seeds if seeds is not None else recipe.cv["seeds"]),
+            target_names=_targets(recipe, data), progress=progress,
+        )
     _, counts = np.unique(groups, return_counts=True)
     result.update(data=data.source, n_structures=len(y), n_duplicate_groups=int(counts[counts > 1].sum()),
                   recipe=recipe.to_dict(), y_true=y)
@@ -166,18 +180,19 @@ def learning_curve(recipe, data, train_sizes=None, seeds=None, test_fraction=0.2
 
     prep = prepared or prepare_features(recipe, data, progress)
     head, y, groups = prep.head(recipe.baseline), prep.y, prep.groups
-    seeds = list(seeds if seeds is not None else recipe.cv["seeds"])
+    seeds = check_value(list(seeds if seeds is not None else recipe.cv["seeds"]), model_selection.SEEDS, "seeds")
     targets = _targets(recipe, data)
-    if fixed_hyperparameters:
-        pool, _ = model_selection.group_train_test_split(groups, test_fraction,
-                                                         random_state=np.random.default_rng(seeds[0]))
-        reference = clone(head).fit(pool, y[pool]).model_
-        head.set_params(model=clone(head.model).set_params(regressor=_fixed(reference)))
-    out = model_selection.learning_curve(
-        head, np.arange(len(y)), y, groups,
-        train_sizes=list(train_sizes or recipe.learning_curve["train_sizes"]), seeds=seeds,
-        test_fraction=test_fraction, metric=metric, target_names=targets, progress=progress,
-    )
+    with from_source(data.source):
+        if fixed_hyperparameters:
+            pool, _ = model_selection.group_train_test_split(groups, test_fraction,
+                                                             random_state=np.random.default_rng(seeds[0]))
+            reference = clone(head).fit(pool, y[pool]).model_
+            head.set_params(model=clone(head.model).set_params(regressor=_fixed(reference)))
+        out = model_selection.learning_curve(
+            head, np.arange(len(y)), y, groups,
+            train_sizes=list(train_sizes or recipe.learning_curve["train_sizes"]), seeds=seeds,
+            test_fraction=test_fraction, metric=metric, target_names=targets, progress=progress,
+        )
     return {
         "data": data.source,
         "metric": metric,
@@ -213,7 +228,8 @@ def fit(recipe, data, progress=True, prepared=None):
     targets = _targets(recipe, data)
     model = clone(prep.model)
     model.descriptor_ = descriptor
-    model.fit_features(prep.features, y, records, groups=prep.groups)
+    with from_source(data.source):
+        model.fit_features(prep.features, y, records, groups=prep.groups)
     from ase.data import chemical_symbols
 
     species = [chemical_symbols[z] for z in getattr(descriptor, "species_", [])]
@@ -250,13 +266,11 @@ def predict(model, meta, data, progress=True):
     records = data.records
     check_structures(records, source=data.source)
     _show_progress(model, progress)
-    try:
+    with from_source(data.source):
         if meta.get("has_uncertainty"):
             pred, std = model.predict(records, return_std=True)
         else:
             pred, std = model.predict(records), None
-    except InputError as exc:
-        raise InputError(exc.message, source=data.source, index=exc.index, hint=exc.hint) from None
     pred = np.asarray(pred).reshape(len(records), -1)
     rows = []
     for i, r in enumerate(records):
@@ -287,10 +301,8 @@ def predict_local(model, meta, data, progress=True):
     if not is_structure_data(data):
         raise InputError("per-atom contributions need structures, not table rows", source=data.source)
     _show_progress(model, progress)
-    try:
+    with from_source(data.source):
         parts = model.predict_local(records)
-    except InputError as exc:
-        raise InputError(exc.message, source=data.source, index=exc.index, hint=exc.hint) from None
     rows = []
     for i, (r, part) in enumerate(zip(records, parts)):
         part = np.asarray(part).reshape(len(r), -1)
@@ -308,16 +320,23 @@ def predict_local(model, meta, data, progress=True):
 
 
 def evaluate(model, meta, data, progress=True):
-    """Metrics of a fitted model against the labels in ``data``."""
+    """Metrics of a fitted model against the labels in ``data``.
+
+    A metric undefined for a target's labels (:data:`ml4ms.metrics.METRIC_DOMAINS`: ``r2`` without spread,
+    ``rmsle`` of values <= -1) is left out of its ``metrics`` and named, with the reason, in ``omitted``.
+    """
     targets = meta["targets"]
     y = get_targets(data.records, targets, source=data.source)
     rows = predict(model, meta, data, progress=progress)
     pred = np.array([[row[t] for t in targets] for row in rows])
+    omitted = {t: {m: undefined_reason(m, y[:, j]) for m in METRICS if undefined_reason(m, y[:, j])}
+               for j, t in enumerate(targets)}
     out = {
         "data": data.source,
         "n_structures": len(rows),
         "targets": targets,
         "metrics": {t: regression_metrics(y[:, j], pred[:, j]) for j, t in enumerate(targets)},
+        "omitted": {t: reasons for t, reasons in omitted.items() if reasons},
         "y_true": y.tolist(),
         "y_pred": pred.tolist(),
     }

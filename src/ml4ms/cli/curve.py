@@ -14,7 +14,7 @@ import os
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, from_source
 from ..metrics import METRICS
 from .options import add_input, add_output, check_output, fraction, non_negative_int, positive_float
 
@@ -156,30 +156,31 @@ def learning_curves(recipe, data, sizes=None, seeds=None, test_fraction=0.2, met
         "recipe": recipe.to_dict(),
         "curves": {},
     }
-    result["curves"]["random"] = _curve(prepared, recipe, targets, sizes, seeds, test_fraction, metric,
-                                        "random", progress)
-    if compare_fps:
-        dist, scale = _head_metric(recipe)
-        select = fps_selection(prepared.features, metric=dist, scale=scale)
-        result["curves"]["fps"] = _curve(prepared, recipe, targets, sizes, seeds, test_fraction, metric,
-                                         select, progress)
-    if cutoffs:
-        size = cutoff_size if cutoff_size is not None else max(sizes)
-        rows = []
-        for r in cutoffs:
-            rec = copy.deepcopy(recipe)
-            base = dict(rec.descriptor or default_descriptor(data.records))
-            base[cutoff_key] = float(r)
-            rec.descriptor = base
-            prep = prepare_features(rec, data, progress=progress)
-            rows.append(_curve(prep, rec, targets, [size], seeds, test_fraction, metric, "random", progress))
-        result["cutoff"] = {
-            "key": cutoff_key,
-            "values": [float(r) for r in cutoffs],
-            "train_size": rows[0]["train_size"][0],
-            "targets": {t: {"mean": [row["targets"][t]["mean"][0] for row in rows],
-                            "std": [row["targets"][t]["std"][0] for row in rows]} for t in targets},
-        }
+    with from_source(data.source):  # a training set too small or too large for the data names the data
+        result["curves"]["random"] = _curve(prepared, recipe, targets, sizes, seeds, test_fraction, metric,
+                                            "random", progress)
+        if compare_fps:
+            dist, scale = _head_metric(recipe)
+            select = fps_selection(prepared.features, metric=dist, scale=scale)
+            result["curves"]["fps"] = _curve(prepared, recipe, targets, sizes, seeds, test_fraction, metric,
+                                             select, progress)
+        if cutoffs:
+            size = cutoff_size if cutoff_size is not None else max(sizes)
+            rows = []
+            for r in cutoffs:
+                rec = copy.deepcopy(recipe)
+                base = dict(rec.descriptor or default_descriptor(data.records))
+                base[cutoff_key] = float(r)
+                rec.descriptor = base
+                prep = prepare_features(rec, data, progress=progress)
+                rows.append(_curve(prep, rec, targets, [size], seeds, test_fraction, metric, "random", progress))
+            result["cutoff"] = {
+                "key": cutoff_key,
+                "values": [float(r) for r in cutoffs],
+                "train_size": rows[0]["train_size"][0],
+                "targets": {t: {"mean": [row["targets"][t]["mean"][0] for row in rows],
+                                "std": [row["targets"][t]["std"][0] for row in rows]} for t in targets},
+            }
     return result
 
 
@@ -211,7 +212,9 @@ def cutoff_plot(cutoff, path, metric="MAE", title=None, units=None):
 
 # ----------------------------------------------------------------- command
 def run_learning_curve(args):
+    from ..config import check_value
     from ..datasets import load_data, target_unit
+    from ..model_selection import TRAIN_SIZE
     from ..outputs import write_json
     from ..plots import learning_curve_plot
     from .learn import _beside, _check_metric, _recipe
@@ -221,10 +224,14 @@ def run_learning_curve(args):
     check_output(plot, "-o", what="the learning-curve plot")
     if args.cutoffs and not args.cutoff_key:
         raise InputError("--cutoffs needs --cutoff-key")
+    if args.cutoff_size is not None:
+        check_value(args.cutoff_size, TRAIN_SIZE, "--cutoff-size")
+        if not args.cutoffs:
+            raise InputError("--cutoff-size is the training-set size of --cutoffs", hint="add --cutoffs or drop it")
     data = load_data(args.data)
     metric = args.metric or ("rmsle" if recipe.transform == "log1p" else "mae")
     _check_metric(metric, recipe, data)
-    result = learning_curves(recipe, data, sizes=args.sizes, seeds=args.seeds, test_fraction=args.test_fraction,
+    result = learning_curves(recipe, data, test_fraction=args.test_fraction,
                              metric=metric, compare_fps=args.compare_fps, cutoffs=args.cutoffs,
                              cutoff_key=args.cutoff_key, cutoff_size=args.cutoff_size, progress=not args.quiet)
     labels = {"random": "random", "fps": "FPS"}

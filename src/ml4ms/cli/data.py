@@ -102,6 +102,15 @@ def _conflicting(rows, first, second, keys, fraction=0.05):
     return out
 
 
+def _same_data(path, path2, first, second):
+    """True if two arguments name one data set: the same file (by any path) or the same bundled split."""
+    import os
+
+    if os.path.exists(path) and os.path.exists(path2):
+        return os.path.samefile(path, path2)
+    return first.source == second.source
+
+
 def run_duplicates(args):
     from ..datasets import load_data
     from ..duplicates import DEFAULT_CUTOFF, DEFAULT_TOL, find_duplicates
@@ -114,6 +123,9 @@ def run_duplicates(args):
     second = others = None
     if args.data2 is not None:
         second = load_data(args.data2)
+        if _same_data(args.data, args.data2, first, second):
+            raise InputError("DATA and DATA2 are the same data set: every structure would pair with itself",
+                             source=second.source, hint="give it once, as DATA, for the duplicates within it")
         others = _structures(second)
     try:
         pairs, deviations = find_duplicates(records, others, tol=tol, cutoff=cutoff,

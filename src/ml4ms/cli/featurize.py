@@ -5,14 +5,16 @@ import json
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, from_source
 from .options import add_input, add_output, add_quiet
 
 
 def add_parsers(sub):
+    from ..descriptors import DESCRIPTORS
+
     p = sub.add_parser("featurize", help="compute a descriptor and save it as .npz")
     add_input(p, "data", help="NAME:SPLIT (bundled), a structure file, or a CSV table")
-    p.add_argument("--descriptor", metavar="NAME", help="descriptor name (see ml4ms.descriptors.DESCRIPTORS)")
+    p.add_argument("--descriptor", metavar="NAME", help=f"descriptor name: {', '.join(DESCRIPTORS)}")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="descriptor parameter, VALUE in TOML syntax (e.g. r_cut=5.0, species=['Ti','O'])")
     add_input(p, "--config", metavar="FILE.toml",
@@ -28,10 +30,11 @@ def descriptor_spec(args):
     """``{"name": ..., **params}`` from ``--config``'s [descriptor], ``--descriptor`` and ``--set``.
 
     ``--descriptor`` replaces the recipe's descriptor; ``--set`` values override
-    parameters. The name may be missing (the caller picks a default or complains).
+    parameters and are checked as a recipe's [descriptor] table is. The name
+    may be missing (the caller picks a default or complains).
     """
-    from ..config import parse_assignments
-    from ..recipe import read_recipe
+    from ..config import check, parse_assignments
+    from ..recipe import SCHEMA, read_recipe
 
     spec = {}
     if args.config:
@@ -39,6 +42,8 @@ def descriptor_spec(args):
     if args.descriptor:
         spec = {"name": args.descriptor}
     spec.update(parse_assignments(args.set))
+    if args.set and spec.get("name"):
+        check(spec, SCHEMA["descriptor"], source="--set", table=("descriptor",))
     return spec
 
 
@@ -48,33 +53,25 @@ def run_featurize(args):
     from ..outputs import write_bytes
     from ..structures import check_structures
 
-    from ..config import check
-    from ..recipe import SCHEMA
-
     spec = descriptor_spec(args)
     if not spec.get("name"):
         raise InputError("no descriptor given", hint="use --descriptor NAME or --config with a [descriptor] table")
-    if args.set:
-        check(spec, SCHEMA["descriptor"], source="--set", table=("descriptor",))
     params = {k: v for k, v in spec.items() if k != "name"}
     descriptor = make_descriptor(spec["name"], **params)
     if hasattr(descriptor, "progress"):
         descriptor.set_params(progress=not args.quiet)
     data = load_data(args.data)
     check_structures(data.records, source=data.source)
-    try:
+    if args.per_atom and not hasattr(descriptor, "transform_local"):
+        raise InputError(f"descriptor '{spec['name']}' is global: it has no per-atom rows", hint="drop --per-atom")
+    with from_source(data.source):
         descriptor.fit(data.records)
         out = {}
         if args.per_atom:
-            if not hasattr(descriptor, "transform_local"):
-                raise InputError(f"descriptor '{spec['name']}' is global: it has no per-atom rows",
-                                 hint="drop --per-atom")
             features, index = descriptor.transform_local(data.records)
             out["structure_index"] = index
         else:
             features = descriptor.transform(data.records)
-    except InputError as exc:
-        raise InputError(exc.message, source=data.source, index=exc.index, hint=exc.hint) from None
     out["features"] = features
     out["feature_names"] = np.asarray(descriptor.get_feature_names_out(), dtype=str)
     out["descriptor"] = np.asarray(json.dumps(spec))

@@ -8,13 +8,15 @@ feature (mean 0, variance 1; ``--no-scale`` to keep raw values).
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, from_source
 from .options import add_input, add_output, add_quiet, non_negative_int, positive_float, positive_int
 
 
 def _descriptor_args(p):
+    from ..descriptors import DESCRIPTORS
+
     add_input(p, "data", help="NAME:SPLIT (bundled), a structure file, or a CSV table")
-    p.add_argument("--descriptor", metavar="NAME", help="descriptor name (see ml4ms.descriptors.DESCRIPTORS)")
+    p.add_argument("--descriptor", metavar="NAME", help=f"descriptor name: {', '.join(DESCRIPTORS)}")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="descriptor parameter, VALUE in TOML syntax (e.g. columns=['IP_A_eV','IP_B_eV'])")
     add_input(p, "--config", metavar="FILE.toml", help="take the [descriptor] table of a recipe (file or bundled name)")
@@ -54,6 +56,7 @@ def _features(args):
     """Load the data and compute the standardised features; returns ``(data, X, feature_names, spec)``."""
     from ..datasets import load_data
     from ..descriptors import make_descriptor
+    from ..models.kernel import feature_scaling
     from ..recipe import default_descriptor
     from ..structures import check_structures
     from .featurize import descriptor_spec
@@ -68,17 +71,15 @@ def _features(args):
     descriptor = make_descriptor(spec["name"], **{k: v for k, v in spec.items() if k != "name"})
     if "progress" in descriptor.get_params():
         descriptor.set_params(progress=not args.quiet)
-    try:
+    with from_source(data.source):
         X = np.asarray(descriptor.fit_transform(data.records), dtype=float)
         names = [str(n) for n in descriptor.get_feature_names_out()]
-    except InputError as exc:
-        raise InputError(exc.message, source=exc.source or data.source, index=exc.index, hint=exc.hint) from None
     if X.ndim != 2 or len(X) != len(data.records):
         raise InputError(f"descriptor '{spec['name']}' gives per-atom rows; choose a per-structure reduction",
                          hint="e.g. --set reduce=mean")
     if not args.no_scale:
-        std = X.std(axis=0)
-        X = (X - X.mean(axis=0)) / np.where(std > 0, std, 1.0)
+        mean, scale = feature_scaling(X)
+        X = (X - mean) / scale
     return data, X, names, spec
 
 
@@ -86,6 +87,9 @@ def run_select(args):
     from ..outputs import write_text
     from ..selection import CUR, FPS
 
+    if args.seed is not None and args.method != "fps":
+        raise InputError("--seed draws the first structure of FPS; CUR is deterministic",
+                         hint="drop --seed, or use --method fps")
     data, X, names, spec = _features(args)
     kind = "feature" if args.features else "sample"
     size = X.shape[1] if args.features else X.shape[0]
@@ -166,12 +170,25 @@ def embed(X, kernel_pca=False, gamma=None):
     """2-D coordinates of the rows of ``X`` by PCA or RBF kernel PCA; returns ``(Z, explained)``.
 
     ``explained`` is the fraction of variance of the two PCA components (None for kernel PCA).
+    A map needs at least 2 rows whose features differ (more than rounding).
+
+    Examples
+    --------
+    >>> embed(np.ones((3, 2)))
+    Traceback (most recent call last):
+    ...
+    ml4ms.errors.InputError: nothing to map: the 3 records have the same features; give at least 2 records with different features
     """
     from sklearn.decomposition import PCA, KernelPCA
+
+    from ..models.kernel import constant_features
 
     n_comp = min(2, X.shape[0], X.shape[1])
     if n_comp < 1:
         raise InputError("nothing to map: no features or no records")
+    if len(X) < 2 or constant_features(X).all():
+        what = "1 record" if len(X) < 2 else f"the {len(X)} records have the same features"
+        raise InputError(f"nothing to map: {what}", hint="give at least 2 records with different features")
     if kernel_pca:
         model = KernelPCA(n_components=min(2, X.shape[0]), kernel="rbf", gamma=gamma, random_state=0)
         Z, explained = model.fit_transform(X), None
@@ -239,12 +256,13 @@ def run_map(args):
 
     if not args.output.lower().endswith(".png"):
         raise InputError("the map is a PNG image", source=args.output, hint="give -o FILE.png")
-    if args.gamma is not None and args.gamma <= 0:
-        raise InputError(f"--gamma must be > 0, got {args.gamma}")
+    if args.gamma is not None and not args.kernel_pca:
+        raise InputError("--gamma is the width of kernel PCA", hint="add --kernel-pca, or drop --gamma")
     data, X, names, spec = _features(args)
     values, labels = _colour_values(data.records, args.color, data.source)
     highlight = _read_indices(args.highlight, len(X)) if args.highlight else None
-    Z, explained = embed(X, kernel_pca=args.kernel_pca, gamma=args.gamma)
+    with from_source(data.source):
+        Z, explained = embed(X, kernel_pca=args.kernel_pca, gamma=args.gamma)
     method = "kernel PCA (RBF)" if args.kernel_pca else "PCA"
     if explained:
         unit = "mixed feature units" if args.no_scale else "no unit"

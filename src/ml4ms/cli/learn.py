@@ -4,7 +4,11 @@ import os
 
 from ..errors import InputError
 from ..metrics import METRICS
-from .options import add_input, add_old_name, add_output, add_quiet, non_negative_int, positive_int
+from ..models import REGRESSORS
+from .options import _number, add_input, add_old_name, add_output, add_quiet, non_negative_int
+
+#: an integer >= 2 (folds: one fold is no cross-validation)
+at_least_two = _number(int, lambda v: v >= 2, "an integer >= 2")
 
 
 def _recipe_args(p, targets_required=False):
@@ -17,7 +21,7 @@ def _recipe_args(p, targets_required=False):
                    help="override a recipe value, VALUE in TOML syntax, after the other flags "
                         "(e.g. model.alpha=0.1, descriptor.r_cut=4.0, cv.n_splits=3); repeat for several")
     p.add_argument("--descriptor", metavar="NAME", help="override the recipe's descriptor")
-    p.add_argument("--model", metavar="NAME", help="override the recipe's model (krr, committee, ridge, lasso)")
+    p.add_argument("--model", metavar="NAME", help=f"override the recipe's model ({', '.join(REGRESSORS)})")
     p.add_argument("--transform", choices=["none", "log1p"], help="target transform")
     p.add_argument("--per-atom", action="store_true", default=None, help="learn the target per atom")
     p.add_argument("--baseline", metavar="KEY", help="learn target minus this baseline property (delta-learning)")
@@ -56,7 +60,7 @@ def add_parsers(sub):
     p = sub.add_parser("cv", help="grouped K-fold cross-validation (mean ± std) and a learning curve")
     add_input(p, "data", help="labelled structures or rows: NAME:SPLIT (bundled), a structure file or a CSV table")
     _recipe_args(p)
-    p.add_argument("--n-splits", type=positive_int, metavar="K", help="folds (default: the recipe's [cv] n_splits)")
+    p.add_argument("--n-splits", type=at_least_two, metavar="K", help="folds (default: the recipe's [cv] n_splits)")
     p.add_argument("--seeds", type=non_negative_int, nargs="+", metavar="SEED",
                    help="shuffling seeds; the CV is repeated for each (default: the recipe's [cv] seeds)")
     p.add_argument("--metric", default=None, choices=sorted(METRICS),
@@ -90,18 +94,19 @@ def _recipe(args):
         transform=args.transform,
         per_atom=args.per_atom,
         baseline=args.baseline,
+        n_splits=getattr(args, "n_splits", None),
+        seeds=getattr(args, "seeds", None),
+        train_sizes=getattr(args, "sizes", None),
         values=parse_assignments(args.set),
     )
 
 
 def _check_metric(metric, recipe, data):
-    """Refuse, before any work, a metric the targets do not allow (rmsle of values <= -1)."""
+    """Refuse, before any work, labels the recipe cannot learn and a metric they do not allow (rmsle of y <= -1)."""
     from ..metrics import check_metric
-    from ..structures import get_targets
-    from ..workflow import _targets
+    from ..workflow import _targets, read_labels
 
-    targets = _targets(recipe, data)
-    check_metric(metric, get_targets(data.records, targets, source=data.source), targets, source=data.source)
+    check_metric(metric, read_labels(recipe, data), _targets(recipe, data), source=data.source)
 
 
 def _beside(json_path, default, suffix):
@@ -220,7 +225,7 @@ def run_evaluate(args):
         out["calibration_plot"] = cal_plot
     if args.json:
         write_json(args.json, out)
-    _print_metrics(result["metrics"])
+    _print_metrics(result["metrics"], result["omitted"])
     print(f"parity plot: {plot}")
     for t, c in result.get("calibration", {}).items():
         print(f"calibration {t}: {c['within_1sigma']:.3f} within ±1σ (0.683 ideal), "
@@ -229,32 +234,31 @@ def run_evaluate(args):
         print(f"calibration plot: {out['calibration_plot']}")
 
 
-def _print_metrics(metrics):
+def _print_metrics(metrics, omitted):
     names = list(dict.fromkeys(m for vals in metrics.values() for m in vals))
     width = max(len(t) for t in metrics)
     print(f"{'target':<{width}}  " + "  ".join(f"{m:>10}" for m in names))
     for t, vals in metrics.items():
         print(f"{t:<{width}}  " + "  ".join(f"{vals[m]:>10.5g}" if m in vals else f"{'-':>10}" for m in names))
-    _print_omitted({t: [m for m in names if m not in vals] for t, vals in metrics.items()})
+    _print_omitted(omitted)
 
 
-def _print_omitted(missing):
-    """A note for each metric left out of a target because it cannot be computed there."""
-    from ..metrics import METRIC_DOMAINS
+def _print_omitted(omitted, shown=None):
+    """A note for each metric left out of a target because it cannot be computed there: ``{target: {metric: why}}``."""
+    for t, reasons in omitted.items():
+        for m, why in reasons.items():
+            if shown is None or m in shown:
+                print(f"  {t}: {m} left out ({why})")
 
-    for t, names in missing.items():
-        for m in names:
-            print(f"  {t}: {m} left out ({METRIC_DOMAINS[m][1] if m in METRIC_DOMAINS else 'not computed'})")
 
-
-def _print_summary(summary, metrics=("mae", "rmse", "rmsle", "r2")):
+def _print_summary(summary, omitted, metrics=("mae", "rmse", "rmsle", "r2")):
     width = max(len(t) for t in summary)
     shown = [m for m in metrics if any(m in v for v in summary.values())]
     print(f"{'target':<{width}}  " + "  ".join(f"{m + ' (mean ± std)':>24}" for m in shown))
     for t, vals in summary.items():
         print(f"{t:<{width}}  " + "  ".join(f"{vals[m]['mean']:>12.5g} ± {vals[m]['std']:<9.3g}" if m in vals
                                             else f"{'-':>24}" for m in shown))
-    _print_omitted({t: [m for m in shown if m not in vals] for t, vals in summary.items()})
+    _print_omitted(omitted, shown=metrics)
 
 
 def run_cv(args):
@@ -263,23 +267,25 @@ def run_cv(args):
     from ..plots import learning_curve_plot
     from ..workflow import cross_validate, learning_curve, prepare_features
 
+    if args.no_learning_curve and (args.plot or args.metric):
+        flag = "--plot" if args.plot else "--metric"
+        raise InputError(f"{flag} is for the learning curve, and --no-learning-curve skips it",
+                         hint=f"drop {flag} or --no-learning-curve")
     recipe = _recipe(args)
     data = load_data(args.data)
     if not args.no_learning_curve:
         _check_metric(args.metric or ("rmsle" if recipe.transform == "log1p" else "rmse"), recipe, data)
     prepared = prepare_features(recipe, data, progress=not args.quiet)
-    result = cross_validate(recipe, data, n_splits=args.n_splits, seeds=args.seeds, progress=not args.quiet,
-                            prepared=prepared)
+    result = cross_validate(recipe, data, progress=not args.quiet, prepared=prepared)
     print(
         f"grouped {result['n_splits']}-fold CV on {data.source} ({result['n_structures']} records, "
         f"{result['n_duplicate_groups']} kept with a duplicate), seeds {result['seeds']}:"
     )
-    _print_summary(result["summary"])
+    _print_summary(result["summary"], result["omitted"])
     out = {k: v for k, v in result.items() if k not in ("predictions", "y_true")}
     if not args.no_learning_curve:
         metric = args.metric or ("rmsle" if recipe.transform == "log1p" else "rmse")
-        curve = learning_curve(recipe, data, seeds=args.seeds, metric=metric, progress=not args.quiet,
-                               prepared=prepared)
+        curve = learning_curve(recipe, data, metric=metric, progress=not args.quiet, prepared=prepared)
         plot = args.plot or _beside(args.json, "learning_curve.png", "_learning_curve.png")
         learning_curve_plot(curve, plot, metric=metric.upper(), title=f"learning curve, {data.source}",
                             units={t: target_unit(t, data.name) for t in curve["targets"]})

@@ -3,6 +3,7 @@
 import os
 import sys
 
+from ..errors import InputError
 from .options import add_input, add_old_name, add_output, add_quiet, non_negative_int
 
 
@@ -25,6 +26,9 @@ def run_sisso(args):
     from ..outputs import write_json
     from ..sisso.workflow import plot_results, read_config, run, summary_lines
 
+    if args.loo and args.cv_repeats is not None:
+        raise InputError("--cv-repeats sets the repeats of leave-out CV; --loo leaves each row out once",
+                         hint="give one of them")
     cfg = read_config(args.config)
     if args.cv_repeats is not None:
         cfg["cv"]["repeats"] = args.cv_repeats

@@ -143,21 +143,28 @@ def read_table(path):
     Raises
     ------
     InputError
-        If the file is missing, empty or not a CSV table.
+        If the file is missing, empty or not a CSV table, or its header names a column twice.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise InputError("file not found", source=path, hint="check the path")
     try:
         with open(path, newline="", encoding="utf-8") as handle:
-            rows = list(csv.DictReader(handle))
+            reader = csv.DictReader(handle)
+            rows = list(reader)
+            header = reader.fieldnames or []
     except (UnicodeDecodeError, csv.Error) as exc:
         raise InputError(f"not a CSV table ({exc})", source=path, hint="give a comma-separated text file") from None
+    repeated = [name for k, name in enumerate(header) if name in header[:k]]
+    if repeated:
+        raise InputError(f"column '{repeated[0]}' appears {header.count(repeated[0])} times in the header",
+                         source=path, hint="give every column its own name")
     if not rows or not rows[0]:
         raise InputError("the table has no rows", source=path, hint="check the file")
     for i, row in enumerate(rows):
         if None in row or any(v is None for v in row.values()):
-            raise InputError(f"row {i + 1} has a different number of columns than the header", source=path)
+            raise InputError("the row has a different number of columns than the header", source=path, index=i,
+                             item="row", hint="fix or remove the row")
         for key, value in row.items():
             row[key] = _number(value)
     return rows

@@ -13,7 +13,6 @@ only when used.
 import importlib
 
 from ..errors import InputError
-from .base import GlobalDescriptor, LocalDescriptor, as_records, species_numbers
 
 #: name -> "module:Class" (relative to ml4ms.descriptors)
 DESCRIPTORS = {
@@ -47,6 +46,17 @@ def make_descriptor(name, **params):
         return cls(**params)
     except TypeError as exc:
         raise InputError(f"bad parameters for descriptor '{name}': {exc}") from None
+
+
+#: names of :mod:`.base` this package exports, imported on first use so that reading :data:`DESCRIPTORS`
+#: (the command line's help) does not import scikit-learn
+_FROM_BASE = ("GlobalDescriptor", "LocalDescriptor", "as_records", "species_numbers")
+
+
+def __getattr__(name):
+    if name in _FROM_BASE:
+        return getattr(importlib.import_module(f"{__name__}.base"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [

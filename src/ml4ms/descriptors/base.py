@@ -25,7 +25,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from ..errors import InputError
-from ..structures import is_atoms
+from ..structures import is_atoms, item_of
 
 #: Show a progress bar when transforming at least this many records.
 PROGRESS_MIN = 200
@@ -59,19 +59,53 @@ def species_numbers(species):
     return sorted(out)
 
 
-def check_known_species(numbers, allowed, index):
-    """Raise the one-line error for elements of a record that were not seen in ``fit``."""
+def check_known_species(numbers, allowed, index, given=False):
+    """Raise the one-line error for elements of a record outside the descriptor's species.
+
+    ``given``: the species were fixed by the ``species`` parameter (else they
+    were learned from the structures of ``fit``).
+
+    Examples
+    --------
+    >>> check_known_species([8, 22], [8, 13], 4, given=True)
+    Traceback (most recent call last):
+    ...
+    ml4ms.errors.InputError: structure 4: element Ti is not among the descriptor's species (Al, O), fixed by its species parameter; add it to species, or remove the structure
+    """
     from ase.data import chemical_symbols
 
     unknown = set(int(z) for z in np.unique(numbers)) - set(allowed)
     if unknown:
         names = ", ".join(chemical_symbols[z] for z in sorted(unknown))
-        known = ", ".join(chemical_symbols[z] for z in sorted(allowed))
+        known = ", ".join(sorted(chemical_symbols[z] for z in allowed))
+        if given:
+            raise InputError(
+                f"element {names} is not among the descriptor's species ({known}), fixed by its species parameter",
+                index=index, hint="add it to species, or remove the structure")
         raise InputError(
             f"element {names} was not seen in training (known: {known})",
             index=index,
             hint="retrain with this element, or remove the structure",
         )
+
+
+def check_finite_params(descriptor):
+    """Raise :class:`InputError` for a parameter of ``descriptor`` that is or holds NaN or infinity.
+
+    Every descriptor runs it when it is fitted, before any work.
+
+    Examples
+    --------
+    >>> from ml4ms.descriptors.soap import SOAP
+    >>> check_finite_params(SOAP(r_cut=float("inf")))
+    Traceback (most recent call last):
+    ...
+    ml4ms.errors.InputError: SOAP r_cut must be finite (no nan or inf), got inf
+    """
+    from ..config import FINITE, check_value
+
+    for name, value in descriptor.get_params(deep=False).items():
+        check_value(value, FINITE, f"{type(descriptor).__name__} {name}")
 
 
 def _chunks(n, size):
@@ -106,10 +140,11 @@ class BaseDescriptor(TransformerMixin, BaseEstimator):
                 raise InputError(
                     f"{type(self).__name__} needs ase.Atoms, got {type(r).__name__}", index=i
                 )
-            check_known_species(r.numbers, allowed, i)
+            check_known_species(r.numbers, allowed, i, given=getattr(self, "species", None) is not None)
 
     def fit(self, X, y=None):
         """Learn the species (unless given) and the output size; returns self."""
+        check_finite_params(self)
         records = as_records(X)
         self.species_ = self._learn_species(records)
         self._fit_extra(records)
@@ -130,13 +165,12 @@ class BaseDescriptor(TransformerMixin, BaseEstimator):
         from tqdm.auto import tqdm
 
         if n_jobs == 1 or n < 2 * PROGRESS_MIN:
-            it = tqdm(records, desc=desc, disable=not show, leave=False)
-            return [func(r) for r in it]
+            return _apply_chunk(func, tqdm(records, desc=desc, disable=not show, leave=False))
         from joblib import Parallel, delayed
 
         chunk = max(1, min(256, n // (4 * abs(n_jobs)) or 1))
         parts = Parallel(n_jobs=n_jobs)(
-            delayed(_apply_chunk)(func, records[a:b])
+            delayed(_apply_chunk)(func, records[a:b], a)
             for a, b in tqdm(_chunks(n, chunk), desc=desc, disable=not show, leave=False)
         )
         return [x for part in parts for x in part]
@@ -147,8 +181,18 @@ class BaseDescriptor(TransformerMixin, BaseEstimator):
         return np.asarray([f"{name}{k}" for k in range(self.n_features_out_)], dtype=object)
 
 
-def _apply_chunk(func, records):
-    return [func(r) for r in records]
+def _apply_chunk(func, records, start=0):
+    """``func`` of every record; an error that names no record names this one (its index counted from ``start``)."""
+    out = []
+    for k, record in enumerate(records):
+        try:
+            out.append(func(record))
+        except InputError as exc:
+            if exc.index is not None:
+                raise
+            raise InputError(exc.message, source=exc.source, index=start + k, hint=exc.hint,
+                             item=item_of(record)) from None
+    return out
 
 
 class GlobalDescriptor(BaseDescriptor):

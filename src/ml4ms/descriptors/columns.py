@@ -47,7 +47,7 @@ class ColumnFeatures(GlobalDescriptor):
             except (TypeError, ValueError):
                 raise InputError(
                     f"feature column '{key}' is missing or not a number ({value!r})",
-                    hint="check the column names",
+                    hint="check the column names and the value",
                 ) from None
             if not np.isfinite(row[k]):
                 raise InputError(f"feature column '{key}' is {row[k]}", hint="fix or drop the row")

@@ -230,7 +230,7 @@ class CompositionFeatures(GlobalDescriptor):
     def _check_species(self, records, comps=None):
         comps = self._compositions(records) if comps is None else comps
         for k, (numbers, _) in enumerate(comps):
-            check_known_species(numbers, self.species_, k)
+            check_known_species(numbers, self.species_, k, given=self.species is not None)
         return comps
 
     def _fit_extra(self, records):

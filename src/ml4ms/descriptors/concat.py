@@ -5,7 +5,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from ..errors import InputError
-from .base import as_records
+from .base import as_records, check_finite_params
 
 
 class ConcatDescriptor(TransformerMixin, BaseEstimator):
@@ -63,6 +63,7 @@ class ConcatDescriptor(TransformerMixin, BaseEstimator):
     def _fit(self, X, transform):
         from . import make_descriptor
 
+        check_finite_params(self)
         if not self.parts:
             raise InputError("descriptor 'concat' needs parts = [{name = ...}, ...]")
         if self.weights is not None and len(self.weights) != len(self.parts):

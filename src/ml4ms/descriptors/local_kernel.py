@@ -40,7 +40,7 @@ from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
 from ..errors import InputError
-from .base import PROGRESS_MIN, as_records, batches_of
+from .base import PROGRESS_MIN, as_records, batches_of, check_finite_params
 
 KERNELS = ("polynomial", "gaussian")
 SELECTIONS = ("fps", "cur", "all")
@@ -310,6 +310,7 @@ class LocalKernelFeatures(TransformerMixin, BaseEstimator):
 
     def fit(self, X, y=None):
         """Fit the per-atom descriptor, choose the active environments, factor ``K_MM``."""
+        check_finite_params(self)
         self._check_params()
         records = as_records(X)
         self.species_ = []
@@ -401,7 +402,8 @@ class LocalKernelFeatures(TransformerMixin, BaseEstimator):
             if not is_atoms(r):
                 raise InputError(f"local_kernel needs ase.Atoms, got {type(r).__name__}", index=i)
             if self.species_:
-                check_known_species(r.numbers, self.species_, i)
+                check_known_species(r.numbers, self.species_, i,
+                                    given=getattr(self.descriptor_, "species", None) is not None)
 
     def transform(self, X):
         """Structure features ``Φ K_MM^{-1/2}``, shape (n_structures, M)."""

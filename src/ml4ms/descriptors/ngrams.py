@@ -43,7 +43,7 @@ import numpy as np
 from ..errors import InputError
 from ..neighbors import neighbor_pairs
 from ..structures import is_atoms
-from .base import GlobalDescriptor, as_records
+from .base import GlobalDescriptor, as_records, check_finite_params
 
 #: Shannon (1976) ionic radii in Å, one value per element: the usual oxidation
 #: state, octahedral (VI) coordination unless noted. O uses 1.35 Å (II-fold),
@@ -412,6 +412,7 @@ class BondTopologyNGrams(GlobalDescriptor):
         return self
 
     def _fit_counts(self, records):
+        check_finite_params(self)
         n_min, _ = self._check_params()
         self.species_ = self._learn_species(records)
         self.anions_ = sorted(set(self.anions or ()))

@@ -91,13 +91,30 @@ def gto_basis(r_cut, n_max, l_max):
         overlap = 0.5 * math.gamma(l + 1.5) * s ** (-(l + 1.5))
         vals, vecs = np.linalg.eigh(overlap)
         if vals.min() <= 1e-13 * vals.max():
-            raise InputError(
-                f"the GTO radial basis is numerically singular for n_max={n_max}, r_cut={r_cut}",
-                hint="lower n_max or raise r_cut",
-            )
+            raise _singular_basis(overlap, r_cut, n_max, l)
         alphas[l] = alpha
         betas[l] = (vecs / np.sqrt(vals)) @ vecs.T
     return alphas, betas
+
+
+def _singular_basis(overlap, r_cut, n_max, l):
+    """The error for a GTO overlap matrix too ill-conditioned to orthonormalise, with what helps.
+
+    Two causes: neighbouring widths ``a_k`` too close (many radial functions
+    in a short cutoff: the normalised overlap is singular too), or widths
+    spread over so many orders of magnitude that ``r^(2l)`` weights make the
+    overlap's scale span more than double precision (a huge cutoff: the
+    normalised overlap is fine).
+    """
+    norm = np.sqrt(np.diag(overlap))
+    shape = np.linalg.eigvalsh(overlap / np.outer(norm, norm))
+    where = f"the GTO radial basis is numerically singular for n_max={n_max}, r_cut={r_cut} at l={l}"
+    if shape.min() > 1e-10 * shape.max():
+        return InputError(f"{where}: r_cut spreads the basis widths over too many orders of magnitude",
+                          hint="lower r_cut (SOAP is local: 3 to 8 Å is usual; above about 20 Å the basis fails) "
+                               "or l_max")
+    return InputError(f"{where}: the {n_max} radial functions are too close together within r_cut",
+                      hint="lower n_max or raise r_cut")
 
 
 def solid_harmonics(D, l_max):

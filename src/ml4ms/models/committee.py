@@ -34,7 +34,9 @@ import numpy as np
 from sklearn.base import BaseEstimator, MultiOutputMixin, RegressorMixin, clone
 from sklearn.utils.validation import check_is_fitted, check_random_state, validate_data
 
+from ..config import named
 from ..errors import InputError
+from . import regressor_class
 
 #: the fewest calibration samples (left out by >= 2 members) needed to fit the scale
 MIN_CALIBRATION = 5
@@ -172,6 +174,9 @@ class CommitteeRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
     >>> mean.shape, bool(np.all(std > 0))
     ((3,), True)
     """
+
+    #: in a recipe the member is a table of its own, checked as [model] is
+    _param_rules = {"regressor": named(regressor_class)}
 
     def __init__(self, *, regressor=None, n_models=8, subsample=0.8, random_state=None, calibrate=True,
                  tune_once=True):

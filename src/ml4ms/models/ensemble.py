@@ -32,7 +32,12 @@ import numpy as np
 from sklearn.base import BaseEstimator, MultiOutputMixin, RegressorMixin, clone
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ..config import ANY, named, tables_of
 from ..errors import InputError
+from . import regressor_class
+
+#: the keys of a member (in a recipe, a ``[[model.members]]`` table)
+MEMBER = {"regressor": named(regressor_class), "columns": ANY, "block": ANY, "label": ANY}
 
 
 def _accepts_groups(est):
@@ -258,6 +263,7 @@ class EnsembleRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
 
     #: StructureRegressor fits one instance on all targets
     _per_output_search = True
+    _param_rules = {"members": tables_of(MEMBER)}
 
     def __init__(self, *, members=None, blocks=None, combine="stack", oof="auto", n_splits=5, random_state=0):
         self.members = members
@@ -276,10 +282,10 @@ class EnsembleRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         for k, m in enumerate(members):
             if not isinstance(m, dict):
                 raise InputError(f"ensemble member {k} must be a dict, not {type(m).__name__}")
-            unknown = set(m) - {"regressor", "columns", "block", "label"}
+            unknown = set(m) - set(MEMBER)
             if unknown:
                 raise InputError(f"ensemble member {k}: unknown key(s) {', '.join(sorted(unknown))}",
-                                 hint="use regressor, columns, block, label")
+                                 hint=f"use {', '.join(MEMBER)}")
         return list(members)
 
     def _columns(self, spec, k, n_features):
@@ -335,11 +341,13 @@ class EnsembleRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         from .kernel import KernelRidge
 
         n_out = y2.shape[1]
+        n_groups = len(np.unique(groups))
+        if n_groups < 2:
+            return None  # nothing is out of sample
         if self.oof == "auto" and len(ests) == 1 and type(ests[0]) is KernelRidge:
             return krr_loo_predictions(ests[0], y2 if n_out > 1 else y2[:, 0], groups)
         from ..model_selection import GroupedKFold
 
-        n_groups = len(np.unique(groups))
         n_splits = min(int(self.n_splits), n_groups)
         if n_splits < 2:
             return None

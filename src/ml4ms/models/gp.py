@@ -41,7 +41,8 @@ from sklearn.base import BaseEstimator, MultiOutputMixin, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..errors import InputError
-from .kernel import KERNELS, feature_scaling, kernel_base, kernel_from_base, kernel_widths
+from .kernel import (KERNEL_PARAM_RULES, KERNELS, candidates, check_search, feature_scaling, kernel_base,
+                     kernel_from_base, kernel_widths)
 
 #: default grid of noise-to-signal variance ratios ``α`` (10^-10 ... 10, quarter decades: each
 #: costs O(n) once the kernel is diagonalised, so a fine grid is almost free)
@@ -178,6 +179,7 @@ class GaussianProcessRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
 
     #: StructureRegressor fits one instance on all targets (per-output search)
     _per_output_search = True
+    _param_rules = KERNEL_PARAM_RULES
 
     def __init__(self, *, kernel="gaussian", alpha=DEFAULT_NOISE_RATIOS, gamma="auto", zeta=2, scale=True):
         self.kernel = kernel
@@ -197,17 +199,16 @@ class GaussianProcessRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         X : array-like, shape (n_samples, n_features)
         y : array-like, shape (n_samples,) or (n_samples, n_targets)
         groups : array-like, optional
-            Accepted so that callers passing duplicate groups work; ignored
-            (the likelihood treats every sample as its own observation).
+            Duplicate groups: the likelihood treats every sample as its own
+            observation, but with fewer than 2 groups there is nothing to
+            choose ``gamma`` and ``alpha`` on, and a grid is refused.
         """
         from scipy.linalg import eigh
 
         if self.kernel not in KERNELS:
             raise InputError(f"unknown kernel '{self.kernel}'", hint=f"choose one of: {', '.join(KERNELS)}")
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True)
-        alphas = [float(a) for a in np.atleast_1d(self.alpha)]
-        if not alphas or any(not np.isfinite(a) or a <= 0 for a in alphas):
-            raise InputError("alpha (the noise-to-signal variance ratio) must be > 0")
+        alphas = candidates("alpha", self.alpha)
         self.x_mean_, self.x_scale_ = feature_scaling(X, self.scale)
         Xs = (X - self.x_mean_) / self.x_scale_
         y2 = y.reshape(len(y), -1).astype(float)
@@ -215,6 +216,8 @@ class GaussianProcessRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         yc = y2 - self.y_mean_
         n_out = yc.shape[1]
         gammas = self._gammas(Xs)
+        check_search({"alpha": alphas, "gamma": gammas}, np.arange(len(X)) if groups is None else groups,
+                     how="the marginal likelihood")
         base = kernel_base(Xs, Xs, self.kernel)
         best_lml = np.full(n_out, -np.inf)
         best = [None] * n_out  # (gamma index, alpha, amplitude) per output

@@ -16,9 +16,17 @@ from scipy.spatial.distance import cdist
 from sklearn.base import BaseEstimator, MultiOutputMixin, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ..config import check_value, list_of, number, one_of, string
 from ..errors import InputError
 
 KERNELS = ("laplacian", "gaussian", "linear", "polynomial")
+
+#: the rule of a searched hyperparameter: one value, or a non-empty list of candidates, each finite and > 0
+GRID = one_of(number("> 0"), list_of(number("> 0"), min_length=1))._replace(
+    what="a finite number > 0 or a non-empty list of them")
+#: the rules of the parameters of the kernel models, for recipes (:func:`ml4ms.config.named`)
+KERNEL_PARAM_RULES = {"kernel": string(*KERNELS), "alpha": GRID,
+                      "gamma": one_of(GRID, string("auto"))._replace(what=f"'auto' or {GRID.what}")}
 
 #: multiples of 1 / median distance tried when ``gamma="auto"``
 AUTO_GAMMA_FACTORS = (0.0625, 0.125, 0.25, 0.5, 1.0, 2.0, 4.0)
@@ -90,6 +98,60 @@ def median_distance(X, kernel, n_sample=500, seed=0):
     return float(np.median(d)) if len(d) else 1.0
 
 
+def candidates(name, value):
+    """The candidates of the searched hyperparameter ``name``: one number or a sequence, as a list of floats.
+
+    Raises
+    ------
+    InputError
+        Naming ``name``, unless ``value`` passes :data:`GRID` (empty, NaN, infinite or <= 0 values).
+
+    Examples
+    --------
+    >>> candidates("alpha", 0.1), candidates("alpha", (1e-3, 1e-2))
+    ([0.1], [0.001, 0.01])
+    >>> candidates("alpha", [])
+    Traceback (most recent call last):
+    ...
+    ml4ms.errors.InputError: alpha must be a finite number > 0 or a non-empty list of them, got []
+    """
+    value = list(value) if isinstance(value, (list, tuple, np.ndarray)) else value
+    check_value(value, GRID, name)
+    return [float(v) for v in np.atleast_1d(value)]
+
+
+def check_search(grids, groups, how="grouped leave-one-out"):
+    """Refuse to choose among several candidates without at least 2 distinct groups to choose on.
+
+    Parameters
+    ----------
+    grids : dict of str -> list
+        The candidates of each hyperparameter (a list of one is fixed, not searched).
+    groups : array-like
+        Group labels of the training samples (duplicates share one).
+    how : str
+        How the choice is made, for the message.
+
+    Examples
+    --------
+    >>> check_search({"alpha": [0.1, 1.0], "gamma": [None]}, [0, 1])
+    >>> check_search({"alpha": [0.1, 1.0], "gamma": [None]}, [0, 0, 0])
+    Traceback (most recent call last):
+    ...
+    ml4ms.errors.InputError: cannot choose alpha (2 candidates) by grouped leave-one-out from 3 samples that are one structure (duplicates count once); give at least 2 distinct structures, or one value of alpha (e.g. model.alpha = 1e-3)
+    """
+    searched = [name for name, values in grids.items() if len(values) > 1]
+    groups = np.asarray(groups)
+    if searched and len(np.unique(groups)) < 2:
+        example = ", ".join(f"model.{name} = {'1e-3' if name == 'alpha' else '0.1'}" for name in searched)
+        data = ("1 sample" if len(groups) == 1
+                else f"{len(groups)} samples that are one structure (duplicates count once)")
+        raise InputError(
+            f"cannot choose {' and '.join(f'{n} ({len(grids[n])} candidates)' for n in searched)} by {how} "
+            f"from {data}",
+            hint=f"give at least 2 distinct structures, or one value of {' and '.join(searched)} (e.g. {example})")
+
+
 def kernel_widths(Xs, kernel, gamma):
     """The list of widths ``gamma`` to try: ``[None]`` for dot-product kernels, "auto" a grid around the median distance."""
     if kernel in ("linear", "polynomial"):
@@ -99,10 +161,7 @@ def kernel_widths(Xs, kernel, gamma):
             raise InputError(f"gamma must be a number, a list or 'auto', not '{gamma}'")
         med = median_distance(Xs, kernel)
         return [f / med for f in AUTO_GAMMA_FACTORS]
-    gammas = [float(g) for g in np.atleast_1d(gamma)]
-    if not gammas or any(not np.isfinite(g) or g <= 0 for g in gammas):
-        raise InputError("gamma must be > 0")
-    return gammas
+    return candidates("gamma", gamma)
 
 
 def feature_scaling(X, scale=True):
@@ -119,9 +178,19 @@ def feature_scaling(X, scale=True):
     X = np.asarray(X, dtype=float)
     if not scale:
         return np.zeros(X.shape[1]), np.ones(X.shape[1])
-    mean = X.mean(axis=0)
-    std = X.std(axis=0)
-    return mean, np.where(std <= 1e-10 * (np.abs(mean) + 1.0), 1.0, std)
+    return X.mean(axis=0), np.where(constant_features(X), 1.0, X.std(axis=0))
+
+
+def constant_features(X):
+    """Which columns of ``X`` are constant up to rounding: std <= 1e-10 (|mean| + 1).
+
+    Examples
+    --------
+    >>> constant_features(np.array([[1.0, 5.0], [3.0, 5.0 + 1e-15]])).tolist()
+    [False, True]
+    """
+    X = np.asarray(X, dtype=float)
+    return X.std(axis=0) <= 1e-10 * (np.abs(X.mean(axis=0)) + 1.0)
 
 
 def group_loo_residuals(eigvals, eigvecs, y, alpha, groups, eigvecs_squared=None):
@@ -194,6 +263,7 @@ class KernelRidge(MultiOutputMixin, RegressorMixin, BaseEstimator):
 
     #: StructureRegressor fits one instance on all targets (per-output search)
     _per_output_search = True
+    _param_rules = KERNEL_PARAM_RULES
 
     def __init__(self, *, kernel="laplacian", alpha=DEFAULT_ALPHAS, gamma="auto", zeta=2, scale=True):
         self.kernel = kernel
@@ -230,10 +300,9 @@ class KernelRidge(MultiOutputMixin, RegressorMixin, BaseEstimator):
         self.y_mean_ = y2.mean(axis=0)
         yc = y2 - self.y_mean_
         groups = np.arange(len(X)) if groups is None else np.asarray(groups)
-        alphas = [float(a) for a in np.atleast_1d(self.alpha)]
-        if any(a <= 0 for a in alphas):
-            raise InputError("alpha must be > 0")
+        alphas = candidates("alpha", self.alpha)
         gammas = self._gammas(Xs)
+        check_search({"alpha": alphas, "gamma": gammas}, groups)
         n_out = yc.shape[1]
         dual = np.zeros_like(yc)
         best_gamma = [None] * n_out

@@ -95,8 +95,14 @@ class _SISSOBase(BaseEstimator):
                              hint="check feature_names")
         matrix = np.column_stack([np.asarray(table[n], dtype=float) for n in names])
         if not np.all(np.isfinite(matrix)):
-            row = int(np.argwhere(~np.isfinite(matrix))[0, 0])
-            raise InputError("primary features contain NaN or inf", index=row, hint="clean the table")
+            row, col = (int(k) for k in np.argwhere(~np.isfinite(matrix))[0])
+            name, derived = names[col], self.derived or {}
+            if name in derived:
+                raise InputError(f"derived feature {name} = {derived[name]} is {matrix[row, col]}", index=row,
+                                 item="row", hint="change its formula in [derived] (a division by zero?) or drop "
+                                                  "the row")
+            raise InputError(f"primary feature {name} is {matrix[row, col]}", index=row, item="row",
+                             hint="fix or drop the row")
         units = self.units or {}
         if isinstance(units, (list, tuple)):
             if len(units) != len(names):

@@ -22,6 +22,10 @@ import numpy as np
 
 from ..errors import InputError
 
+#: the base units: one per kind of quantity, symbolic (no conversion), so a unit outside them
+#: (a typo, or a second unit of a kind already here) would silently be a dimension of its own
+BASE_UNITS = ("eV", "angstrom", "amu", "e", "K", "fs")
+
 #: spellings that mean the same base unit
 ALIASES = {
     "å": "angstrom",
@@ -30,6 +34,8 @@ ALIASES = {
     "a": "angstrom",
     "ev": "eV",
     "ev/atom": "eV",
+    "u": "amu",
+    "kelvin": "K",
 }
 
 _DIMENSIONLESS = {"", "1", "-", "none", "dimensionless"}
@@ -47,6 +53,18 @@ def parse_unit(text):
     -------
     dict of str -> Fraction
         Non-zero exponents of the base units (empty for dimensionless).
+
+    Raises
+    ------
+    InputError
+        For text that is not a product of powers of :data:`BASE_UNITS` (or their aliases).
+
+    Examples
+    --------
+    >>> parse_unit("furlong")
+    Traceback (most recent call last):
+    ...
+    ml4ms.errors.InputError: unknown unit 'furlong'; use the base units eV, angstrom, amu, e, K, fs (e.g. eV/angstrom^2), or '' for none
     """
     text = "" if text is None else str(text).strip()
     if text.lower() in _DIMENSIONLESS:
@@ -67,6 +85,9 @@ def parse_unit(text):
         if not match:
             raise InputError(f"cannot read unit '{text}'", hint="write e.g. eV, angstrom, eV/angstrom^2 or '' for none")
         name = _canonical(match.group(1))
+        if name not in BASE_UNITS:
+            raise InputError(f"unknown unit '{match.group(1)}'" + (f" in '{text}'" if text != part else ""),
+                             hint=f"use the base units {', '.join(BASE_UNITS)} (e.g. eV/angstrom^2), or '' for none")
         power = Fraction(match.group(2)) if match.group(2) else Fraction(1)
         out[name] = out.get(name, Fraction(0)) + sign * power
         sign = 1

@@ -40,9 +40,11 @@ import time
 
 import numpy as np
 
-from ..config import any_keys, boolean, check, integer, list_of, number, read_toml, required, string
-from ..errors import InputError
+from ..config import Rule, any_keys, boolean, check, integer, is_integer, list_of, number, read_toml, required, string
+from ..errors import InputError, from_source
 from .estimators import _SPACES
+from .features import canonical_operator
+from .units import parse_unit
 
 #: the tables and keys of a SISSO config (:func:`ml4ms.config.check`)
 SCHEMA = {
@@ -51,7 +53,8 @@ SCHEMA = {
     "features": required(any_keys({"column": string(), "unit": string()})),
     "derived": any_keys({"formula": required(string()), "unit": string()}),
     "sisso": {"kind": string("regression", "classification"), "space": string(*_SPACES), "operators": list_of(string()),
-              "rung": integer(0), "n_sis": integer(1), "max_dim": integer(1), "radius_unit": string(),
+              "rung": Rule("0, 1, 2 or 3", lambda v: is_integer(v) and 0 <= v <= 3), "n_sis": integer(1),
+              "max_dim": integer(1), "radius_unit": string(),
               "allow_transcendental_units": boolean(), "max_abs_value": number("> 0"),
               "min_abs_value": number(">= 0"), "batch_size": integer(1), "cache_gb": number(">= 0")},
     "cv": {"repeats": integer(0), "test_fraction": number("(0, 1)"), "seed": integer(0),
@@ -88,7 +91,21 @@ def parse_config(raw, source="config"):
                for name, spec in raw.get("derived", {}).items()}
     sisso = {"kind": "regression", **raw.get("sisso", {})}
     cv = {"repeats": 0, "test_fraction": 0.1, "seed": 0, "method": "leave-out", **raw.get("cv", {})}
-    return {"data": dict(raw["data"]), "features": features, "derived": derived, "sisso": sisso, "cv": cv}
+    for table, specs in (("features", features), ("derived", derived)):
+        for name, spec in specs.items():
+            _in_config(parse_unit, spec["unit"], where=f"[{table}.{name}] unit", source=source)
+    for op in sisso.get("operators", []):
+        _in_config(canonical_operator, op, where="[sisso] operators", source=source)
+    return {"data": dict(raw["data"]), "features": features, "derived": derived, "sisso": sisso, "cv": cv,
+            "source": source}
+
+
+def _in_config(check_one, value, where, source):
+    """``check_one(value)``, its :class:`~ml4ms.errors.InputError` naming the config file and where in it."""
+    try:
+        return check_one(value)
+    except InputError as exc:
+        raise InputError(f"{where}: {exc.message}", source=source, hint=exc.hint) from None
 
 
 def _estimator(cfg):
@@ -105,7 +122,7 @@ def _estimator(cfg):
 
 
 def load_table(cfg):
-    """Rows of primary features (dicts), the target, the classes for the map, the tasks."""
+    """Rows of primary features (dicts), the target, the classes for the map, the tasks, and the data's name."""
     from ..datasets import load_data
 
     data = load_data(cfg["data"]["path"])
@@ -119,7 +136,7 @@ def load_table(cfg):
             value = rec.get(spec["column"])
             if not isinstance(value, (int, float)):
                 raise InputError(f"column '{spec['column']}' is missing or not a number", source=data.source,
-                                 index=i, hint="check [features]")
+                                 index=i, item="row", hint="check [features]")
             row[name] = float(value)
         rows.append(row)
 
@@ -131,9 +148,13 @@ def load_table(cfg):
 
     regression = cfg["sisso"]["kind"] == "regression"
     y = column(cfg["data"]["target"], regression)
+    if not regression and any(isinstance(v, float) and not v.is_integer() for v in y):
+        raise InputError(f'kind = "classification" needs class labels, but [data] target '
+                         f"'{cfg['data']['target']}' of {data.source} holds real numbers", source=cfg.get("source"),
+                         hint='name a column of labels in [data] target, or use kind = "regression"')
     classes = column(cfg["data"]["classes"], False) if cfg["data"].get("classes") else None
     tasks = column(cfg["data"]["tasks"], False) if cfg["data"].get("tasks") else None
-    return rows, y, classes, tasks
+    return rows, y, classes, tasks, data.source
 
 
 def cross_validate(cfg, rows, y, tasks=None, progress=None):
@@ -187,14 +208,15 @@ def cross_validate(cfg, rows, y, tasks=None, progress=None):
 
 def run(cfg, progress=None):
     """Fit on the whole table, cross-validate; return (model, result dict, rows, y, classes)."""
-    rows, y, classes, tasks = load_table(cfg)
+    rows, y, classes, tasks, source = load_table(cfg)
     regression = cfg["sisso"]["kind"] == "regression"
     start = time.perf_counter()
     model = _estimator(cfg)
-    if regression:
-        model.fit(rows, y, **({} if tasks is None else {"tasks": tasks}))
-    else:
-        model.fit(rows, y)
+    with from_source(source):  # a bad row (a derived feature that is not finite) names the data
+        if regression:
+            model.fit(rows, y, **({} if tasks is None else {"tasks": tasks}))
+        else:
+            model.fit(rows, y)
     seconds = time.perf_counter() - start
     cv = cross_validate(cfg, rows, y, tasks, progress)
     loo = cfg["cv"].get("method") == "loo"
