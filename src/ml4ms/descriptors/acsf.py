@@ -276,9 +276,9 @@ def acsf_features(positions, species_index, cell, i, j, shifts, *, n_species, r_
     r2 = (D * D).sum(1)
     r = torch.sqrt(r2)
     keep = r < r_cut
-    if not bool(keep.all()):
+    if not bool(keep.all()):  # pairs from a longer list (a calculator's skin): every per-pair array alike
         idx = torch.nonzero(keep).squeeze(1)
-        D, r2, r, i, j = D[idx], r2[idx], r[idx], i[idx], j[idx]
+        D, r2, r, i, j, shifts = D[idx], r2[idx], r[idx], i[idx], j[idx], shifts[idx]
     fc = cosine_cutoff(r, r_cut)
     sj = species_index[j]
     blocks = []
