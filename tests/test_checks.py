@@ -107,3 +107,21 @@ def test_cli_check(tmp_path, capsys):
     write(tmp_path / "bare.extxyz", bulk("Cu"))
     assert cli.main(["potential", "check", str(tmp_path / "bare.extxyz")]) == 2
     assert "no energy and forces" in capsys.readouterr().err
+
+
+def test_label_outliers_name_labels_in_other_units():
+    from ase.build import bulk
+
+    from ml4ms.potentials.checks import label_outliers, outlier_warning
+
+    cells = [bulk("Cu", "fcc", a=3.6 + 0.01 * k) * (1, 1, 1 + k % 2) for k in range(8)]
+    energies = [-3.7 * len(a) - 0.01 * k for k, a in enumerate(cells)]
+    forces = [np.full((len(a), 3), 0.1) for a in cells]
+    assert label_outliers(cells, energies, forces) == []
+    energies[3] *= 1000  # meV given as eV
+    forces[5][0, 1] = 1e8
+    found = label_outliers(cells, energies, forces)
+    assert [k for k, _ in found] == [3, 5]
+    assert "energy" in found[0][1] and "forces up to 1e+08 eV/Å" in found[1][1]
+    line = outlier_warning(found, "data.extxyz")
+    assert line.startswith("data.extxyz: 2 structures with labels far outside the rest") and "\n" not in line

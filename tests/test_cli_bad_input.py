@@ -119,9 +119,15 @@ EXTRA_CASES = {
     "potential fit": {"--init of the other kind": ["--init", "MODEL"], "-o holds a property model": ["-o", "MODEL"],
                       "--checkpoint is a file": ["--checkpoint", "DATA"], "--checkpoint is -o": ["--checkpoint", "OUTDIR"],
                       "both loss weights 0": ["--config", "BAD:zero loss weights"],
-                      "--jobs of one potential": ["--jobs", "2"]},
+                      "--jobs of one potential": ["--jobs", "2"],
+                      "--checkpoint inside -o": ["--checkpoint", "OUTDIR/checkpoint"]},
     "md": {"--friction with nve": ["--friction", "0.1"], "--pressure with nvt": ["--ensemble", "nvt", "--pressure", "1"],
-           "npt of a molecule": ["DATA=molecule", "--ensemble", "npt"]},
+           "npt of a molecule": ["DATA=molecule", "--ensemble", "npt"],
+           "one atom": ["DATA=one atom"], "--dt beyond 10 fs": ["--dt", "1000"],
+           "--temperature beyond 50000 K": ["--temperature", "1e7"],
+           "--friction beyond 1/fs": ["--ensemble", "nvt", "--friction", "1e9"],
+           "--pressure beyond 1000 GPa": ["--ensemble", "npt", "--pressure", "1e9"]},
+    "select": {"-o not .txt": ["-o", "OUT.csv"]},
 }
 
 #: commands too slow for their good run in the test suite (their pieces are tested elsewhere)
@@ -197,6 +203,8 @@ def world(tmp_path_factory):
         for case, line in (("unknown key", "bogus_key = 1"), ("'yes' for a bool", f'{flag} = "yes"')):
             bad[f"{slot}: {case}"] = inputs / f"{slot}_{case.split()[0].strip(chr(39))}.toml"
             bad[f"{slot}: {case}"].write_text(text.replace(table, f"{table}\n{line}"))
+    bad["one atom"] = inputs / "one_atom.extxyz"
+    ase.io.write(bad["one atom"], Atoms("Ti", cell=[3.0, 3.0, 3.0], pbc=True), format="extxyz")
     bad["molecule"] = inputs / "molecule.extxyz"
     ase.io.write(bad["molecule"], Atoms("O2", positions=[[0, 0, 0], [0, 0, 1.2]]), format="extxyz")
     bad["zero loss weights"] = inputs / "zero_weights.toml"
@@ -216,8 +224,8 @@ def _fill(template, world, out):
             argv.append(world["files"][item])
         elif item.startswith("OUT."):
             argv.append(str(out / ("result" + item[3:])))
-        elif item == "OUTDIR":
-            argv.append(str(out / "result"))
+        elif item == "OUTDIR" or item.startswith("OUTDIR/"):
+            argv.append(str(out / "result" / item[7:]) if "/" in item else str(out / "result"))
         else:
             argv.append(item)
     return argv
@@ -282,7 +290,8 @@ def _cases():
             if spec["suffixes"]:
                 cases.append((command, f"{flag}: wrong suffix", ("output", (spec, "suffix"))))
         for action in parser._actions:
-            for value in NUMBER_TYPES.get(action.type, []):
+            bounded = getattr(action.type, "__name__", "").startswith("a number in")  # options.in_range
+            for value in NUMBER_TYPES.get(action.type, ["nan", "x", "-1e9", "1e9"] if bounded else []):
                 cases.append((command, f"{action.option_strings[-1]} {value}", ("number", (action, value))))
     return cases
 

@@ -105,6 +105,8 @@ def test_cutoff_diagnostic(qm7_subset, tmp_path):
                          "number > 1, got [1.5]"),
     (["--sizes", "0.5", "0.5"], "--sizes must be a non-empty list of distinct values"),
     (["--seeds", "0", "0"], "--seeds must be a non-empty list of distinct values"),
+    (["--sizes", "1", "192"], "train sizes [1.0, 192.0] are all 192 samples of the pool of 192 (seed 0); give each "
+                              "training-set size once"),
     (["--cutoff-size", "2.5", "--cutoffs", "2"], "--cutoff-size must be a fraction in (0, 1] or a whole number > 1"),
     (["--cutoff-size", "20"], "--cutoff-size is the training-set size of --cutoffs"),
     (["--test-fraction", "1.5"], "--test-fraction: must be a number between 0 and 1"),

@@ -352,3 +352,19 @@ def test_model_help_lists_every_registered_model(capsys):
         assert main([command, "--help"]) == 0
         text = " ".join(capsys.readouterr().out.split())
         assert f"override the recipe's model ({', '.join(REGRESSORS)})" in text
+
+
+def test_a_table_recipe_that_reads_its_answer_or_counts_no_atoms_is_refused(tmp_path, capsys):
+    table = tmp_path / "t.csv"
+    table.write_text("a,b,y\n" + "".join(f"{k},{k % 3},{2 * k}\n" for k in range(12)))
+    base = ["fit", str(table), "--target", "y", "--descriptor", "columns", "-o", str(tmp_path / "m"), "--quiet"]
+    for extra, needle in [(["--set", "descriptor.columns=['a','y']"], "the target 'y' is also a feature column"),
+                          (["--set", "descriptor.columns=['a','b']", "--per-atom"],
+                           "row 0: per-atom targets need the number of atoms"),
+                          (["--set", "descriptor.columns=[a,b]"], "columns must be a list of column names, got '[a,b]'"),
+                          (["--set", "descriptor.name=composition"], "--descriptor columns and --set "
+                                                                     "descriptor.name=composition name two")]:
+        code, _, err = _run(capsys, *base, *extra)
+        _one_line_error(code, err)
+        assert needle in err, err
+    assert not (tmp_path / "m").exists()

@@ -8,6 +8,7 @@ from ase.build import bulk
 from ase.io import read, write
 
 from ml4ms.potentials import NeuralPotential, NeuralPotentialCalculator, run_md, save_potential
+from ml4ms.errors import InputError
 from ml4ms.potentials.md import MDInterrupted
 
 
@@ -122,3 +123,34 @@ def test_cli_md_lines_and_progress(setup, tmp_path, capsys):
     assert "mean volume" in capsys.readouterr().out
     assert cli.main(md + ["--interval", "0"]) == 2
     assert "--interval: must be an integer >= 1" in capsys.readouterr().err
+
+
+def test_a_run_that_leaves_physics_stops_and_keeps_its_frames(setup, tmp_path, monkeypatch):
+    from ml4ms.potentials.md import MDUnstable
+
+    model, start, _ = setup
+    real = NeuralPotentialCalculator.calculate
+    calls = []
+
+    def calculate(self, *args, **kwargs):
+        real(self, *args, **kwargs)
+        calls.append(1)
+        if len(calls) > 4:  # from the fifth force call on, the energy is lost
+            self.results["energy"] = float("nan")
+
+    monkeypatch.setattr(NeuralPotentialCalculator, "calculate", calculate)
+    traj = tmp_path / "t.extxyz"
+    with pytest.raises(MDUnstable, match="became unstable at step .* non-finite energy") as info:
+        run_md(start.copy(), NeuralPotentialCalculator(model), steps=20, interval=1, trajectory=str(traj))
+    assert info.value.frames == len(read(traj, ":")) > 0 and "keeps the" in str(info.value)
+
+
+@pytest.mark.parametrize("kwargs, match", [({"timestep": 50.0}, "timestep 50.0 fs is outside"),
+                                           ({"ensemble": "nvt", "friction": 5.0}, "friction 5.0 1/fs"),
+                                           ({"ensemble": "npt", "pressure": -2000.0}, "beyond ±1000 GPa")])
+def test_unphysical_settings_are_refused_before_the_run(setup, kwargs, match):
+    model, start, _ = setup
+    with pytest.raises(InputError, match=match):
+        run_md(start.copy(), NeuralPotentialCalculator(model), steps=2, **kwargs)
+    with pytest.raises(InputError, match="at least 2 atoms"):
+        run_md(start[:1].copy(), NeuralPotentialCalculator(model), steps=2)

@@ -426,6 +426,23 @@ def test_cli_fit(frames, tmp_path):
     assert m.training_["stopped_by"] == "epochs" and m.training_["epoch_limit"] == 2
 
 
+def test_cli_fit_without_validation_resume_at_the_limit_and_init_notice(frames, tmp_path, capsys):
+    import ml4ms.cli as cli
+
+    data = tmp_path / "few.extxyz"
+    write(data, _plain(frames[:8]))
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[model]\nhidden = [4]\n[descriptor]\nradial_order = 4\nangular_order = 2\n'
+                   '[training]\nepochs = 2\nbatch_size = 4\nvalid_fraction = 0\n')
+    fit = ["potential", "fit", str(data), "--config", str(cfg), "--quiet"]
+    assert cli.main(fit + ["-o", str(tmp_path / "m")]) == 0  # no validation split: nothing NaN in the file
+    assert "training energy RMSE" in capsys.readouterr().out and load_potential(tmp_path / "m").training_["n_val"] == 0
+    assert cli.main(fit + ["-o", str(tmp_path / "m"), "--resume", "--epochs", "1"]) == 2
+    assert "and the epoch limit is 1: there is nothing left to train" in capsys.readouterr().err
+    assert cli.main(fit + ["-o", str(tmp_path / "m2"), "--init", str(tmp_path / "m"), "--epochs", "1"]) == 0
+    assert "[model] and [descriptor] of " in capsys.readouterr().out
+
+
 def test_nvt_and_npt_run(trained, frames):
     atoms = frames[0].copy()
     atoms.calc = None

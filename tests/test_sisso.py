@@ -349,3 +349,18 @@ def test_cli_bad_runs_exit_2_on_one_line(tmp_path, capsys, text, argv, needle):
     assert main(["sisso", "--config", str(cfg), *argv, "--json", str(tmp_path / "o.json"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and needle in err and not (tmp_path / "o.json").exists()
+
+
+def test_configs_that_cannot_work_are_refused_before_the_search(tmp_path, capsys):
+    from ml4ms.cli import main
+
+    table = tmp_path / "t.csv"
+    table.write_text("a,b,y\n1,2,3\n")
+    head = f'[data]\npath = "{table}"\ntarget = "y"\n[features]\na = {{ column = "a", unit = "eV" }}\n'
+    for text, needle in [(head + "[sisso]\nmax_dim = 1\n", "1 row: too few to fit descriptors of up to 1 dimensions"),
+                         (head + '[sisso]\nradius_unit = "parsec"\n', "[sisso] radius_unit: unknown unit 'parsec'"),
+                         (head.replace('target = "y"', 'target = "a"'), "target 'a' is also a column of [features]")]:
+        (tmp_path / "c.toml").write_text(text)
+        assert main(["sisso", "--config", str(tmp_path / "c.toml"), "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert needle in err and len(err.strip().splitlines()) == 1, err

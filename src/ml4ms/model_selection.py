@@ -230,7 +230,8 @@ def group_train_test_split(groups, test_fraction=0.2, random_state=None):
         raise InputError(f"test_fraction must be between 0 and 1, got {test_fraction!r}")
     labels, inverse, sizes = np.unique(groups, return_inverse=True, return_counts=True)
     if len(labels) < 2:
-        raise InputError("need at least 2 groups to split")
+        raise InputError(f"cannot split {len(groups)} samples that are {len(labels)} group (duplicates count once) "
+                         "into a training and a test set", hint="give at least 2 distinct structures")
     rng = np.random.default_rng(random_state)
     order = rng.permutation(len(labels))
     target = test_fraction * len(groups)
@@ -463,22 +464,27 @@ def learning_curve(estimator, X, y, groups, train_sizes=(0.1, 0.2, 0.4, 0.7, 1.0
     for seed in seeds:
         rng = np.random.default_rng(seed)
         pool, test = group_train_test_split(groups, test_fraction, random_state=rng)
-        splits.append((rng, pool, test))
         too_big = [size for size in sizes_spec if size > len(pool)]
         if too_big:
             raise InputError(
                 f"train size {too_big[0]:g} exceeds the training pool of {len(pool)} samples "
                 f"(seed {seed}: {n} samples less a test set of {len(test)})",
                 hint=f"give train sizes (--sizes) up to {len(pool)}, or fractions (<= 1) of the pool")
+        resolved = [max(int(round(size * len(pool))) if size <= 1 else int(size), 1) for size in sizes_spec]
+        twice = sorted({m for m in resolved if resolved.count(m) > 1})
+        if twice:
+            raise InputError(f"train sizes {[s for s, m in zip(sizes_spec, resolved) if m == twice[0]]} are all "
+                             f"{twice[0]} samples of the pool of {len(pool)} (seed {seed})",
+                             hint="give each training-set size once (--sizes)")
+        splits.append((rng, pool, test, resolved))
     scores = np.full((len(names), len(sizes_spec), len(seeds)), np.nan)
     used = np.zeros((len(sizes_spec), len(seeds)))
     n_test = []
     bar = _progress(len(seeds) * len(sizes_spec), progress, "learning curve")
-    for s, (rng, pool, test) in enumerate(splits):
+    for s, (rng, pool, test, resolved) in enumerate(splits):
         n_test.append(len(test))
         order = rng.permutation(pool)
-        for a, size in enumerate(sizes_spec):
-            m = max(int(round(size * len(pool))) if size <= 1 else int(size), 1)
+        for a, m in enumerate(resolved):
             if selection == "random":
                 train = order[:m]
             else:

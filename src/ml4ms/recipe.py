@@ -154,6 +154,18 @@ def check_consistent(recipe, source=None):
         raise InputError(f"the baseline '{recipe.baseline}' is also a target: learning {recipe.baseline} minus "
                          "itself gives 0", source=source,
                          hint="choose another baseline property (--baseline, [target] baseline), or none")
+    features = _feature_columns(recipe.descriptor or {})
+    leaked = [t for t in recipe.targets if t in features]
+    if leaked:
+        raise InputError(f"the target '{leaked[0]}' is also a feature column of the descriptor: the model would "
+                         "read the answer", source=source, hint="remove it from the descriptor's columns")
+
+
+def _feature_columns(spec):
+    """The table columns a descriptor spec reads as features (``columns``, also inside ``concat`` parts)."""
+    if spec.get("name") == "columns" and isinstance(spec.get("columns"), (list, tuple)):
+        return set(spec["columns"])
+    return set().union(*[_feature_columns(part) for part in spec.get("parts", []) if isinstance(part, dict)])
 
 
 def apply_overrides(recipe, targets=None, descriptor=None, model=None, transform=None, per_atom=None, baseline=None,
@@ -188,6 +200,10 @@ def apply_overrides(recipe, targets=None, descriptor=None, model=None, transform
     ml4ms.errors.InputError: --seeds must be a non-empty list of distinct values, each a non-negative integer, got [0, 0]; give each --seeds value once
     """
     recipe = copy.deepcopy(recipe)
+    for flag, given, key in (("--descriptor", descriptor, "descriptor.name"), ("--model", model, "model.name")):
+        if given and key in (values or {}):
+            raise InputError(f"{flag} {given} and --set {key}={values[key]} name two different things",
+                             hint="give one of them")
     for flag, value in (("--target", targets), ("--n-splits", n_splits), ("--seeds", seeds),
                         ("--sizes", train_sizes)):
         if value is not None:

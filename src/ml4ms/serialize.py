@@ -155,7 +155,8 @@ def read_json(path, what="model file"):
         with open(path, encoding="utf-8") as handle:
             return json.load(handle)
     except OSError as exc:
-        raise ModelFileError(f"{path}: cannot read the {what} ({exc.strerror or exc.__class__.__name__})") from None
+        raise ModelFileError(f"{path}: cannot read the {what} ({exc.strerror or exc.__class__.__name__}); give the "
+                             "folder that 'ml4ms fit' or 'ml4ms potential fit' wrote, with its files") from None
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise ModelFileError(f"{path}: invalid JSON ({exc.__class__.__name__}); the {what} is damaged") from None
 
@@ -280,6 +281,23 @@ def _sha256(data):
     return hashlib.sha256(data).hexdigest()
 
 
+def _finite_or_none(value):
+    """``value`` with every NaN or infinite float replaced by None (JSON has no NaN), recursively.
+
+    Examples
+    --------
+    >>> _finite_or_none({"rmse": float("nan"), "runs": [1.0, float("inf")]})
+    {'rmse': None, 'runs': [1.0, None]}
+    """
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_none(v) for v in value]
+    if isinstance(value, (float, np.floating)) and not np.isfinite(value):
+        return None
+    return value
+
+
 def save_model(path, estimator, metadata=None):
     """Write ``estimator`` (and JSON-able ``metadata``) to the folder ``path``.
 
@@ -289,6 +307,7 @@ def save_model(path, estimator, metadata=None):
     path = os.fspath(path)
     writer = _Writer()
     tree = writer.encode(estimator, "model")
+    metadata = _finite_or_none(metadata or {})
     buf = io.BytesIO()
     np.savez_compressed(buf, **writer.arrays)
     data = buf.getvalue()
@@ -346,7 +365,8 @@ def load_model(path):
                              "(or 'ml4ms potential fit -o' for a potential)")
     doc = read_json(json_path)
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise ModelFileError(f"{json_path}: not an ml4ms model file")
+        raise ModelFileError(f"{json_path}: not an ml4ms model file; give the folder that 'ml4ms fit' or "
+                             "'ml4ms potential fit' wrote, or refit the model")
     version = doc.get("format_version")
     if not isinstance(version, int) or isinstance(version, bool) or version > FORMAT_VERSION:
         raise ModelFileError(

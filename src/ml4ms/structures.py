@@ -12,6 +12,9 @@ import numpy as np
 
 from .errors import InputError
 
+#: columns of a table row that give its number of atoms
+ATOM_COUNT_KEYS = ("n_atoms", "natoms", "number_of_total_atoms")
+
 #: Atoms closer than this (Å) are reported as overlapping.
 MIN_DISTANCE = 0.5
 
@@ -84,7 +87,7 @@ def n_atoms(record):
     if is_atoms(record):
         return len(record)
     if isinstance(record, dict):
-        for key in ("n_atoms", "natoms", "number_of_total_atoms"):
+        for key in ATOM_COUNT_KEYS:
             if key in record:
                 return int(record[key])
     return 1

@@ -20,7 +20,7 @@ from .config import check_value
 from .errors import InputError, from_source
 from .metrics import METRICS, regression_metrics, undefined_reason
 from .recipe import build_model
-from .structures import check_structures, get_targets, is_atoms, record_id
+from .structures import ATOM_COUNT_KEYS, check_structures, get_targets, is_atoms, record_id
 from .transforms import TargetTransform
 
 
@@ -50,6 +50,12 @@ def prepare(data, recipe, labels=True):
     """Validate the records and :func:`read_labels`; return ``(records, y)`` (``y`` is None without labels)."""
     records = data.records
     check_structures(records, source=data.source)
+    if recipe.per_atom:
+        for i, record in enumerate(records):
+            if isinstance(record, dict) and not any(k in record for k in ATOM_COUNT_KEYS):
+                raise InputError("per-atom targets need the number of atoms, and this row has none",
+                                 source=data.source, index=i, item="row",
+                                 hint="add an n_atoms column, or leave out --per-atom ([target] per_atom)")
     return records, (read_labels(recipe, data) if labels else None)
 
 

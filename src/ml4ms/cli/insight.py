@@ -34,7 +34,7 @@ def add_parsers(sub):
                    help="select descriptor features instead of structures (writes index and name)")
     p.add_argument("--seed", type=non_negative_int, metavar="SEED",
                    help="FPS: start from a random structure (default: the first)")
-    add_output(p, "-o", "--output", required=True, metavar="TXT", what="the selection",
+    add_output(p, "-o", "--output", required=True, metavar="TXT", suffixes=(".txt",), what="the selection",
                help="indices in selection order, one per line")
     p.set_defaults(func=run_select)
 

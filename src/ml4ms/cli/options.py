@@ -71,6 +71,19 @@ non_negative_float = _number(float, lambda v: v >= 0, "a finite number >= 0")
 finite_float = _number(float, lambda v: True, "a finite number")
 
 
+def in_range(low, high, unit, low_open=True):
+    """A number type for ``low < x <= high`` (``low <= x`` with ``low_open=False``), named with its ``unit``.
+
+    Examples
+    --------
+    >>> in_range(0, 10, "fs")("2.5")
+    2.5
+    """
+    test = (lambda v: low < v <= high) if low_open else (lambda v: low <= v <= high)
+    bracket = "(" if low_open else "["
+    return _number(float, test, f"a number in {bracket}{low:g}, {high:g}] {unit}")
+
+
 def fraction(text):
     """A number in (0, 1)."""
     return _number(float, lambda v: 0 < v < 1, "a number between 0 and 1 (exclusive)")(text)
@@ -156,6 +169,11 @@ def _same(a, b):
     return os.path.realpath(a) == os.path.realpath(b)
 
 
+def _inside(path, folder):
+    path, folder = os.path.realpath(path), os.path.realpath(folder)
+    return path != folder and os.path.commonpath([path, folder]) == folder
+
+
 def check_output(path, flag="-o", suffixes=None, folder=False, what="output", inputs=()):
     """Raise :class:`~ml4ms.errors.InputError` if ``path`` cannot take the output; writes nothing.
 
@@ -197,7 +215,7 @@ def check_paths(args):
     """Check every output a command declared (:func:`add_output`) before it runs."""
     inputs = [getattr(args, dest, None) for dest in getattr(args, "_inputs", None) or []]
     inputs = [p for value in inputs for p in (value if isinstance(value, list) else [value]) if isinstance(p, str)]
-    written = {}
+    written, replaced = {}, {}
     for spec in getattr(args, "_outputs", None) or []:
         path = getattr(args, spec["dest"], None)
         if path is None:
@@ -208,6 +226,13 @@ def check_paths(args):
             raise InputError(f"{spec['flag']} and {same[0]} are the same file", source=path,
                              hint="give each output its own name")
         written[spec["flag"]] = path
+        if spec["folder"] in ("model", "potential"):
+            replaced[spec["flag"]] = path
+    for flag, folder in replaced.items():  # a model folder is replaced whole: nothing else may live in it
+        inside = [f for f, p in written.items() if f != flag and _inside(p, folder)]
+        if inside:
+            raise InputError(f"{inside[0]} is inside {flag}, a folder that is replaced as a whole",
+                             source=written[inside[0]], hint=f"put it beside {flag}, not inside")
 
 
 def add_old_name(parser, flag, dest):

@@ -1,11 +1,12 @@
 """``ml4ms potential fit | eval | select | check | fit-novelty | export`` and ``ml4ms md``: neural-network
 potentials."""
 
+import inspect
 import os
 import sys
 
-from ..errors import InputError, one_line_warnings
-from .options import (add_input, add_output, add_quiet, finite_float, non_negative_float, non_negative_int,
+from ..errors import InputError, from_source, one_line_warnings
+from .options import (add_input, add_output, add_quiet, in_range, non_negative_float, non_negative_int,
                       positive_float, positive_int)
 
 #: the starting learning rate of ``fit --init``: a trained potential continued at a rate meant for a new one loses
@@ -14,6 +15,8 @@ INIT_LEARNING_RATE = 1e-4
 
 
 def add_parsers(sub):
+    from ..potentials.md import LIMITS
+
     p = sub.add_parser("potential", help="neural-network interatomic potentials: fit, eval, select, check, "
                                          "fit-novelty, export")
     p.set_defaults(_parser=p)
@@ -108,13 +111,16 @@ def add_parsers(sub):
     q.add_argument("--ensemble", choices=["nve", "nvt", "npt"], default="nve",
                    help="nve: velocity Verlet; nvt: Langevin thermostat; npt: isotropic MTK barostat with a "
                         "Nosé–Hoover chain (default nve)")
-    q.add_argument("--temperature", type=positive_float, default=300.0, metavar="K",
+    q.add_argument("--temperature", type=in_range(0, LIMITS["temperature"], "K", low_open=False), default=300.0,
+                   metavar="K",
                    help="initial (nve) or thermostat (nvt, npt) temperature in K (default 300)")
     q.add_argument("--steps", type=positive_int, default=1000, metavar="N", help="number of time steps (default 1000)")
-    q.add_argument("--dt", type=positive_float, default=1.0, metavar="FS", help="time step (fs; default 1)")
-    q.add_argument("--friction", type=positive_float, metavar="1/FS",
+    q.add_argument("--dt", type=in_range(0, LIMITS["timestep"], "fs"), default=1.0, metavar="FS",
+                   help="time step (fs; default 1)")
+    q.add_argument("--friction", type=in_range(0, LIMITS["friction"], "1/fs"), metavar="1/FS",
                    help="Langevin friction (nvt only; default 0.01)")
-    q.add_argument("--pressure", type=finite_float, metavar="GPA", help="pressure (npt only; GPa, default 0)")
+    q.add_argument("--pressure", type=in_range(-LIMITS["pressure"], LIMITS["pressure"], "GPa", low_open=False),
+                   metavar="GPA", help="pressure (npt only; GPa, default 0)")
     q.add_argument("--seed", type=non_negative_int, default=0, help="seed of the initial velocities and thermostat")
     q.add_argument("--interval", type=positive_int, default=10, metavar="N",
                    help="write a frame every N steps (and at step 0; default 10)")
@@ -171,7 +177,7 @@ def _held(found):
     return f"a committee run: {_count(len(found), 'member')}, {epochs} each"
 
 
-def check_checkpoint(folder, resume, members, flag="-o"):
+def check_checkpoint(folder, resume, members, flag="-o", epochs=None):
     """Refuse a checkpoint left by an earlier run unless ``resume``, and ``resume`` without a checkpoint to continue.
 
     Parameters
@@ -184,6 +190,8 @@ def check_checkpoint(folder, resume, members, flag="-o"):
         Committee members of the run (1: one potential).
     flag : str
         The option that named ``folder`` (``-o`` or ``--checkpoint``), for the message.
+    epochs : int, optional
+        The run's epoch limit: a checkpoint that has reached it leaves nothing to resume.
 
     Raises
     ------
@@ -218,6 +226,9 @@ def check_checkpoint(folder, resume, members, flag="-o"):
     if "" not in found and (members == 1 or len(found) > members):
         raise InputError(f"holds {_held(found)}, not {'one potential' if members == 1 else f'{members} members'}",
                          source=folder, hint=f"pass --members {len(found)} to continue it, or {other}")
+    if epochs is not None and len(found) == members and min(found.values()) >= epochs:
+        raise InputError(f"holds {_held(found)}, and the epoch limit is {epochs}: there is nothing left to train",
+                         source=folder, hint="raise --epochs (or [training] epochs) to continue the run")
 
 
 def stop_summary(training):
@@ -272,6 +283,14 @@ def run_fit(args):
     if args.init:
         model = load_potential(args.init)
         kwargs["warm_start"] = True
+        if args.config:
+            from ..config import read_toml
+
+            doc, path = read_toml(args.config)
+            unused = [f"[{t}]" for t in ("model", "descriptor") if doc.get(t)]
+            if unused:
+                print(f"--init: {args.init} keeps its own network and descriptor; {' and '.join(unused)} of {path} "
+                      "are not used (the config gives the training settings)")
         if isinstance(model, Committee) and len(model) == 1:
             model = model[0]
         if isinstance(model, Committee):
@@ -303,9 +322,11 @@ def run_fit(args):
                          hint="give --members N (or [training] members) for a committee, or leave out --jobs")
     check_training_options(dict(kwargs, members=members, jobs=jobs))
     checkpoint = args.checkpoint or os.path.abspath(args.output).rstrip(os.sep) + ".checkpoint"
-    check_checkpoint(checkpoint, args.resume, members, "--checkpoint" if args.checkpoint else "-o")
+    check_checkpoint(checkpoint, args.resume, members, "--checkpoint" if args.checkpoint else "-o",
+                     kwargs.get("epochs", inspect.signature(train_potential).parameters["epochs"].default))
     frames, source = _structures(args.data)
     energies, forces = labels_of(frames, source)
+    _warn_outliers(frames, energies, forces, source)
     try:
         with one_line_warnings():
             if members != 1:
@@ -327,9 +348,7 @@ def run_fit(args):
     if members != 1:
         save_potential(args.output, models, {"data": source, **({"init": args.init} if args.init else {})})
         for k, (m, h) in enumerate(zip(models, histories)):
-            print(f"member {k}: {stop_summary(m.training_)}" + (
-                f"; last validation energy RMSE {h[-1]['val_energy_rmse']:.3f} meV/atom, "
-                f"force RMSE {h[-1]['val_force_rmse']:.4f} eV/Å" if h else ""))
+            print(f"member {k}: {stop_summary(m.training_)}" + (f"; last epoch: {_errors(h[-1])}" if h else ""))
         print(f"wrote {args.output} (committee of {len(models)})")
         return 0
     save_potential(args.output, model, {"data": source, "history": history[-1:] if history else [],
@@ -340,9 +359,36 @@ def run_fit(args):
     print(f"wrote {args.output} ({done} epoch{'' if done == 1 else 's'}, {model.training_['n_train']} train / "
           f"{model.training_['n_val']} validation structures, {model.training_['n_excluded']} excluded)")
     if last:
-        print(f"last epoch: validation energy RMSE {last['val_energy_rmse']:.3f} meV/atom, "
-              f"force RMSE {last['val_force_rmse']:.4f} eV/Å")
+        print(f"last epoch: {_errors(last)}")
     return 0
+
+
+def _warn_outliers(frames, energies, forces, source):
+    """One ``ml4ms: warning:`` line on stderr for labels that cannot be right; returns the outliers."""
+    from ..potentials.checks import label_outliers, outlier_warning
+
+    outliers = label_outliers(frames, energies, forces)
+    if outliers:
+        print(f"ml4ms: warning: {outlier_warning(outliers, source)}", file=sys.stderr)
+    return outliers
+
+
+def _errors(epoch):
+    """The errors of a history row: the validation ones, or the training ones without a validation split.
+
+    Examples
+    --------
+    >>> _errors({"val_energy_rmse": float("nan"), "val_force_rmse": float("nan"), "train_energy_rmse": 2.0,
+    ...          "train_force_rmse": 0.1})
+    'training energy RMSE 2.000 meV/atom, force RMSE 0.1000 eV/Å (no validation split)'
+    """
+    import math
+
+    if math.isfinite(epoch["val_energy_rmse"]):
+        return (f"validation energy RMSE {epoch['val_energy_rmse']:.3f} meV/atom, "
+                f"force RMSE {epoch['val_force_rmse']:.4f} eV/Å")
+    return (f"training energy RMSE {epoch['train_energy_rmse']:.3f} meV/atom, "
+            f"force RMSE {epoch['train_force_rmse']:.4f} eV/Å (no validation split)")
 
 
 def run_eval(args):
@@ -356,7 +402,8 @@ def run_eval(args):
     committee = as_committee(load_potential(args.model))  # a committee is scored by its mean
     frames, source = _structures(args.data)
     energies, forces = labels_of(frames, source)
-    pred_e, pred_f, spread = committee.predict(frames, return_std=True)
+    with from_source(source):
+        pred_e, pred_f, spread = committee.predict(frames, return_std=True)
     out = evaluate_errors(committee, frames, energies, forces, predictions=(pred_e, pred_f))
     if len(committee) > 1:
         out["committee_members"] = len(committee)
@@ -479,7 +526,8 @@ def run_select(args):
 
     committee = as_committee(load_potential(args.model))
     if args.by == "spread" and args.min_novelty:
-        raise InputError("--min-novelty applies to --by novelty only")
+        raise InputError("--min-novelty applies to --by novelty only", hint="leave out --min-novelty, or use --by "
+                                                                                "novelty")
     if args.by == "spread" and len(committee) < 2:
         raise InputError("one model, so it has no committee spread", source=args.model,
                          hint="use --by novelty, or train a committee (--members 3)")
@@ -542,12 +590,14 @@ def run_check(args):
 
     frames, source = _structures(args.data)
     energies, forces = labels_of(frames, source)
+    outliers = _warn_outliers(frames, energies, forces, source)
     pairs = energy_force_consistency(frames, energies, forces, max_displacement=args.max_displacement,
                                      source=source, progress=not args.quiet)
     m = len(pairs["pairs"])
     print(f"{m} pairs of structures at most {args.max_displacement:g} Å apart (RMS per atom; same cell, same atoms "
           f"in the same order) among {len(frames)} structures of {source}")
-    out = {"data": source, "n_structures": len(frames), "max_displacement_ang": args.max_displacement, "n_pairs": m}
+    out = {"data": source, "n_structures": len(frames), "max_displacement_ang": args.max_displacement, "n_pairs": m,
+           "label_outliers": [{"index": k, "reason": reason} for k, reason in outliers]}
     if m == 0:
         print("nothing to compare: raise --max-displacement, or give structures that repeat a cell (MD frames, "
               "relaxation steps, displaced copies)")
@@ -613,7 +663,8 @@ def _structure(spec):
 
     records, source = _structures(spec, check=False)
     if not 0 <= index < len(records):
-        raise InputError(f"index {index} out of range (0..{len(records) - 1})", source=spec)
+        raise InputError(f"index {index} out of range (0..{len(records) - 1})", source=spec,
+                         hint=f"give NAME:SPLIT@INDEX with an index from 0 to {len(records) - 1}")
     check_structure(records[index], source=source, index=index)
     atoms = records[index].copy()
     atoms.calc = None

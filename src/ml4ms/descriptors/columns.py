@@ -34,6 +34,13 @@ class ColumnFeatures(GlobalDescriptor):
     def _fit_extra(self, records):
         if not self.columns:
             raise InputError("ColumnFeatures needs columns=[...]", hint="name the feature columns")
+        if isinstance(self.columns, str) or not all(isinstance(c, str) for c in self.columns):
+            raise InputError(f"columns must be a list of column names, got {self.columns!r}",
+                             hint="e.g. --set \"columns=['a','b']\" (quote it for the shell), or columns = [\"a\", "
+                                  "\"b\"] in the recipe")
+        repeated = sorted({c for c in self.columns if list(self.columns).count(c) > 1})
+        if repeated:
+            raise InputError(f"column '{repeated[0]}' is listed twice in columns", hint="list every column once")
 
     def _n_features(self):
         return len(self.columns)

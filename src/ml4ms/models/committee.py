@@ -34,7 +34,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, MultiOutputMixin, RegressorMixin, clone
 from sklearn.utils.validation import check_is_fitted, check_random_state, validate_data
 
-from ..config import named
+from ..config import boolean, integer, named, number
 from ..errors import InputError
 from . import regressor_class
 
@@ -176,7 +176,8 @@ class CommitteeRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
     """
 
     #: in a recipe the member is a table of its own, checked as [model] is
-    _param_rules = {"regressor": named(regressor_class)}
+    _param_rules = {"regressor": named(regressor_class), "n_models": integer(2), "subsample": number("(0, 1)"),
+                    "calibrate": boolean(), "tune_once": boolean()}
 
     def __init__(self, *, regressor=None, n_models=8, subsample=0.8, random_state=None, calibrate=True,
                  tune_once=True):

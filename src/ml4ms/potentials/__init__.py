@@ -1,13 +1,34 @@
 """Neural-network interatomic potentials: model, committee, training, ASE calculator, model files, MD, label
-checks, novelty."""
+checks, novelty.
 
-from .calculator import NeuralPotentialCalculator
-from .checks import energy_force_consistency
-from .committee import Committee
-from .io import load_potential, save_potential
-from .md import run_md
-from .model import NeuralPotential
-from .train import train_potential
+The names below are imported from their modules when first used, so that ``import ml4ms.potentials.md`` (the
+command line's option limits) does not load scikit-learn, ASE's calculators or torch.
+"""
 
-__all__ = ["Committee", "NeuralPotential", "NeuralPotentialCalculator", "energy_force_consistency", "load_potential",
-           "run_md", "save_potential", "train_potential"]
+import importlib
+
+#: public name -> module that defines it
+_NAMES = {
+    "Committee": "committee",
+    "NeuralPotential": "model",
+    "NeuralPotentialCalculator": "calculator",
+    "energy_force_consistency": "checks",
+    "load_potential": "io",
+    "run_md": "md",
+    "save_potential": "io",
+    "train_potential": "train",
+}
+
+__all__ = sorted(_NAMES)
+
+
+def __getattr__(name):
+    if name not in _NAMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_NAMES[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_NAMES))

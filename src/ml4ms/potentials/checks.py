@@ -131,3 +131,59 @@ def energy_force_consistency(frames, energies, forces, *, max_displacement=0.05,
     table = np.array(rows, dtype=float).reshape(-1, 5)
     return {"pairs": table[:, :2].astype(np.int64), "displacement": table[:, 2], "energy_difference": table[:, 3],
             "work": table[:, 4], "discrepancy": table[:, 3] - table[:, 4]}
+
+
+#: labels beyond these are named by :func:`label_outliers`: no material has forces of 100 eV/Å, and a structure whose
+#: energy per atom lies 10 eV/atom off a linear fit of the data set's energies on its composition is in other units,
+#: from another code or another reference, or mislabelled
+MAX_FORCE = 100.0
+MAX_ENERGY_RESIDUAL = 10.0
+
+
+def label_outliers(frames, energies, forces, max_force=MAX_FORCE, max_residual=MAX_ENERGY_RESIDUAL):
+    """Structures whose labels cannot be right: forces above ``max_force`` eV/Å, or energies ``max_residual`` eV/atom
+    off the data set's per-element linear fit (fitted robustly: once, and again without the clear outliers).
+
+    Returns
+    -------
+    list of (int, str)
+        Index and reason, in index order.
+
+    Examples
+    --------
+    >>> from ase.build import bulk
+    >>> cells = [bulk("Cu", "fcc", a=3.6 + 0.01 * k) for k in range(6)]
+    >>> energies = [-3.7 - 0.01 * k for k in range(6)]
+    >>> energies[2] = -3.7e6  # eV written as meV
+    >>> [i for i, _ in label_outliers(cells, energies, [np.zeros((1, 3))] * 6)]
+    [2]
+    """
+    out = {}
+    for k, f in enumerate(forces):
+        peak = float(np.abs(f).max()) if np.size(f) else 0.0
+        if peak > max_force:
+            out[k] = f"forces up to {peak:.3g} eV/Å"
+    species = sorted({int(z) for a in frames for z in a.numbers})
+    if len(frames) > len(species):
+        counts = np.array([[np.count_nonzero(a.numbers == z) for z in species] for a in frames], dtype=float)
+        n = np.maximum(counts.sum(1), 1)
+        e = np.asarray(energies, dtype=float)
+        keep = np.ones(len(frames), bool)
+        for _ in range(2):
+            ref, *_ = np.linalg.lstsq(counts[keep], e[keep], rcond=None)
+            residual = (e - counts @ ref) / n
+            spread = 20 * np.median(np.abs(residual[keep] - np.median(residual[keep]))) + max_residual
+            keep = np.abs(residual - np.median(residual[keep])) <= spread
+        for k in np.flatnonzero(~keep):
+            out.setdefault(int(k), f"energy {residual[k]:+.3g} eV/atom off the composition fit")
+    return sorted(out.items())
+
+
+def outlier_warning(outliers, source, shown=3):
+    """One line naming the structures of :func:`label_outliers`, or None."""
+    if not outliers:
+        return None
+    listed = "; ".join(f"structure {k}: {reason}" for k, reason in outliers[:shown])
+    more = f" (and {len(outliers) - shown} more)" if len(outliers) > shown else ""
+    return (f"{source}: {len(outliers)} structure{'' if len(outliers) == 1 else 's'} with labels far outside the "
+            f"rest ({listed}{more}); check their units, or remove them")

@@ -80,16 +80,38 @@ def md_summary(ensemble, times, totals, temperatures, volumes=None, pressures=No
     return out
 
 
-def _check(ensemble, steps, timestep, temperature, interval):
+#: the largest time step (fs), temperature (K), Langevin friction (1/fs) and |pressure| (GPa) a run accepts:
+#: beyond them an integrator follows no atomic motion (10 fs is several times a typical step; 1/fs damps the
+#: velocities within a step), or the conditions are far outside anything a potential is trained for
+LIMITS = {"timestep": 10.0, "temperature": 50000.0, "friction": 1.0, "pressure": 1000.0}
+
+
+def _check(ensemble, steps, timestep, temperature, interval, friction=0.01, pressure=0.0, n_atoms=2):
     if ensemble not in ENSEMBLES:
         raise InputError(f"unknown ensemble '{ensemble}'", hint=f"use one of {', '.join(ENSEMBLES)}")
     for name, value in (("steps", steps), ("interval", interval)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise InputError(f"{name} must be a positive integer, got {value!r}")
-    if not timestep > 0:
-        raise InputError(f"timestep must be positive (fs), got {timestep!r}")
-    if not temperature >= 0:
-        raise InputError(f"temperature must be >= 0 K, got {temperature!r}")
+    for name, value, low, unit in (("timestep", timestep, 0.0, "fs"), ("temperature", temperature, -1e-300, "K"),
+                                   ("friction", friction, 0.0, "1/fs"), ("pressure", abs(pressure), -1.0, "GPa")):
+        if not low < value <= LIMITS[name]:
+            shown = pressure if name == "pressure" else value
+            raise InputError(f"{name} {shown!r} {unit} is outside (0, {LIMITS[name]:g}]"
+                             if name != "pressure" else f"pressure {shown!r} GPa is beyond ±{LIMITS[name]:g} GPa",
+                             hint=f"give a physical {name} (ml4ms.potentials.md.LIMITS)")
+    if n_atoms < 2:
+        raise InputError(f"MD needs at least 2 atoms, the structure has {n_atoms}",
+                         hint="give a larger cell (a supercell of it)")
+
+
+class MDUnstable(InputError):
+    """The run left physics (a non-finite energy, a runaway temperature, a collapsed cell) at ``step``."""
+
+    def __init__(self, step, frames, trajectory, reason):
+        kept = f"; {trajectory} keeps the {frames} frames before it" if trajectory and frames else ""
+        super().__init__(f"the run became unstable at step {step} ({reason}){kept}",
+                         hint="lower --dt, or the temperature, friction or pressure")
+        self.step, self.frames = int(step), int(frames)
 
 
 def _integrator(atoms, ensemble, temperature, timestep, friction, pressure, rng):
@@ -173,7 +195,7 @@ def run_md(atoms, calculator, *, ensemble="nve", temperature=300.0, steps=1000, 
 
     from ..outputs import FrameAppender
 
-    _check(ensemble, steps, timestep, temperature, interval)
+    _check(ensemble, steps, timestep, temperature, interval, friction, pressure, len(atoms))
     atoms.calc = calculator
     rng = np.random.default_rng(seed)
     thermalize = getattr(vd, "thermalize_momenta", None) or vd.MaxwellBoltzmannDistribution
@@ -187,6 +209,11 @@ def run_md(atoms, calculator, *, ensemble="nve", temperature=300.0, steps=1000, 
         series["times"].append(dyn.get_time() / (1000 * units.fs))  # ps
         series["totals"].append(atoms.get_potential_energy() / n + atoms.get_kinetic_energy() / n)
         series["temperatures"].append(atoms.get_temperature())
+        hot = max(10 * temperature, 10 * series["temperatures"][0], 1000.0)
+        if not np.isfinite(series["totals"][-1]) or not series["temperatures"][-1] < hot:
+            raise MDUnstable(dyn.nsteps, writer.count if writer else 0, trajectory,
+                             f"temperature {series['temperatures'][-1]:.3g} K" if np.isfinite(series["totals"][-1])
+                             else "a non-finite energy")
         if ensemble == "npt":
             series["volumes"].append(atoms.get_volume())
             series["pressures"].append(-np.mean(atoms.get_stress(include_ideal_gas=True)[:3]) / units.GPa)
@@ -215,9 +242,14 @@ def run_md(atoms, calculator, *, ensemble="nve", temperature=300.0, steps=1000, 
     dyn.attach(advance, interval=1)
     t0 = time.perf_counter()
     try:
-        dyn.run(steps)
+        with np.errstate(all="ignore"):  # a run that leaves physics is reported as MDUnstable, not as warnings
+            dyn.run(steps)
     except KeyboardInterrupt:
         raise MDInterrupted(dyn.nsteps, writer.count if writer else 0, trajectory) from None
+    except MDUnstable:
+        raise
+    except InputError as exc:  # e.g. a collapsed cell in the neighbour list
+        raise MDUnstable(dyn.nsteps, writer.count if writer else 0, trajectory, exc.message) from None
     finally:
         bar.close()
         if writer:

@@ -580,12 +580,12 @@ def _train(model, frames, energies, forces, epochs, batch_size, learning_rate, l
         with open(os.path.join(checkpoint_dir, STATE), encoding="utf-8") as handle:
             state = json.load(handle)
         if state.get("n_frames") != len(frames) or state.get("train_idx") != train_idx.tolist():
-            raise InputError(f"{checkpoint_dir}: checkpoint is from other data or another split",
+            raise InputError("checkpoint is from other data or another split", source=checkpoint_dir,
                              hint="use a new checkpoint folder (a new -o, or --checkpoint)")
         if state.get("start") != start:
-            raise InputError(f"{checkpoint_dir}: checkpoint is of a run that started "
+            raise InputError("checkpoint is of a run that started "
                              + ("from another potential" if state.get("start") else "anew, not from a potential"),
-                             hint="use a new checkpoint folder (a new -o, or --checkpoint)")
+                             source=checkpoint_dir, hint="use a new checkpoint folder (a new -o, or --checkpoint)")
         saved = load_potential(os.path.join(checkpoint_dir, "model"))
 
         def same(v):  # tuples and lists alike
@@ -593,7 +593,7 @@ def _train(model, frames, energies, forces, epochs, batch_size, learning_rate, l
 
         changed = ", ".join(sorted(k for k, v in model.get_params().items() if same(saved.get_params()[k]) != same(v)))
         if changed:
-            raise InputError(f"{checkpoint_dir}: checkpoint was written with other model settings ({changed})",
+            raise InputError(f"checkpoint was written with other model settings ({changed})", source=checkpoint_dir,
                              hint="use a new checkpoint folder, or the settings it was started with")
         model = saved
         best = load_potential(os.path.join(checkpoint_dir, "best")) if state.get("has_best") else None

@@ -96,6 +96,12 @@ def parse_config(raw, source="config"):
             _in_config(parse_unit, spec["unit"], where=f"[{table}.{name}] unit", source=source)
     for op in sisso.get("operators", []):
         _in_config(canonical_operator, op, where="[sisso] operators", source=source)
+    if "radius_unit" in sisso:
+        _in_config(parse_unit, sisso["radius_unit"], where="[sisso] radius_unit", source=source)
+    target = raw["data"]["target"]
+    if target in {spec["column"] for spec in features.values()}:
+        raise InputError(f"[data] target '{target}' is also a column of [features]: the target would explain "
+                         "itself", source=source, hint="remove it from [features]")
     return {"data": dict(raw["data"]), "features": features, "derived": derived, "sisso": sisso, "cv": cv,
             "source": source}
 
@@ -147,6 +153,11 @@ def load_table(cfg):
         return np.asarray(values, dtype=float if numeric else object)
 
     regression = cfg["sisso"]["kind"] == "regression"
+    needed = int(cfg["sisso"].get("max_dim", 3)) + 2  # more rows than coefficients, and one to spare
+    if len(rows) < needed:
+        raise InputError(f"{len(rows)} row{'' if len(rows) == 1 else 's'}: too few to fit descriptors of up to "
+                         f"{needed - 2} dimensions", source=data.source,
+                         hint=f"give at least {needed} rows, or lower [sisso] max_dim")
     y = column(cfg["data"]["target"], regression)
     if not regression and any(isinstance(v, float) and not v.is_integer() for v in y):
         raise InputError(f'kind = "classification" needs class labels, but [data] target '
