@@ -13,9 +13,9 @@ rest of the data, not from the family's labels. ``--train formula`` trains on
 every O14Ti8 training cell instead (all cell shapes, compressed cells
 included), to see whether the other cells of the same composition bring the
 offset back; ``--max-force F`` leaves out the training cells with a force
-component above F eV/Å (the compressed cells). ``--volume-input`` gives every
-atom the volume per atom of its cell as one more input (a scratch model
-defined here, energies and forces only: no stress). ``--set
+component above F eV/Å (the compressed cells). (The volume per atom as one
+more input, a scratch subclass of the potential from before it became a
+torch module, is gone; its result stays in the study.) ``--set
 section.key=value`` (repeatable) changes one setting of the recipe
 (``model.cell_mean=false``, ``descriptor.angular_cutoff=5.0``,
 ``training.force_weight=1.0``; the value is read as TOML).
@@ -27,7 +27,7 @@ their energy above the family's lowest cell and their nearest training cells
 order), to see whether the worst cells lie where the training data are sparse.
 
     python studies/tio2_family.py [--epochs 1000] [--seeds 0 1 2] [--jobs 2] [--model models/tio2]
-                                  [--train family|formula] [--max-force F] [--volume-input]
+                                  [--train family|formula] [--max-force F]
                                   [--set SECTION.KEY=VALUE ...] [--edge]
 
 Findings: docs/studies/tio2-potential.md, "Where the error is" and "Protocols" (the O14Ti8 protocol).
@@ -86,32 +86,6 @@ def edge(committee, train, test, top=6, nearest=3):
         print(f"{ie[q]:9d} {1000 * (e_test[q] - lowest):11.0f} {err_test[q]:+7.1f}   {near}")
 
 
-def _volume_model(params):
-    """The recipe's model with the cell's volume per atom appended to every atom's descriptor (zero Jacobian)."""
-    from ml4ms.potentials.model import NeuralPotential
-
-    class VolumeInput(NeuralPotential):
-        def _volume_column(self, t, like):
-            import torch
-
-            counts = t.counts[t.structure].to(like.dtype)  # the cell is per atom: its volume over its atoms
-            return (torch.det(t.cell).abs().to(like.dtype) / counts)[:, None]
-
-        def features(self, t, strain=None, vectors=None):
-            import torch
-
-            X = super().features(t, strain=strain, vectors=vectors)
-            return torch.cat([X, self._volume_column(t, X)], 1)
-
-        def pair_gradients(self, t, vectors):
-            import torch
-
-            X, G = super().pair_gradients(t, vectors)  # X already has the column (features() above)
-            return X, torch.cat([G, torch.zeros(G.shape[0], 1, 3, dtype=G.dtype)], 1)
-
-    return VolumeInput(**params)
-
-
 def training_cells(train, any_cell=False, max_force=None):
     """The training cells of the family (or formula), without those with a force component above ``max_force``."""
     import numpy as np
@@ -130,7 +104,7 @@ def recipe(changes=()):
     return doc
 
 
-def run_seed(seed, epochs, any_cell=False, max_force=None, volume=False, changes=()):
+def run_seed(seed, epochs, any_cell=False, max_force=None, changes=()):
     """Train on the family's (or the formula's) training cells with one seed; per-cell family test errors, seconds."""
     import numpy as np
 
@@ -145,8 +119,6 @@ def run_seed(seed, epochs, any_cell=False, max_force=None, volume=False, changes
                     "stage_two_energy_weight", "stage_two_force_weight", "max_energy_per_atom", "atomic_energies"):
             kw.pop(key, None)
         model.set_params(seed=seed)
-        if volume:
-            model = _volume_model(model.get_params())
         train = load("tio2", "train").records
         test = load("tio2", "test").records
         model, _ = train_potential(model, training_cells(train, any_cell, max_force), epochs=epochs, patience=epochs,
@@ -166,7 +138,6 @@ def main(argv=None):
     parser.add_argument("--train", choices=["family", "formula"], default="family",
                         help="train on the family's cells, or on every O14Ti8 training cell")
     parser.add_argument("--max-force", type=float, help="leave out training cells with a larger force (eV/Å)")
-    parser.add_argument("--volume-input", action="store_true", help="give every atom its cell's volume per atom")
     parser.add_argument("--set", dest="changes", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="change one setting of the recipe, e.g. training.force_weight=1.0 (repeatable)")
     parser.add_argument("--edge", action="store_true",
@@ -190,10 +161,9 @@ def main(argv=None):
     rows = [("committee " + os.path.basename(os.path.normpath(args.model)), errors_per_cell(committee, cells), None)]
     rows += [(f"  member {k}", errors_per_cell(m, cells), None) for k, m in enumerate(committee)]
     any_cell = args.train == "formula"
-    out = Parallel(n_jobs=args.jobs)(delayed(run_seed)(s, args.epochs, any_cell, args.max_force, args.volume_input,
-                                                       args.changes) for s in args.seeds)
-    label = ((f"{FORMULA} only" if any_cell else "family only") + (" + volume" if args.volume_input else "")
-             + "".join(f" + {c}" for c in args.changes))
+    out = Parallel(n_jobs=args.jobs)(delayed(run_seed)(s, args.epochs, any_cell, args.max_force, args.changes)
+                                      for s in args.seeds)
+    label = (f"{FORMULA} only" if any_cell else "family only") + "".join(f" + {c}" for c in args.changes)
     rows += [(f"{label}, seed {s}", e, t) for s, (e, t) in zip(args.seeds, out)]
     rows.append((f"{label}, mean of {len(out)}", np.mean([e for e, _ in out], axis=0), None))
     train = load("tio2", "train").records

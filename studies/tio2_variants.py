@@ -26,13 +26,11 @@ Variants (``--variants``):
 - ``ema``, ``stage_two``, ``ema_stage_two``: ``wide_linear`` trained with a moving average of the weights
   (``ema_decay = 0.999``), with the force weight lowered to 0.02 for the last 15 % of the epochs
   (``stage_two_start = 0.85``), or both.
-- ``species_mean``: ``wide_linear`` with one cell average per element (the Ti atoms' and the O atoms' averages of
-  the standardised descriptor, each standardised) in place of the one over all atoms; defined here (a subclass
-  of ``NeuralPotential``), not in the package.
-
 The variants that needed options since removed from the package (radially resolved and species-pair angular
 terms, a second radial expansion, SiLU, a steeper energy loss, learned cell-wide inputs) are gone from this
-script; their results stay in docs/studies/tio2-potential.md ("Options removed").
+script, and so is ``species_mean`` (one cell average per element), a subclass of the potential from before it
+became a torch module; their results stay in docs/studies/tio2-potential.md ("Options removed", "Cell-wide
+inputs").
 
 Every variant sets its own network size and training options, so it does not change when the recipe's does.
 
@@ -63,59 +61,7 @@ VARIANTS = {
                   {"stage_two_start": 0.85, "stage_two_force_weight": 0.02}),
     "ema_stage_two": ({}, {"hidden": [128, 128], "linear": True},
                       {"ema_decay": 0.999, "stage_two_start": 0.85, "stage_two_force_weight": 0.02}),
-    # another cell-wide input, defined below
-    "species_mean": ({}, {"hidden": [128, 128], "linear": True, "cell_mean": True}),
 }
-
-
-def _species_average(H, structure, species_index, n_species):
-    """Per-cell averages of the rows of ``H`` over each element's atoms, side by side: (n_cells, n_species * F)."""
-    import torch
-
-    n_cells = int(structure.max()) + 1
-    parts = []
-    for s in range(n_species):
-        mask = (species_index == s).to(H.dtype)
-        count = torch.zeros(n_cells, dtype=H.dtype).index_add(0, structure, mask).clamp(min=1.0)
-        total = torch.zeros(n_cells, H.shape[1], dtype=H.dtype).index_add(0, structure, H * mask[:, None])
-        parts.append(total / count[:, None])
-    return torch.cat(parts, 1)
-
-
-def _model_classes():
-    """The variant models that are not package options: {name: NeuralPotential subclass}.
-
-    For these runs only: their weights and statistics do not follow the package's layout, so they must not be saved,
-    loaded or exported.
-    """
-    import numpy as np
-    import torch
-
-    from ml4ms.potentials import NeuralPotential
-
-    class SpeciesMean(NeuralPotential):
-        def initialize(self, frames, energies, max_stat_frames=400):
-            super().initialize(frames, energies, max_stat_frames)
-            n_species = len(self.species_)
-            with torch.no_grad():
-                t = self.tensors(list(frames[::max(1, len(frames) // max_stat_frames)]))
-                H = self.standardised(self.features(t).double(), t.species_index)
-            cells = _species_average(H, t.structure, t.species_index, n_species).numpy()
-            sd = cells.std(0)
-            self.cell_feature_mean_, self.cell_feature_std_ = cells.mean(0), np.where(sd > 1e-8, sd, 1.0)
-            return self
-
-        def n_inputs(self):  # the descriptor and one cell average per element
-            return self.n_features_ * (1 + len(self.species_))
-
-        def network_inputs(self, X, species_index, params, structure=None):
-            H = self.standardised(X, species_index)  # the per-element averages replace the one over all atoms
-            cells = (_species_average(H, structure, species_index, len(self.species_))
-                     - torch.as_tensor(self.cell_feature_mean_, dtype=X.dtype)) / torch.as_tensor(
-                self.cell_feature_std_, dtype=X.dtype)
-            return torch.cat([H, cells[structure]], 1)
-
-    return {"species_mean": SpeciesMean}
 
 
 def run_variant(name, seed, n, epochs):
@@ -132,9 +78,6 @@ def run_variant(name, seed, n, epochs):
                                              "tio2_committee.toml"))
         descriptor, extra, training = (VARIANTS[name] + ({},))[:3]
         model.set_params(seed=seed, descriptor_params=dict(model.descriptor_params, **descriptor), **extra)
-        classes = _model_classes()
-        if name in classes:
-            model = classes[name](**model.get_params())
         for key in ("members", "jobs", "threads", "epochs", "patience", "lr_decay", "seed", "ema_decay",
                     "stage_two_start", "stage_two_energy_weight", "stage_two_force_weight"):
             kw.pop(key, None)

@@ -46,10 +46,12 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from ..batch import _torch, collate, torch_dtype
-from ..descriptors.acsf import DEFAULT_G2, DEFAULT_G4, acsf_features
-from ..descriptors.chebyshev import (REMOVED_SETTINGS, check_settings, chebyshev_features,
-                                     chebyshev_pair_gradients, type_weights)
+from ..descriptors.acsf import DEFAULT_G2, DEFAULT_G4
+from ..descriptors.chebyshev import REMOVED_SETTINGS, check_settings
 from ..errors import InputError
+from .base import energies_forces_stress
+from .descriptor_network import (DescriptorNetwork, cell_average, cutoff_of, descriptor_features,
+                                 descriptor_pair_gradients)
 from .novelty import nearest_distances, novelty_scale, reference_environments, structure_means
 
 #: descriptor settings of the ænet TiO2 workshop fit set003
@@ -61,15 +63,10 @@ def _species_of(frames):
     return sorted({int(z) for a in frames for z in a.numbers})
 
 
-def _cell_average(H, structure):
-    """Rows of ``H`` (n_atoms, F) averaged over the atoms of each cell: (n_cells, F), differentiable.
+class WeightLists(list):
+    """Per-element lists of weights that are the parameters of the module ``network``."""
 
-    ``structure`` (n_atoms,) int64 tensor: the cell of every atom.
-    """
-    torch = _torch()
-    n_cells = int(structure.max()) + 1 if structure.numel() else 0
-    counts = torch.zeros(n_cells, dtype=H.dtype).index_add_(0, structure, torch.ones_like(H[:, 0]))
-    return torch.zeros(n_cells, H.shape[1], dtype=H.dtype).index_add(0, structure, H) / counts[:, None]
+    network = None
 
 
 class NeuralPotential(BaseEstimator):
@@ -161,10 +158,7 @@ class NeuralPotential(BaseEstimator):
 
     def cutoff(self):
         """Neighbour-list cutoff (Å) the descriptor needs."""
-        s = self.descriptor_settings()
-        if self.descriptor == "chebyshev":
-            return max(float(s["radial_cutoff"]), float(s["angular_cutoff"]))
-        return float(s["r_cut"])
+        return cutoff_of(self.descriptor, self.descriptor_settings())
 
     def check_settings(self):
         """Raise :class:`~ml4ms.errors.InputError` for a bad setting; needs no data.
@@ -213,48 +207,20 @@ class NeuralPotential(BaseEstimator):
                                  f"({names})", index=k, hint="train a potential that includes it")
 
     def features(self, t, strain=None, vectors=None):
-        """Raw descriptor (n_atoms, n_features) of the batch ``t`` (differentiable).
+        """Raw descriptor (n_atoms, n_features) of the batch ``t`` (differentiable; needs no weights).
 
-        ``vectors`` (n_pairs, 3) replaces the pair vectors computed from the
-        positions (see :mod:`ml4ms.potentials.precompute`).
+        See :func:`~ml4ms.potentials.descriptor_network.descriptor_features`.
         """
-        s = self.descriptor_settings()
-        args = (t.positions, t.species_index, t.cell, t.i, t.j, t.shifts)
-        if self.descriptor == "chebyshev":
-            weights = type_weights(len(self.species_)) if len(self.species_) > 1 else None
-            return chebyshev_features(*args, radial_cutoff=float(s["radial_cutoff"]),
-                                      radial_order=int(s["radial_order"]), angular_cutoff=float(s["angular_cutoff"]),
-                                      angular_order=int(s["angular_order"]), weights=weights, strain=strain,
-                                      vectors=vectors)
-        return acsf_features(*args, n_species=len(self.species_), r_cut=float(s["r_cut"]), g2=s.get("g2", ()),
-                             g3=s.get("g3", ()), g4=s.get("g4", ()), g5=s.get("g5", ()), g1=s.get("g1", True),
-                             strain=strain, structure=t.structure.numpy(), vectors=vectors)
+        return descriptor_features(self.descriptor, self.descriptor_settings(), len(self.species_), t, strain,
+                                   vectors)
 
     def pair_gradients(self, t, vectors):
         """Features (n_atoms, F) and ``dX_{i_p}/dD_p`` (n_pairs, F, 3) at the pair vectors ``vectors``.
 
-        Chebyshev: analytic (:func:`~ml4ms.descriptors.chebyshev.chebyshev_pair_gradients`);
-        ACSF: one reverse-mode pass per feature.
+        See :func:`~ml4ms.potentials.descriptor_network.descriptor_pair_gradients`.
         """
-        torch = _torch()
-        D = vectors.detach()
-        if self.descriptor == "chebyshev":
-            s = self.descriptor_settings()
-            with torch.no_grad():
-                X = self.features(t, vectors=D)
-            weights = type_weights(len(self.species_)) if len(self.species_) > 1 else None
-            G = chebyshev_pair_gradients(D, t.species_index, t.i, t.j, X.shape[0],
-                                         radial_cutoff=float(s["radial_cutoff"]), radial_order=int(s["radial_order"]),
-                                         angular_cutoff=float(s["angular_cutoff"]),
-                                         angular_order=int(s["angular_order"]), weights=weights)
-            return X, G
-        D = D.requires_grad_(True)
-        with torch.enable_grad():
-            X = self.features(t, vectors=D)
-            G = torch.empty(D.shape[0], X.shape[1], 3, dtype=D.dtype)
-            for f in range(X.shape[1]):
-                (G[:, f],) = torch.autograd.grad(X[:, f].sum(), D, retain_graph=f < X.shape[1] - 1)
-        return X.detach(), G
+        return descriptor_pair_gradients(self.descriptor, self.descriptor_settings(), len(self.species_), t,
+                                         vectors)
 
     def fit(self, frames, energies=None, forces=None, **train_kwargs):
         """Train on structures with energies and forces; see :func:`~ml4ms.potentials.train.train_potential`.
@@ -320,7 +286,7 @@ class NeuralPotential(BaseEstimator):
         self.n_features_ = int(nf)
         if self.cell_mean:
             H = torch.from_numpy((X - mean[sidx]) / std[sidx])
-            cells = _cell_average(H, t.structure).numpy()
+            cells = cell_average(H, t.structure).numpy()
             sd = cells.std(0)
             self.cell_feature_mean_ = cells.mean(0)
             self.cell_feature_std_ = np.where(sd > 1e-8, sd, 1.0)
@@ -352,63 +318,89 @@ class NeuralPotential(BaseEstimator):
         return out
 
     # ---------------------------------------------------------------- torch --
-    def torch_parameters(self, requires_grad=True):
-        """The weights as lists of torch tensors (per species), in ``dtype``."""
+    def network(self):
+        """The :class:`~ml4ms.potentials.descriptor_network.DescriptorNetwork` holding this potential's state.
+
+        Built from the fitted arrays, then reused while they stay the same arrays with the same contents; its
+        parameters do not require grad (training passes its own through
+        :func:`~ml4ms.potentials.base.energies_forces_stress`).
+        """
+        from sklearn.utils.validation import check_is_fitted
+
+        check_is_fitted(self, "weights_")
+        arrays = [w for layers in self.weights_ for w in layers] + [
+            getattr(self, name) for name in ("feature_mean_", "feature_std_", "reference_energies_",
+                                             "cell_feature_mean_", "cell_feature_std_") if hasattr(self, name)]
+        key = (self.get_params(deep=False).__repr__(), float(self.energy_scale_),
+               tuple((id(a), float(np.sum(a))) for a in arrays))
+        cached = self.__dict__.get("_network")
+        if cached is not None and cached[0] == key and all(x is y for x, y in zip(cached[2], arrays)):
+            return cached[1]
+        if self.cell_mean and not hasattr(self, "cell_feature_mean_"):
+            raise InputError("cell_mean was switched on after fitting: the model has no cell-average statistics",
+                             hint="retrain (or initialize) with cell_mean = true")
+        for layers in self.weights_:
+            self.split_layers(layers)  # the weights fit the settings (one-line errors if not)
         torch = _torch()
-        dt = torch_dtype(self.dtype)
-        return [[torch.tensor(w, dtype=dt, requires_grad=requires_grad) for w in layers] for layers in self.weights_]
+        net = DescriptorNetwork(species=self.species_, descriptor=self.descriptor,
+                                descriptor_settings=self.descriptor_settings(), n_features=self.n_features_,
+                                hidden=self._check_hidden(), dtype=self.dtype, cell_mean=self.cell_mean,
+                                linear=self.linear)
+        state = {"head.feature_mean": self.feature_mean_, "head.feature_std": self.feature_std_,
+                 "head.reference_energies": self.reference_energies_, "head.energy_scale": self.energy_scale_}
+        if self.cell_mean:
+            state.update({"head.cell_feature_mean": self.cell_feature_mean_,
+                          "head.cell_feature_std": self.cell_feature_std_})
+        for names, layers in zip(net.element_parameter_names(), self.weights_):
+            state.update(zip(names, layers))
+        own = net.state_dict()
+        net.load_state_dict({k: torch.as_tensor(np.asarray(v), dtype=own[k].dtype).reshape(own[k].shape)
+                             for k, v in state.items()})
+        net.requires_grad_(False)
+        self.__dict__["_network"] = (key, net, arrays)
+        return net
+
+    def torch_parameters(self, requires_grad=True):
+        """The weights as lists of tensors (per species, in the order of ``weights_``), in ``dtype``.
+
+        They are the parameters of a copy of :meth:`network` (the ``network`` attribute of the returned
+        :class:`WeightLists`), so that training runs that module directly.
+        """
+        own = self.network()
+        net = DescriptorNetwork(**own.config())
+        net.load_state_dict(own.state_dict())
+        net.requires_grad_(requires_grad)
+        out = WeightLists([net.get_parameter(name) for name in names] for names in net.element_parameter_names())
+        out.network = net
+        return out
 
     def set_parameters(self, params):
         """Copy torch parameters (as from :meth:`torch_parameters`) back into ``weights_``."""
         self.weights_ = [[p.detach().double().numpy().copy() for p in layers] for layers in params]
         return self
 
+    def parameter_dict(self, params, prefix=""):
+        """``params`` (lists per species, as :meth:`torch_parameters`) by their names in :meth:`network`."""
+        names = self.network().element_parameter_names()
+        return {name[len("head."):] if prefix == "head." else name: p
+                for ns, ps in zip(names, params) for name, p in zip(ns, ps)}
+
     def network_energies(self, X, species_index, params, structure=None):
         """Atomic energies above the reference energies (n_atoms,) from raw features ``X`` (differentiable).
 
-        ``structure`` (n_atoms,) int64 tensor: the cell of each atom (needed
-        with ``cell_mean``).
+        ``structure`` (n_atoms,) int64 tensor: the cell of each atom (needed with ``cell_mean``).
         """
-        return self.network_outputs(self.network_inputs(X, species_index, params, structure), species_index, params)
-
-    def network_inputs(self, X, species_index, params, structure=None):
-        """The networks' inputs (n_atoms, n_in): the standardised descriptor, with ``cell_mean`` its cell average."""
         torch = _torch()
-        H = self.standardised(X, species_index)
         if self.cell_mean and structure is None:
             raise ValueError("cell_mean needs the structure index of every atom")
-        if self.cell_mean:
-            if not hasattr(self, "cell_feature_mean_"):
-                raise InputError("cell_mean was switched on after fitting: the model has no cell-average "
-                                 "statistics", hint="retrain (or initialize) with cell_mean = true")
-            cells = (_cell_average(H, structure) - torch.as_tensor(self.cell_feature_mean_, dtype=X.dtype)) \
-                / torch.as_tensor(self.cell_feature_std_, dtype=X.dtype)
-            H = torch.cat([H, cells[structure]], 1)
-        return H
+        if getattr(params, "network", None) is not None:  # the parameters of a module: run it
+            return params.network.head(X, species_index, structure, reference=False)
+        return torch.func.functional_call(self.network().head, self.parameter_dict(params, "head."),
+                                          (X, species_index, structure), {"reference": False})
 
-    def standardised(self, X, species_index):
-        """Raw features ``X`` (n_atoms, F) standardised per element (differentiable)."""
-        torch = _torch()
-        mean = torch.as_tensor(self.feature_mean_, dtype=X.dtype)
-        std = torch.as_tensor(self.feature_std_, dtype=X.dtype)
-        return (X - mean[species_index]) / std[species_index]
-
-    def network_outputs(self, H, species_index, params):
-        """Atomic energies above the reference energies (n_atoms,) from the networks' inputs ``H``."""
-        torch = _torch()
-        out = torch.zeros(H.shape[0], dtype=H.dtype)
-        for s, layers in enumerate(params):
-            idx = torch.nonzero(species_index == s).squeeze(1)
-            if idx.numel() == 0:
-                continue
-            layers, skip = self.split_layers(layers)
-            h = H[idx]
-            lin = h @ skip if skip is not None else None
-            for k in range(0, len(layers) - 2, 2):
-                h = torch.tanh(h @ layers[k] + layers[k + 1])
-            e = (h @ layers[-2] + layers[-1]).squeeze(1)
-            out = out.index_put((idx,), (e if lin is None else e + lin) * self.energy_scale_)
-        return out
+    def network_inputs(self, X, species_index, params=None, structure=None):
+        """The networks' inputs (n_atoms, n_in): the standardised descriptor, with ``cell_mean`` its cell average."""
+        return self.network().head.network_inputs(X, species_index, structure)
 
     def split_layers(self, layers):
         """``([W0, b0, ...], v)`` of one element's weights; ``v`` is ``None`` without ``linear``."""
@@ -420,55 +412,17 @@ class NeuralPotential(BaseEstimator):
                              "with: the weights do not match", hint="load the model again, or retrain it")
         return (layers[:-1], layers[-1]) if self.linear else (layers, None)
 
-    def atomic_energies(self, t, params, strain=None, structure=None):
-        """Atomic energies (n_atoms,) of the batch ``t`` (differentiable), in float64.
-
-        The networks run in ``dtype``; the reference energies (~1e3 eV per
-        atom) are added in float64, so float32 totals are not rounded to
-        float32 steps (~8 meV for a 100-atom cell). ``structure`` defaults to
-        ``t.structure``.
-        """
-        torch = _torch()
-        sidx = t.species_index
-        ref = torch.as_tensor(self.reference_energies_, dtype=torch.float64)
-        if structure is None:
-            structure = t.structure
-        return self.network_energies(self.features(t, strain), sidx, params, structure).double() + ref[sidx]
-
-    def energies_forces(self, t, params, *, forces=True, stress=False, create_graph=False):
+    def energies_forces(self, t, params=None, *, forces=True, stress=False, create_graph=False):
         """Energies (n_structures,), forces (n_atoms, 3) and dE/dε (n_structures, 3, 3) as tensors.
 
-        ``t`` is an :class:`~ml4ms.batch.AtomsBatch` (:meth:`tensors`). ``forces``/``virial``
-        are ``None`` when not requested. Energies are float64, forces and
-        dE/dε in ``dtype``. Works under ``torch.no_grad()`` too.
+        :func:`~ml4ms.potentials.base.energies_forces_stress` of :meth:`network`, with ``params`` (lists per
+        species, as :meth:`torch_parameters`) in place of its weights when given (training).
         """
-        torch = _torch()
-        with torch.enable_grad():
-            return self._energies_forces(t, params, forces, stress, create_graph)
-
-    def _energies_forces(self, t, params, forces, stress, create_graph):
-        torch = _torch()
-        dt = torch_dtype(self.dtype)
-        n_struct = t.n_structures
-        structure = t.structure
-        pos = t.positions
-        if forces:
-            pos = pos.detach().clone().requires_grad_(True)
-        strain = None
-        if stress:
-            eps = torch.zeros(n_struct, 3, 3, dtype=dt, requires_grad=True)
-            strain = eps[structure]
-        ea = self.atomic_energies(t.replace(positions=pos), params, strain, structure)
-        energy = torch.zeros(n_struct, dtype=torch.float64).index_add(0, structure, ea)
-        F = V = None
-        if forces or stress:
-            inputs = ([pos] if forces else []) + ([eps] if stress else [])
-            grads = torch.autograd.grad(energy.sum(), inputs, create_graph=create_graph)
-            if forces:
-                F = -grads[0]
-            if stress:
-                V = grads[-1]
-        return energy, F, V
+        own = getattr(params, "network", None)  # the parameters of a module (:meth:`torch_parameters`): run it
+        return energies_forces_stress(own or self.network(), t, forces=forces, stress=stress,
+                                      create_graph=create_graph,
+                                      parameters=None if params is None or own is not None else
+                                      self.parameter_dict(params))
 
     # ---------------------------------------------------------------- numpy --
     def compute(self, atoms, forces=True, stress=False, tensors=None):
@@ -491,8 +445,7 @@ class NeuralPotential(BaseEstimator):
             raise InputError("stress needs a periodic cell in all three directions")
         t = self.tensors([atoms]) if tensors is None else tensors
         t = t.replace(positions=torch.as_tensor(np.asarray(atoms.positions), dtype=torch_dtype(self.dtype)))
-        params = self.torch_parameters(requires_grad=False)
-        e, F, V = self.energies_forces(t, params, forces=forces, stress=stress)
+        e, F, V = self.energies_forces(t, forces=forces, stress=stress)
         f = F.detach().double().numpy() if forces else None
         s = None
         if stress:
@@ -505,11 +458,10 @@ class NeuralPotential(BaseEstimator):
         """Energies (n_frames,) and, if ``forces``, a list of force arrays for many structures."""
         from ..descriptors.base import batches_of
 
-        params = self.torch_parameters(requires_grad=False)
         energies, force_list = [], []
         for group in batches_of(list(frames), batch_atoms):
             t = self.tensors(group)
-            e, F, _ = self.energies_forces(t, params, forces=forces)
+            e, F, _ = self.energies_forces(t, forces=forces)
             energies.extend(e.detach().double().numpy().tolist())
             if forces:
                 force_list.extend(t.split(F.detach().double().numpy()))
@@ -521,7 +473,7 @@ class NeuralPotential(BaseEstimator):
         """Standardised descriptor (n_atoms, n_features) of the batch ``t`` (numpy, no gradients)."""
         torch = _torch()
         with torch.no_grad():
-            return self.standardised(self.features(t), t.species_index).double().numpy()
+            return self.network().embeddings(t).double().numpy()
 
     def fit_novelty(self, frames, n_reference=2000, batch_atoms=2000, progress=False):
         """Keep reference environments of ``frames`` (the training structures) for :meth:`novelty`.

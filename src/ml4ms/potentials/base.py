@@ -1,0 +1,93 @@
+"""The seam every interatomic potential plugs into: :class:`AtomisticModel` and :func:`energies_forces_stress`.
+
+A kind of potential is a :class:`torch.nn.Module` that maps a typed batch of structures
+(:class:`~ml4ms.batch.AtomsBatch`) to one energy per atom, differentiably in the positions and in a homogeneous
+strain of the cell. Everything else follows from that contract and is shared by every kind:
+:func:`energies_forces_stress` takes forces as minus the gradient and the virial as the strain derivative (with
+``create_graph`` only while training), and training, evaluation, the ASE calculator, MD and committees call it and
+never ask which kind they hold. ``embeddings`` are the per-atom rows that novelty measures distances in.
+"""
+
+import torch
+
+
+class AtomisticModel(torch.nn.Module):
+    """A potential: per-atom energies of an :class:`~ml4ms.batch.AtomsBatch`, as a torch module.
+
+    Subclasses implement :meth:`atomic_energies`, :meth:`embeddings` and :meth:`config`, and set
+    ``species`` (atomic numbers, sorted: ``batch.species_index`` indexes them) and ``cutoff`` (Å: the
+    neighbour pairs the batch must hold). ``Kind(**model.config())`` followed by
+    ``load_state_dict(model.state_dict())`` rebuilds a model.
+    """
+
+    species: list
+    cutoff: float
+
+    def atomic_energies(self, batch, strain=None):
+        """Energy of every atom (n_atoms,), float64, differentiable in ``batch.positions`` and in ``strain``.
+
+        ``strain`` (n_atoms, 3, 3): the homogeneous strain ε of each atom's structure (positions and cell
+        deformed by 1 + ε), or None.
+        """
+        raise NotImplementedError
+
+    def embeddings(self, batch):
+        """Per-atom rows (n_atoms, F) that describe each atom's environment to this model (for novelty)."""
+        raise NotImplementedError
+
+    def config(self):
+        """The constructor's keyword arguments, as plain values (JSON-able)."""
+        raise NotImplementedError
+
+    def forward(self, batch, strain=None):
+        return self.atomic_energies(batch, strain)
+
+
+def energies_forces_stress(model, batch, *, forces=True, stress=False, create_graph=False, parameters=None):
+    """Energies, forces and strain derivatives of a batch of structures, for any :class:`AtomisticModel`.
+
+    Parameters
+    ----------
+    model : AtomisticModel
+    batch : ml4ms.batch.AtomsBatch
+    forces, stress : bool
+        Whether to take the forces, and the derivatives by a homogeneous strain.
+    create_graph : bool
+        Keep the graph of the derivatives (training on forces); off for evaluation, MD and the calculator.
+    parameters : dict, optional
+        Parameters (and buffers) by name that replace the model's own for this call
+        (:func:`torch.func.functional_call`): training and weight averages pass theirs.
+
+    Returns
+    -------
+    energy : torch.Tensor (n_structures,), float64
+    forces : torch.Tensor (n_atoms, 3) or None
+        ``-dE/dr``, in the batch's dtype.
+    virial : torch.Tensor (n_structures, 3, 3) or None
+        ``dE/dε`` at ε = 0 (the stress times the volume).
+
+    Works under ``torch.no_grad()`` too.
+    """
+    with torch.enable_grad():
+        positions = batch.positions
+        if forces:
+            positions = positions.detach().clone().requires_grad_(True)
+        eps = strain = None
+        if stress:
+            eps = torch.zeros(batch.n_structures, 3, 3, dtype=positions.dtype, requires_grad=True)
+            strain = eps[batch.structure]
+        moved = batch.replace(positions=positions)
+        if parameters is None:
+            atomic = model(moved, strain)
+        else:
+            atomic = torch.func.functional_call(model, parameters, (moved, strain))
+        energy = torch.zeros(batch.n_structures, dtype=torch.float64).index_add(0, batch.structure, atomic)
+        F = V = None
+        if forces or stress:
+            inputs = ([positions] if forces else []) + ([eps] if stress else [])
+            grads = torch.autograd.grad(energy.sum(), inputs, create_graph=create_graph)
+            if forces:
+                F = -grads[0]
+            if stress:
+                V = grads[-1]
+    return energy, F, V
