@@ -78,8 +78,29 @@ n_sis = 5
 max_dim = 1
 """
 
+ACTIVE = """
+[oracle]
+calculator = "ase.calculators.emt:EMT"
+target = "energy_per_atom"
+[pool.generate]
+elements = ["Cu", "Au"]
+n = 20
+repeat = [1, 1, 1]
+[start]
+n = 3
+[recipe]
+descriptor = { name = "composition" }
+model = { name = "gp" }
+[strategy]
+name = "uncertainty"
+batch = 2
+[loop]
+budget = 5
+"""
+
 #: command -> its good command line; placeholders in capitals are files made by the ``world`` fixture:
 #: DATA (labelled structures), MODEL (a property model), POT (a potential), CONFIG, POTCONFIG, SISSOCONFIG,
+#: ACTIVECONFIG (an active-learning run), DB (the label database of that run),
 #: and outputs OUT.<suffix> (a file) or OUTDIR (a folder) in a folder of their own
 COMMANDS = {
     "datasets": ["datasets"],
@@ -103,6 +124,9 @@ COMMANDS = {
     "potential check": ["potential", "check", "DATA", "--json", "OUT.json"],
     "potential export": ["potential", "export", "POT", "-o", "OUT.pt"],
     "md": ["md", "POT", "DATA", "--steps", "2", "--interval", "1", "-o", "OUT.extxyz", "--json", "OUT.json"],
+    "active run": ["active", "run", "ACTIVECONFIG", "--db", "OUT.db"],
+    "active status": ["active", "status", "DB", "--json", "OUT.json"],
+    "active report": ["active", "report", "DB", "-o", "OUTDIR"],
 }
 
 #: commands whose DATA must carry labels, and commands that apply a trained model to DATA
@@ -128,6 +152,17 @@ EXTRA_CASES = {
            "--friction beyond 1/fs": ["--ensemble", "nvt", "--friction", "1e9"],
            "--pressure beyond 1000 GPa": ["--ensemble", "npt", "--pressure", "1e9"]},
     "select": {"-o not .txt": ["-o", "OUT.csv"]},
+    "active run": {"unknown oracle import path": ["ACTIVECONFIG=unknown oracle"],
+                   "oracle not a calculator": ["ACTIVECONFIG=oracle not a calculator"],
+                   "missing pool file": ["ACTIVECONFIG=missing pool"],
+                   "non-positive budget": ["ACTIVECONFIG=zero budget"],
+                   "--db not .db": ["--db", "OUT.csv"],
+                   "--db not a database": ["--db", "BAD:garbage db"],
+                   "--db of another run": ["ACTIVECONFIG=other batch", "--db", "DB"]},
+    "active status": {"missing database": ["DB=missing db"], "not a database": ["DB=garbage db"],
+                      "a database of something else": ["DB=other db"]},
+    "active report": {"missing database": ["DB=missing db"], "not a database": ["DB=garbage db"],
+                      "a database of something else": ["DB=other db"]},
 }
 
 #: commands too slow for their good run in the test suite (their pieces are tested elsewhere)
@@ -153,11 +188,14 @@ def world(tmp_path_factory):
     inputs.mkdir()
     frames = _labelled()
     files = {"DATA": inputs / "data.extxyz", "CONFIG": inputs / "recipe.toml",
-             "POTCONFIG": inputs / "potential.toml", "SISSOCONFIG": inputs / "sisso.toml"}
+             "POTCONFIG": inputs / "potential.toml", "SISSOCONFIG": inputs / "sisso.toml",
+             "ACTIVECONFIG": inputs / "active.toml", "DB": inputs / "labels.db"}
     ase.io.write(files["DATA"], frames, format="extxyz")
     files["CONFIG"].write_text(RECIPE)
     files["POTCONFIG"].write_text(POTENTIAL)
     files["SISSOCONFIG"].write_text(SISSO)
+    files["ACTIVECONFIG"].write_text(ACTIVE)
+    assert main(["active", "run", str(files["ACTIVECONFIG"]), "--db", str(files["DB"]), "--quiet"]) == 0
     files["MODEL"], files["POT"] = inputs / "model", inputs / "pot"
     assert main(["fit", str(files["DATA"]), "--config", str(files["CONFIG"]), "-o", str(files["MODEL"]),
                  "--quiet"]) == 0
@@ -199,7 +237,8 @@ def world(tmp_path_factory):
     bad["unknown table"].write_text("[bogus]\nx = 1\n")
     for slot, text, table, flag in (("CONFIG", RECIPE + "[target]\n", "[target]", "per_atom"),
                                     ("POTCONFIG", POTENTIAL, "[model]", "linear"),
-                                    ("SISSOCONFIG", SISSO, "[sisso]", "allow_transcendental_units")):
+                                    ("SISSOCONFIG", SISSO, "[sisso]", "allow_transcendental_units"),
+                                    ("ACTIVECONFIG", ACTIVE, "[strategy]", "diversity")):
         for case, line in (("unknown key", "bogus_key = 1"), ("'yes' for a bool", f'{flag} = "yes"')):
             bad[f"{slot}: {case}"] = inputs / f"{slot}_{case.split()[0].strip(chr(39))}.toml"
             bad[f"{slot}: {case}"].write_text(text.replace(table, f"{table}\n{line}"))
@@ -209,6 +248,22 @@ def world(tmp_path_factory):
     ase.io.write(bad["molecule"], Atoms("O2", positions=[[0, 0, 0], [0, 0, 1.2]]), format="extxyz")
     bad["zero loss weights"] = inputs / "zero_weights.toml"
     bad["zero loss weights"].write_text(POTENTIAL.replace("[training]", "[training]\nenergy_weight = 0\nforce_weight = 0"))
+    for name, old, new in (("unknown oracle", "ase.calculators.emt:EMT", "ase.calculators.emtt:EMT"),
+                           ("oracle not a calculator", "ase.calculators.emt:EMT", "ase.build:bulk"),
+                           ("missing pool", '[pool.generate]\nelements = ["Cu", "Au"]\nn = 20\nrepeat = [1, 1, 1]',
+                            '[pool]\nfile = "no-such-pool.extxyz"'),
+                           ("zero budget", "budget = 5", "budget = 0"),
+                           ("other batch", "batch = 2", "batch = 1")):
+        bad[name] = inputs / f"active_{name.replace(' ', '_')}.toml"
+        assert old in ACTIVE
+        bad[name].write_text(ACTIVE.replace(old, new))
+    bad["missing db"] = inputs / "no-such.db"
+    bad["garbage db"] = inputs / "garbage.db"
+    bad["garbage db"].write_bytes(b"not a database\n" * 20)
+    bad["other db"] = inputs / "other.db"
+    from ase.db import connect
+
+    connect(str(bad["other db"]), use_lock_file=False).write(frames[0])
     bad["invalid TOML"] = inputs / "invalid.toml"
     bad["invalid TOML"].write_text("[model\nname = \n")
     (inputs / "a-file").write_text("")
@@ -277,7 +332,7 @@ def _cases():
                 cases += [(command, f"model: {k}", (slot, k)) for k in
                           ("missing model", "edited model" if slot == "MODEL" else "edited potential")]
                 cases.append((command, "model of the other kind", (slot, "=" + wrong)))
-        for slot in ("CONFIG", "POTCONFIG", "SISSOCONFIG"):
+        for slot in ("CONFIG", "POTCONFIG", "SISSOCONFIG", "ACTIVECONFIG"):
             if slot in template:
                 cases += [(command, f"config: {k}", (slot, k)) for k in ("unknown table", "invalid TOML",
                                                                          f"{slot}: unknown key",
@@ -305,7 +360,7 @@ def _bad_argv(template, world, out, replacement):
             argv = [world["bad"][name] if a == world["files"][slot] else a for a in argv]
         extra = [a for a in what if a not in swaps]
         return argv + [world["bad"][a[4:]] if a.startswith("BAD:") else a for a in _fill(extra, world, out)]
-    if kind in ("DATA", "MODEL", "POT", "CONFIG", "POTCONFIG", "SISSOCONFIG"):
+    if kind in ("DATA", "MODEL", "POT", "CONFIG", "POTCONFIG", "SISSOCONFIG", "ACTIVECONFIG"):
         value = world["files"][what[1:]] if what.startswith("=") else world["bad"][what]
         return [value if a == world["files"][kind] else a for a in argv]
     if kind == "output=input":

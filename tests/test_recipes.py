@@ -62,6 +62,7 @@ def test_descriptor_through_recipe_fit_save_predict(name, subsets, tmp_path):
 
 def test_bundled_recipes_parse():
     """Every bundled recipe passes the reader of its kind; property recipes name a descriptor and targets."""
+    from ml4ms.active.config import read_config as read_active_config
     from ml4ms.config import read_toml
     from ml4ms.potentials.train import read_config as read_potential_config
     from ml4ms.sisso.workflow import read_config as read_sisso_config
@@ -69,9 +70,12 @@ def test_bundled_recipes_parse():
     kinds = {}
     for name in bundled_recipes():
         doc, _ = read_toml(name)
-        kind = "potential" if "training" in doc else "sisso" if "sisso" in doc else "property"
+        kind = ("potential" if "training" in doc else "sisso" if "sisso" in doc else "active" if "oracle" in doc
+                else "property")
         kinds.setdefault(kind, []).append(name)
-        if kind == "potential":
+        if kind == "active":
+            read_active_config(name)
+        elif kind == "potential":
             read_potential_config(name)
         elif kind == "sisso":
             read_sisso_config(name)
@@ -81,6 +85,7 @@ def test_bundled_recipes_parse():
     assert {"nomad2018", "nomad2018_demo", "qm7", "qm7_delta"} <= set(kinds["property"])
     assert {"tio2_potential", "tio2_committee"} <= set(kinds["potential"])
     assert {"octet_prl2015", "octet_classify"} <= set(kinds["sisso"])
+    assert {"active_cuau_pool_emt"} <= set(kinds["active"])
 
 
 @pytest.mark.parametrize("text, needle", [

@@ -19,7 +19,7 @@ from ..threads import limit_threads
 from .options import Parser, check_paths
 
 #: command modules, in the order their commands appear in --help
-_COMMAND_MODULES = ["data", "learn", "curve", "featurize", "insight", "sisso", "potential"]
+_COMMAND_MODULES = ["data", "learn", "curve", "featurize", "insight", "sisso", "potential", "active"]
 
 
 def build_parser():
