@@ -48,7 +48,8 @@ def main(argv=None):
     from ml4ms.datasets import load
     from ml4ms.outputs import write_json
     from ml4ms.potentials import NeuralPotentialCalculator, run_md, save_potential
-    from ml4ms.potentials.train import evaluate_errors, labels_of, read_config, train_committee, train_potential
+    from ml4ms.potentials.metrics import evaluate_errors, labels_of
+    from ml4ms.potentials.train import read_config, train_committee, train_potential
 
     torch.set_num_threads(args.threads)
     model, kwargs = read_config(args.config)

@@ -148,7 +148,7 @@ def main(argv=None):
     from ml4ms.datasets import load
     from ml4ms.potentials import load_potential
     from ml4ms.potentials.committee import as_committee
-    from ml4ms.potentials.train import labels_of
+    from ml4ms.potentials.metrics import labels_of
 
     torch.set_num_threads(2)
     pool = load("tio2", "train").records

@@ -55,7 +55,7 @@ def errors_per_cell(model, frames):
     import numpy as np
 
     from ml4ms.potentials.committee import as_committee
-    from ml4ms.potentials.train import labels_of
+    from ml4ms.potentials.metrics import labels_of
 
     energies, _ = labels_of(frames, "tio2:test")
     predicted = as_committee(model).predict(frames, forces=False)
@@ -67,7 +67,7 @@ def edge(committee, train, test, top=6, nearest=3):
     import numpy as np
 
     from ml4ms.potentials.checks import _min_image
-    from ml4ms.potentials.train import labels_of
+    from ml4ms.potentials.metrics import labels_of
 
     it, ie = family(train), family(test)
     cells_train, cells_test = [train[k] for k in it], [test[k] for k in ie]

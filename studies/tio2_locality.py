@@ -42,7 +42,8 @@ def main(argv=None):
     from ml4ms.datasets import TIO2_ATOMIC_ENERGIES, load
     from ml4ms.outputs import write_json
     from ml4ms.potentials import NeuralPotential
-    from ml4ms.potentials.train import errors_by_formula, evaluate_errors, labels_of, train_potential
+    from ml4ms.potentials.metrics import errors_by_formula, evaluate_errors, labels_of
+    from ml4ms.potentials.train import train_potential
 
     train, test = load("tio2", "train").records, load("tio2", "test").records
     e_train, f_train = labels_of(train, "tio2:train")

@@ -33,7 +33,7 @@ def summary(folder, train, test):
     from ml4ms.potentials import load_potential
     from ml4ms.potentials.committee import as_committee
     from ml4ms.potentials.novelty import novelty_report
-    from ml4ms.potentials.train import labels_of
+    from ml4ms.potentials.metrics import labels_of
 
     members = as_committee(load_potential(folder))
     for m in members:

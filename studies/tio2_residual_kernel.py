@@ -186,7 +186,7 @@ def main(argv=None):
     from ml4ms.model_selection import group_train_test_split
     from ml4ms.potentials import load_potential
     from ml4ms.potentials.committee import as_committee
-    from ml4ms.potentials.train import labels_of
+    from ml4ms.potentials.metrics import labels_of
     from ml4ms.selection import farthest_point_sampling
 
     committee = load_potential(args.model)

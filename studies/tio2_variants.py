@@ -70,7 +70,8 @@ def run_variant(name, seed, n, epochs):
 
     from ml4ms.batch import single_thread
     from ml4ms.datasets import load
-    from ml4ms.potentials.train import evaluate_errors, labels_of, read_config, train_potential
+    from ml4ms.potentials.metrics import evaluate_errors, labels_of
+    from ml4ms.potentials.train import read_config, train_potential
 
     t0 = time.time()
     with single_thread():

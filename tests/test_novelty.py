@@ -12,7 +12,8 @@ from ml4ms.errors import InputError
 from ml4ms.potentials import NeuralPotential, NeuralPotentialCalculator, load_potential, save_potential
 from ml4ms.potentials.novelty import (nearest_distances, novel_structures, novelty_report, reference_environments,
                                       select_novel, structure_means)
-from ml4ms.potentials.train import check_training_options, train_potential
+from ml4ms.potentials.options import check_training_options
+from ml4ms.potentials.train import train_potential
 
 from test_potentials import SMALL, frames, one_thread  # noqa: F401  (the fixtures, shared)
 

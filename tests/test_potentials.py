@@ -9,7 +9,8 @@ from ase.io import write
 
 from ml4ms.datasets import TIO2_ATOMIC_ENERGIES, load
 from ml4ms.potentials import NeuralPotential, NeuralPotentialCalculator, load_potential, run_md, save_potential
-from ml4ms.potentials.train import binding_energy_per_atom, labels_of, read_config, train_potential
+from ml4ms.potentials.metrics import binding_energy_per_atom, labels_of
+from ml4ms.potentials.train import read_config, train_potential
 
 SMALL = {"radial_order": 6, "angular_order": 3}
 TRAIN = dict(epochs=4, batch_size=6, learning_rate=0.01, force_weight=0.1, valid_fraction=0.2, seed=0,
@@ -599,7 +600,7 @@ def test_linear_term_is_a_skip_connection(frames, tmp_path):
 
 
 def test_errors_by_formula_partition_the_errors(frames):
-    from ml4ms.potentials.train import errors_by_formula, evaluate_errors
+    from ml4ms.potentials.metrics import errors_by_formula, evaluate_errors
 
     mixed = frames[:3] + [a for a in load("tio2", "train").records[:80] if len(a) > 12][:4]
     energies, forces = labels_of(mixed)
@@ -616,7 +617,7 @@ def test_errors_by_formula_partition_the_errors(frames):
 
 
 def test_worst_structures_rank_the_energy_errors(frames):
-    from ml4ms.potentials.train import evaluate_errors, worst_structures
+    from ml4ms.potentials.metrics import evaluate_errors, worst_structures
 
     energies, forces = labels_of(frames[:6])
     rng = np.random.default_rng(1)
@@ -826,7 +827,7 @@ def _tiny_fit_files(frames, tmp_path, n=8):
 
 
 class _Clock:
-    """A stand-in for the ``time`` module of ml4ms.potentials.train: ``time()`` is what the test sets."""
+    """A stand-in for the ``time`` module of ml4ms.potentials.loop: ``time()`` is what the test sets."""
 
     now = 1000.0
 
@@ -836,16 +837,16 @@ class _Clock:
 
 
 def test_time_limit_counts_training_only(frames, monkeypatch):
-    import ml4ms.potentials.train as train
+    import ml4ms.potentials.loop as loop
 
-    real = train.JacobianSet
+    real = loop.JacobianSet
 
     def slow(*args, **kwargs):  # a precomputation of 500 s, longer than the 100 s time limit
         _Clock.now += 500.0
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(train, "time", _Clock)
-    monkeypatch.setattr(train, "JacobianSet", slow)
+    monkeypatch.setattr(loop, "time", _Clock)
+    monkeypatch.setattr(loop, "JacobianSet", slow)
     model, history = train_potential(NeuralPotential(hidden=(4,), descriptor_params=SMALL), frames[:12],
                                      **dict(TRAIN, epochs=3), time_limit=100.0)
     record = model.training_
@@ -856,9 +857,9 @@ def test_time_limit_counts_training_only(frames, monkeypatch):
 
 def test_a_precomputation_longer_than_the_time_limit_is_announced(frames, tmp_path, monkeypatch, capsys):
     import ml4ms.cli as cli
-    import ml4ms.potentials.train as train
+    import ml4ms.potentials.loop as loop
 
-    real = train.JacobianSet
+    real = loop.JacobianSet
     estimate = {"seconds": 9000.0}
 
     def estimated(*args, on_estimate=None, **kwargs):
@@ -866,7 +867,7 @@ def test_a_precomputation_longer_than_the_time_limit_is_announced(frames, tmp_pa
             on_estimate(estimate["seconds"])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(train, "JacobianSet", estimated)
+    monkeypatch.setattr(loop, "JacobianSet", estimated)
     with pytest.warns(UserWarning, match=r"8 structures: about 2.5 h, longer than the time limit of 10.0 min"):
         train_potential(NeuralPotential(hidden=(4,), descriptor_params=SMALL), frames[:8], **dict(TRAIN, epochs=1),
                         time_limit=600.0)
@@ -916,13 +917,13 @@ def _listing(folder):
 
 def test_cli_fit_refuses_an_old_checkpoint_and_resumes_with_resume(frames, tmp_path, monkeypatch, capsys):
     import ml4ms.cli as cli
-    import ml4ms.potentials.train as train
+    import ml4ms.potentials.loop as loop
 
     data, cfg = _tiny_fit_files(frames, tmp_path)
     out, ckpt = tmp_path / "m", tmp_path / "m.checkpoint"
     fit = ["potential", "fit", data, "--config", cfg, "-o", str(out), "--quiet"]
     # a run killed (Ctrl-C) after its second of three epochs keeps two in its checkpoint ...
-    real, saves = train._save_checkpoint, []
+    real, saves = loop.save_checkpoint, []
 
     def killed(*args, **kwargs):
         real(*args, **kwargs)
@@ -930,12 +931,12 @@ def test_cli_fit_refuses_an_old_checkpoint_and_resumes_with_resume(frames, tmp_p
         if len(saves) == 2:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(train, "_save_checkpoint", killed)
+    monkeypatch.setattr(loop, "save_checkpoint", killed)
     assert cli.main(fit + ["--epochs", "3"]) == 130
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"ml4ms: interrupted; {ckpt} holds 2 finished epochs of one potential: rerun with --resume to "
                    "continue"]
-    monkeypatch.setattr(train, "_save_checkpoint", real)
+    monkeypatch.setattr(loop, "save_checkpoint", real)
     # ... so a new fit to the same -o is refused, on one line, and writes nothing
     before = _listing(tmp_path)
     assert cli.main(fit + ["--epochs", "3"]) == 2

@@ -1,7 +1,6 @@
 """``ml4ms potential fit | eval | select | check | fit-novelty | export`` and ``ml4ms md``: neural-network
 potentials."""
 
-import inspect
 import os
 import sys
 
@@ -161,7 +160,7 @@ def _count(n, noun):
 
 
 def _held(found):
-    """Words for what a checkpoint holds (:func:`~ml4ms.potentials.train.checkpoint_epochs`).
+    """Words for what a checkpoint holds (:func:`~ml4ms.potentials.checkpoint.checkpoint_epochs`).
 
     Examples
     --------
@@ -208,7 +207,7 @@ def check_checkpoint(folder, resume, members, flag="-o", epochs=None):
     ...
     ml4ms.errors.InputError: ...m.checkpoint: no checkpoint to resume; leave out --resume to start a new run, ...
     """
-    from ..potentials.train import checkpoint_epochs
+    from ..potentials.checkpoint import checkpoint_epochs
 
     found = checkpoint_epochs(folder)
     other = f"remove it or choose another {flag}"
@@ -251,7 +250,7 @@ def stop_summary(training):
     ...               "training_seconds": 30.0})[:86]
     'stopped early (patience): no better validation loss in the last 20 epochs, at epoch 57'
     """
-    from ..potentials.train import format_duration
+    from ..potentials.loop import format_duration
 
     epochs, limit = training.get("epochs"), training.get("epoch_limit")
     seconds, time_limit = training.get("training_seconds"), training.get("time_limit_seconds")
@@ -273,11 +272,15 @@ def stop_summary(training):
 
 
 def run_fit(args):
+    from ..potentials.checkpoint import checkpoint_epochs
     from ..potentials.committee import Committee
+    from ..potentials.committee_runner import run_committee
     from ..potentials.io import load_potential, save_potential
+    from ..potentials.loop import run_training
+    from ..potentials.metrics import labels_of
     from ..potentials.model import NeuralPotential
-    from ..potentials.train import (check_training_options, checkpoint_epochs, labels_of, read_config,
-                                    train_committee, train_potential)
+    from ..potentials.options import TrainingOptions
+    from ..potentials.train import read_config
 
     model, kwargs = read_config(args.config) if args.config else (NeuralPotential(), {})
     if args.init:
@@ -320,22 +323,21 @@ def run_fit(args):
     if args.jobs is not None and members == 1:
         raise InputError("--jobs runs committee members at once, and this is one potential",
                          hint="give --members N (or [training] members) for a committee, or leave out --jobs")
-    check_training_options(dict(kwargs, members=members, jobs=jobs))
+    options = TrainingOptions(**kwargs)
     checkpoint = args.checkpoint or os.path.abspath(args.output).rstrip(os.sep) + ".checkpoint"
-    check_checkpoint(checkpoint, args.resume, members, "--checkpoint" if args.checkpoint else "-o",
-                     kwargs.get("epochs", inspect.signature(train_potential).parameters["epochs"].default))
+    check_checkpoint(checkpoint, args.resume, members, "--checkpoint" if args.checkpoint else "-o", options.epochs)
     frames, source = _structures(args.data)
     energies, forces = labels_of(frames, source)
     _warn_outliers(frames, energies, forces, source)
     try:
         with one_line_warnings():
             if members != 1:
-                models, histories = train_committee(model, frames, energies, forces, members=members, jobs=jobs,
-                                                    checkpoint_dir=checkpoint, progress=not args.quiet,
-                                                    source=source, **kwargs)
+                models, histories = run_committee(model, frames, energies, forces, options, members=members,
+                                                  jobs=jobs, checkpoint_dir=checkpoint, progress=not args.quiet,
+                                                  source=source)
             else:
-                model, history = train_potential(model, frames, energies, forces, checkpoint_dir=checkpoint,
-                                                 progress=not args.quiet, source=source, **kwargs)
+                model, history = run_training(model, frames, energies, forces, options, checkpoint_dir=checkpoint,
+                                              progress=not args.quiet, source=source)
     except InputError as exc:  # from inside the run (a cutoff beyond the memory, too few structures): name the data
         raise (InputError(exc.message, source=source, index=exc.index, hint=exc.hint) if exc.source is None
                else exc) from None
@@ -397,7 +399,7 @@ def run_eval(args):
     from ..outputs import write_json
     from ..potentials.committee import as_committee
     from ..potentials.io import load_potential
-    from ..potentials.train import errors_by_formula, evaluate_errors, labels_of, worst_structures
+    from ..potentials.metrics import errors_by_formula, evaluate_errors, labels_of, worst_structures
 
     committee = as_committee(load_potential(args.model))  # a committee is scored by its mean
     frames, source = _structures(args.data)
@@ -586,7 +588,7 @@ def run_check(args):
 
     from ..outputs import write_json
     from ..potentials.checks import energy_force_consistency
-    from ..potentials.train import labels_of
+    from ..potentials.metrics import labels_of
 
     frames, source = _structures(args.data)
     energies, forces = labels_of(frames, source)
