@@ -16,6 +16,7 @@ from ase.calculators.calculator import Calculator, all_changes
 from ..batch import single_thread
 from ..errors import InputError
 from .committee import as_committee
+from .io import load_potential
 
 
 class NeuralPotentialCalculator(Calculator):
@@ -62,8 +63,6 @@ class NeuralPotentialCalculator(Calculator):
     def __init__(self, model, skin=0.5, threads_above=1000, novelty=False, **kwargs):
         super().__init__(**kwargs)
         if isinstance(model, str):
-            from .io import load_potential
-
             model = load_potential(model)
         self.committee = as_committee(model)
         self.skin = float(skin)

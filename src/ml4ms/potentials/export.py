@@ -48,6 +48,7 @@ from ..batch import torch_dtype
 from ..descriptors.chebyshev import type_weights
 from ..errors import InputError
 from ..outputs import write_bytes
+from .committee import Committee, as_committee
 
 
 def _chebyshev(x: torch.Tensor, order: int) -> torch.Tensor:
@@ -287,13 +288,9 @@ def export_torchscript(model, path):
     >>> abs(float(e) - m.compute(a)[0]) < 1e-10
     True
     """
-    from sklearn.utils.validation import check_is_fitted
-
-    from .committee import Committee, as_committee
-
     models = as_committee(model).members
     for m in models:
-        check_is_fitted(m, "weights_")
+        m.require_fitted()
         if m.descriptor != "chebyshev":
             raise InputError(f"TorchScript export supports the Chebyshev descriptor only, not {m.descriptor!r}",
                              hint="train the potential with descriptor = \"chebyshev\"")

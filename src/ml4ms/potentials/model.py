@@ -222,21 +222,6 @@ class NeuralPotential(BaseEstimator):
         return descriptor_pair_gradients(self.descriptor, self.descriptor_settings(), len(self.species_), t,
                                          vectors)
 
-    def fit(self, frames, energies=None, forces=None, **train_kwargs):
-        """Train on structures with energies and forces; see :func:`~ml4ms.potentials.train.train_potential`.
-
-        Returns
-        -------
-        self
-            With the best-validation weights; ``history_`` holds the per-epoch errors.
-        """
-        from .train import train_potential
-
-        best, history = train_potential(self, frames, energies, forces, **train_kwargs)
-        self.__dict__.update({k: v for k, v in best.__dict__.items() if k.endswith("_")})
-        self.history_ = history
-        return self
-
     # ------------------------------------------------------- initialisation --
     def initialize(self, frames, energies, max_stat_frames=400):
         """Set species, reference energies, feature statistics and random weights.
@@ -304,6 +289,19 @@ class NeuralPotential(BaseEstimator):
             self.weights_.append(layers)
         return self
 
+    def require_fitted(self):
+        """Raise :class:`sklearn.exceptions.NotFittedError` unless the potential has weights.
+
+        (A potential is fitted by :meth:`initialize` and trained by
+        :func:`~ml4ms.potentials.train.train_potential`; it has no ``fit`` of its own, which would need energies
+        and forces.)
+        """
+        if not hasattr(self, "weights_"):
+            from sklearn.exceptions import NotFittedError
+
+            raise NotFittedError(f"this {type(self).__name__} has no weights yet: initialize it or train it with "
+                                 "ml4ms.potentials.train.train_potential")
+
     def n_inputs(self):
         """Width of the networks' inputs: the descriptor and its cell average (fitted model)."""
         return self.n_features_ * (2 if self.cell_mean else 1)
@@ -325,9 +323,7 @@ class NeuralPotential(BaseEstimator):
         parameters do not require grad (training passes its own through
         :func:`~ml4ms.potentials.base.energies_forces_stress`).
         """
-        from sklearn.utils.validation import check_is_fitted
-
-        check_is_fitted(self, "weights_")
+        self.require_fitted()
         arrays = [w for layers in self.weights_ for w in layers] + [
             getattr(self, name) for name in ("feature_mean_", "feature_std_", "reference_energies_",
                                              "cell_feature_mean_", "cell_feature_std_") if hasattr(self, name)]
@@ -437,10 +433,8 @@ class NeuralPotential(BaseEstimator):
         forces : ndarray (n_atoms, 3) or None
         stress : ndarray (6,) or None, in ASE's order xx, yy, zz, yz, xz, xy
         """
-        from sklearn.utils.validation import check_is_fitted
-
         torch = _torch()
-        check_is_fitted(self, "weights_")
+        self.require_fitted()
         if stress and not all(atoms.pbc):
             raise InputError("stress needs a periodic cell in all three directions")
         t = self.tensors([atoms]) if tensors is None else tensors
@@ -487,12 +481,11 @@ class NeuralPotential(BaseEstimator):
         -------
         self
         """
-        from sklearn.utils.validation import check_is_fitted
         from tqdm.auto import tqdm
 
         from ..descriptors.base import batches_of
 
-        check_is_fitted(self, "weights_")
+        self.require_fitted()
         if isinstance(n_reference, bool) or not isinstance(n_reference, (int, np.integer)) or n_reference < 1:
             raise InputError(f"n_reference must be a positive integer, got {n_reference!r}")
         frames = list(frames)

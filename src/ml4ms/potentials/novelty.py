@@ -41,6 +41,7 @@ array([5., 0.])
 import numpy as np
 
 from ..errors import InputError
+from .committee import as_committee
 from ..selection import farthest_point_sampling
 
 #: novelty of the training structures below which 99 % of them lie (the unit of novelty)
@@ -343,8 +344,6 @@ def novel_structures(models, frames, count, min_novelty=0.0, batch_atoms=2000, p
     from tqdm.auto import tqdm
 
     from ..descriptors.base import batches_of
-
-    from .committee import as_committee
 
     members = as_committee(models).members
     frames = list(frames)
