@@ -96,7 +96,7 @@ def _close(centres, points, cutoff):
 
 
 def neighbor_pairs(atoms, cutoff, shifts_needed=True):
-    """All ordered pairs (i, j) with |r_j + S·cell − r_i| < cutoff, periodic images included.
+    """All ordered pairs (i, j) with ‖r_j + S·cell − r_i‖ < cutoff, periodic images included.
 
     Positions are wrapped into the cell and the periodic images that can lie
     within ``cutoff`` of the cell are generated (their number follows from the

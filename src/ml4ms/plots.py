@@ -299,7 +299,7 @@ def learning_curve_plot(curve, path, metric="RMSE", title=None, units=None):
 
 def score_plot(score, errors, path, score_name, error_name, title=None, highlight=None, threshold=None,
                score_unit=None, error_unit=None, highlight_label=None):
-    """|error| against a score meant to predict it (novelty, a committee's spread), log–log.
+    """The absolute error against a score meant to predict it (novelty, a committee's spread), log–log.
 
     ``highlight``: indices of samples drawn in red and labelled with their
     index (``highlight_label``: their legend entry); ``threshold``: a score

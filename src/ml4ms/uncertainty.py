@@ -23,8 +23,9 @@ from scipy.special import erf, erfinv
 
 from .errors import InputError
 
-#: expected coverage of ±1σ and ±2σ for a Gaussian
+#: expected coverage of ±1σ for a Gaussian (0.683)
 EXPECTED_1SIGMA = float(erf(1 / np.sqrt(2)))
+#: expected coverage of ±2σ for a Gaussian (0.954)
 EXPECTED_2SIGMA = float(erf(2 / np.sqrt(2)))
 
 

@@ -39,6 +39,7 @@ class DatasetCard:
     default_split: str
 
 
+#: name -> :class:`DatasetCard` of every bundled dataset (what ``ml4ms datasets`` prints)
 CARDS = {
     "nomad2018": DatasetCard(
         name="nomad2018",

@@ -202,7 +202,7 @@ class GlobalDescriptor(BaseDescriptor):
         raise NotImplementedError
 
     def transform(self, X):
-        """Features of every record, shape (n_records, n_features_out_)."""
+        """Features of every record, shape (n_records, ``n_features_out_``)."""
         check_is_fitted(self, "n_features_out_")
         records = as_records(X)
         self._check_species(records)
@@ -256,7 +256,7 @@ class LocalDescriptor(BaseDescriptor):
 
         Returns
         -------
-        features : ndarray, shape (n_atoms_total, n_features_out_)
+        features : ndarray, shape (n_atoms_total, ``n_features_out_``)
         structure_index : ndarray of int, shape (n_atoms_total,)
         """
         check_is_fitted(self, "n_features_out_")

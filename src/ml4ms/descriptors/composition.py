@@ -299,7 +299,7 @@ class CompositionFeatures(GlobalDescriptor):
         return np.hstack(blocks) if blocks else np.zeros((len(F), 0))
 
     def transform(self, X):
-        """Composition features, shape (n_records, n_features_out_)."""
+        """Composition features, shape (n_records, ``n_features_out_``)."""
         from sklearn.utils.validation import check_is_fitted
 
         check_is_fitted(self, "n_features_out_")

@@ -443,7 +443,7 @@ class BondTopologyNGrams(GlobalDescriptor):
         return out
 
     def transform(self, X):
-        """N-gram densities, shape (n_structures, n_features_out_)."""
+        """N-gram densities, shape (n_structures, ``n_features_out_``)."""
         from sklearn.utils.validation import check_is_fitted
 
         check_is_fitted(self, "vocabulary_")

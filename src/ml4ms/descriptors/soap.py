@@ -628,7 +628,7 @@ class SOAP(LocalDescriptor):
 
         Returns
         -------
-        features : ndarray, shape (n_atoms_total, n_features_out_)
+        features : ndarray, shape (n_atoms_total, ``n_features_out_``)
         structure_index : ndarray of int, shape (n_atoms_total,)
         """
         from sklearn.utils.validation import check_is_fitted
@@ -696,10 +696,10 @@ class SOAP(LocalDescriptor):
 
         Returns
         -------
-        dX_dr : ndarray, shape (n_atoms, n_features_out_, n_atoms, 3)
+        dX_dr : ndarray, shape (n_atoms, ``n_features_out_``, n_atoms, 3)
             ``dX_dr[i, f, j, a] = d features[i, f] / d positions[j, a]``.
             The derivative of a mean-reduced row is ``dX_dr.mean(axis=0)``.
-        dX_deps : ndarray, shape (n_atoms, n_features_out_, 3, 3)
+        dX_deps : ndarray, shape (n_atoms, ``n_features_out_``, 3, 3)
             Only if ``strain``; ``d features[i, f] / d eps[a, b]`` at eps = 0.
         """
         from sklearn.utils.validation import check_is_fitted

@@ -37,8 +37,8 @@ DEFAULT_ALPHAS = (1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 def kernel_matrix(X, Y, kernel="laplacian", gamma=1.0, zeta=2):
     """Kernel between the rows of ``X`` and ``Y``.
 
-    ``laplacian``: exp(-γ |x - y|_1); ``gaussian``: exp(-γ |x - y|²);
-    ``linear``: x·y; ``polynomial``: (x·y / |x||y|)^ζ (normalised dot product,
+    ``laplacian``: exp(-γ ‖x - y‖₁); ``gaussian``: exp(-γ ‖x - y‖²);
+    ``linear``: x·y; ``polynomial``: (x·y / (‖x‖ ‖y‖))^ζ (normalised dot product,
     the usual SOAP kernel).
 
     Examples
@@ -182,7 +182,7 @@ def feature_scaling(X, scale=True):
 
 
 def constant_features(X):
-    """Which columns of ``X`` are constant up to rounding: std <= 1e-10 (|mean| + 1).
+    """Which columns of ``X`` are constant up to rounding: ``std <= 1e-10 * (abs(mean) + 1)``.
 
     Examples
     --------

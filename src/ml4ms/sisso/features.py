@@ -46,9 +46,11 @@ def _fmt_unary(template, need):
     return fmt
 
 
-# name: (arity, numpy function, formatter, result level, unit rule)
-# unit rules: ("pow", p): exponents times p; ("dimless",): input must be dimensionless;
-# ("same",): inputs must share the unit; ("mul",), ("div",)
+#: the operators a feature space can apply, by name: (arity, numpy function, formatter, result level, unit rule);
+#: unit rules: ("pow", p): exponents times p; ("dimless",): input must be dimensionless;
+#: ("same",): inputs must share the unit; ("mul",), ("div",)
+#:
+#: :meta hide-value:
 OPERATORS = {
     "+": (2, np.add, lambda a, la, b, lb: f"{a} + {b}", _ADD, ("same",)),
     "-": (2, np.subtract, lambda a, la, b, lb: f"{a} - {_wrap(b, lb, _MUL)}", _ADD, ("same",)),

@@ -33,7 +33,7 @@ def _standardized_hash(vals):
 
 
 def regression_scorer(residual, tasks=None):
-    """Score = |Pearson correlation| with the residual (RMS over tasks).
+    """Score = the absolute Pearson correlation with the residual (RMS over tasks).
 
     With one task the returned function expects centred unit-norm columns (as
     yielded by :meth:`FeatureSpace.iter_batches`) and is a single matrix-vector
