@@ -99,7 +99,8 @@ budget = 5
 """
 
 #: command -> its good command line; placeholders in capitals are files made by the ``world`` fixture:
-#: DATA (labelled structures), MODEL (a property model), POT (a potential), CONFIG, POTCONFIG, SISSOCONFIG,
+#: DATA (labelled structures), MODEL (a property model), POT (a potential), OLDPOT (a potential in the format of
+#: earlier versions), CONFIG, POTCONFIG, SISSOCONFIG,
 #: ACTIVECONFIG (an active-learning run), DB (the label database of that run),
 #: and outputs OUT.<suffix> (a file) or OUTDIR (a folder) in a folder of their own
 COMMANDS = {
@@ -123,6 +124,7 @@ COMMANDS = {
     "potential select": ["potential", "select", "POT", "DATA", "-n", "2", "-o", "OUT.extxyz", "--json", "OUT.json"],
     "potential check": ["potential", "check", "DATA", "--json", "OUT.json"],
     "potential export": ["potential", "export", "POT", "-o", "OUT.pt"],
+    "potential convert": ["potential", "convert", "OLDPOT", "-o", "OUTDIR"],
     "md": ["md", "POT", "DATA", "--steps", "2", "--interval", "1", "-o", "OUT.extxyz", "--json", "OUT.json"],
     "active run": ["active", "run", "ACTIVECONFIG", "--db", "OUT.db"],
     "active status": ["active", "status", "DB", "--json", "OUT.json"],
@@ -230,8 +232,13 @@ def world(tmp_path_factory):
     edited_pot = inputs / "edited_pot"
     shutil.copytree(files["POT"], edited_pot)
     doc = json.loads((edited_pot / "model.json").read_text())
-    doc["estimator"]["params"]["__dict__"]["seed"] = 7
+    doc["estimator"]["params"]["seed"] = 7
     (edited_pot / "model.json").write_text(json.dumps(doc))
+    from ml4ms.potentials.io import load_potential
+    from ml4ms.serialize import save_model
+
+    files["OLDPOT"] = inputs / "old_pot"  # a potential as earlier versions wrote it
+    save_model(files["OLDPOT"], load_potential(files["POT"]), {"kind": "ml4ms-neural-potential"})
     bad.update({"edited model": edited, "edited potential": edited_pot, "missing model": inputs / "no-model"})
     bad["unknown table"] = inputs / "unknown_table.toml"
     bad["unknown table"].write_text("[bogus]\nx = 1\n")

@@ -304,22 +304,27 @@ def save_model(path, estimator, metadata=None):
     The folder is written next to its destination and moved into place, so
     an error never leaves a half-written model.
     """
-    path = os.fspath(path)
     writer = _Writer()
     tree = writer.encode(estimator, "model")
-    metadata = _finite_or_none(metadata or {})
+    write_folder(path, {"format": FORMAT, "format_version": FORMAT_VERSION, "metadata": metadata,
+                        "estimator": tree}, writer.arrays)
+
+
+def write_folder(path, doc, arrays):
+    """Write the model folder ``path``: ``doc`` (a JSON table) as ``model.json`` and ``arrays`` as ``arrays.npz``.
+
+    ``doc`` gets the ml4ms version, the time, the arrays' checksum and its own (:func:`seal`); NaN in its
+    ``metadata`` becomes null. The folder is written next to its destination and moved into place, so an error
+    never leaves a half-written model; an existing model folder is replaced, anything else is refused.
+    """
+    path = os.fspath(path)
     buf = io.BytesIO()
-    np.savez_compressed(buf, **writer.arrays)
+    np.savez_compressed(buf, **arrays)
     data = buf.getvalue()
-    doc = seal({
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "ml4ms_version": __version__,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "metadata": metadata or {},
-        "arrays_sha256": _sha256(data),
-        "estimator": tree,
-    })
+    doc = dict(doc)
+    doc["metadata"] = _finite_or_none(doc.get("metadata") or {})
+    doc = seal({**doc, "ml4ms_version": __version__,
+                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "arrays_sha256": _sha256(data)})
     text = json.dumps(doc, indent=1, allow_nan=False)
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
@@ -346,6 +351,24 @@ def save_model(path, estimator, metadata=None):
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def read_arrays(path, doc):
+    """The arrays of the model folder ``path`` whose checked ``model.json`` is ``doc``: verified against its
+    checksum and read without pickle; one-line :class:`ModelFileError` otherwise."""
+    arrays_path = os.path.join(path, ARRAYS_NAME)
+    if not os.path.exists(arrays_path):
+        raise ModelFileError(f"{path}: {ARRAYS_NAME} is missing; the model folder is incomplete")
+    with open(arrays_path, "rb") as handle:
+        data = handle.read()
+    if _sha256(data) != doc.get("arrays_sha256"):
+        raise ModelFileError(f"{arrays_path}: checksum does not match {JSON_NAME}; the model was modified or damaged")
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files}
+    except Exception as exc:  # damaged zip, object (pickled) arrays
+        raise ModelFileError(f"{arrays_path}: cannot read arrays ({exc.__class__.__name__}); "
+                             "a model file holds plain numeric arrays only, do not use this file") from None
+
+
 def load_model(path):
     """Read a model folder; returns ``(estimator, metadata)``.
 
@@ -359,7 +382,6 @@ def load_model(path):
     """
     path = os.fspath(path)
     json_path = os.path.join(path, JSON_NAME)
-    arrays_path = os.path.join(path, ARRAYS_NAME)
     if not os.path.isdir(path) or not os.path.exists(json_path):
         raise ModelFileError(f"{path}: not an ml4ms model (no {JSON_NAME}); give the folder written by 'ml4ms fit -o' "
                              "(or 'ml4ms potential fit -o' for a potential)")
@@ -376,18 +398,7 @@ def load_model(path):
         raise ModelFileError(f"{json_path}: model format {version} has no checksum over its JSON, so edits to it "
                              "cannot be detected; refit the model with this ml4ms version")
     check_seal(doc, json_path)
-    if not os.path.exists(arrays_path):
-        raise ModelFileError(f"{path}: {ARRAYS_NAME} is missing; the model folder is incomplete")
-    with open(arrays_path, "rb") as handle:
-        data = handle.read()
-    if _sha256(data) != doc.get("arrays_sha256"):
-        raise ModelFileError(f"{arrays_path}: checksum does not match {JSON_NAME}; the model was modified or damaged")
-    try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except Exception as exc:  # damaged zip, object (pickled) arrays
-        raise ModelFileError(f"{arrays_path}: cannot read arrays ({exc.__class__.__name__}); "
-                             "a model file holds plain numeric arrays only, do not use this file") from None
+    arrays = read_arrays(path, doc)
     try:
         estimator = _decode(doc.get("estimator"), arrays)
     except ModelFileError as exc:  # name the file, not only the place inside it

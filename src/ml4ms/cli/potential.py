@@ -1,5 +1,5 @@
-"""``ml4ms potential fit | eval | select | check | fit-novelty | export`` and ``ml4ms md``: neural-network
-potentials."""
+"""``ml4ms potential fit | eval | select | check | fit-novelty | export | convert`` and ``ml4ms md``:
+neural-network potentials."""
 
 import os
 import sys
@@ -17,7 +17,7 @@ def add_parsers(sub):
     from ..potentials.md import LIMITS
 
     p = sub.add_parser("potential", help="neural-network interatomic potentials: fit, eval, select, check, "
-                                         "fit-novelty, export")
+                                         "fit-novelty, export, convert")
     p.set_defaults(_parser=p)
     psub = p.add_subparsers(dest="potential_command", metavar="SUBCOMMAND")
 
@@ -103,6 +103,14 @@ def add_parsers(sub):
                help="TorchScript file: torch.jit.load(FILE.pt), the host gives the neighbour list")
     add_quiet(q)
     q.set_defaults(func=run_export)
+
+    q = psub.add_parser("convert", help="rewrite a potential folder of an earlier ml4ms version in this version's "
+                                        "format")
+    add_input(q, "model", help="potential folder (or committee folder) written by an earlier ml4ms")
+    add_output(q, "-o", "--output", required=True, metavar="MODEL", folder="potential", what="the potential",
+               help="potential folder to write")
+    add_quiet(q)
+    q.set_defaults(func=run_convert)
 
     q = sub.add_parser("md", help="molecular dynamics with a potential (ASE integrators)")
     add_input(q, "model", help="potential folder")
@@ -650,6 +658,16 @@ def run_export(args):
     print(f"wrote {args.output}: TorchScript, {what}species {list(model.species_)}, neighbour cutoff "
           f"{module.cutoff} Å; forward(positions, numbers, cell, i, j, shifts) -> (energy, forces, "
           "virial = -dE/dstrain)")
+    return 0
+
+
+def run_convert(args):
+    from ..potentials.committee import Committee
+    from ..potentials.io import convert_potential
+
+    model = convert_potential(args.model, args.output)
+    what = f"a committee of {len(model)}" if isinstance(model, Committee) else "a potential"
+    print(f"wrote {args.output}: {what}, species {list(model.species_)}, in this version's format")
     return 0
 
 

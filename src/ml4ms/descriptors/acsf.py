@@ -46,6 +46,7 @@ an :class:`~ml4ms.batch.AtomsBatch` (:func:`~ml4ms.batch.collate`) with
 import math
 
 import numpy as np
+import torch
 
 from ..batch import _torch, collate, pair_vectors, single_thread, torch_dtype
 from ..errors import InputError
@@ -62,9 +63,8 @@ DEFAULT_G4 = [(eta, zeta, lam) for eta in (0.000357, 0.028569, 0.089277)
               for zeta in (1.0, 2.0, 4.0) for lam in (-1.0, 1.0)]
 
 
-def cosine_cutoff(r, r_cut):
-    """``0.5 (cos(π r / r_cut) + 1)`` for r < r_cut, else 0 (torch)."""
-    torch = _torch()
+def cosine_cutoff(r: torch.Tensor, r_cut: float) -> torch.Tensor:
+    """``0.5 (cos(π r / r_cut) + 1)`` for r < r_cut, else 0 (torch; scriptable)."""
     return torch.where(r < r_cut, 0.5 * (torch.cos(r * (math.pi / r_cut)) + 1.0), torch.zeros_like(r))
 
 
@@ -132,12 +132,11 @@ def center_blocks(centers, n_atoms, group=None, n_groups=1, per_element=1, max_e
     return blocks
 
 
-def padded(values, slot, rows, M, fill=0.0):
-    """Scatter per-pair ``values`` (p, ...) into a padded (rows, M, ...) tensor."""
-    torch = _torch()
-    shape = (rows * M,) + tuple(values.shape[1:])
-    base = torch.full(shape, fill, dtype=values.dtype)
-    return base.index_put((slot,), values).reshape((rows, M) + tuple(values.shape[1:]))
+def padded(values: torch.Tensor, slot: torch.Tensor, rows: int, M: int, fill: float = 0.0) -> torch.Tensor:
+    """Scatter per-pair ``values`` (p, ...) into a padded (rows, M, ...) tensor (scriptable)."""
+    tail = [int(n) for n in values.shape[1:]]
+    base = torch.full([rows * M] + tail, fill, dtype=values.dtype)
+    return base.index_put((slot,), values).reshape([rows, M] + tail)
 
 
 class BatchedLocal(LocalDescriptor):

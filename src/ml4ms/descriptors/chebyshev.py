@@ -36,8 +36,10 @@ and stress by autograd); :class:`Chebyshev` is the transformer.
 """
 
 import math
+from typing import List, Optional, Tuple
 
 import numpy as np
+import torch
 
 from ..batch import _torch, collate, pair_vectors, torch_dtype
 from ..errors import InputError
@@ -94,9 +96,8 @@ def check_settings(settings):
                 raise InputError(f"{name} must be a non-negative integer, got {value!r}")
 
 
-def chebyshev_polynomials(x, order):
-    """``[T_0(x), ..., T_order(x)]`` stacked on a new last axis (torch)."""
-    torch = _torch()
+def chebyshev_polynomials(x: torch.Tensor, order: int) -> torch.Tensor:
+    """``[T_0(x), ..., T_order(x)]`` stacked on a new last axis (torch; scriptable)."""
     values = [torch.ones_like(x)]
     if order >= 1:
         values.append(x)
@@ -134,17 +135,31 @@ def chebyshev_features(positions, species_index, cell, i, j, shifts, *, radial_c
     Returns
     -------
     torch.Tensor (n_atoms, n_features)
+
+    See :func:`chebyshev_of_vectors`, the maths (on the pair vectors).
     """
-    torch = _torch()
-    n_atoms = positions.shape[0]
-    dt = positions.dtype
-    nr, na = int(radial_order) + 1, int(angular_order) + 1
     D = pair_vectors(positions, cell, i, j, shifts, strain) if vectors is None else vectors
+    w = None if weights is None else torch.as_tensor(np.asarray(weights, dtype=float), dtype=D.dtype)
+    return chebyshev_of_vectors(D, i, j, species_index, int(positions.shape[0]), float(radial_cutoff),
+                                int(radial_order), float(angular_cutoff), int(angular_order), w)
+
+
+def chebyshev_of_vectors(D: torch.Tensor, i: torch.Tensor, j: torch.Tensor, species_index: torch.Tensor,
+                         n_atoms: int, radial_cutoff: float, radial_order: int, angular_cutoff: float,
+                         angular_order: int, weights: Optional[torch.Tensor]) -> torch.Tensor:
+    """The Chebyshev features (n_atoms, n_features) from the pair vectors ``D`` (n_pairs, 3); scriptable.
+
+    ``i``, ``j``: the pairs (sorted by ``i``); ``weights`` (n_species,): the type weights, or None for the
+    unweighted channel only. The angular sums run on padded (centre, neighbour, neighbour) blocks: planned by
+    :func:`~ml4ms.descriptors.acsf.center_blocks` in Python, by :func:`even_blocks` under TorchScript.
+    """
+    dt = D.dtype
+    nr, na = radial_order + 1, angular_order + 1
     r2 = (D * D).sum(1)
     r = torch.sqrt(r2)
-    w = None
+    w: Optional[torch.Tensor] = None
     if weights is not None:
-        w = torch.as_tensor(np.asarray(weights, dtype=float), dtype=dt)[species_index[j]]
+        w = weights.to(dt)[species_index[j]]
 
     radial, radial_w = _radial_sums(r, i, w, n_atoms, radial_cutoff, nr)
 
@@ -152,21 +167,24 @@ def chebyshev_features(positions, species_index, cell, i, j, shifts, *, radial_c
     keep = torch.nonzero(r < angular_cutoff).squeeze(1)
     Da, r2a, ia = D[keep], r2[keep], i[keep]
     fa = cosine_cutoff(torch.sqrt(r2a), angular_cutoff)
+    wa: Optional[torch.Tensor] = None
+    if w is not None:
+        wa = w[keep]
     n_ch = 1 if w is None else 2
-    parts = []
-    for c0, c1, pairs, M, slot, _ in center_blocks(ia.numpy(), n_atoms, per_element=na + 3 + n_ch):
+    parts: List[torch.Tensor] = []
+    for c0, c1, pairs, M, slot in angular_blocks(ia, n_atoms, na + 3 + n_ch):
         b = c1 - c0
         if M < 2:
             parts.append(torch.zeros(b, n_ch * na, dtype=dt))
             continue
-        slot = torch.from_numpy(slot)
-        pairs = torch.from_numpy(pairs)
         P = padded(Da[pairs], slot, b, M)
         U = P * torch.rsqrt(padded(r2a[pairs], slot, b, M, 1.0))[:, :, None]
         cos = (U @ U.transpose(1, 2)).clamp(-1.0, 1.0)
         eye = torch.eye(M, dtype=torch.bool)
         f = padded(fa[pairs], slot, b, M)
-        legs = [f] if w is None else [f, f * padded(w[keep][pairs], slot, b, M)]
+        legs = [f]
+        if wa is not None:
+            legs.append(f * padded(wa[pairs], slot, b, M))
         # W[j, k] = f(r_j) f(r_k) (times w_j w_k in the weighted channel), j != k
         W = torch.stack([(leg[:, :, None] * leg[:, None, :]).masked_fill(eye, 0.0) for leg in legs], -1)
         W = W.reshape(b, M * M, n_ch)
@@ -174,14 +192,53 @@ def chebyshev_features(positions, species_index, cell, i, j, shifts, *, radial_c
         # ½ Σ_{j≠k} = Σ_{j<k}; (b, na, n_ch) -> channel-major, then α
         parts.append(0.5 * (Tc.transpose(1, 2) @ W).transpose(1, 2).reshape(b, n_ch * na))
     angular = torch.cat(parts, 0) if len(parts) > 1 else parts[0]
-    if w is None:
+    if radial_w is None:
         return torch.cat([radial, angular], 1)
     return torch.cat([radial, angular[:, :na], radial_w, angular[:, na:]], 1)
 
 
-def _radial_sums(r, i, w, n_atoms, r_cut, n):
+def angular_blocks(ia: torch.Tensor, n_atoms: int,
+                   per_element: int) -> List[Tuple[int, int, torch.Tensor, int, torch.Tensor]]:
+    """``(c0, c1, pairs, M, slot)`` blocks of centres for the angular sums (see
+    :func:`~ml4ms.descriptors.acsf.center_blocks`); :func:`even_blocks` under TorchScript."""
+    if torch.jit.is_scripting():
+        return even_blocks(ia, n_atoms, per_element)
+    else:
+        return [(c0, c1, torch.from_numpy(pairs), M, torch.from_numpy(slot))
+                for c0, c1, pairs, M, slot, _ in center_blocks(ia.numpy(), n_atoms, per_element=per_element)]
+
+
+def even_blocks(ia: torch.Tensor, n_atoms: int, per_element: int,
+                max_elements: int = 1_000_000) -> List[Tuple[int, int, torch.Tensor, int, torch.Tensor]]:
+    """Blocks of equally many consecutive centres, all padded to the largest neighbour count (scriptable).
+
+    The TorchScript planner of :func:`angular_blocks`: the same blocks as
+    :func:`~ml4ms.descriptors.acsf.center_blocks` up to their sizes (more padding, so the same sums).
+    ``ia`` (n_pairs,): the centre of every pair, sorted.
+
+    Examples
+    --------
+    >>> [(c0, c1, M, slot.tolist()) for c0, c1, _, M, slot in even_blocks(torch.tensor([0, 0, 2]), 3, 1)]
+    [(0, 3, 2, [0, 1, 4])]
+    """
+    counts = torch.bincount(ia, minlength=n_atoms)
+    M = int(counts.max()) if n_atoms > 0 else 0
+    starts = torch.cumsum(counts, 0) - counts
+    local = torch.arange(ia.shape[0]) - starts[ia]
+    size = max(1, max_elements // max(1, M * M * per_element))
+    out: List[Tuple[int, int, torch.Tensor, int, torch.Tensor]] = []
+    for c0 in range(0, n_atoms, size):
+        c1 = min(n_atoms, c0 + size)
+        p0 = int(starts[c0])
+        p1 = int(starts[c1 - 1] + counts[c1 - 1])
+        pairs = torch.arange(p0, p1)
+        out.append((c0, c1, pairs, M, (ia[pairs] - c0) * M + local[pairs]))
+    return out
+
+
+def _radial_sums(r: torch.Tensor, i: torch.Tensor, w: Optional[torch.Tensor], n_atoms: int, r_cut: float,
+                 n: int) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
     """Radial expansion of every atom, ``n`` terms, and its species-weighted copy (``None`` if ``w`` is)."""
-    torch = _torch()
     keep = torch.nonzero(r < r_cut).squeeze(1)
     T = _radial_basis(r[keep], r_cut, n)
     plain = torch.zeros(n_atoms, n, dtype=r.dtype).index_add(0, i[keep], T)
@@ -190,7 +247,7 @@ def _radial_sums(r, i, w, n_atoms, r_cut, n):
     return plain, torch.zeros(n_atoms, n, dtype=r.dtype).index_add(0, i[keep], T * w[keep][:, None])
 
 
-def _radial_basis(r, r_cut, n):
+def _radial_basis(r: torch.Tensor, r_cut: float, n: int) -> torch.Tensor:
     """``T_a(2r/R_c - 1) f_c(r)``, ``a < n``, stacked on a new last axis (torch)."""
     return chebyshev_polynomials(2.0 * r / r_cut - 1.0, n - 1) * cosine_cutoff(r, r_cut)[:, None]
 

@@ -8,29 +8,50 @@ strain of the cell. Everything else follows from that contract and is shared by 
 never ask which kind they hold. ``embeddings`` are the per-atom rows that novelty measures distances in.
 """
 
+from typing import List
+
 import torch
+
+from ..batch import pair_vectors
 
 
 class AtomisticModel(torch.nn.Module):
     """A potential: per-atom energies of an :class:`~ml4ms.batch.AtomsBatch`, as a torch module.
 
-    Subclasses implement :meth:`atomic_energies`, :meth:`embeddings` and :meth:`config`, and set
+    Subclasses implement :meth:`atomic_energies_of_vectors` (scriptable), :meth:`embeddings` and
+    :meth:`config`, and set
     ``species`` (atomic numbers, sorted: ``batch.species_index`` indexes them) and ``cutoff`` (Å: the
     neighbour pairs the batch must hold). ``Kind(**model.config())`` followed by
     ``load_state_dict(model.state_dict())`` rebuilds a model.
     """
 
-    species: list
+    species: List[int]
     cutoff: float
 
+    @torch.jit.unused
     def atomic_energies(self, batch, strain=None):
         """Energy of every atom (n_atoms,), float64, differentiable in ``batch.positions`` and in ``strain``.
 
         ``strain`` (n_atoms, 3, 3): the homogeneous strain ε of each atom's structure (positions and cell
         deformed by 1 + ε), or None.
         """
+        return self.atomic_energies_of_vectors(self.pair_vectors(batch, strain), batch.species_index, batch.i,
+                                               batch.j, batch.structure)
+
+    def atomic_energies_of_vectors(self, D: torch.Tensor, species_index: torch.Tensor, i: torch.Tensor,
+                                   j: torch.Tensor, structure: torch.Tensor) -> torch.Tensor:
+        """Energy of every atom (n_atoms,), float64, from the pair vectors ``D`` (n_pairs, 3) of the pairs
+        ``(i, j)`` (sorted by ``i``), in the model's dtype. The maths of a kind, scriptable (export scripts it):
+        forces and stress follow by differentiating through ``D``.
+        """
         raise NotImplementedError
 
+    @torch.jit.unused
+    def pair_vectors(self, batch, strain=None):
+        """The pair vectors (n_pairs, 3) of ``batch`` in the model's dtype, strained by ``strain`` (n_atoms, 3, 3)."""
+        return pair_vectors(batch.positions, batch.cell, batch.i, batch.j, batch.shifts, strain)
+
+    @torch.jit.unused
     def embeddings(self, batch):
         """Per-atom rows (n_atoms, F) that describe each atom's environment to this model (for novelty)."""
         raise NotImplementedError
@@ -39,6 +60,7 @@ class AtomisticModel(torch.nn.Module):
         """The constructor's keyword arguments, as plain values (JSON-able)."""
         raise NotImplementedError
 
+    @torch.jit.unused
     def forward(self, batch, strain=None):
         return self.atomic_energies(batch, strain)
 

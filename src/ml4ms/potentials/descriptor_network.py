@@ -14,11 +14,13 @@ precomputed-Jacobian training path, which has the descriptor already, runs the s
 its arrays.
 """
 
+from typing import Optional
+
 import torch
 
-from ..batch import torch_dtype
+from ..batch import pair_vectors, torch_dtype
 from ..descriptors.acsf import acsf_features
-from ..descriptors.chebyshev import chebyshev_features, chebyshev_pair_gradients, type_weights
+from ..descriptors.chebyshev import chebyshev_of_vectors, chebyshev_pair_gradients, type_weights
 from .base import AtomisticModel
 
 
@@ -29,65 +31,142 @@ def cutoff_of(descriptor, settings):
     return float(settings["r_cut"])
 
 
-def descriptor_features(descriptor, settings, n_species, batch, strain=None, vectors=None):
-    """Raw descriptor (n_atoms, n_features) of ``batch`` (differentiable).
+class ChebyshevFeatures(torch.nn.Module):
+    """The Chebyshev descriptor as a module: ``forward(D, i, j, species_index, structure)`` gives the features
+    (n_atoms, F) from the pair vectors (:func:`~ml4ms.descriptors.chebyshev.chebyshev_of_vectors`); scriptable."""
 
-    ``vectors`` (n_pairs, 3) replace the pair vectors computed from the positions (the precomputed Jacobians of
-    :mod:`ml4ms.potentials.precompute` differentiate through them).
-    """
-    args = (batch.positions, batch.species_index, batch.cell, batch.i, batch.j, batch.shifts)
-    if descriptor == "chebyshev":
-        weights = type_weights(n_species) if n_species > 1 else None
-        return chebyshev_features(*args, radial_cutoff=float(settings["radial_cutoff"]),
-                                  radial_order=int(settings["radial_order"]),
-                                  angular_cutoff=float(settings["angular_cutoff"]),
-                                  angular_order=int(settings["angular_order"]), weights=weights, strain=strain,
-                                  vectors=vectors)
-    return acsf_features(*args, n_species=n_species, r_cut=float(settings["r_cut"]), g2=settings.get("g2", ()),
-                         g3=settings.get("g3", ()), g4=settings.get("g4", ()), g5=settings.get("g5", ()),
-                         g1=settings.get("g1", True), strain=strain, structure=batch.structure.numpy(),
-                         vectors=vectors)
+    def __init__(self, n_species, settings):
+        super().__init__()
+        self.radial_cutoff = float(settings["radial_cutoff"])
+        self.radial_order = int(settings["radial_order"])
+        self.angular_cutoff = float(settings["angular_cutoff"])
+        self.angular_order = int(settings["angular_order"])
+        self.weighted = n_species > 1
+        weights = type_weights(n_species) if self.weighted else []
+        self.register_buffer("type_weights", torch.tensor(weights, dtype=torch.float64), persistent=False)
 
+    def forward(self, D: torch.Tensor, i: torch.Tensor, j: torch.Tensor, species_index: torch.Tensor,
+                structure: torch.Tensor) -> torch.Tensor:
+        weights: Optional[torch.Tensor] = None
+        if self.weighted:
+            weights = self.type_weights
+        return chebyshev_of_vectors(D, i, j, species_index, species_index.shape[0], self.radial_cutoff,
+                                    self.radial_order, self.angular_cutoff, self.angular_order, weights)
 
-def descriptor_pair_gradients(descriptor, settings, n_species, batch, vectors):
-    """Features (n_atoms, F) and ``dX_{i_p}/dD_p`` (n_pairs, F, 3) at the pair vectors ``vectors``.
-
-    Chebyshev: analytic (:func:`~ml4ms.descriptors.chebyshev.chebyshev_pair_gradients`); ACSF: one reverse-mode
-    pass per feature.
-    """
-    D = vectors.detach()
-    if descriptor == "chebyshev":
+    @torch.jit.unused
+    def pair_gradients(self, D, i, j, species_index, structure):
+        """Features (n_atoms, F) and ``dX_{i_p}/dD_p`` (n_pairs, F, 3), analytic
+        (:func:`~ml4ms.descriptors.chebyshev.chebyshev_pair_gradients`)."""
         with torch.no_grad():
-            X = descriptor_features(descriptor, settings, n_species, batch, vectors=D)
-        weights = type_weights(n_species) if n_species > 1 else None
-        G = chebyshev_pair_gradients(D, batch.species_index, batch.i, batch.j, X.shape[0],
-                                     radial_cutoff=float(settings["radial_cutoff"]),
-                                     radial_order=int(settings["radial_order"]),
-                                     angular_cutoff=float(settings["angular_cutoff"]),
-                                     angular_order=int(settings["angular_order"]), weights=weights)
+            X = self(D, i, j, species_index, structure)
+        weights = self.type_weights.tolist() if self.weighted else None
+        G = chebyshev_pair_gradients(D, species_index, i, j, X.shape[0], radial_cutoff=self.radial_cutoff,
+                                     radial_order=self.radial_order, angular_cutoff=self.angular_cutoff,
+                                     angular_order=self.angular_order, weights=weights)
         return X, G
-    D = D.requires_grad_(True)
-    with torch.enable_grad():
-        X = descriptor_features(descriptor, settings, n_species, batch, vectors=D)
-        G = torch.empty(D.shape[0], X.shape[1], 3, dtype=D.dtype)
-        for f in range(X.shape[1]):
-            (G[:, f],) = torch.autograd.grad(X[:, f].sum(), D, retain_graph=f < X.shape[1] - 1)
-    return X.detach(), G
 
 
-def cell_average(H, structure):
+class ACSFFeatures(torch.nn.Module):
+    """Behler–Parrinello symmetry functions as a module (:func:`~ml4ms.descriptors.acsf.acsf_features` on the
+    pair vectors). Not scriptable: its three-body blocks are planned in numpy."""
+
+    def __init__(self, n_species, settings):
+        super().__init__()
+        self.n_species = int(n_species)
+        self.settings = dict(settings)
+
+    def forward(self, D, i, j, species_index, structure):
+        s = self.settings
+        # with ``vectors``, positions give the atom count and dtype only, and the cell and shifts are not read
+        positions, cell = torch.zeros(species_index.shape[0], 3, dtype=D.dtype), torch.zeros(3, 3, dtype=D.dtype)
+        shifts = torch.zeros(i.shape[0], 3, dtype=torch.long)
+        return acsf_features(positions, species_index, cell, i, j, shifts, n_species=self.n_species,
+                             r_cut=float(s["r_cut"]), g2=s.get("g2", ()), g3=s.get("g3", ()), g4=s.get("g4", ()),
+                             g5=s.get("g5", ()), g1=s.get("g1", True), structure=structure.numpy(), vectors=D)
+
+    def pair_gradients(self, D, i, j, species_index, structure):
+        """Features and ``dX_{i_p}/dD_p`` (n_pairs, F, 3): one reverse-mode pass per feature."""
+        D = D.detach().requires_grad_(True)
+        with torch.enable_grad():
+            X = self(D, i, j, species_index, structure)
+            G = torch.empty(D.shape[0], X.shape[1], 3, dtype=D.dtype)
+            for f in range(X.shape[1]):
+                (G[:, f],) = torch.autograd.grad(X[:, f].sum(), D, retain_graph=f < X.shape[1] - 1)
+        return X.detach(), G
+
+
+#: descriptor name -> its module
+DESCRIPTOR_MODULES = {"chebyshev": ChebyshevFeatures, "acsf": ACSFFeatures}
+
+
+def batch_features(module, batch, strain=None, vectors=None):
+    """The descriptor ``module``'s features (n_atoms, F) of ``batch``, differentiable in its positions and in
+    ``strain`` (n_atoms, 3, 3); ``vectors`` (n_pairs, 3) replace the pair vectors computed from the positions
+    (the precomputed Jacobians of :mod:`ml4ms.potentials.precompute` differentiate through them)."""
+    D = pair_vectors(batch.positions, batch.cell, batch.i, batch.j, batch.shifts, strain) if vectors is None \
+        else vectors
+    return module(D, batch.i, batch.j, batch.species_index, batch.structure)
+
+
+def batch_pair_gradients(module, batch, vectors):
+    """Features (n_atoms, F) and ``dX_{i_p}/dD_p`` (n_pairs, F, 3) of ``batch`` at the pair vectors ``vectors``."""
+    return module.pair_gradients(vectors.detach(), batch.i, batch.j, batch.species_index, batch.structure)
+
+
+def cell_average(H: torch.Tensor, structure: torch.Tensor) -> torch.Tensor:
     """Rows of ``H`` (n_atoms, F) averaged over the atoms of each cell: (n_cells, F), differentiable.
 
     ``structure`` (n_atoms,) int64 tensor: the cell of every atom.
     """
-    n_cells = int(structure.max()) + 1 if structure.numel() else 0
+    n_cells = int(structure.max()) + 1 if structure.numel() > 0 else 0
     counts = torch.zeros(n_cells, dtype=H.dtype).index_add_(0, structure, torch.ones_like(H[:, 0]))
     return torch.zeros(n_cells, H.shape[1], dtype=H.dtype).index_add(0, structure, H) / counts[:, None]
 
 
+class Dense(torch.nn.Module):
+    """``h @ weight + bias``: one layer of an element's network (weight (n_in, n_out))."""
+
+    def __init__(self, n_in, n_out, dtype):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(n_in, n_out, dtype=dtype))
+        self.bias = torch.nn.Parameter(torch.zeros(n_out, dtype=dtype))
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return h @ self.weight + self.bias
+
+
+class ElementNetwork(torch.nn.Module):
+    """One element's network: tanh hidden layers, a linear output and, with ``linear``, a term linear in the
+    inputs (a skip connection). ``forward(h)`` gives (n,) outputs."""
+
+    def __init__(self, n_in, hidden, dtype, linear):
+        super().__init__()
+        widths = [n_in] + list(hidden) + [1]
+        self.layers = torch.nn.ModuleList([Dense(a, b, dtype) for a, b in zip(widths[:-1], widths[1:])])
+        self.n_layers = len(self.layers)
+        self.linear = bool(linear)
+        skip = torch.zeros(n_in, dtype=dtype)
+        if self.linear:
+            self.skip = torch.nn.Parameter(skip)
+        else:
+            self.register_buffer("skip", skip, persistent=False)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        x = h
+        for k, layer in enumerate(self.layers):
+            x = layer(x)
+            if k < self.n_layers - 1:
+                x = torch.tanh(x)
+        e = x.squeeze(1)
+        if self.linear:
+            e = e + h @ self.skip
+        return e
+
+
 class ElementNetworks(torch.nn.Module):
-    """What follows the descriptor: per-element standardisation, the cell average (``cell_mean``), one tanh
-    network per element (with a linear term: ``linear``), the energy scale and the reference energies.
+    """What follows the descriptor: per-element standardisation, the cell average (``cell_mean``), one
+    :class:`ElementNetwork` per element (with a linear term: ``linear``), the energy scale and the reference
+    energies.
 
     ``forward(X, species_index, structure)`` gives the atomic energies (n_atoms,) in float64: the networks run in
     ``dtype``; the reference energies (~1e3 eV per atom) are added in float64, so that float32 totals are not
@@ -101,32 +180,28 @@ class ElementNetworks(torch.nn.Module):
         self.cell_mean, self.linear = bool(cell_mean), bool(linear)
         self.register_buffer("feature_mean", torch.zeros(n_species, n_features, dtype=dt))
         self.register_buffer("feature_std", torch.ones(n_species, n_features, dtype=dt))
-        if self.cell_mean:
-            self.register_buffer("cell_feature_mean", torch.zeros(n_features, dtype=dt))
-            self.register_buffer("cell_feature_std", torch.ones(n_features, dtype=dt))
+        # the cell-average statistics are state only with ``cell_mean``
+        self.register_buffer("cell_feature_mean", torch.zeros(n_features, dtype=dt), persistent=self.cell_mean)
+        self.register_buffer("cell_feature_std", torch.ones(n_features, dtype=dt), persistent=self.cell_mean)
         self.register_buffer("reference_energies", torch.zeros(n_species, dtype=torch.float64))
         self.register_buffer("energy_scale", torch.ones((), dtype=torch.float64))
         n_in = n_features * (2 if self.cell_mean else 1)
-        widths = [n_in] + list(hidden) + [1]
-        #: per element, the names of its parameters: W0, b0, W1, b1, ..., W_out, b_out (``h @ W + b``), then the
-        #: linear term's weights with ``linear``
-        self.names = []
-        for s in range(n_species):
-            names = []
-            for k, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
-                for kind, shape in (("weight", (a, b)), ("bias", (b,))):
-                    names.append(f"element{s}_{kind}{k}")
-                    self.register_parameter(names[-1], torch.nn.Parameter(torch.zeros(*shape, dtype=dt)))
-            if self.linear:
-                names.append(f"element{s}_linear")
-                self.register_parameter(names[-1], torch.nn.Parameter(torch.zeros(n_in, dtype=dt)))
-            self.names.append(names)
+        self.networks = torch.nn.ModuleList([ElementNetwork(n_in, hidden, dt, linear) for _ in range(n_species)])
 
-    def standardised(self, X, species_index):
+    def parameter_names(self):
+        """Per element, the names of its parameters: W0, b0, W1, b1, ..., W_out, b_out, then the linear term's
+        weights with ``linear``."""
+        names = []
+        for s, net in enumerate(self.networks):
+            own = [f"networks.{s}.layers.{k}.{kind}" for k in range(net.n_layers) for kind in ("weight", "bias")]
+            names.append(own + ([f"networks.{s}.skip"] if self.linear else []))
+        return names
+
+    def standardised(self, X: torch.Tensor, species_index: torch.Tensor) -> torch.Tensor:
         """Raw features ``X`` (n_atoms, F) standardised per element (differentiable)."""
         return (X - self.feature_mean[species_index]) / self.feature_std[species_index]
 
-    def network_inputs(self, X, species_index, structure):
+    def network_inputs(self, X: torch.Tensor, species_index: torch.Tensor, structure: torch.Tensor) -> torch.Tensor:
         """The networks' inputs (n_atoms, n_in): the standardised descriptor, with ``cell_mean`` its cell average."""
         H = self.standardised(X, species_index)
         if self.cell_mean:
@@ -134,26 +209,18 @@ class ElementNetworks(torch.nn.Module):
             H = torch.cat([H, cells[structure]], 1)
         return H
 
-    def network_outputs(self, H, species_index):
+    def network_outputs(self, H: torch.Tensor, species_index: torch.Tensor) -> torch.Tensor:
         """Atomic energies above the reference energies (n_atoms,) from the networks' inputs ``H``."""
         out = torch.zeros(H.shape[0], dtype=H.dtype)
         scale = float(self.energy_scale)
-        for s, names in enumerate(self.names):
+        for s, net in enumerate(self.networks):
             idx = torch.nonzero(species_index == s).squeeze(1)
-            if idx.numel() == 0:
-                continue
-            layers = [getattr(self, name) for name in names]
-            if self.linear:
-                *layers, skip = layers
-            h = H[idx]
-            lin = h @ skip if self.linear else None
-            for k in range(0, len(layers) - 2, 2):
-                h = torch.tanh(h @ layers[k] + layers[k + 1])
-            e = (h @ layers[-2] + layers[-1]).squeeze(1)
-            out = out.index_put((idx,), (e if lin is None else e + lin) * scale)
+            if idx.numel() > 0:
+                out = out.index_put((idx,), net(H[idx]) * scale)
         return out
 
-    def forward(self, X, species_index, structure, reference=True):
+    def forward(self, X: torch.Tensor, species_index: torch.Tensor, structure: torch.Tensor,
+                reference: bool = True) -> torch.Tensor:
         residual = self.network_outputs(self.network_inputs(X, species_index, structure), species_index)
         return residual.double() + self.reference_energies[species_index] if reference else residual
 
@@ -199,6 +266,7 @@ class DescriptorNetwork(AtomisticModel):
         self.descriptor_settings = dict(descriptor_settings)
         self.cutoff = cutoff_of(self.descriptor, self.descriptor_settings)
         self.n_features, self.hidden, self.dtype = int(n_features), [int(h) for h in hidden], str(dtype)
+        self.descriptor_module = DESCRIPTOR_MODULES[self.descriptor](len(self.species), self.descriptor_settings)
         self.head = ElementNetworks(len(self.species), self.n_features, self.hidden, self.dtype, cell_mean, linear)
 
     def config(self):
@@ -207,23 +275,25 @@ class DescriptorNetwork(AtomisticModel):
                 "hidden": list(self.hidden), "dtype": self.dtype, "cell_mean": self.head.cell_mean,
                 "linear": self.head.linear}
 
+    @torch.jit.unused
     def features(self, batch, strain=None, vectors=None):
-        """Raw descriptor (n_atoms, n_features) of ``batch`` (:func:`descriptor_features`)."""
-        return descriptor_features(self.descriptor, self.descriptor_settings, len(self.species), batch, strain,
-                                   vectors)
+        """Raw descriptor (n_atoms, n_features) of ``batch`` (:func:`batch_features`)."""
+        return batch_features(self.descriptor_module, batch, strain, vectors)
 
+    @torch.jit.unused
     def pair_gradients(self, batch, vectors):
-        """Features and their pair-vector derivatives (:func:`descriptor_pair_gradients`)."""
-        return descriptor_pair_gradients(self.descriptor, self.descriptor_settings, len(self.species), batch,
-                                         vectors)
+        """Features and their pair-vector derivatives (:func:`batch_pair_gradients`)."""
+        return batch_pair_gradients(self.descriptor_module, batch, vectors)
 
-    def atomic_energies(self, batch, strain=None):
-        return self.head(self.features(batch, strain), batch.species_index, batch.structure)
+    def atomic_energies_of_vectors(self, D: torch.Tensor, species_index: torch.Tensor, i: torch.Tensor,
+                                   j: torch.Tensor, structure: torch.Tensor) -> torch.Tensor:
+        return self.head(self.descriptor_module(D, i, j, species_index, structure), species_index, structure)
 
+    @torch.jit.unused
     def embeddings(self, batch):
         """The standardised descriptor of every atom (novelty measures distances between these)."""
         return self.head.standardised(self.features(batch), batch.species_index)
 
     def element_parameter_names(self):
         """Per element, the names of its parameters in the order [W0, b0, ..., W_out, b_out, (v)]."""
-        return [[f"head.{name}" for name in names] for names in self.head.names]
+        return [[f"head.{name}" for name in names] for names in self.head.parameter_names()]

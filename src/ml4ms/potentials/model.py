@@ -50,8 +50,8 @@ from ..descriptors.acsf import DEFAULT_G2, DEFAULT_G4
 from ..descriptors.chebyshev import REMOVED_SETTINGS, check_settings
 from ..errors import InputError
 from .base import energies_forces_stress
-from .descriptor_network import (DescriptorNetwork, cell_average, cutoff_of, descriptor_features,
-                                 descriptor_pair_gradients)
+from .descriptor_network import (DESCRIPTOR_MODULES, DescriptorNetwork, batch_features, batch_pair_gradients,
+                                 cell_average, cutoff_of)
 from .novelty import nearest_distances, novelty_scale, reference_environments, structure_means
 
 #: descriptor settings of the ænet TiO2 workshop fit set003
@@ -209,18 +209,20 @@ class NeuralPotential(BaseEstimator):
     def features(self, t, strain=None, vectors=None):
         """Raw descriptor (n_atoms, n_features) of the batch ``t`` (differentiable; needs no weights).
 
-        See :func:`~ml4ms.potentials.descriptor_network.descriptor_features`.
+        See :func:`~ml4ms.potentials.descriptor_network.batch_features`.
         """
-        return descriptor_features(self.descriptor, self.descriptor_settings(), len(self.species_), t, strain,
-                                   vectors)
+        return batch_features(self.descriptor_module(), t, strain, vectors)
 
     def pair_gradients(self, t, vectors):
         """Features (n_atoms, F) and ``dX_{i_p}/dD_p`` (n_pairs, F, 3) at the pair vectors ``vectors``.
 
-        See :func:`~ml4ms.potentials.descriptor_network.descriptor_pair_gradients`.
+        See :func:`~ml4ms.potentials.descriptor_network.batch_pair_gradients`.
         """
-        return descriptor_pair_gradients(self.descriptor, self.descriptor_settings(), len(self.species_), t,
-                                         vectors)
+        return batch_pair_gradients(self.descriptor_module(), t, vectors)
+
+    def descriptor_module(self):
+        """The descriptor as a torch module (needs the species, not the weights)."""
+        return DESCRIPTOR_MODULES[self.descriptor](len(self.species_), self.descriptor_settings())
 
     # ------------------------------------------------------- initialisation --
     def initialize(self, frames, energies, max_stat_frames=400):
@@ -338,10 +340,7 @@ class NeuralPotential(BaseEstimator):
         for layers in self.weights_:
             self.split_layers(layers)  # the weights fit the settings (one-line errors if not)
         torch = _torch()
-        net = DescriptorNetwork(species=self.species_, descriptor=self.descriptor,
-                                descriptor_settings=self.descriptor_settings(), n_features=self.n_features_,
-                                hidden=self._check_hidden(), dtype=self.dtype, cell_mean=self.cell_mean,
-                                linear=self.linear)
+        net = DescriptorNetwork(**self.network_config())
         state = {"head.feature_mean": self.feature_mean_, "head.feature_std": self.feature_std_,
                  "head.reference_energies": self.reference_energies_, "head.energy_scale": self.energy_scale_}
         if self.cell_mean:
@@ -355,6 +354,41 @@ class NeuralPotential(BaseEstimator):
         net.requires_grad_(False)
         self.__dict__["_network"] = (key, net, arrays)
         return net
+
+    def network_config(self):
+        """The :class:`~ml4ms.potentials.descriptor_network.DescriptorNetwork` configuration of this potential."""
+        return {"species": [int(z) for z in self.species_], "descriptor": self.descriptor,
+                "descriptor_settings": self.descriptor_settings(), "n_features": int(self.n_features_),
+                "hidden": self._check_hidden(), "dtype": self.dtype, "cell_mean": bool(self.cell_mean),
+                "linear": bool(self.linear)}
+
+    def from_network(self, net):
+        """Take the fitted state (species, statistics, weights) of ``net``, a
+        :class:`~ml4ms.potentials.descriptor_network.DescriptorNetwork` of this potential's settings (a model file
+        holds one); returns self.
+
+        Raises
+        ------
+        InputError
+            ``net`` was built with other settings than this potential's.
+        """
+        state = {k: v.detach().double().numpy().copy() for k, v in net.state_dict().items()}
+        self.species_ = [int(z) for z in net.species]
+        self.n_features_ = int(net.n_features)
+        own, theirs = self.network_config(), net.config()
+        differ = sorted(k for k in own if own[k] != theirs.get(k))
+        if differ:
+            raise InputError(f"the network's settings differ from the potential's ({', '.join(differ)})",
+                             hint="rebuild the potential from the network's configuration")
+        self.reference_energies_ = state["head.reference_energies"]
+        self.energy_scale_ = float(state["head.energy_scale"])
+        self.feature_mean_, self.feature_std_ = state["head.feature_mean"], state["head.feature_std"]
+        if self.cell_mean:
+            self.cell_feature_mean_ = state["head.cell_feature_mean"]
+            self.cell_feature_std_ = state["head.cell_feature_std"]
+        self.weights_ = [[state[name] for name in names] for names in net.element_parameter_names()]
+        self.__dict__.pop("_network", None)
+        return self
 
     def torch_parameters(self, requires_grad=True):
         """The weights as lists of tensors (per species, in the order of ``weights_``), in ``dtype``.
