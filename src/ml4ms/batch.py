@@ -216,10 +216,11 @@ def collate(frames, cutoff, species, dtype="float64", graph=None):
         Atomic numbers; ``species_index`` indexes into it. An element outside
         it is an :class:`~ml4ms.errors.InputError` naming the structure.
     dtype : {"float64", "float32"}
-    graph : object with ``edges(atoms)``, optional
+    graph : object with ``edges(atoms)`` and ``weight_names``, optional
         A graph builder of :mod:`ml4ms.graphs` (``RadiusGraph``, ``KNNGraph``,
         ``VoronoiGraph``): its edges replace the pairs within ``cutoff`` and
-        its weights, if any, fill ``edge_weights``.
+        its weights, if it names any, fill ``edge_weights`` (columns in the
+        order of ``graph.weight_names``).
 
     Examples
     --------
@@ -272,7 +273,7 @@ def collate(frames, cutoff, species, dtype="float64", graph=None):
         counts=torch.from_numpy(counts),
         cutoff=float(cutoff) if cutoff is not None else
         max([float(p.distances.max(initial=0.0)) for p in pairs], default=0.0),
-        edge_weights=None if graph is None or not graph.weight_names else
+        edge_weights=None if not getattr(graph, "weight_names", ()) else
         torch.as_tensor(cat([p.weights for p in pairs], float, len(graph.weight_names)), dtype=dt),
     )
 

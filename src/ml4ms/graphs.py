@@ -222,14 +222,6 @@ def knn_edges(atoms, k, max_cutoff=None, tol=1e-6, symmetric=False):
     return _edges(atoms, i, j, S)
 
 
-def _plane_basis(normal):
-    """Two orthonormal vectors spanning the plane perpendicular to ``normal``."""
-    n = normal / np.linalg.norm(normal)
-    e1 = np.cross(n, np.eye(3)[int(np.argmin(np.abs(n)))])
-    e1 /= np.linalg.norm(e1)
-    return e1, np.cross(n, e1)
-
-
 def face_area_and_solid_angle(centre, vertices, neighbour):
     """Area (Å²) of a convex Voronoi face and the solid angle (sr) it subtends from ``centre``.
 
@@ -240,26 +232,61 @@ def face_area_and_solid_angle(centre, vertices, neighbour):
     vertices : array (n_vertices, 3)
         The face's corners, in any order (repeated corners are harmless).
 
+    Returns
+    -------
+    area, solid_angle : float
+
     Examples
     --------
     >>> square = [[1, -1, -1], [1, 1, -1], [1, -1, 1], [1, 1, 1]]  # a cube face seen from its centre
     >>> area, omega = face_area_and_solid_angle([0, 0, 0], square, [2, 0, 0])
-    >>> float(area), round(float(omega / (4 * np.pi / 6)), 12)
+    >>> area, round(omega / (4 * np.pi / 6), 12)
     (4.0, 1.0)
     """
-    centre, vertices = np.asarray(centre, dtype=float), np.asarray(vertices, dtype=float)
-    middle = vertices.mean(axis=0)
-    e1, e2 = _plane_basis(np.asarray(neighbour, dtype=float) - centre)
-    rel = vertices - middle
-    ring = vertices[np.argsort(np.arctan2(rel @ e2, rel @ e1), kind="stable")]
-    a = middle - centre
-    b = ring - centre
-    c = np.roll(ring, -1, axis=0) - centre
-    area = 0.5 * np.linalg.norm(np.cross(b - a, c - a), axis=1).sum()
-    la, lb, lc = np.linalg.norm(a), np.linalg.norm(b, axis=1), np.linalg.norm(c, axis=1)
-    triple = np.abs(np.einsum("j,kj->k", a, np.cross(b, c)))
-    below = la * lb * lc + (b @ a) * lc + (c @ a) * lb + np.einsum("kj,kj->k", b, c) * la
-    return area, float(2.0 * np.arctan2(triple, below).sum())
+    vertices = np.asarray(vertices, dtype=float).reshape(-1, 3)
+    area, omega = _faces(np.asarray(centre, dtype=float).reshape(1, 3),
+                         np.asarray(neighbour, dtype=float).reshape(1, 3), vertices,
+                         np.zeros(len(vertices), np.int64))
+    return float(area[0]), float(omega[0])
+
+
+def _dot(u, v):
+    """Row-wise dot products of two (n, 3) arrays."""
+    return np.einsum("kx,kx->k", u, v)
+
+
+def _faces(centres, neighbours, vertices, face):
+    """Areas and solid angles of many convex faces at once.
+
+    Face ``f`` lies between ``centres[f]`` and ``neighbours[f]``; its corners
+    are the rows of ``vertices`` with ``face == f``, in any order. They are
+    put in order by their angle around the face's mean corner, and the face is
+    cut into triangles (mean corner, corner, next corner) whose areas and
+    solid angles (Van Oosterom and Strackee) add up.
+    """
+    n_faces = len(centres)
+    count = np.bincount(face, minlength=n_faces)
+    middle = np.stack([np.bincount(face, vertices[:, x], n_faces) for x in range(3)], axis=1) / count[:, None]
+    normal = neighbours - centres
+    normal /= np.linalg.norm(normal, axis=1)[:, None]
+    e1 = np.cross(normal, np.eye(3)[np.argmin(np.abs(normal), axis=1)])
+    e1 /= np.linalg.norm(e1, axis=1)[:, None]
+    e2 = np.cross(normal, e1)
+    rel = vertices - middle[face]
+    angle = np.arctan2(_dot(rel, e2[face]), _dot(rel, e1[face]))
+    order = np.lexsort((angle, face))
+    face, ring = face[order], vertices[order]
+    first = np.cumsum(count) - count
+    following = np.arange(len(face)) + 1
+    following[first + count - 1] = first  # the last corner of a face closes it with the first
+    a = middle[face] - centres[face]
+    b = ring - centres[face]
+    c = ring[following] - centres[face]
+    area = 0.5 * np.linalg.norm(np.cross(b - a, c - a), axis=1)
+    la, lb, lc = (np.linalg.norm(v, axis=1) for v in (a, b, c))
+    triple = np.abs(_dot(a, np.cross(b, c)))
+    omega = 2.0 * np.arctan2(triple, la * lb * lc + _dot(a, b) * lc + _dot(a, c) * lb + _dot(b, c) * la)
+    return np.bincount(face, area, n_faces), np.bincount(face, omega, n_faces)
 
 
 def _check_weights(weights):
@@ -386,25 +413,29 @@ def voronoi_edges(atoms, weights=VORONOI_WEIGHTS, min_area=1e-6):
                          hint="set pbc=True with vacuum in the open directions, or pbc=False")
     n = len(atoms)
     sites = _periodic_sites(atoms) if pbc.all() else _molecule_sites(atoms)
-    i, j, S, geometry = [], [], [], []
+    i, j, S, corners = [], [], [], []
     if sites is not None:
         atom, shift, vor = sites
-        for (p, q), corners in zip(vor.ridge_points, vor.ridge_vertices):
-            if -1 in corners:
+        for (p, q), ridge in zip(vor.ridge_points, vor.ridge_vertices):
+            if -1 in ridge:
                 continue
             for a, b in ((p, q), (q, p)):
                 if a < n:  # sites 0..n-1 are the atoms themselves
-                    i.append(atom[a])
-                    j.append(atom[b])
-                    S.append(shift[b])
-                    geometry.append(face_area_and_solid_angle(vor.points[a], vor.vertices[corners],
-                                                              vor.points[b]))
-    geometry = np.asarray(geometry, dtype=float).reshape(-1, 2)
-    i = np.asarray(i, dtype=np.int64)
-    surface = np.bincount(i, weights=geometry[:, 0], minlength=n).mean() if len(i) else 0.0
-    keep = geometry[:, 0] >= min_area * surface
-    columns = [geometry[keep, VORONOI_WEIGHTS.index(name)] for name in names]
-    return _edges(atoms, i[keep], np.asarray(j, dtype=np.int64)[keep], np.asarray(S).reshape(-1, 3)[keep],
+                    i.append(a)
+                    j.append(b)
+                    corners.append(ridge)
+        points, vertices = vor.points, vor.vertices
+    i, j = np.asarray(i, dtype=np.int64), np.asarray(j, dtype=np.int64)
+    if len(i):
+        face = np.repeat(np.arange(len(i)), [len(c) for c in corners])
+        area, omega = _faces(points[i], points[j], vertices[np.concatenate(corners)], face)
+        j, S = atom[j], shift[j]
+    else:
+        area = omega = np.zeros(0)
+        S = np.zeros((0, 3), np.int64)
+    keep = area >= min_area * np.bincount(i, area, n).mean()  # the mean cell surface
+    columns = [{"area": area, "solid_angle": omega}[name][keep] for name in names]
+    return _edges(atoms, i[keep], j[keep], S[keep],
                   order_by=np.zeros(int(keep.sum())),
                   weights=np.column_stack(columns) if names else None, weight_names=names)
 
