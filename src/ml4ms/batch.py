@@ -139,7 +139,10 @@ class AtomsBatch:
     counts : torch.Tensor of int64 (n_structures,)
         Atoms per structure.
     cutoff : float
-        The cutoff the pairs were found with.
+        The cutoff the pairs were found with (with a graph: see :func:`collate`).
+    edge_weights : torch.Tensor (n_pairs, n_weights) or None
+        Per-edge weights of the graph the pairs came from (e.g. Voronoi face
+        areas, columns named by the graph's ``weight_names``); None without.
     """
 
     positions: object
@@ -153,6 +156,7 @@ class AtomsBatch:
     structure: object
     counts: object
     cutoff: float
+    edge_weights: object = None
 
     @property
     def n_atoms(self):
@@ -188,23 +192,35 @@ class AtomsBatch:
         structure_offsets = np.cumsum([0] + [b.n_structures for b in batches])[:-1]
         cat = {name: torch.cat([getattr(b, name) for b in batches])
                for name in ("positions", "numbers", "species_index", "cell", "pbc", "shifts", "counts")}
+        weights = [b.edge_weights for b in batches]
+        if any(w is None for w in weights) and not all(w is None for w in weights):
+            raise InputError("some batches have edge weights and some have none",
+                             hint="build them all with the same graph")
         return cls(i=torch.cat([b.i + int(o) for b, o in zip(batches, atom_offsets)]),
                    j=torch.cat([b.j + int(o) for b, o in zip(batches, atom_offsets)]),
                    structure=torch.cat([b.structure + int(o) for b, o in zip(batches, structure_offsets)]),
-                   cutoff=batches[0].cutoff, **cat)
+                   cutoff=batches[0].cutoff, edge_weights=None if weights[0] is None else torch.cat(weights),
+                   **cat)
 
 
-def collate(frames, cutoff, species, dtype="float64"):
+def collate(frames, cutoff, species, dtype="float64", graph=None):
     """The :class:`AtomsBatch` of ``frames``, with the neighbour pairs within ``cutoff`` Å.
 
     Parameters
     ----------
     frames : list of ase.Atoms
-    cutoff : float
+    cutoff : float or None
+        None only with ``graph``: the batch's ``cutoff`` is then the longest
+        edge (0.0 without edges).
     species : sequence of int
         Atomic numbers; ``species_index`` indexes into it. An element outside
         it is an :class:`~ml4ms.errors.InputError` naming the structure.
     dtype : {"float64", "float32"}
+    graph : object with ``edges(atoms)`` and ``weight_names``, optional
+        A graph builder of :mod:`ml4ms.graphs` (``RadiusGraph``, ``KNNGraph``,
+        ``VoronoiGraph``): its edges replace the pairs within ``cutoff`` and
+        its weights, if it names any, fill ``edge_weights`` (columns in the
+        order of ``graph.weight_names``).
 
     Examples
     --------
@@ -212,9 +228,15 @@ def collate(frames, cutoff, species, dtype="float64"):
     >>> b = collate([bulk("Cu", "fcc", a=3.6), bulk("Cu", "fcc", a=3.7)], 3.0, [29])
     >>> b.n_structures, b.n_atoms, len(b.i), b.structure.tolist()
     (2, 2, 24, [0, 1])
+    >>> from ml4ms.graphs import VoronoiGraph
+    >>> v = collate([bulk("Fe", "bcc", a=2.87)], None, [26], graph=VoronoiGraph(weights="area"))
+    >>> len(v.i), tuple(v.edge_weights.shape)
+    (14, (14, 1))
     """
     torch = _torch()
     dt = torch_dtype(dtype)
+    if cutoff is None and graph is None:
+        raise InputError("collate needs a cutoff or a graph", hint="give cutoff in Å or graph=")
     lookup = {int(z): k for k, z in enumerate(species)}
     frames = list(frames)
     pairs, index = [], []
@@ -227,7 +249,8 @@ def collate(frames, cutoff, species, dtype="float64"):
             raise InputError(f"element {chemical_symbols[exc.args[0]]} is not among the elements "
                              f"({', '.join(chemical_symbols[int(z)] for z in species)})", index=k,
                              hint="add it to species or refit") from None
-        pairs.append(neighbor_list(atoms.positions, atoms.cell.array, atoms.pbc, cutoff))
+        pairs.append(neighbor_list(atoms.positions, atoms.cell.array, atoms.pbc, cutoff) if graph is None
+                     else _graph_edges(graph, atoms, k))
     counts = np.array([len(a) for a in frames], dtype=np.int64)
     offsets = np.cumsum(counts) - counts
 
@@ -248,5 +271,17 @@ def collate(frames, cutoff, species, dtype="float64"):
         shifts=torch.from_numpy(cat([p[2] for p in pairs], width=3)),
         structure=torch.from_numpy(np.repeat(np.arange(len(frames), dtype=np.int64), counts)),
         counts=torch.from_numpy(counts),
-        cutoff=float(cutoff),
+        cutoff=float(cutoff) if cutoff is not None else
+        max([float(p.distances.max(initial=0.0)) for p in pairs], default=0.0),
+        edge_weights=None if not getattr(graph, "weight_names", ()) else
+        torch.as_tensor(cat([p.weights for p in pairs], float, len(graph.weight_names)), dtype=dt),
     )
+
+
+def _graph_edges(graph, atoms, index):
+    """``graph.edges(atoms)``; an :class:`~ml4ms.errors.InputError` names the structure ``index``."""
+    try:
+        return graph.edges(atoms)
+    except InputError as exc:
+        raise InputError(exc.message, source=exc.source, index=index if exc.index is None else exc.index,
+                         hint=exc.hint, item=exc.item) from None
