@@ -47,8 +47,12 @@ def add_parsers(sub):
     add_input(p, "--highlight", metavar="TXT", help="indices (e.g. from 'ml4ms select') to circle on the map")
     add_output(p, "--csv", metavar="CSV", suffixes=(".csv",), what="the coordinates",
                help="also write the 2-D coordinates")
-    add_output(p, "-o", "--output", required=True, metavar="PNG", suffixes=(".png",), what="the map",
-               help="the map as PNG")
+    add_output(p, "--chemiscope", metavar="JSON", suffixes=(".json", ".json.gz"), what="the chemiscope input",
+               help="also write a chemiscope input file (.json or .json.gz: structures, map coordinates, properties; "
+                    "needs 'pip install chemiscope')")
+    add_output(p, "-o", "--output", required=True, metavar="FILE", suffixes=(".png", ".html"), what="the map",
+               help="the map: a PNG image, or (.html) one self-contained page to explore offline: hover a point for "
+                    "its id and properties, click it to select it and copy its id, wheel to zoom, drag to pan")
     p.set_defaults(func=run_map)
 
 
@@ -250,14 +254,30 @@ def map_plot(Z, path, values=None, labels=None, color_key="", highlight=None, ti
     return fig
 
 
+def _ids(records):
+    """What identifies each record on an interactive map: its ``id``, else its index.
+
+    Examples
+    --------
+    >>> _ids([{"id": "mp-1"}, {"x": 2}])
+    ['mp-1', '1']
+    """
+    from ..structures import record_id
+
+    return [str(record_id(r, default=i)) for i, r in enumerate(records)]
+
+
 def run_map(args):
     from ..datasets import target_unit
     from ..outputs import write_csv
+    from ..plots import axis_label
 
-    if not args.output.lower().endswith(".png"):
-        raise InputError("the map is a PNG image", source=args.output, hint="give -o FILE.png")
     if args.gamma is not None and not args.kernel_pca:
         raise InputError("--gamma is the width of kernel PCA", hint="add --kernel-pca, or drop --gamma")
+    if args.chemiscope:
+        from ..maps import import_chemiscope
+
+        import_chemiscope(args.chemiscope)  # before the work: is the optional package there?
     data, X, names, spec = _features(args)
     values, labels = _colour_values(data.records, args.color, data.source)
     highlight = _read_indices(args.highlight, len(X)) if args.highlight else None
@@ -271,9 +291,22 @@ def run_map(args):
     else:
         axis_names = ["kernel PC1 (no unit)", "kernel PC2 (no unit)"]
     features = f"{spec['name']} ({X.shape[1]} features{'' if args.no_scale else ', standardised'})"
-    map_plot(Z, args.output, values=values, labels=labels, color_key=args.color, highlight=highlight,
-             title=f"{method} of {data.source}, {features}", axis_names=axis_names,
-             unit=target_unit(args.color, data.name))
+    title, unit = f"{method} of {data.source}, {features}", target_unit(args.color, data.name)
+    if args.output.lower().endswith(".html"):
+        from ..maps import hover_columns, write_map_html
+
+        shown = {k: v for k, v in hover_columns(data.records).items() if k != args.color}  # the colour: once
+        write_map_html(args.output, Z, _ids(data.records), values=values, labels=labels,
+                       color_label=axis_label(args.color, unit) if values is not None else args.color,
+                       properties=shown, highlight=highlight, title=title, axis_names=axis_names)
+    else:
+        map_plot(Z, args.output, values=values, labels=labels, color_key=args.color, highlight=highlight,
+                 title=title, axis_names=axis_names, unit=unit)
+    if args.chemiscope:
+        from ..maps import hover_columns, write_chemiscope
+
+        write_chemiscope(args.chemiscope, data.records, Z, axis_names, args.color, values=values, labels=labels,
+                         unit=unit, properties=hover_columns(data.records), title=title)
     if args.csv:
         from ..structures import record_id
 
@@ -285,9 +318,10 @@ def run_map(args):
                 row["id"] = rid.item() if hasattr(rid, "item") else rid
             row.update(x=float(Z[i, 0]), y=float(Z[i, 1]))
             value = labels[i] if values is None else (float(values[i]) if np.isfinite(values[i]) else None)
-            row[args.color] = value  # empty without a value
+            row[f"colour {args.color}" if args.color in ("index", "x", "y") else args.color] = value  # empty: none
             rows.append(row)
         write_csv(args.csv, rows)
     n_missing = int(np.sum(~np.isfinite(values))) if values is not None else labels.count(None)
     print(f"{method} map of {len(X)} records of {data.source} coloured by {args.color}"
-          + (f" ({n_missing} without a value, drawn as grey rings)" if n_missing else "") + f": {args.output}")
+          + (f" ({n_missing} without a value, drawn as grey rings)" if n_missing else "") + f": {args.output}"
+          + (f"; chemiscope input: {args.chemiscope}" if args.chemiscope else ""))
