@@ -61,6 +61,12 @@ class AtomisticModel(torch.nn.Module):
         raise NotImplementedError
 
     @torch.jit.unused
+    def parameter_groups(self):
+        """The names of the trainable parameters, in groups (one group of all of them unless a kind says
+        otherwise): the order in which estimators keep and checkpoints store them."""
+        return [[name for name, _ in self.named_parameters()]]
+
+    @torch.jit.unused
     def forward(self, batch, strain=None):
         return self.atomic_energies(batch, strain)
 

@@ -178,9 +178,9 @@ def checkpoint_epochs(folder):
 def fingerprint(model):
     """A short hash of a fitted potential's weights: which model a warm-started checkpoint continues."""
     digest = hashlib.sha256()
-    for layers in model.weights_:
+    for layers in model.torch_parameters(requires_grad=False):
         for w in layers:
-            digest.update(np.ascontiguousarray(w, dtype=np.float64).tobytes())
+            digest.update(np.ascontiguousarray(w.detach().double().numpy()).tobytes())
     return digest.hexdigest()[:16]
 
 

@@ -294,6 +294,6 @@ class DescriptorNetwork(AtomisticModel):
         """The standardised descriptor of every atom (novelty measures distances between these)."""
         return self.head.standardised(self.features(batch), batch.species_index)
 
-    def element_parameter_names(self):
+    def parameter_groups(self):
         """Per element, the names of its parameters in the order [W0, b0, ..., W_out, b_out, (v)]."""
         return [[f"head.{name}" for name in names] for names in self.head.parameter_names()]

@@ -458,9 +458,13 @@ def _labelled(frames, energies, forces, groups, source):
 
 def _check_warm_start(model, frames, source):
     """A warm start needs a fitted potential that knows every element of ``frames``."""
-    if not hasattr(model, "weights_"):
+    from sklearn.exceptions import NotFittedError
+
+    try:
+        model.require_fitted()
+    except NotFittedError:
         raise InputError("warm_start needs a fitted potential to continue from", source=source,
-                         hint="train it first, or set warm_start=False")
+                         hint="train it first, or set warm_start=False") from None
     try:
         model._check_species(frames)
     except InputError as exc:

@@ -38,21 +38,22 @@ cell-wide term; the network then fits what is left instead of bending tanh
 units into a near-linear trend. On the ænet TiO2 set it lowers the test
 energy error at equal training (docs/studies/tio2-potential.md).
 
-Everything the model holds is plain numbers and numpy arrays, so it is saved
-by :mod:`ml4ms.serialize` (JSON + npz); torch tensors are built on demand.
+The estimator holds plain numbers and numpy arrays; its torch module, a
+:class:`~ml4ms.potentials.descriptor_network.DescriptorNetwork`, is built from them on demand
+(:meth:`NeuralPotential.network`), and a potential file holds that module's state
+(:mod:`ml4ms.potentials.io`). What every kind of potential shares (energies, forces, novelty, the parameters as
+tensors) is in :class:`~ml4ms.potentials.estimator.PotentialEstimator`.
 """
 
 import numpy as np
-from sklearn.base import BaseEstimator
 
-from ..batch import _torch, collate, torch_dtype
+from ..batch import _torch, torch_dtype
 from ..descriptors.acsf import DEFAULT_G2, DEFAULT_G4
 from ..descriptors.chebyshev import REMOVED_SETTINGS, check_settings
 from ..errors import InputError
-from .base import energies_forces_stress
 from .descriptor_network import (DESCRIPTOR_MODULES, DescriptorNetwork, batch_features, batch_pair_gradients,
                                  cell_average, cutoff_of)
-from .novelty import nearest_distances, novelty_scale, reference_environments, structure_means
+from .estimator import PotentialEstimator
 
 #: descriptor settings of the ænet TiO2 workshop fit set003
 CHEBYSHEV_DEFAULTS = {"radial_cutoff": 5.0, "radial_order": 12, "angular_cutoff": 3.0, "angular_order": 5}
@@ -63,13 +64,7 @@ def _species_of(frames):
     return sorted({int(z) for a in frames for z in a.numbers})
 
 
-class WeightLists(list):
-    """Per-element lists of weights that are the parameters of the module ``network``."""
-
-    network = None
-
-
-class NeuralPotential(BaseEstimator):
+class NeuralPotential(PotentialEstimator):
     """Per-element feed-forward networks on a local descriptor.
 
     Parameters
@@ -124,6 +119,7 @@ class NeuralPotential(BaseEstimator):
 
     #: options of earlier versions and the values that left them out: :mod:`ml4ms.serialize` drops them from old
     #: files at these values and refuses the others (docs/studies/tio2-potential.md says why they were removed)
+    _fitted_attribute = "weights_"
     _removed_parameters = {"cell_pool": 0, "activation": "tanh",
                            **{f"descriptor_params.{k}": v for k, v in REMOVED_SETTINGS.items()}}
 
@@ -190,22 +186,6 @@ class NeuralPotential(BaseEstimator):
         return [int(h) for h in hidden]
 
     # -------------------------------------------------------------- tensors --
-    def tensors(self, frames, cutoff=None):
-        """The :class:`~ml4ms.batch.AtomsBatch` of ``frames`` for this potential (its species, cutoff, dtype)."""
-        self._check_species(frames)
-        return collate(frames, self.cutoff() if cutoff is None else cutoff, self.species_, self.dtype)
-
-    def _check_species(self, frames):
-        known = set(self.species_)
-        for k, a in enumerate(frames):
-            bad = {int(z) for z in a.numbers} - known
-            if bad:
-                from ase.data import chemical_symbols
-
-                names = ", ".join(chemical_symbols[z] for z in self.species_)
-                raise InputError(f"element {chemical_symbols[sorted(bad)[0]]} is not among the potential's elements "
-                                 f"({names})", index=k, hint="train a potential that includes it")
-
     def features(self, t, strain=None, vectors=None):
         """Raw descriptor (n_atoms, n_features) of the batch ``t`` (differentiable; needs no weights).
 
@@ -291,31 +271,9 @@ class NeuralPotential(BaseEstimator):
             self.weights_.append(layers)
         return self
 
-    def require_fitted(self):
-        """Raise :class:`sklearn.exceptions.NotFittedError` unless the potential has weights.
-
-        (A potential is fitted by :meth:`initialize` and trained by
-        :func:`~ml4ms.potentials.train.train_potential`; it has no ``fit`` of its own, which would need energies
-        and forces.)
-        """
-        if not hasattr(self, "weights_"):
-            from sklearn.exceptions import NotFittedError
-
-            raise NotFittedError(f"this {type(self).__name__} has no weights yet: initialize it or train it with "
-                                 "ml4ms.potentials.train.train_potential")
-
     def n_inputs(self):
         """Width of the networks' inputs: the descriptor and its cell average (fitted model)."""
         return self.n_features_ * (2 if self.cell_mean else 1)
-
-    def composition(self, frames):
-        """Counts (n_frames, n_species) of each species in each structure."""
-        index = {z: k for k, z in enumerate(self.species_)}
-        out = np.zeros((len(frames), len(self.species_)))
-        for r, a in enumerate(frames):
-            for z in a.numbers:
-                out[r, index[int(z)]] += 1
-        return out
 
     # ---------------------------------------------------------------- torch --
     def network(self):
@@ -346,7 +304,7 @@ class NeuralPotential(BaseEstimator):
         if self.cell_mean:
             state.update({"head.cell_feature_mean": self.cell_feature_mean_,
                           "head.cell_feature_std": self.cell_feature_std_})
-        for names, layers in zip(net.element_parameter_names(), self.weights_):
+        for names, layers in zip(net.parameter_groups(), self.weights_):
             state.update(zip(names, layers))
         own = net.state_dict()
         net.load_state_dict({k: torch.as_tensor(np.asarray(v), dtype=own[k].dtype).reshape(own[k].shape)
@@ -386,34 +344,14 @@ class NeuralPotential(BaseEstimator):
         if self.cell_mean:
             self.cell_feature_mean_ = state["head.cell_feature_mean"]
             self.cell_feature_std_ = state["head.cell_feature_std"]
-        self.weights_ = [[state[name] for name in names] for names in net.element_parameter_names()]
+        self.weights_ = [[state[name] for name in names] for names in net.parameter_groups()]
         self.__dict__.pop("_network", None)
         return self
-
-    def torch_parameters(self, requires_grad=True):
-        """The weights as lists of tensors (per species, in the order of ``weights_``), in ``dtype``.
-
-        They are the parameters of a copy of :meth:`network` (the ``network`` attribute of the returned
-        :class:`WeightLists`), so that training runs that module directly.
-        """
-        own = self.network()
-        net = DescriptorNetwork(**own.config())
-        net.load_state_dict(own.state_dict())
-        net.requires_grad_(requires_grad)
-        out = WeightLists([net.get_parameter(name) for name in names] for names in net.element_parameter_names())
-        out.network = net
-        return out
 
     def set_parameters(self, params):
         """Copy torch parameters (as from :meth:`torch_parameters`) back into ``weights_``."""
         self.weights_ = [[p.detach().double().numpy().copy() for p in layers] for layers in params]
         return self
-
-    def parameter_dict(self, params, prefix=""):
-        """``params`` (lists per species, as :meth:`torch_parameters`) by their names in :meth:`network`."""
-        names = self.network().element_parameter_names()
-        return {name[len("head."):] if prefix == "head." else name: p
-                for ns, ps in zip(names, params) for name, p in zip(ns, ps)}
 
     def network_energies(self, X, species_index, params, structure=None):
         """Atomic energies above the reference energies (n_atoms,) from raw features ``X`` (differentiable).
@@ -441,167 +379,3 @@ class NeuralPotential(BaseEstimator):
             raise InputError("the model's settings (cell_mean, linear) differ from those it was fitted "
                              "with: the weights do not match", hint="load the model again, or retrain it")
         return (layers[:-1], layers[-1]) if self.linear else (layers, None)
-
-    def energies_forces(self, t, params=None, *, forces=True, stress=False, create_graph=False):
-        """Energies (n_structures,), forces (n_atoms, 3) and dE/dε (n_structures, 3, 3) as tensors.
-
-        :func:`~ml4ms.potentials.base.energies_forces_stress` of :meth:`network`, with ``params`` (lists per
-        species, as :meth:`torch_parameters`) in place of its weights when given (training).
-        """
-        own = getattr(params, "network", None)  # the parameters of a module (:meth:`torch_parameters`): run it
-        return energies_forces_stress(own or self.network(), t, forces=forces, stress=stress,
-                                      create_graph=create_graph,
-                                      parameters=None if params is None or own is not None else
-                                      self.parameter_dict(params))
-
-    # ---------------------------------------------------------------- numpy --
-    def compute(self, atoms, forces=True, stress=False, tensors=None):
-        """Energy (eV), forces (eV/Å) and Voigt stress (eV/Å³) of one structure.
-
-        ``tensors`` (an :class:`~ml4ms.batch.AtomsBatch`) may be given (e.g. a
-        cached neighbour list with a skin); its ``positions`` are replaced by the current ones.
-
-        Returns
-        -------
-        energy : float
-        forces : ndarray (n_atoms, 3) or None
-        stress : ndarray (6,) or None, in ASE's order xx, yy, zz, yz, xz, xy
-        """
-        torch = _torch()
-        self.require_fitted()
-        if stress and not all(atoms.pbc):
-            raise InputError("stress needs a periodic cell in all three directions")
-        t = self.tensors([atoms]) if tensors is None else tensors
-        t = t.replace(positions=torch.as_tensor(np.asarray(atoms.positions), dtype=torch_dtype(self.dtype)))
-        e, F, V = self.energies_forces(t, forces=forces, stress=stress)
-        f = F.detach().double().numpy() if forces else None
-        s = None
-        if stress:
-            v = V[0].detach().double().numpy()
-            v = 0.5 * (v + v.T) / atoms.get_volume()
-            s = np.array([v[0, 0], v[1, 1], v[2, 2], v[1, 2], v[0, 2], v[0, 1]])
-        return float(e.detach()[0]), f, s
-
-    def predict(self, frames, forces=True, batch_atoms=2000):
-        """Energies (n_frames,) and, if ``forces``, a list of force arrays for many structures."""
-        from ..descriptors.base import batches_of
-
-        energies, force_list = [], []
-        for group in batches_of(list(frames), batch_atoms):
-            t = self.tensors(group)
-            e, F, _ = self.energies_forces(t, forces=forces)
-            energies.extend(e.detach().double().numpy().tolist())
-            if forces:
-                force_list.extend(t.split(F.detach().double().numpy()))
-        energies = np.asarray(energies)
-        return (energies, force_list) if forces else energies
-
-    # ------------------------------------------------------------- novelty --
-    def environments(self, t):
-        """Standardised descriptor (n_atoms, n_features) of the batch ``t`` (numpy, no gradients)."""
-        torch = _torch()
-        with torch.no_grad():
-            return self.network().embeddings(t).double().numpy()
-
-    def fit_novelty(self, frames, n_reference=2000, batch_atoms=2000, progress=False):
-        """Keep reference environments of ``frames`` (the training structures) for :meth:`novelty`.
-
-        Sets ``novelty_references_`` (per element, up to ``n_reference``
-        environments chosen by farthest-point sampling) and ``novelty_scale_``
-        (the 99th percentile of the structures' raw novelty, each against
-        the references of the others): see :mod:`ml4ms.potentials.novelty`.
-
-        Returns
-        -------
-        self
-        """
-        from tqdm.auto import tqdm
-
-        from ..descriptors.base import batches_of
-
-        self.require_fitted()
-        if isinstance(n_reference, bool) or not isinstance(n_reference, (int, np.integer)) or n_reference < 1:
-            raise InputError(f"n_reference must be a positive integer, got {n_reference!r}")
-        frames = list(frames)
-        if not frames:
-            raise InputError("no structures to take reference environments from")
-        self._check_species(frames)
-        absent = sorted(set(self.species_) - {int(z) for a in frames for z in a.numbers})
-        if absent:
-            from ase.data import chemical_symbols
-
-            raise InputError(f"element {chemical_symbols[absent[0]]} of the potential has no atoms in these "
-                             "structures, so it would have no reference environments",
-                             hint="give the structures it was trained on")
-        H, S, ST, offset = [], [], [], 0
-        groups = batches_of(frames, batch_atoms)
-        for group in tqdm(groups, disable=not progress, desc="reference environments", unit="batch"):
-            t = self.tensors(group)
-            H.append(self.environments(t))
-            S.append(t.species_index.numpy())
-            ST.append(t.structure.numpy() + offset)
-            offset += len(group)
-        H, S, ST = np.concatenate(H), np.concatenate(S), np.concatenate(ST)
-        references, rows = reference_environments(H, S, len(self.species_), int(n_reference), return_rows=True)
-        # the scale: every training structure against the references taken from the others
-        owners = np.split(ST[rows], np.cumsum([len(r) for r in references])[:-1])
-        raw = nearest_distances(H, S, references, groups=ST, reference_groups=owners)
-        self.novelty_scale_ = novelty_scale(structure_means(raw, ST, len(frames)))
-        self.novelty_references_ = references
-        return self
-
-    def atom_novelty(self, t, positions=None):
-        """Novelty (n_atoms,) of the atoms of the batch ``t``: distance to the nearest reference
-        environment of their element, in units of ``novelty_scale_``.
-
-        ``positions`` (n_atoms, 3) replace those of ``t`` (a neighbour list
-        cached with a skin, as in :meth:`compute`).
-        """
-        self._require_references()
-        if positions is not None:
-            t = t.replace(positions=_torch().as_tensor(np.asarray(positions), dtype=torch_dtype(self.dtype)))
-        H = self.environments(t)
-        return nearest_distances(H, t.species_index.numpy(), self.novelty_references_) / self.novelty_scale_
-
-    def _require_references(self):
-        if not hasattr(self, "novelty_references_"):
-            raise InputError("this potential keeps no reference environments, so it has no novelty",
-                             hint="retrain it with 'ml4ms potential fit' (novelty_references > 0), or call "
-                                  "fit_novelty(training structures) and save it again")
-
-    def novelty(self, frames, per_atom=False, batch_atoms=2000):
-        """How far ``frames`` lie from the training data (see :mod:`ml4ms.potentials.novelty`).
-
-        Returns
-        -------
-        ndarray (n_frames,)
-            The mean novelty of each structure's atoms (1: the 99th percentile
-            of the training structures, each measured against the others; NaN
-            for a structure without atoms), or
-            with ``per_atom`` a list of (n_atoms,) arrays.
-
-        Examples
-        --------
-        >>> from ase.build import bulk
-        >>> cells = [bulk("MgO", "rocksalt", a=4.1 + 0.05 * k) for k in range(4)]
-        >>> m = NeuralPotential(hidden=(3,), descriptor_params={"radial_order": 2, "angular_order": 1})
-        >>> m = m.initialize(cells, [-10.0, -10.2, -10.3, -10.25]).fit_novelty(cells[:3])
-        >>> nov = m.novelty([cells[1], bulk("MgO", "rocksalt", a=3.6)])
-        >>> bool(nov[0] <= 1.0 < nov[1])
-        True
-        """
-        from ..descriptors.base import batches_of
-
-        frames = list(frames)
-        self._require_references()
-        self._check_species(frames)  # here, so an error names the structure's index in ``frames``
-        out = []
-        for group in batches_of(frames, batch_atoms):
-            t = self.tensors(group)
-            d = self.atom_novelty(t)
-            structure = t.structure.numpy()
-            if per_atom:
-                out.extend(d[structure == k] for k in range(len(group)))
-            else:
-                out.extend(structure_means(d, structure, len(group)).tolist())
-        return out if per_atom else np.asarray(out)
