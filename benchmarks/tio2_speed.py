@@ -9,7 +9,8 @@ Runs each measurement in a fresh process, alternating this tree and the referenc
   and linear term) on 300 training cells, with precomputed descriptor Jacobians, one thread (median over epochs 2-25);
 - ``epoch_direct``: the same through autograd of the descriptor (``precompute = false``, 6 epochs);
 - ``md``: atom-steps per second of 300 NVE steps of the 24-atom cell ``tio2:test@0`` with each tree's
-  ``models/tio2`` committee, one thread.
+  ``models/tio2`` committee, one thread;
+- the peak memory (maximum resident set) of each of those processes.
 
 The final validation RMSE of the two training runs must agree (printed), so the speed is that of the same numbers.
 The issue "Potentials rebuilt as torch modules" asks that neither training nor MD become slower. Ends with one
@@ -44,7 +45,9 @@ kw.update(epochs=25 if precompute else 6, patience=100, precompute=precompute, t
           valid_fraction=0.1)
 kw.pop("time_limit", None)
 _, hist = train_potential(model, frames, e, f, **kw)
-print(json.dumps({"seconds": float(np.median([h["seconds"] for h in hist[1:]])), "rmse": hist[-1]["val_energy_rmse"]}))
+import resource
+print(json.dumps({"seconds": float(np.median([h["seconds"] for h in hist[1:]])), "rmse": hist[-1]["val_energy_rmse"],
+                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
 MD = r"""
@@ -55,7 +58,9 @@ from ml4ms.potentials import NeuralPotentialCalculator, load_potential, run_md
 atoms = load("tio2", "test").records[0].copy()
 atoms.calc = None
 r = run_md(atoms, NeuralPotentialCalculator(load_potential(sys.argv[1])), steps=300, timestep=1.0, seed=0)
-print(json.dumps({"atom_steps_per_second": r["atom_steps_per_second"]}))
+import resource
+print(json.dumps({"atom_steps_per_second": r["atom_steps_per_second"],
+                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
 
@@ -97,6 +102,11 @@ def main():
         b = median(r[key] for r in results["reference"][name])
         print(f"{name:<18} {a:>10.4g} {b:>10.4g} {a / b:>9.3f}")
         summary[f"{name}_ratio"] = round(a / b, 3)
+    for name in ("epoch_precompute", "epoch_direct", "md"):  # the peak memory of each process (MB)
+        a = median(r["peak_mb"] for r in results["this"][name])
+        b = median(r["peak_mb"] for r in results["reference"][name])
+        print(f"{name + ' peak MB':<18} {a:>10.4g} {b:>10.4g} {a / b:>9.3f}")
+        summary[f"{name}_peak_ratio"] = round(a / b, 3)
     for name in ("epoch_precompute", "epoch_direct"):
         same = {r["rmse"] for r in results["this"][name]} == {r["rmse"] for r in results["reference"][name]}
         print(f"{name}: final validation RMSE {'identical' if same else 'DIFFERENT'} "
