@@ -13,8 +13,6 @@ import sys
 import threading
 import time
 
-import ase.io
-import cloudpickle
 import numpy as np
 import pytest
 
@@ -25,6 +23,8 @@ from ml4ms.descriptors import base, make_descriptor, soap
 from ml4ms.errors import InputError
 
 pytest.importorskip("distributed")
+import cloudpickle  # noqa: E402 (comes with distributed)
+
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import this test module
 
 
@@ -59,8 +59,6 @@ def _threads(_):
 
 def test_every_task_limits_its_threads(cluster):
     """A Dask task runs with one BLAS thread per worker slot; a local process with cores // workers."""
-    import numpy  # noqa: F401 (BLAS loaded)
-
     on_dask = parallel.map_ordered(_threads, [0, 1, 2, 3], scheduler=cluster.scheduler_address, chunk=1)
     assert {t for t, _ in on_dask} == {1} and {e for _, e in on_dask} == {"1"}
     local = parallel.map_ordered(_threads, [0, 1, 2, 3], n_jobs=2, chunk=1)
@@ -127,14 +125,10 @@ class SlowModel:
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
+def model(uncertain_model):
     from ml4ms.serialize import load_model
 
-    folder = tmp_path_factory.mktemp("model")
-    ase.io.write(folder / "train.extxyz", load("nomad2018", "train").records[:400], format="extxyz")
-    assert main(["fit", str(folder / "train.extxyz"), "--config", "nomad2018_demo", "--descriptor", "composition",
-                 "--model", "bayesian_ridge", "-o", str(folder / "m"), "--quiet"]) == 0
-    return load_model(str(folder / "m"))
+    return load_model(uncertain_model)
 
 
 def _when(condition, then, timeout=60):

@@ -62,7 +62,7 @@ class Filter:
     >>> Filter("__import__('os').system('ls') > 0", ["y"])
     Traceback (most recent call last):
     ...
-    ml4ms.errors.InputError: --where '__import__('os').system('ls') > 0': attribute access is not allowed; use column names, numbers, comparisons, and/or/not, + - * /
+    ml4ms.errors.InputError: --where '__import__('os').system('ls') > 0': calls are not allowed; use column names, numbers, comparisons, and/or/not, + - * /
     >>> Filter("z < 1", ["y", "y_std"])
     Traceback (most recent call last):
     ...
@@ -362,7 +362,7 @@ def stream(model, meta, sources, output, filters=(), chunk=CHUNK, rank_by=None, 
     items = [(a, sources[k].records[a:b]) for _, (k, a, b) in pending]
     several = len(sources) > 1
     executor = Executor(scheduler=scheduler, chunk=1)
-    results = executor.imap(task, items, progress=progress, desc="screen" if filters else "predict")
+    results = executor.imap(task, items, progress=progress and len(items) > 1, desc="screen" if filters else "predict")
     for (key, (k, a, b)), rows in zip(pending, _located(results, sources, pending)):
         if several:
             rows = [{"index": r["index"], "data": sources[k].source, **r} for r in rows]
