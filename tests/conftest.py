@@ -117,3 +117,18 @@ def rows():
     """
     return [{"formula": "TiO2", "a": 1.5, "b": "2.0"}, {"formula": "MgO", "a": -0.5, "b": 3},
             {"formula": "H2O", "a": 0.0, "b": "1e-3"}, {"formula": "Ti2O3", "a": 7, "b": 0.25}]
+
+
+@pytest.fixture(scope="session")
+def uncertain_model(tmp_path_factory):
+    """The folder of a small NOMAD 2018 model with an uncertainty (Bayesian ridge on composition, 400 structures)."""
+    import ase.io
+
+    from ml4ms.cli import main
+    from ml4ms.datasets import load
+
+    folder = tmp_path_factory.mktemp("uncertain_model")
+    ase.io.write(folder / "train.extxyz", load("nomad2018", "train").records[:400], format="extxyz")
+    assert main(["fit", str(folder / "train.extxyz"), "--config", "nomad2018_demo", "--descriptor", "composition",
+                 "--model", "bayesian_ridge", "-o", str(folder / "m"), "--quiet"]) == 0
+    return str(folder / "m")

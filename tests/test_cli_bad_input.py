@@ -108,6 +108,7 @@ COMMANDS = {
     "duplicates": ["duplicates", "DATA", "--json", "OUT.json"],
     "fit": ["fit", "DATA", "--config", "CONFIG", "-o", "OUTDIR"],
     "predict": ["predict", "MODEL", "DATA", "-o", "OUT.csv"],
+    "screen": ["screen", "MODEL", "DATA", "--where", "y > -1e9", "-o", "OUT.csv"],
     "evaluate": ["evaluate", "MODEL", "DATA", "--json", "OUT.json", "--plot", "OUT.png"],
     "cv": ["cv", "DATA", "--config", "CONFIG", "--n-splits", "2", "--seeds", "0", "--json", "OUT.json",
            "--plot", "OUT.png"],
@@ -133,15 +134,21 @@ COMMANDS = {
 
 #: commands whose DATA must carry labels, and commands that apply a trained model to DATA
 LABELLED = {"fit", "evaluate", "cv", "learning-curve", "potential fit", "potential eval", "potential check"}
-APPLY_MODEL = {"predict", "evaluate", "potential eval", "potential select", "md"}
+APPLY_MODEL = {"predict", "screen", "evaluate", "potential eval", "potential select", "md"}
 #: bad inputs of one command: case -> arguments appended to its good command line (later options win);
 #: ``SLOT=name`` puts the bad input ``name`` in the place of the good line's SLOT, ``BAD:name`` appends it
 EXTRA_CASES = {
     "duplicates": {"cutoff beyond memory": ["--cutoff", "1000", "--quiet"]},
-    "featurize": {"cutoff beyond memory": ["--descriptor", "acsf", "--set", "r_cut=1000", "--quiet"],
-                  "unknown descriptor parameter": ["--set", "r_cutt=5"]},
     "fit": {"-o holds a potential": ["-o", "POT"]},
-    "predict": {"two outputs in one file": ["--contributions", "OUT.csv"]},
+    "predict": {"two outputs in one file": ["--contributions", "OUT.csv"],
+                "--scheduler not an address": ["--scheduler", "localhost:8786"]},
+    "screen": {"--where calls a function": ["--where", "__import__('os') == 0"],
+               "--where an unknown column": ["--where", "volume > 1"],
+               "--rank-by an unknown column": ["--rank-by", "volume"],
+               "--scheduler not an address": ["--scheduler", "8786"]},
+    "featurize": {"cutoff beyond memory": ["--descriptor", "acsf", "--set", "r_cut=1000", "--quiet"],
+                  "unknown descriptor parameter": ["--set", "r_cutt=5"],
+                  "--scheduler not an address": ["--scheduler", "tcp:/x:1"]},
     "potential fit": {"--init of the other kind": ["--init", "MODEL"], "-o holds a property model": ["-o", "MODEL"],
                       "--checkpoint is a file": ["--checkpoint", "DATA"], "--checkpoint is -o": ["--checkpoint", "OUTDIR"],
                       "both loss weights 0": ["--config", "BAD:zero loss weights"],

@@ -47,6 +47,9 @@ class InputError(Ml4msError, ValueError):
         self.item = item
         super().__init__(self._format())
 
+    def __reduce__(self):  # keeps every field when the error crosses a process (a worker's task)
+        return (type(self), (self.message, self.source, self.index, self.hint, self.item))
+
     def located(self, source):
         """The same error, from ``source`` unless it already names one.
 

@@ -273,21 +273,31 @@ def predict(model, meta, data, progress=True):
     check_structures(records, source=data.source)
     _show_progress(model, progress)
     with from_source(data.source):
-        if meta.get("has_uncertainty"):
-            pred, std = model.predict(records, return_std=True)
-        else:
-            pred, std = model.predict(records), None
+        return prediction_rows(model, meta, records)
+
+
+def prediction_rows(model, meta, records, start=0):
+    """Dict rows of ``model``'s predictions for ``records``: ``index`` (from ``start``), ``id``, targets, stds.
+
+    A ``{target}_std`` column follows each target when the model has an
+    uncertainty (``meta["has_uncertainty"]``).
+    """
+    if meta.get("has_uncertainty"):
+        pred, std = model.predict(records, return_std=True)
+        std = np.asarray(std).reshape(len(records), -1)
+    else:
+        pred, std = model.predict(records), None
     pred = np.asarray(pred).reshape(len(records), -1)
     rows = []
     for i, r in enumerate(records):
-        row = {"index": i}
+        row = {"index": start + i}
         rid = record_id(r)
         if rid is not None:
             row["id"] = rid.item() if hasattr(rid, "item") else rid
         for j, t in enumerate(meta["targets"]):
             row[t] = float(pred[i, j])
             if std is not None:
-                row[f"{t}_std"] = float(np.asarray(std).reshape(len(records), -1)[i, j])
+                row[f"{t}_std"] = float(std[i, j])
         rows.append(row)
     return rows
 

@@ -9,8 +9,10 @@ on stderr and exit code 2, never a traceback: usage errors through
 :class:`~ml4ms.errors.Ml4msError` are printed as they are.
 """
 
+import contextlib
 import importlib
 import importlib.util
+import os
 import sys
 
 from .. import __version__
@@ -19,7 +21,7 @@ from ..threads import limit_threads
 from .options import Parser, check_paths
 
 #: command modules, in the order their commands appear in --help
-_COMMAND_MODULES = ["data", "learn", "curve", "featurize", "insight", "sisso", "potential", "active"]
+_COMMAND_MODULES = ["data", "learn", "screen", "curve", "featurize", "insight", "sisso", "potential", "active"]
 
 
 def build_parser():
@@ -37,6 +39,22 @@ def build_parser():
     return parser
 
 
+@contextlib.contextmanager
+def _cluster(scheduler):
+    """The command's data-parallel work goes to ``scheduler`` (else ``$ML4MS_SCHEDULER``); its client closes after."""
+    from ..parallel import SCHEDULER_VARIABLE, chosen_scheduler, close_clients, connect, use_scheduler
+
+    if scheduler is None and not os.environ.get(SCHEDULER_VARIABLE):
+        yield
+        return
+    try:
+        with use_scheduler(scheduler):
+            connect(chosen_scheduler())  # an unreachable scheduler stops the command before any work
+            yield
+    finally:
+        close_clients()
+
+
 def main(argv=None):
     """Entry point of the ``ml4ms`` console script; returns the exit code."""
     parser = build_parser()
@@ -52,7 +70,8 @@ def main(argv=None):
     try:
         check_paths(args)
         limit_threads(getattr(args, "threads", None))
-        result = args.func(args)
+        with _cluster(getattr(args, "scheduler", None)):
+            result = args.func(args)
     except Ml4msError as exc:
         print(f"ml4ms: error: {exc}", file=sys.stderr)
         return 2
@@ -65,8 +84,6 @@ def main(argv=None):
               file=sys.stderr)
         return 2
     except BrokenPipeError:  # e.g. `ml4ms duplicates ... | head`
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     return int(result or 0)

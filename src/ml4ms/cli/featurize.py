@@ -6,7 +6,7 @@ import json
 import numpy as np
 
 from ..errors import InputError, from_source
-from .options import add_input, add_output, add_quiet
+from .options import add_input, add_output, add_quiet, add_scheduler
 
 
 def add_parsers(sub):
@@ -22,6 +22,7 @@ def add_parsers(sub):
     p.add_argument("--per-atom", action="store_true", help="per-atom rows (local descriptors) with structure_index")
     add_output(p, "-o", "--output", required=True, metavar="FILE.npz", suffixes=(".npz",), what="the features",
                help="features, feature names and the descriptor settings as .npz")
+    add_scheduler(p)
     add_quiet(p)
     p.set_defaults(func=run_featurize)
 

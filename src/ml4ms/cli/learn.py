@@ -5,7 +5,8 @@ import os
 from ..errors import InputError
 from ..metrics import METRICS
 from ..models import REGRESSORS
-from .options import _number, add_input, add_old_name, add_output, add_quiet, non_negative_int
+from .options import (_number, add_chunk, add_input, add_old_name, add_output, add_quiet, add_scheduler,
+                      non_negative_int)
 
 #: an integer >= 2 (folds: one fold is no cross-validation)
 at_least_two = _number(int, lambda v: v >= 2, "an integer >= 2")
@@ -45,6 +46,8 @@ def add_parsers(sub):
                what="the per-atom contributions",
                help="also write the per-atom contributions (sum-of-local models): CSV, or extxyz for .xyz/.extxyz")
     add_old_name(p, "--per-atom", "per_atom_output")
+    add_chunk(p, 1000)
+    add_scheduler(p)
     add_quiet(p)
     p.set_defaults(func=run_predict)
 
@@ -158,18 +161,41 @@ def _load(path):
     return model, meta
 
 
+def model_identity(path):
+    """What a streamed job's state remembers of its model: the folder and a hash of its files."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name in sorted(os.listdir(path)):
+        full = os.path.join(path, name)
+        if os.path.isfile(full):
+            digest.update(name.encode())
+            with open(full, "rb") as handle:
+                digest.update(handle.read())
+    return [os.path.realpath(path), digest.hexdigest()]
+
+
+def print_resumed(summary, output):
+    """A line saying that a streamed job continued from the chunks of an earlier run."""
+    from ..screening import partial_folder
+
+    if summary["resumed"]:
+        print(f"continued from {summary['resumed']} of {summary['chunks']} chunks finished earlier "
+              f"(in {partial_folder(output)})")
+
+
 def run_predict(args):
     from ..datasets import load_data
-    from ..outputs import write_csv
-    from ..workflow import predict
+    from ..screening import stream
 
     model, meta = _load(args.model)
     data = load_data(args.data)
-    rows = predict(model, meta, data, progress=not args.quiet)
     per_atom = getattr(args, "per_atom_output", None)
     atom_rows = _per_atom_rows(model, meta, data, not args.quiet) if per_atom else None
-    write_csv(args.output, rows)
-    print(f"{len(rows)} predictions of {', '.join(meta['targets'])} written to {args.output}")
+    summary = stream(model, meta, [data], args.output, chunk=args.chunk, identity=model_identity(args.model),
+                     progress=not args.quiet)
+    print_resumed(summary, args.output)
+    print(f"{summary['n_records']} predictions of {', '.join(meta['targets'])} written to {args.output}")
     if per_atom:
         _write_per_atom(per_atom, atom_rows, data, meta["targets"])
         print(f"{len(atom_rows)} per-atom contributions written to {per_atom}")

@@ -15,7 +15,9 @@ The words mean the same in every command: ``-o/--output`` is the main thing a
 command writes, ``--json`` its summary as JSON, ``--plot`` a picture it draws
 besides, ``-n/--n`` how many to choose, ``--seed`` one random stream and
 ``--seeds`` the repeats to average over, ``--quiet`` no progress bars,
-``--threads`` the threads of BLAS and torch (default: the cores that are free).
+``--threads`` the threads of BLAS and torch (default: the cores that are free),
+``--scheduler`` the Dask cluster that runs a data-parallel command
+(:mod:`ml4ms.parallel`), ``--chunk`` the records per unit of streamed work.
 """
 
 import argparse
@@ -253,3 +255,33 @@ def add_quiet(parser):
     parser.add_argument("--threads", type=positive_int, metavar="N",
                         help="BLAS/OpenMP/torch threads (default: the cores not busy with other jobs, measured at "
                              "the start; more threads than free cores slow a run down several times)")
+
+
+def scheduler_address(text):
+    """An argparse type: a Dask scheduler address (``tcp://HOST:PORT``).
+
+    Examples
+    --------
+    >>> scheduler_address("tcp://10.0.0.5:8786")
+    'tcp://10.0.0.5:8786'
+    """
+    from ..parallel import check_address
+
+    try:
+        return check_address(text)
+    except InputError:
+        raise argparse.ArgumentTypeError(f"must be a Dask scheduler address tcp://HOST:PORT, got '{text}'") from None
+
+
+def add_scheduler(parser):
+    """``--scheduler ADDRESS``: run the command's data-parallel work on a Dask cluster (:mod:`ml4ms.parallel`)."""
+    parser.add_argument("--scheduler", type=scheduler_address, metavar="tcp://HOST:PORT",
+                        help="run the work on the Dask cluster of this scheduler (default: $ML4MS_SCHEDULER, "
+                             "else this machine); results are the same, in the same order")
+
+
+def add_chunk(parser, default):
+    """``--chunk N``: records per unit of streamed work (memory, resuming and cluster tasks)."""
+    parser.add_argument("--chunk", type=positive_int, default=default, metavar="N",
+                        help=f"records per chunk: the unit of work, memory and resuming (default {default}); "
+                             "the same chunk gives the same numbers on any executor")

@@ -17,7 +17,7 @@ shape. Two kinds:
 Species are either given (``species=[...]``: symbols or atomic numbers) or
 learned in ``fit``; a species unseen at ``fit`` is an :class:`InputError` at
 ``transform``. Work is chunked with a tqdm progress bar for long inputs and
-can run on ``n_jobs`` processes, preserving order.
+can run on ``n_jobs`` processes or a Dask cluster (:mod:`ml4ms.parallel`), preserving order.
 """
 
 import numpy as np
@@ -108,10 +108,6 @@ def check_finite_params(descriptor):
         check_value(value, FINITE, f"{type(descriptor).__name__} {name}")
 
 
-def _chunks(n, size):
-    return [(start, min(start + size, n)) for start in range(0, n, size)]
-
-
 class BaseDescriptor(TransformerMixin, BaseEstimator):
     """Shared machinery: species, validation, chunking, progress, n_jobs."""
 
@@ -158,22 +154,18 @@ class BaseDescriptor(TransformerMixin, BaseEstimator):
         raise NotImplementedError
 
     def _map(self, func, records, desc):
-        """Apply ``func`` to every record, in order, in chunks, maybe in parallel."""
-        n = len(records)
-        n_jobs = getattr(self, "n_jobs", 1) or 1
-        show = bool(getattr(self, "progress", True)) and n >= PROGRESS_MIN
-        from tqdm.auto import tqdm
+        """Apply ``func`` to every record, in order, maybe in parallel (:class:`ml4ms.parallel.Executor`).
 
-        if n_jobs == 1 or n < 2 * PROGRESS_MIN:
-            return _apply_chunk(func, tqdm(records, desc=desc, disable=not show, leave=False))
-        from joblib import Parallel, delayed
+        Fewer than ``2 * PROGRESS_MIN`` records run in this process; more run
+        on ``n_jobs`` local processes, or on the Dask cluster chosen by
+        :func:`ml4ms.parallel.use_scheduler` or ``$ML4MS_SCHEDULER``.
+        """
+        from ..parallel import Executor
 
-        chunk = max(1, min(256, n // (4 * abs(n_jobs)) or 1))
-        parts = Parallel(n_jobs=n_jobs)(
-            delayed(_apply_chunk)(func, records[a:b], a)
-            for a, b in tqdm(_chunks(n, chunk), desc=desc, disable=not show, leave=False)
-        )
-        return [x for part in parts for x in part]
+        show = bool(getattr(self, "progress", True)) and len(records) >= PROGRESS_MIN
+        executor = Executor(n_jobs=getattr(self, "n_jobs", 1) or 1)
+        return executor.map(Indexed(func), list(enumerate(records)), progress=show, desc=desc,
+                            serial_below=2 * PROGRESS_MIN)
 
     def get_feature_names_out(self, input_features=None):
         check_is_fitted(self, "n_features_out_")
@@ -181,18 +173,27 @@ class BaseDescriptor(TransformerMixin, BaseEstimator):
         return np.asarray([f"{name}{k}" for k in range(self.n_features_out_)], dtype=object)
 
 
-def _apply_chunk(func, records, start=0):
-    """``func`` of every record; an error that names no record names this one (its index counted from ``start``)."""
-    out = []
-    for k, record in enumerate(records):
+class Indexed:
+    """``func`` of an ``(index, record)`` pair; an error that names no record names this one.
+
+    Examples
+    --------
+    >>> Indexed(len)((3, "abc"))
+    3
+    """
+
+    def __init__(self, func):
+        self.func = func
+
+    def __call__(self, pair):
+        index, record = pair
         try:
-            out.append(func(record))
+            return self.func(record)
         except InputError as exc:
             if exc.index is not None:
                 raise
-            raise InputError(exc.message, source=exc.source, index=start + k, hint=exc.hint,
+            raise InputError(exc.message, source=exc.source, index=index, hint=exc.hint,
                              item=item_of(record)) from None
-    return out
 
 
 class GlobalDescriptor(BaseDescriptor):

@@ -605,20 +605,22 @@ class SOAP(LocalDescriptor):
 
     # ------------------------------------------------------------- public
     def _run_batches(self, records, reduce):
+        import functools
+
         from tqdm.auto import tqdm
 
+        from ..parallel import Executor
         from .base import PROGRESS_MIN
 
         batches = self._batches(records)
         show = bool(self.progress) and len(records) >= PROGRESS_MIN
-        it = tqdm(batches, desc="SOAP", disable=not show, leave=False)
-        n_jobs = self.n_jobs or 1
-        if n_jobs != 1 and len(batches) > 1:
-            from joblib import Parallel, delayed
-
-            return Parallel(n_jobs=n_jobs)(delayed(self._featurize_batch)(b, None, reduce) for b in it)
+        executor = Executor(n_jobs=self.n_jobs or 1)
+        if executor.kind != "serial" and len(batches) > 1:  # each worker computes the constants itself
+            return executor.map(functools.partial(self._featurize_batch, const=None, reduce=reduce), batches,
+                                progress=show, desc="SOAP")
         const = self._constants()
-        return [self._featurize_batch(b, const, reduce) for b in it]
+        return [self._featurize_batch(b, const, reduce) for b in tqdm(batches, desc="SOAP", disable=not show,
+                                                                       leave=False)]
 
     def transform_local(self, X):
         """Per-atom SOAP rows and the index of the structure that owns each row.

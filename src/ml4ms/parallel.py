@@ -1,0 +1,364 @@
+"""One executor for every data-parallel step: in this process, on local processes, or on a Dask cluster.
+
+:class:`Executor` maps a function over a list of items and returns the
+results in input order, whichever way it runs:
+
+* serially in this process (``n_jobs=1``, the default);
+* on ``n_jobs`` local worker processes (joblib's loky pool; ``-1``: every core);
+* on a Dask cluster (``dask.distributed``), chosen by ``scheduler="tcp://HOST:8786"``,
+  by a ``distributed.Client``, by :func:`use_scheduler` around a block, or by
+  the ``ML4MS_SCHEDULER`` environment variable. The command line's
+  ``--scheduler`` sets it for one command.
+
+Every task limits the BLAS, OpenMP and torch thread pools of the process it
+runs in (threadpoolctl and ``torch.set_num_threads``, through
+:func:`ml4ms.threads.limit_threads`), so that workers x threads never exceeds
+the cores: a local process gets ``cores // n_workers`` threads; a Dask task
+gets one thread per worker slot (a worker started with ``--nthreads 4`` on 4
+cores runs 4 tasks of one thread each), as Dask's own workers assume.
+
+A task that is already running inside a worker never starts another pool:
+nested maps run serially there. Dask is imported only when a cluster is used.
+
+Examples
+--------
+>>> map_ordered(abs, [-2, 1, -3])
+[2, 1, 3]
+>>> with Executor(n_jobs=1) as ex:
+...     list(ex.imap(len, ["ab", "c"]))
+[2, 1]
+"""
+
+import contextlib
+import os
+import re
+import threading
+
+from .errors import InputError, Ml4msError
+
+#: environment variable naming a Dask scheduler for every data-parallel step
+SCHEDULER_VARIABLE = "ML4MS_SCHEDULER"
+#: seconds to wait for a scheduler to answer
+CONNECT_TIMEOUT = 10
+_ADDRESS = re.compile(r"^(tcp|tls|inproc|ucx|ws|wss)://[^\s/:]+(:\d{1,5})?$")
+_clients = {}  # address -> distributed.Client, reused by later maps in this process
+_chosen = []  # stack of schedulers set by use_scheduler
+_task_state = threading.local()  # .running: this thread runs a task for a pool (Dask workers may be threads)
+
+
+class ClusterError(Ml4msError):
+    """The Dask scheduler went away in the middle of a job (a one-line message)."""
+
+
+def check_address(address):
+    """``address`` if it is a scheduler address (``tcp://HOST:PORT``), else a one-line :class:`InputError`.
+
+    Examples
+    --------
+    >>> check_address("tcp://127.0.0.1:8786")
+    'tcp://127.0.0.1:8786'
+    >>> check_address("localhost")
+    Traceback (most recent call last):
+    ...
+    ml4ms.errors.InputError: --scheduler: 'localhost' is not a Dask scheduler address; give tcp://HOST:PORT, e.g. tcp://127.0.0.1:8786
+    """
+    text = str(address).strip()
+    if not _ADDRESS.match(text):
+        raise InputError(f"--scheduler: '{address}' is not a Dask scheduler address",
+                         hint="give tcp://HOST:PORT, e.g. tcp://127.0.0.1:8786")
+    return text
+
+
+def in_task():
+    """Whether this thread runs a task of a pool (then maps inside it run serially).
+
+    Examples
+    --------
+    >>> in_task()
+    False
+    """
+    return bool(getattr(_task_state, "running", False))
+
+
+def chosen_scheduler(scheduler=None):
+    """The scheduler to use: ``scheduler``, else :func:`use_scheduler`'s, else ``$ML4MS_SCHEDULER``, else None.
+
+    Inside a running task it is always None (no pool inside a pool).
+
+    Examples
+    --------
+    >>> chosen_scheduler() is None or "ML4MS_SCHEDULER" in os.environ
+    True
+    """
+    if in_task():
+        return None
+    if scheduler is None and _chosen:
+        scheduler = _chosen[-1]
+    if scheduler is None:
+        scheduler = os.environ.get(SCHEDULER_VARIABLE) or None
+    if scheduler is None or not isinstance(scheduler, str):
+        return scheduler
+    return check_address(scheduler)
+
+
+@contextlib.contextmanager
+def use_scheduler(scheduler):
+    """Send the maps of the block to ``scheduler`` (an address or a ``distributed.Client``; None: no change).
+
+    Examples
+    --------
+    >>> with use_scheduler(None):
+    ...     map_ordered(abs, [-1])
+    [1]
+    """
+    if scheduler is not None and isinstance(scheduler, str):
+        scheduler = check_address(scheduler)
+    _chosen.append(scheduler)
+    try:
+        yield
+    finally:
+        _chosen.pop()
+
+
+def connect(address):
+    """A ``distributed.Client`` of the scheduler at ``address`` (reused while it is alive).
+
+    Raises a one-line :class:`InputError` when no scheduler answers there.
+    """
+    client = _clients.get(address)
+    if client is not None and client.status == "running":
+        return client
+    from distributed import Client
+
+    try:
+        client = Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
+    except (OSError, TimeoutError) as exc:
+        raise InputError(f"cannot reach the Dask scheduler at {address} ({type(exc).__name__})",
+                         hint="start one with `dask scheduler` or drop --scheduler") from None
+    _clients[address] = client
+    return client
+
+
+def close_clients():
+    """Close the clients :func:`connect` opened (the scheduler and its workers keep running)."""
+    for client in list(_clients.values()):
+        with contextlib.suppress(Exception):
+            client.close()
+    _clients.clear()
+
+
+def threads_per_task(n_workers, cores=None):
+    """Threads each of ``n_workers`` tasks may use on ``cores`` cores (default: the usable cores); at least 1.
+
+    Examples
+    --------
+    >>> threads_per_task(2, cores=8), threads_per_task(16, cores=2)
+    (4, 1)
+    """
+    from .threads import usable_cores
+
+    return max(1, int(cores or usable_cores()) // max(1, int(n_workers)))
+
+
+class _Task:
+    """``func`` over a chunk of items, run with the process's thread pools capped at ``threads``."""
+
+    def __init__(self, func, threads):
+        self.func = func
+        self.threads = threads
+
+    def __call__(self, chunk):
+        from .threads import limit_threads
+
+        if _limited.get(os.getpid()) != self.threads:
+            limit_threads(self.threads)
+            _limited[os.getpid()] = self.threads
+        before = in_task()
+        _task_state.running = True
+        try:
+            return [self.func(item) for item in chunk]
+        finally:
+            _task_state.running = before
+
+
+_limited = {}  # pid -> threads already set in that process
+
+
+def chunks(items, size):
+    """Consecutive lists of at most ``size`` items.
+
+    Examples
+    --------
+    >>> chunks([1, 2, 3, 4, 5], 2)
+    [[1, 2], [3, 4], [5]]
+    """
+    size = max(1, int(size))
+    return [items[k:k + size] for k in range(0, len(items), size)]
+
+
+def _lost(address, exc):
+    return ClusterError(f"lost the Dask scheduler at {address} in the middle of the job ({type(exc).__name__}); "
+                        "finished chunks are kept: start the scheduler again and rerun the command")
+
+
+class Executor:
+    """Maps in input order: serial, on local processes, or on a Dask cluster.
+
+    Parameters
+    ----------
+    n_jobs : int, default 1
+        Local worker processes when no scheduler is chosen (1: this process;
+        -1: every core). Ignored on a cluster.
+    scheduler : str or distributed.Client, optional
+        ``tcp://HOST:PORT`` of a Dask scheduler, or a client. Default:
+        :func:`chosen_scheduler` (``use_scheduler``, then ``$ML4MS_SCHEDULER``).
+    chunk : int, optional
+        Items per task (default: about four tasks per worker, at most 256).
+
+    Examples
+    --------
+    >>> Executor(n_jobs=1).map(str.upper, ["a", "b"])
+    ['A', 'B']
+    >>> Executor(n_jobs=1).kind
+    'serial'
+    """
+
+    def __init__(self, n_jobs=1, scheduler=None, chunk=None):
+        self.scheduler = chosen_scheduler(scheduler)
+        self.n_jobs = 1 if in_task() else int(n_jobs or 1)
+        self.chunk = chunk
+
+    @property
+    def kind(self):
+        """``"dask"``, ``"processes"`` or ``"serial"``."""
+        if self.scheduler is not None:
+            return "dask"
+        return "serial" if self._local_workers() == 1 else "processes"
+
+    @property
+    def address(self):
+        """The scheduler's address (None when it runs locally)."""
+        if self.scheduler is None or isinstance(self.scheduler, str):
+            return self.scheduler
+        return getattr(getattr(self.scheduler, "scheduler", None), "address", None)
+
+    def _local_workers(self):
+        from joblib import effective_n_jobs
+
+        return max(1, effective_n_jobs(self.n_jobs))
+
+    def client(self):
+        """The ``distributed.Client`` of the chosen scheduler (None when it runs locally)."""
+        if self.scheduler is None:
+            return None
+        return connect(self.scheduler) if isinstance(self.scheduler, str) else self.scheduler
+
+    def workers(self):
+        """How many tasks run at once: worker threads of the cluster, local processes, or 1."""
+        if self.scheduler is None:
+            return self._local_workers()
+        return max(1, sum(self.client().nthreads().values()))
+
+    def _chunk_size(self, n):
+        if self.chunk:
+            return int(self.chunk)
+        return max(1, min(256, n // (4 * self.workers()) or 1))
+
+    def map(self, func, items, progress=False, desc=None, serial_below=0):
+        """``[func(x) for x in items]``, computed by the pool; ``serial_below``: fewer items run in this process.
+
+        Examples
+        --------
+        >>> Executor().map(len, ["abc", ""])
+        [3, 0]
+        """
+        return list(self.imap(func, items, progress=progress, desc=desc, serial_below=serial_below))
+
+    def imap(self, func, items, progress=False, desc=None, serial_below=0, ahead=None):
+        """Yield ``func(x)`` for every item, in input order, as the pool finishes them.
+
+        ``ahead``: at most this many chunks are submitted and not yet yielded
+        (default: two per worker), so memory stays bounded by the chunk size.
+        """
+        from tqdm.auto import tqdm
+
+        items = list(items)
+        bar = tqdm(total=len(items), desc=desc, disable=not progress, leave=False)
+        try:
+            if self.kind == "serial" or len(items) < max(2, serial_below):
+                for item in items:
+                    yield func(item)
+                    bar.update(1)
+                return
+            threads = 1 if self.kind == "dask" else threads_per_task(self._local_workers())
+            task = _Task(func, threads)
+            parts = chunks(items, self._chunk_size(len(items)))
+            run = self._dask_chunks if self.kind == "dask" else self._local_chunks
+            for part in run(task, parts, ahead):
+                yield from part
+                bar.update(len(part))
+        finally:
+            bar.close()
+
+    def _local_chunks(self, task, parts, ahead):
+        from joblib import Parallel, delayed
+
+        pool = Parallel(n_jobs=self.n_jobs, return_as="generator")
+        yield from pool(delayed(task)(part) for part in parts)
+
+    def _dask_chunks(self, task, parts, ahead):
+        from collections import deque
+        from concurrent.futures import CancelledError
+
+        client = self.client()
+        ahead = int(ahead or 2 * self.workers())
+        address = self.address
+        try:
+            # the function reaches the workers once, as a task the scheduler can recompute if its worker dies
+            shared = client.submit(_identity, task, pure=False)
+            waiting = deque()
+            for part in parts:
+                waiting.append(client.submit(_run_shared, shared, part, pure=False))
+                if len(waiting) >= ahead:
+                    yield _result(waiting.popleft())
+            while waiting:
+                yield _result(waiting.popleft())
+        except (CancelledError, OSError, TimeoutError) as exc:
+            raise _lost(address, exc) from None
+        except Exception as exc:  # distributed's own "the scheduler is gone" errors
+            if type(exc).__name__ in ("CommClosedError", "FutureCancelledError", "StreamClosedError"):
+                raise _lost(address, exc) from None
+            raise
+
+    def close(self):
+        """Nothing to release: clients are shared (:func:`close_clients`), loky's pool is reused."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _identity(value):
+    return value
+
+
+def _run_shared(task, part):
+    return task(part)
+
+
+def _result(future):
+    return future.result()
+
+
+def map_ordered(func, items, n_jobs=1, scheduler=None, progress=False, desc=None, chunk=None, serial_below=0):
+    """``[func(x) for x in items]`` on the chosen executor (:class:`Executor`), in input order.
+
+    Examples
+    --------
+    >>> map_ordered(len, ["a", "bc"], n_jobs=1)
+    [1, 2]
+    """
+    return Executor(n_jobs=n_jobs, scheduler=scheduler, chunk=chunk).map(
+        func, items, progress=progress, desc=desc, serial_below=serial_below)

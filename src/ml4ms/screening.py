@@ -1,0 +1,388 @@
+"""Screening: a property model's predictions, with their uncertainty, through filters, streamed to disk.
+
+:func:`stream` cuts the records into chunks, predicts each chunk on the
+executor of :mod:`ml4ms.parallel` (this process, or a Dask cluster), passes
+the rows through the filters in order and writes each chunk's survivors to
+a folder beside the output (``OUT.partial``) as soon as the chunk is done,
+with a state file naming the finished chunks. A run that stops (interrupted,
+killed, the scheduler gone, or ``max_chunks`` reached) keeps them, and the
+same call again continues where it stopped. When every chunk is done the
+survivors are written to the output at once (a temporary file renamed into
+place), ranked by a column, and the folder is removed. ``ml4ms predict`` is
+the same stream with no filter and no ranking.
+
+Filters are conditions on the prediction columns, such as
+``bandgap_energy_ev > 2 and bandgap_energy_ev_std < 0.2``: :class:`Filter`
+parses them with Python's :mod:`ast` and evaluates only column names,
+numbers, comparisons, ``and``/``or``/``not`` and ``+ - * /``; anything
+else is a one-line error naming the expression. Text is never evaluated.
+
+Examples
+--------
+>>> import numpy as np
+>>> keep = Filter("y > 2 and y_std < 0.2", ["y", "y_std"])
+>>> keep({"y": np.array([1.0, 3.0, 3.0]), "y_std": np.array([0.1, 0.1, 0.5])}).tolist()
+[False, True, False]
+"""
+
+import ast
+import csv
+import hashlib
+import json
+import os
+import shutil
+
+import numpy as np
+
+from .errors import InputError, from_source
+
+#: what a filter may contain
+ALLOWED = "column names, numbers, comparisons, and/or/not, + - * /"
+#: records per chunk unless told otherwise
+CHUNK = 1000
+_COMPARE = {ast.Lt: np.less, ast.LtE: np.less_equal, ast.Gt: np.greater, ast.GtE: np.greater_equal,
+            ast.Eq: np.equal, ast.NotEq: np.not_equal}
+_ARITH = {ast.Add: np.add, ast.Sub: np.subtract, ast.Mult: np.multiply, ast.Div: np.divide}
+_REFUSED = {ast.Call: "calls are not allowed", ast.Attribute: "attribute access is not allowed",
+            ast.Subscript: "subscripts are not allowed", ast.Lambda: "lambdas are not allowed"}
+
+
+class Filter:
+    """A condition on prediction columns, checked when it is made and evaluated on arrays.
+
+    Parameters
+    ----------
+    text : str
+        The condition, e.g. ``"formation_energy_ev_natom < 0.1"``.
+    columns : list of str
+        The names it may use.
+
+    Examples
+    --------
+    >>> Filter("__import__('os').system('ls') > 0", ["y"])
+    Traceback (most recent call last):
+    ...
+    ml4ms.errors.InputError: --where '__import__('os').system('ls') > 0': calls are not allowed; use column names, numbers, comparisons, and/or/not, + - * /
+    >>> Filter("z < 1", ["y", "y_std"])
+    Traceback (most recent call last):
+    ...
+    ml4ms.errors.InputError: --where 'z < 1': unknown name 'z'; use the prediction columns: y, y_std
+    """
+
+    def __init__(self, text, columns):
+        self.text = str(text)
+        self.columns = list(columns)
+        try:
+            tree = ast.parse(self.text.strip(), mode="eval")
+        except SyntaxError as exc:
+            raise self._error(f"is not an expression ({exc.msg})") from None
+        self.tree = tree.body
+        if self._kind(self.tree) != "condition":
+            raise self._error("is not a condition", hint="compare a column, e.g. 'bandgap_energy_ev > 2'")
+
+    def _error(self, what, hint=None):
+        return InputError(f"--where '{self.text}': {what}", hint=hint or f"use {ALLOWED}")
+
+    def _kind(self, node):
+        """``"condition"`` or ``"number"`` for an allowed node; a one-line error for anything else."""
+        if isinstance(node, ast.Constant):
+            if isinstance(node.value, bool) or not isinstance(node.value, (int, float)):
+                raise self._error(f"the constant {node.value!r} is not a number")
+            return "number"
+        if isinstance(node, ast.Name):
+            if node.id not in self.columns:
+                raise self._error(f"unknown name '{node.id}'",
+                                  hint=f"use the prediction columns: {', '.join(self.columns)}")
+            return "number"
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+            return self._expect(node.operand, "condition", "not")
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+            return self._expect(node.operand, "number", "a sign")
+        if isinstance(node, ast.BinOp) and type(node.op) in _ARITH:
+            self._expect(node.left, "number", "arithmetic")
+            return self._expect(node.right, "number", "arithmetic")
+        if isinstance(node, ast.BoolOp):
+            for value in node.values:
+                self._expect(value, "condition", "and/or")
+            return "condition"
+        if isinstance(node, ast.Compare) and all(type(op) in _COMPARE for op in node.ops):
+            for value in [node.left, *node.comparators]:
+                self._expect(value, "number", "a comparison")
+            return "condition"
+        for kind, why in _REFUSED.items():
+            if isinstance(node, kind):
+                raise self._error(why)
+        raise self._error(f"{type(node).__name__} is not allowed")
+
+    def _expect(self, node, wanted, where):
+        kind = self._kind(node)
+        if kind != wanted:
+            raise self._error(f"{where} needs {'a condition' if wanted == 'condition' else 'numbers'}, "
+                              f"got '{ast.unparse(node)}'")
+        return kind
+
+    def names(self):
+        """The columns the condition reads, in order of appearance.
+
+        Examples
+        --------
+        >>> Filter("a < b + 1", ["a", "b"]).names()
+        ['a', 'b']
+        """
+        return list(dict.fromkeys(n.id for n in ast.walk(self.tree) if isinstance(n, ast.Name)))
+
+    def __call__(self, columns):
+        """Boolean array: the rows of ``columns`` (name -> float array) that meet the condition (NaN: never)."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.asarray(self._eval(self.tree, columns), dtype=bool)
+
+    def _eval(self, node, cols):
+        if isinstance(node, ast.Constant):
+            return float(node.value)
+        if isinstance(node, ast.Name):
+            return cols[node.id]
+        if isinstance(node, ast.UnaryOp):
+            value = self._eval(node.operand, cols)
+            return {ast.Not: np.logical_not, ast.USub: np.negative, ast.UAdd: np.positive}[type(node.op)](value)
+        if isinstance(node, ast.BinOp):
+            return _ARITH[type(node.op)](self._eval(node.left, cols), self._eval(node.right, cols))
+        if isinstance(node, ast.BoolOp):
+            combine = np.logical_and if isinstance(node.op, ast.And) else np.logical_or
+            values = [self._eval(v, cols) for v in node.values]
+            out = values[0]
+            for value in values[1:]:
+                out = combine(out, value)
+            return out
+        left, out = self._eval(node.left, cols), True
+        for op, right_node in zip(node.ops, node.comparators):
+            right = self._eval(right_node, cols)
+            out = np.logical_and(out, _COMPARE[type(op)](left, right))
+            left = right
+        return out
+
+
+def prediction_columns(meta):
+    """The columns a model's predictions have: each target, then its ``_std`` when the model has one.
+
+    Examples
+    --------
+    >>> prediction_columns({"targets": ["y"], "has_uncertainty": True})
+    ['y', 'y_std']
+    """
+    out = []
+    for t in meta["targets"]:
+        out += [t, f"{t}_std"] if meta.get("has_uncertainty") else [t]
+    return out
+
+
+def apply_filters(rows, filters):
+    """``(survivors, passed)``: the rows that pass every filter, and how many are left after each one.
+
+    Examples
+    --------
+    >>> rows = [{"y": 1.0}, {"y": 3.0}, {"y": 5.0}]
+    >>> apply_filters(rows, [Filter("y > 2", ["y"]), Filter("y < 4", ["y"])])
+    ([{'y': 3.0}], [2, 1])
+    """
+    passed = []
+    for condition in filters:
+        cols = {name: np.asarray([row[name] for row in rows], dtype=float) for name in condition.names()}
+        mask = condition(cols) if rows else np.zeros(0, dtype=bool)
+        rows = [row for row, keep in zip(rows, np.broadcast_to(mask, (len(rows),))) if keep]
+        passed.append(len(rows))
+    return rows, passed
+
+
+class PredictChunk:
+    """The prediction rows of one chunk ``(start, records)``; picklable, so a worker runs it.
+
+    An error naming a record is renumbered from the chunk's start.
+    """
+
+    def __init__(self, model, meta):
+        self.model = model
+        self.meta = meta
+
+    def __call__(self, item):
+        from .workflow import prediction_rows
+
+        start, records = item
+        try:
+            return prediction_rows(self.model, self.meta, records, start)
+        except InputError as exc:
+            if exc.index is None:
+                raise
+            raise InputError(exc.message, exc.source, exc.index + start, exc.hint, exc.item) from None
+
+
+def plan_chunks(sources, size):
+    """``[(source number, start, stop)]`` for every chunk of at most ``size`` records; a chunk holds one source.
+
+    Examples
+    --------
+    >>> plan_chunks([range(5), range(2)], 2)
+    [(0, 0, 2), (0, 2, 4), (0, 4, 5), (1, 0, 2)]
+    """
+    return [(k, a, min(a + size, len(records))) for k, records in enumerate(sources)
+            for a in range(0, len(records), size)]
+
+
+def partial_folder(output):
+    """The folder beside ``output`` where finished chunks wait: ``OUTPUT.partial``."""
+    return os.fspath(output) + ".partial"
+
+
+def _fingerprint(identity):
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _read_state(folder, fingerprint):
+    """The finished chunks ``{key: counts}`` of an earlier run of the same job; a different job's are cleared."""
+    path = os.path.join(folder, "state.json")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            state = json.load(handle)
+    except (OSError, ValueError):
+        state = None
+    if not (isinstance(state, dict) and state.get("fingerprint") == fingerprint):
+        shutil.rmtree(folder, ignore_errors=True)
+        return {}
+    done = state.get("done", {})
+    return {k: v for k, v in done.items() if os.path.exists(os.path.join(folder, f"chunk-{int(k):06d}.csv"))}
+
+
+def _write_chunk(folder, key, rows, done, fingerprint):
+    from .outputs import write_csv, write_json
+
+    os.makedirs(folder, exist_ok=True)
+    write_csv(os.path.join(folder, f"chunk-{key:06d}.csv"), rows)
+    write_json(os.path.join(folder, "state.json"), {"fingerprint": fingerprint, "done": done})
+
+
+def _merge(folder, keys, output, header, fallback, rank_by=None, descending=False):
+    """Write the rows of the chunk files ``keys`` to ``output`` atomically, ranked by ``rank_by`` if given.
+
+    The columns are ``header``, then those of the chunk files in order of
+    appearance (``fallback`` when no chunk has a row).
+    """
+    from .outputs import atomic_path
+
+    columns = list(header)
+    for key in keys:
+        with open(os.path.join(folder, f"chunk-{key:06d}.csv"), newline="", encoding="utf-8") as handle:
+            for name in next(csv.reader(handle), []):
+                if name not in columns:
+                    columns.append(name)
+    if columns == list(header):
+        columns += [c for c in fallback if c not in columns]
+    order = None
+    if rank_by is not None:  # one number per survivor in memory, not the rows
+        values = []
+        for key in keys:
+            with open(os.path.join(folder, f"chunk-{key:06d}.csv"), newline="", encoding="utf-8") as handle:
+                values += [(key, i, float(row[rank_by])) for i, row in enumerate(csv.DictReader(handle))]
+        sign = -1.0 if descending else 1.0
+        values.sort(key=lambda v: (np.isnan(v[2]), sign * v[2] if not np.isnan(v[2]) else 0.0))
+        order = {(key, i): rank for rank, (key, i, _) in enumerate(values, 1)}
+        columns = ["rank"] + columns
+    with atomic_path(output) as tmp, open(tmp, "w", newline="", encoding="utf-8") as out:
+        writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n", restval="")
+        writer.writeheader()
+        if order is None:
+            for key in keys:
+                with open(os.path.join(folder, f"chunk-{key:06d}.csv"), newline="", encoding="utf-8") as handle:
+                    writer.writerows(csv.DictReader(handle))
+            return
+        ranked = [None] * len(order)
+        for key in keys:
+            with open(os.path.join(folder, f"chunk-{key:06d}.csv"), newline="", encoding="utf-8") as handle:
+                for i, row in enumerate(csv.DictReader(handle)):
+                    ranked[order[key, i] - 1] = dict(row, rank=order[key, i])
+        writer.writerows(ranked)
+
+
+def stream(model, meta, sources, output, filters=(), chunk=CHUNK, rank_by=None, descending=False, identity=None,
+           scheduler=None, progress=True, max_chunks=None):
+    """Predict every record of ``sources`` chunk by chunk, filter, and write the survivors to ``output`` (CSV).
+
+    Parameters
+    ----------
+    model, meta
+        A fitted property model and its metadata (:func:`ml4ms.serialize.load_model`).
+    sources : list of Dataset
+        The records to screen; rows name their ``index`` in their source (and
+        the source, in a ``data`` column, when there are several).
+    output : str
+        The CSV written when every chunk is done.
+    filters : list of str or Filter
+        Conditions applied in order (:class:`Filter`).
+    chunk : int
+        Records per chunk: the unit of work, of memory and of resuming.
+    rank_by : str, optional
+        Rank the survivors by this prediction column (a ``rank`` column first).
+    descending : bool
+        Rank the largest first.
+    identity : optional
+        What makes the job the same job (e.g. the model's path and a hash of its
+        file); a rerun with the same identity, sources, filters and chunk continues.
+    scheduler : str or distributed.Client, optional
+        Where chunks run (:class:`ml4ms.parallel.Executor`).
+    max_chunks : int, optional
+        Stop after computing this many chunks; a later call continues.
+
+    Returns
+    -------
+    dict
+        ``n_records``, ``stages`` (``[(filter, passed)]``), ``n_survivors``,
+        ``chunks`` (total), ``done`` (finished), ``resumed`` (finished before
+        this call), ``complete``.
+    """
+    from .parallel import Executor
+    from .structures import check_structures
+    from .workflow import _show_progress
+
+    columns = prediction_columns(meta)
+    filters = [f if isinstance(f, Filter) else Filter(f, columns) for f in filters]
+    if rank_by is not None and rank_by not in columns:
+        raise InputError(f"--rank-by: '{rank_by}' is not a prediction column",
+                         hint=f"choose one of: {', '.join(columns)}")
+    for data in sources:
+        check_structures(data.records, source=data.source)
+    plan = plan_chunks([d.records for d in sources], int(chunk))
+    fingerprint = _fingerprint({"model": identity, "data": [(d.source, len(d)) for d in sources],
+                                "filters": [f.text for f in filters], "chunk": int(chunk)})
+    folder = partial_folder(output)
+    done = _read_state(folder, fingerprint)
+    resumed = len(done)
+    pending = [(key, step) for key, step in enumerate(plan) if str(key) not in done]
+    if max_chunks is not None:
+        pending = pending[:int(max_chunks)]
+    _show_progress(model, False)
+    task = PredictChunk(model, meta)
+    items = [(a, sources[k].records[a:b]) for _, (k, a, b) in pending]
+    several = len(sources) > 1
+    executor = Executor(scheduler=scheduler, chunk=1)
+    results = executor.imap(task, items, progress=progress and len(items) > 1, desc="screen" if filters else "predict")
+    for (key, (k, a, b)), rows in zip(pending, _located(results, sources, pending)):
+        if several:
+            rows = [{"index": r["index"], "data": sources[k].source, **r} for r in rows]
+        survivors, passed = apply_filters(rows, filters)
+        done[str(key)] = {"n": b - a, "passed": passed}
+        _write_chunk(folder, key, survivors, done, fingerprint)
+    stages = [(f.text, sum(d["passed"][i] for d in done.values())) for i, f in enumerate(filters)]
+    summary = {"n_records": sum(d["n"] for d in done.values()), "stages": stages, "chunks": len(plan),
+               "done": len(done), "resumed": resumed, "complete": len(done) == len(plan)}
+    summary["n_survivors"] = stages[-1][1] if stages else summary["n_records"]
+    if summary["complete"]:
+        _merge(folder, range(len(plan)), output, ["index"] + (["data"] if several else []), columns,
+               rank_by=rank_by, descending=descending)
+        shutil.rmtree(folder, ignore_errors=True)
+    return summary
+
+
+def _located(results, sources, pending):
+    """The results, with an error naming the source of the chunk it came from."""
+    it = iter(results)
+    for _, (k, _, _) in pending:
+        with from_source(sources[k].source):
+            yield next(it)
