@@ -128,8 +128,11 @@ def connect(address):
     client = _clients.get(address)
     if client is not None and client.status == "running":
         return client
-    from distributed import Client
-
+    try:
+        from distributed import Client
+    except ImportError:
+        raise InputError("--scheduler needs Dask, which is not installed",
+                         hint="pip install 'dask[distributed]'") from None
     try:
         client = Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
     except (OSError, TimeoutError) as exc:
