@@ -157,9 +157,10 @@ axes[2].set_title("The total energy at three time steps", fontsize=10)
 # %%
 # What to take away
 # -----------------
-# * The forces agree with finite differences of the energy to the accuracy the finite differences themselves
-#   allow: the error falls steeply as ``h`` shrinks, down to about 1e-4 Å, and then rises as ``1/h`` when the
-#   rounding of the energies takes over. Any bigger, systematic difference would mean forces that are not the gradient of the energy.
+# * The forces agree with finite differences of the energy to the accuracy the finite differences themselves allow:
+#   the error falls steeply as ``h`` shrinks, down to about 1e-4 Å, and then rises as ``1/h`` when the rounding of
+#   the energies takes over. Any bigger, systematic difference would mean forces that are not the gradient of the
+#   energy.
 # * Because they are, NVE dynamics conserves the total energy: kinetic and potential energy exchange tens of
 #   meV/atom while the total moves by a tiny fraction of that. Its fluctuation grows about fourfold each time the
 #   time step doubles (velocity Verlet's error is of order ``dt²``); choose the largest step at which it stays

@@ -81,8 +81,8 @@ for label in np.unique(labels):
 print(f"{len(names)} features, {len(representatives)} groups: {', '.join(representatives)}")
 
 # %%
-# Redundant features carry no extra information
-# ---------------------------------------------
+# Redundant features add little
+# -----------------------------
 # A Gaussian kernel ridge regression of ``ΔE = E(RS) − E(ZB)`` (hyperparameters by leave-one-out inside each
 # training set), on all fourteen features and on one representative per group, scored on 20 random 80/20
 # splits (seeded). If the removed features carried information the model needed, the second error would be
@@ -135,9 +135,10 @@ ax.set_title("200 bootstrap fits: only the sum is determined", fontsize=10)
 # What to take away
 # -----------------
 # * The fourteen primary features hold fewer independent pieces of information: IP and HOMO of the same atom, and
-#   its s and p radii, are correlated at ``|r| > 0.9``, and the IP and the radii of B come close to that. Look at the clustered correlation map
-#   before reading meaning into which feature a selection method picked: a close relative would have done almost
-#   as well (the published SISSO descriptors of these materials use the s and p radii, :doc:`/guide/sisso`).
+#   its s and p radii, are correlated at ``|r| > 0.9``, and the IP of B follows its radii almost as closely. Look at
+#   the clustered correlation map before reading meaning into which feature a selection method picked: a close
+#   relative would have done almost as well (the published SISSO descriptors of these materials use the s and p
+#   radii, :doc:`/guide/sisso`).
 # * Dropping all but one member of each group raises the held-out error of a kernel model only a little (the
 #   paired difference above), far less than the error varies from one split to another: the removed features
 #   added little.
