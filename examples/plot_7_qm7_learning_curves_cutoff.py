@@ -48,9 +48,9 @@ print(f"{len(pool)} molecules in the training pool, {len(test)} in the test set"
 # Each atom's environment is described by SOAP (``n_max = 4``, ``l_max = 3``, Gaussian width 0.5 Å), and the
 # energy is a sum of atomic contributions. The kernel between two molecules is the sum over their atoms of
 # ``(x_a · x_b)²`` between environments of the same element;
-# :class:`~ml4ms.descriptors.local_kernel.LocalKernelFeatures` turns it into features on 400 active environments chosen by farthest-point sampling, plus a constant per
-# element, and a Bayesian ridge regression on them is a sparse Gaussian process whose regularisation is set by the
-# marginal likelihood of the training set alone.
+# :class:`~ml4ms.descriptors.local_kernel.LocalKernelFeatures` turns it into features on 400 active environments
+# chosen by farthest-point sampling, plus a constant per element, and a Bayesian ridge regression on them is a
+# sparse Gaussian process whose regularisation is set by the marginal likelihood of the training set alone.
 #
 # The active environments are chosen once per descriptor from the molecules of the training pool (no labels are
 # used, and no test molecule), so the features are computed once; each training set then costs one small linear
