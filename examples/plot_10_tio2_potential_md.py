@@ -5,7 +5,7 @@ A TiO₂ neural-network potential: forces, finite differences and NVE dynamics
 **The lesson.** A machine-learning potential is only useful in molecular dynamics if its forces are the exact
 derivatives of its energy: then Newton's equations conserve the total energy, and a velocity Verlet run with a
 small enough time step keeps it constant up to small oscillations. This holds however accurate the potential is,
-so it can be checked on a potential trained for only half a minute: compare its forces with finite differences of
+so it can be checked on a potential trained for a quarter of a minute: compare its forces with finite differences of
 its energy, then run NVE dynamics and watch the total energy at three time steps.
 
 The potential here is a Behler–Parrinello network on the Chebyshev descriptor of ænet, trained briefly on a small
@@ -15,13 +15,13 @@ cells) is more than ten times more accurate; the training, its options and the c
 """
 
 # %%
-# Half a minute of training
-# -------------------------
-# 800 cells drawn at random (seed 0) from the training split, with their DFT energies and forces. Each element gets
+# A quarter of a minute of training
+# ---------------------------------
+# 600 cells drawn at random (seed 0) from the training split, with their DFT energies and forces. Each element gets
 # a network of two hidden layers of 16 ``tanh`` units plus a linear term, on a Chebyshev descriptor smaller than
 # the shipped one (radial cutoff 5 Å, order 10; angular cutoff 3 Å, order 4). The loss weighs the energy per atom
 # and, with 0.2, the force components; a tenth of the cells is kept apart for validation. The descriptor and its
-# Jacobians are computed once, before the clock starts; the training stops after 20 s.
+# Jacobians are computed once, before the clock starts; the training stops after 15 s.
 import time
 
 import matplotlib.pyplot as plt
@@ -35,7 +35,7 @@ from ml4ms.potentials import NeuralPotential, NeuralPotentialCalculator, train_p
 train_set = load("tio2", "train")
 test_set = load("tio2", "test")
 rng = np.random.default_rng(0)
-frames = [train_set.records[i] for i in rng.choice(len(train_set), size=800, replace=False)]
+frames = [train_set.records[i] for i in rng.choice(len(train_set), size=600, replace=False)]
 
 model = NeuralPotential(hidden=(16, 16), linear=True, seed=0,
                         descriptor_params={"radial_cutoff": 5.0, "radial_order": 10,
@@ -43,7 +43,7 @@ model = NeuralPotential(hidden=(16, 16), linear=True, seed=0,
 start = time.perf_counter()
 model, history = train_potential(model, frames, epochs=2000, batch_size=16, learning_rate=5e-3, lr_decay=0.98,
                                  min_learning_rate=1e-4, force_weight=0.2, valid_fraction=0.1, patience=2000,
-                                 time_limit=20, seed=0, novelty_references=0, progress=False)
+                                 time_limit=15, seed=0, novelty_references=0, progress=False)
 record = model.training_
 print(f"{record['epochs']} epochs in {record['training_seconds']:.0f} s (stopped by {record['stopped_by']}), "
       f"{time.perf_counter() - start:.0f} s with the preparation")
@@ -165,6 +165,6 @@ axes[2].set_title("The total energy at three time steps", fontsize=10)
 #   meV/atom while the total moves by a tiny fraction of that. Its fluctuation grows about fourfold each time the
 #   time step doubles (velocity Verlet's error is of order ``dt²``); choose the largest step at which it stays
 #   small compared with what you measure.
-# * Conservation says nothing about accuracy: this potential, trained for 20 s, has errors several times those of
+# * Conservation says nothing about accuracy: this potential, trained for 15 s, has errors several times those of
 #   the shipped one. Test accuracy on held-out data (``ml4ms potential eval``), watch the novelty of the frames
 #   an MD run visits, and use ``ml4ms md``, which reports the energy drift of NVE runs (:doc:`/guide/potentials`).
