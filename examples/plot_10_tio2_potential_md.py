@@ -165,6 +165,6 @@ axes[2].set_title("The total energy at three time steps", fontsize=10)
 #   meV/atom while the total moves by a tiny fraction of that. Its fluctuation grows about fourfold each time the
 #   time step doubles (velocity Verlet's error is of order ``dt²``); choose the largest step at which it stays
 #   small compared with what you measure.
-# * Conservation says nothing about accuracy: this potential, trained for 15 s, has errors several times those of
-#   the shipped one. Test accuracy on held-out data (``ml4ms potential eval``), watch the novelty of the frames
+# * Conservation says nothing about accuracy: this potential, trained for 15 s, has errors more than ten times those
+#   of the shipped one. Test accuracy on held-out data (``ml4ms potential eval``), watch the novelty of the frames
 #   an MD run visits, and use ``ml4ms md``, which reports the energy drift of NVE runs (:doc:`/guide/potentials`).
