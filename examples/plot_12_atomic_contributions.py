@@ -143,6 +143,7 @@ fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=axes[1, :], shrink=
 #   among the elements very differently (with ``zeta = 2`` carbon atoms even come out positive, which no chemist
 #   would write): how the binding energy is shared between elements is left to the model and its prior.
 # * Within one element the differences are meaningful to the model: atoms with unusual neighbours (next to a
-#   heteroatom, in a strained ring, at a multiple bond) stand out from the typical atom of their element. They are
-#   a way to look inside the model and to find environments it treats differently, not a measurement of atomic
-#   energies.
+#   heteroatom, at a multiple bond) stand out from the typical atom of their element. Neighbours can also trade
+#   energy between them (in the third molecule the amine N lies far above its element's mean and its two
+#   hydrogens as far below), so the sum over a group of atoms is more robust than one atom's value. Read the
+#   contributions as a way to look inside the model, not as a measurement of atomic energies.
