@@ -81,7 +81,7 @@ sphinx_gallery_conf = {
     "gallery_dirs": "auto_examples",
     "filename_pattern": os.environ.get("ML4MS_GALLERY", r"/plot_"),
     "ignore_pattern": r"__init__\.py|/_",
-    "within_subsection_order": "FileNameSortKey",
+    "within_subsection_order": "ml4ms_docs.ExampleNumberSortKey",  # plot_2 before plot_10
     "download_all_examples": False,
     "remove_config_comments": True,
     "abort_on_example_error": False,

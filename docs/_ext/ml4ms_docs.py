@@ -2,10 +2,12 @@
 
 ``.. ml4ms-help:: potential fit`` renders ``ml4ms potential fit --help``; ``.. ml4ms-datasets::`` a table of the
 bundled datasets (:data:`ml4ms.datasets.CARDS`); ``.. ml4ms-registry:: descriptors`` the names a recipe may use.
-So these pages cannot drift from the code.
+So these pages cannot drift from the code. :class:`ExampleNumberSortKey` orders the gallery by the number in each
+example's file name.
 """
 
 import os
+import re
 
 from docutils import nodes
 from docutils.parsers.rst import Directive
@@ -97,6 +99,20 @@ class RegistryDirective(Directive):
             ref = f":class:`~{full}`" if full.startswith("ml4ms") else f"``{full}`` (scikit-learn)"
             rows.append([f"``{name}``", ref])
         return _list_table(self, ["name", "class"], rows, [20, 60])
+
+
+class ExampleNumberSortKey:
+    """Gallery order by the number after ``plot_`` (plot_2 before plot_10), for ``within_subsection_order``."""
+
+    def __init__(self, src_dir):
+        self.src_dir = src_dir
+
+    def __call__(self, filename):
+        match = re.match(r"plot_(\d+)", os.path.basename(str(filename)))
+        return (int(match.group(1)) if match else float("inf"), str(filename))
+
+    def __repr__(self):
+        return f"{type(self).__name__}()"
 
 
 def setup(app):
