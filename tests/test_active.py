@@ -470,7 +470,7 @@ def _md_config(**tables):
                                      "angular_order": 1},
                       "training": {"members": 2, "epochs": 5}},
            "strategy": {"name": "md", "threshold": 0.02, "labels_per_round": 2, "steps": 30, "temperature": 300.0,
-                        "timestep": 2.0},
+                        "timestep": 2.0, "warm_epochs": 3},
            "loop": {"budget": 9}}
     for table, values in tables.items():
         doc[table] = {**doc.get(table, {}), **values} if isinstance(values, dict) else values

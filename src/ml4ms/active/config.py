@@ -72,6 +72,7 @@ and starts the MD runs), ``[start]`` (``n``: how many of them round 0 labels, al
     friction = 0.02             # 1/fs
     interval = 10               # steps between two points of the recorded uncertainty trace
     # trajectories = 8          # MD runs per round (default: one per starting structure)
+    # warm_epochs = 100         # epochs of the rounds that continue the last committee (default: training's)
 
 Examples
 --------
@@ -125,7 +126,8 @@ def _md_rules():
             "novelty": number("> 0", note="1 is the 99th percentile of the training structures' own"),
             "labels_per_round": required(integer(1)), "steps": required(integer(1)),
             "temperature": required(number("> 0", note="K")), "timestep": number("> 0", note="fs"),
-            "friction": number("> 0", note="1/fs"), "interval": integer(1), "trajectories": integer(1)}
+            "friction": number("> 0", note="1/fs"), "interval": integer(1), "trajectories": integer(1),
+            "warm_epochs": integer(1, note="the epochs of a round that continues the last round's committee")}
 
 
 def strategy_name(doc):

@@ -6,8 +6,8 @@ which labels, stores and resumes its rounds as it does those of a pool. Round
 
 1. trains a committee of potentials on every label so far
    (:func:`ml4ms.potentials.train.train_committee`), continuing from the
-   members of round ``k - 1`` (``warm_start``; round 1 starts from the
-   recipe's template), and keeps it in the store (a ``model`` row: the model
+   members of round ``k - 1`` (``warm_start``, for ``warm_epochs`` epochs
+   where given; round 1 starts from the recipe's template), and keeps it in the store (a ``model`` row: the model
    that chose the round's frames, and the one the next round continues);
 2. runs Langevin MD with the committee (:func:`committee_md`), one run per
    trajectory, in turn. A run stops at its first *candidate*: a frame whose
@@ -298,6 +298,8 @@ class OnTheFlyMD:
         training = dict(recipe.training)
         members, jobs = training.pop("members"), training.pop("jobs", None)
         start = store.load_model(previous) if previous else None
+        if start is not None and "warm_epochs" in self.md:
+            training["epochs"] = self.md["warm_epochs"]
         frames = [row.toatoms() for row in rows]
         committee, _ = train_committee(start if start is not None else recipe.model, frames, members=members,
                                        jobs=jobs, progress=progress, source=f"the labels before round {k}",
