@@ -16,10 +16,12 @@ of a round stays under the threshold for the requested length. Then:
   < 5 %); the share of everything but the oracle and the training (the MD
   included) is printed beside it.
 
-    python benchmarks/active_cuau.py [--config FILE] [--db FILE] [--json results.json]
+    python benchmarks/active_cuau.py [--config FILE] [--db FILE] [--rounds N] [--json results.json]
 
 A --db that holds the run already is continued (or only evaluated, when it is
-finished). The last line is ``SUMMARY {json}``.
+finished); ``--rounds N`` runs at most N rounds now (0: evaluate the store as
+it is, killed or not). The force error of every round's committee is printed
+too (the learning curve). The last line is ``SUMMARY {json}``.
 """
 
 import argparse
@@ -82,6 +84,7 @@ def main(argv=None):
     parser.add_argument("--test-steps", type=int, default=2000, help="its steps (2 fs) per cell")
     parser.add_argument("--test-every", type=int, default=50, help="a test frame every N steps ...")
     parser.add_argument("--test-skip", type=int, default=200, help="... after the first N (equilibration)")
+    parser.add_argument("--rounds", type=int, help="run at most N rounds now (0: only evaluate the store)")
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
@@ -96,19 +99,27 @@ def main(argv=None):
     folder = tempfile.mkdtemp(prefix="active_cuau-")
     db = args.db or os.path.join(folder, "labels.db")
     start = time.perf_counter()
-    ActiveLoop(config, db, progress=not args.quiet, echo=print).run()
+    ActiveLoop(config, db, progress=not args.quiet, echo=print).run(args.rounds)
     loop_s = time.perf_counter() - start
     store = LabelStore(db)
     summary = summarize(store)
-    rounds = store.rounds()
-    committee = store.load_model(rounds[-1]["model"])
+    rounds = [r for r in store.rounds() if r.get("model")]
     calls = summary["labels"]["all"] + summary["failures"]["calls"]
     md = config.strategy
 
     t0 = time.perf_counter()
     frames = reference_frames(config.pool["generate"]["elements"], args.test_cells, args.test_steps, args.test_every,
                               args.test_skip, md["temperature"], seed=1000 + config.loop["seed"])
-    got = evaluate_errors(committee, frames, [a.get_potential_energy() for a in frames], [a.get_forces() for a in frames])
+    labels = [a.get_potential_energy() for a in frames], [a.get_forces() for a in frames]
+    curve = []
+    print(f"\n{'round':>5} {'labels':>6} {'force RMSE eV/Å':>16} {'energy RMSE meV/atom':>21}")
+    for entry in rounds:
+        got = evaluate_errors(store.load_model(entry["model"]), frames, *labels)
+        curve.append({"round": entry["round"], "n_train": entry["n_train"],
+                      "force_rmse_ev_per_a": got["force_rmse_ev_per_ang"],
+                      "energy_rmse_mev_per_atom": got["energy_rmse_mev_per_atom"]})
+        print(f"{entry['round']:>5} {entry['n_train']:>6} {got['force_rmse_ev_per_ang']:>16.4f} "
+              f"{got['energy_rmse_mev_per_atom']:>21.2f}")
     errors = {"force_rmse": got["force_rmse_ev_per_ang"], "force_mae": got["force_mae_ev_per_ang"],
               "energy_rmse": got["energy_rmse_mev_per_atom"], "energy_mae": got["energy_mae_mev_per_atom"]}
     reference_s = time.perf_counter() - t0
@@ -133,11 +144,11 @@ def main(argv=None):
         "all_but_oracle_and_training_percent": 100 * but_oracle_training / wall if wall else None,
         "train_percent": 100 * sum(r["train_s"] for r in rows) / wall if wall else None,
         "md_percent": 100 * sum(r["md_s"] for r in rows) / wall if wall else None,
-        "per_round": rows, "db": db,
+        "n_train_last_model": rounds[-1]["n_train"], "per_round": rows, "curve": curve, "db": db,
     }
     print(f"\n{'converged' if result['converged'] else 'NOT converged (' + str(result['stop']) + ')'} after "
           f"{result['rounds']} rounds and {calls} oracle calls ({summary['labels']['all']} labels) in {loop_s:.0f} s")
-    print(f"force RMSE {errors['force_rmse']:.4f} eV/Å (MAE {errors['force_mae']:.4f}), energy RMSE "
+    print(f"the last committee (trained on {rounds[-1]['n_train']} labels): force RMSE {errors['force_rmse']:.4f} eV/Å (MAE {errors['force_mae']:.4f}), energy RMSE "
           f"{errors['energy_rmse']:.3f} meV/atom on {len(frames)} frames of EMT MD at {md['temperature']:g} K")
     print(f"the loop's own overhead: {result['overhead_percent']:.2f} % of the rounds' time (training "
           f"{result['train_percent']:.1f} %, MD {result['md_percent']:.1f} %; everything but oracle and training "
@@ -145,7 +156,7 @@ def main(argv=None):
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(result, handle, indent=1)
-    keys = ("converged", "rounds", "oracle_calls", "force_rmse_ev_per_a", "energy_rmse_mev_per_atom",
+    keys = ("converged", "rounds", "oracle_calls", "n_train_last_model", "force_rmse_ev_per_a", "energy_rmse_mev_per_atom",
             "overhead_percent", "all_but_oracle_and_training_percent", "loop_seconds")
     print("SUMMARY " + json.dumps({k: round(result[k], 4) if isinstance(result[k], float) else result[k]
                                    for k in keys}))
