@@ -456,3 +456,139 @@ def test_bad_configs_end_with_one_line(tmp_path, capsys, change, needle):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("ml4ms: error:") and needle in err, err
     assert not db.exists()  # checked before anything was written
+
+
+# ------------------------------------------------------------------------------------------------- on-the-fly MD
+def _md_config(**tables):
+    """A tiny on-the-fly MD config (three 4-atom Cu-Au cells, a committee of two tiny networks), updated by
+    ``tables``."""
+    doc = {"oracle": {"calculator": "ase.calculators.emt:EMT", "target": "energy", "workers": 1, "timeout": 60.0,
+                      "retries": 1},
+           "pool": {"generate": {"elements": ["Cu", "Au"], "n": 3, "repeat": [1, 1, 1], "seed": 1}},
+           "recipe": {"model": {"hidden": [4]},
+                      "descriptor": {"radial_cutoff": 4.0, "radial_order": 2, "angular_cutoff": 3.0,
+                                     "angular_order": 1},
+                      "training": {"members": 2, "epochs": 5}},
+           "strategy": {"name": "md", "threshold": 0.02, "labels_per_round": 2, "steps": 30, "temperature": 300.0,
+                        "timestep": 2.0, "warm_epochs": 3},
+           "loop": {"budget": 9}}
+    for table, values in tables.items():
+        doc[table] = {**doc.get(table, {}), **values} if isinstance(values, dict) else values
+    return doc
+
+
+def test_on_the_fly_md_labels_the_frames_the_committee_is_unsure_of(tmp_path, capsys):
+    """Each MD run stops at its first frame above the threshold; the frame is labelled with its round, score
+    (the committee's force std), the model that chose it (kept in the store) and the oracle's settings; the
+    committee continues from the last round's; the report draws the uncertainty along the runs."""
+    from ml4ms.active.otf import force_uncertainty, frame_atoms
+    from ml4ms.potentials.committee import Committee
+
+    db = str(tmp_path / "md.db")
+    summary = run_loop(parse_config(_md_config()), db, progress=False, echo=None)
+    assert summary["finished"] and summary["labels"]["active"] == 9 and summary["stop"] == "budget"
+    store = LabelStore(db)
+    rounds = {r["round"]: r for r in store.rounds()}
+    rows = store.labels()
+    assert sorted(row.candidate for row in rows) == list(range(9))  # the 3 starting structures, then the frames
+    rows = [row for row in rows if row.round > 0]
+    for row in rows:
+        entry = rounds[row.round]
+        assert row.strategy == "md" and row.model == entry["model"] and row.score > 0.02
+        assert row.data["oracle"] == {"calculator": "ase.calculators.emt:EMT", "parameters": {}, "target": "energy"}
+        np.testing.assert_allclose(row.positions, frame_atoms(entry["data"]["frames"][str(row.candidate)]).positions)
+        assert row.forces.shape == (4, 3) and row.energy == row.label
+        committee = store.load_model(row.model)
+        assert isinstance(committee, Committee) and len(committee) == 2
+        atoms = row.toatoms()
+        atoms.calc = None
+        from ml4ms.potentials import NeuralPotentialCalculator
+
+        atoms.calc = NeuralPotentialCalculator(committee)
+        atoms.get_forces()
+        assert force_uncertainty(atoms.calc.results["forces_std"]) == pytest.approx(row.score, rel=1e-6)
+    first, second = (store.load_model(rounds[k]["model"]) for k in (1, 2))
+    np.testing.assert_array_equal(first[0].feature_mean_, second[0].feature_mean_)  # warm start: round 1's scaling
+    runs = [run for r in rounds.values() for run in r["data"].get("md", [])]
+    assert {run["stopped"] for run in runs} <= {"candidate", "completed"}
+    assert all(run["trace"]["step"][0] == 0 and len(run["trace"]["force_std"]) == len(run["trace"]["step"])
+               for run in runs)
+    assert main(["active", "report", db, "-o", str(tmp_path / "report"), "--quiet"]) == 0
+    assert "md_uncertainty.png" in os.listdir(tmp_path / "report")
+    capsys.readouterr()
+    assert main(["active", "status", db]) == 0
+    assert "strategy md" in capsys.readouterr().out
+
+
+def test_on_the_fly_md_converges_when_every_run_stays_under_the_threshold(tmp_path):
+    doc = _md_config(strategy={"threshold": 5.0}, loop={"budget": 20})
+    summary = run_loop(parse_config(doc), str(tmp_path / "md.db"), progress=False, echo=None)
+    assert summary["finished"] and summary["stop"] == "converged" and summary["labels"]["all"] == 3
+    (last,) = [r for r in summary["round_list"] if r["round"] == 1]
+    assert last["md"] == {"runs": 3, "completed": 3, "steps": [30, 30, 30]}
+
+
+def test_on_the_fly_md_resumes_after_sigkill(calculators, tmp_path):
+    """SIGKILL in the middle of an MD round (its plan written, one of its two frames labelled, or a little later);
+    the same command finishes: no label lost, none computed twice, a frame labelled is the one its round planned
+    (by the model that round trained), and no finished round is redone."""
+    log = tmp_path / "calls.txt"
+    doc = _md_config(oracle={"calculator": "al_test_calculators:CountingEMT", "parameters": {"log": str(log)}},
+                     loop={"budget": 11})
+    config = _write_toml(tmp_path / "md.toml", doc)
+    db = str(tmp_path / "md.db")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([SRC, str(calculators)])}
+    command = [sys.executable, "-m", "ml4ms", "active", "run", config, "--db", db, "--quiet", "--threads", "1"]
+    for wanted in (6,):  # rounds 0 and 1 give 3 + 2 labels, round 2 its first of two
+        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        while _labels_in(db) < wanted and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        assert process.returncode == -signal.SIGKILL, process.stderr.read().decode()
+    before = LabelStore(db)
+    kept = {row.candidate: row.positions.copy() for row in before.labels()}
+    done_rounds = {r["round"]: (r["started"], r["model"] if "model" in r else None) for r in before.rounds()
+                   if r["status"] == "done"}
+    assert len(kept) >= 6 and not summarize(before)["finished"]
+    finished = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert finished.returncode == 0, finished.stderr
+    store = LabelStore(db)
+    rows = store.labels()
+    candidates = [row.candidate for row in rows]
+    assert len(candidates) == len(set(candidates)) == 11, "a frame was labelled twice, or one is missing"
+    for row in rows:
+        if row.candidate in kept:
+            np.testing.assert_array_equal(row.positions, kept[row.candidate])
+    rounds = store.rounds()
+    assert [r["round"] for r in rounds] == list(range(len(rounds))) and all(r["status"] == "done" for r in rounds)
+    assert {r["round"]: (r["started"], r.get("model")) for r in rounds if r["round"] in done_rounds} == done_rounds
+    for r in rounds[1:]:
+        for c in r["data"]["plan"]["active"]:
+            (row,) = [row for row in rows if row.candidate == c]
+            assert row.round == r["round"] and row.model == r["model"]
+    calls = len(log.read_text().splitlines())
+    assert len(rows) <= calls <= len(rows) + 2, "labels computed again beyond the calls a kill interrupted"
+    assert summarize(store)["finished"]
+
+
+@pytest.mark.parametrize("change, needle", [
+    ({"strategy": {"treshold": 0.1}}, "[strategy] unknown key 'treshold'; did you mean 'threshold'?"),
+    ({"strategy": {"steps": "many"}}, "[strategy] steps must be a positive integer, got 'many' (a string)"),
+    ({"strategy": {"temperature": 1e6}}, "[strategy] temperature must be at most 50000 K"),
+    ({"strategy": {"labels_per_round": 4}}, "[strategy] labels_per_round (4) is more than trajectories (3)"),
+    ({"recipe": {"model": {"hidden": [4]}, "training": {"epochs": 0}}},
+     "[recipe.training] epochs must be a positive integer, got 0"),
+    ({"recipe": {"model": {"hidden": [4]}, "training": {"members": 1}}}, "members must be at least 2"),
+    ({"recipe": {"model": {"hiden": [4]}}}, "[recipe.model] unknown key 'hiden'"),
+    ({"evaluation": {"test": 5}}, "[evaluation] applies to the pool strategies"),
+    ({"oracle": {"calculator": "ase.calculators.emt:EMT", "replay": True}}, "needs either calculator"),
+])
+def test_bad_md_configs_end_with_one_line(tmp_path, capsys, change, needle):
+    config = _write_toml(tmp_path / "bad.toml", _md_config(**change))
+    db = tmp_path / "labels.db"
+    assert main(["active", "run", config, "--db", str(db), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("ml4ms: error:") and needle in err, err
+    assert not db.exists()

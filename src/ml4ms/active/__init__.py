@@ -9,6 +9,8 @@ One loop with pluggable parts, each in its own module:
   limit and retries;
 * :mod:`~ml4ms.active.strategies`: acquisition scores (uncertainty, expected
   improvement, confidence bound, random) and the batch with FPS diversity;
+* :mod:`~ml4ms.active.otf`: on-the-fly MD for potentials (a committee's MD,
+  labels where its force spread passes a threshold, retraining);
 * :mod:`~ml4ms.active.store`: the ASE database of labels, failures and rounds;
 * :mod:`~ml4ms.active.loop`: the rounds, resumable after any kill;
 * :mod:`~ml4ms.active.report`: status, learning curves and calibration from the store.
@@ -28,6 +30,7 @@ _NAMES = {
     "LabelStore": "store",
     "run_loop": "loop", "ActiveLoop": "loop",
     "summarize": "report", "write_report": "report",
+    "OnTheFlyMD": "otf", "committee_md": "otf", "force_uncertainty": "otf",
 }
 
 __all__ = sorted(_NAMES)

@@ -49,6 +49,31 @@
     test = 100                  # pool structures held out and labelled once: the error of every round
     baseline = "random"         # also train on random picks of the same size (labels it too), or "none"
 
+On-the-fly MD of a potential (``[strategy] name = "md"``, :mod:`ml4ms.active.otf`) takes the same
+``[oracle]`` (a calculator with forces), ``[pool]`` (the starting structures: each is labelled in round 0
+and starts the MD runs), ``[start]`` (``n``: how many of them round 0 labels, all by default) and
+``[loop]``; ``[recipe]`` is a potential recipe and ``[strategy]`` says how the MD runs:
+
+.. code-block:: toml
+
+    [recipe]                    # a committee of potentials (ml4ms.potentials.train.read_config's tables)
+    model = { hidden = [16], seed = 0 }
+    descriptor = { radial_cutoff = 5.0, radial_order = 6, angular_cutoff = 4.0, angular_order = 3 }
+    training = { members = 3, jobs = 1, epochs = 60, valid_fraction = 0.0 }
+
+    [strategy]
+    name = "md"
+    threshold = 0.1             # eV/Å: a frame whose largest per-atom committee force std passes it is a candidate
+    # novelty = 2.0             # also a frame whose novelty passes it (1: the 99th percentile of the training data)
+    labels_per_round = 4        # candidates labelled per round at most (one per MD run: its first)
+    steps = 2000                # the length of an MD run; the loop ends when every run of a round stays under
+    temperature = 800.0         # K, Langevin
+    timestep = 2.0              # fs
+    friction = 0.02             # 1/fs
+    interval = 10               # steps between two points of the recorded uncertainty trace
+    # trajectories = 8          # MD runs per round (default: one per starting structure)
+    # warm_epochs = 100         # epochs of the rounds that continue the last committee (default: training's)
+
 Examples
 --------
 >>> doc = {"oracle": {"calculator": "ase.calculators.emt:EMT", "target": "energy"},
@@ -75,6 +100,9 @@ from ..errors import InputError
 from .pool import LATTICES
 from .strategies import GOALS, STRATEGIES
 
+#: the strategy name of on-the-fly MD (:mod:`ml4ms.active.otf`)
+MD = "md"
+
 
 def _element(value):
     from ase.data import chemical_symbols
@@ -91,8 +119,39 @@ def _recipe_rules():
             "target": {"transform": string(*FUNCTIONS), "per_atom": boolean()}}
 
 
-def schema():
-    """The tables and keys of a config (:func:`ml4ms.config.check`); [recipe] takes those of a property recipe."""
+def _md_rules():
+    """The [strategy] of on-the-fly MD; the upper limits of temperature, timestep and friction are
+    :data:`ml4ms.potentials.md.LIMITS` (checked by :func:`parse_config`)."""
+    return {"name": required(string(*STRATEGIES, MD)), "threshold": required(number("> 0", note="eV/Å")),
+            "novelty": number("> 0", note="1 is the 99th percentile of the training structures' own"),
+            "labels_per_round": required(integer(1)), "steps": required(integer(1)),
+            "temperature": required(number("> 0", note="K")), "timestep": number("> 0", note="fs"),
+            "friction": number("> 0", note="1/fs"), "interval": integer(1), "trajectories": integer(1),
+            "warm_epochs": integer(1, note="the epochs of a round that continues the last round's committee")}
+
+
+def strategy_name(doc):
+    """The ``[strategy] name`` a parsed config gives (None where it gives none)."""
+    table = doc.get("strategy") if isinstance(doc, dict) else None
+    return table.get("name") if isinstance(table, dict) else None
+
+
+def schema(doc=None):
+    """The tables and keys of a config (:func:`ml4ms.config.check`).
+
+    [recipe] takes those of a property recipe, and for on-the-fly MD (``doc``'s ``[strategy] name = "md"``)
+    those of a potential recipe (:func:`ml4ms.potentials.train.recipe_schema`), with the MD's own [strategy].
+    """
+    md = strategy_name(doc) == MD
+    if md:
+        from ..potentials.train import recipe_schema
+
+        recipe, strategy = required(recipe_schema()), required(_md_rules())
+    else:
+        recipe = required(_recipe_rules())
+        strategy = required({"name": required(string(*STRATEGIES, MD)), "batch": required(integer(1)),
+                             "goal": string(*GOALS), "xi": number(">= 0"), "kappa": number("> 0"),
+                             "diversity": boolean(), "shortlist": number(">= 1")})
     return {
         "description": string(),
         "oracle": required({
@@ -109,10 +168,8 @@ def schema():
                          "a": number("> 0", note="Å"), "rattle": number(">= 0", note="Å"),
                          "strain": number("[0, 0.5)"), "seed": integer(0)}}),
         "start": {"n": integer(1), "method": string("random", "fps")},
-        "recipe": required(_recipe_rules()),
-        "strategy": required({"name": required(string(*STRATEGIES)), "batch": required(integer(1)),
-                              "goal": string(*GOALS), "xi": number(">= 0"), "kappa": number("> 0"),
-                              "diversity": boolean(), "shortlist": number(">= 1")}),
+        "recipe": recipe,
+        "strategy": strategy,
         "loop": required({"budget": required(integer(1)), "seed": integer(0)}),
         "evaluation": {"test": integer(0), "baseline": string("none", "random")},
     }
@@ -175,7 +232,7 @@ def parse_config(doc, source=None):
     import path is the user's own), the pool file exists, the strategy's needs
     are met by the model, and the numbers fit together (budget, start, test, pool).
     """
-    check(doc, schema(), source)
+    check(doc, schema(doc), source)
     cfg = {table: {**DEFAULTS.get(table, {}), **copy.deepcopy(doc.get(table, {}))} for table in DEFAULTS}
     oracle, pool, start, strategy = cfg["oracle"], cfg["pool"], cfg["start"], cfg["strategy"]
     loop, evaluation = cfg["loop"], cfg["evaluation"]
@@ -222,6 +279,9 @@ def parse_config(doc, source=None):
             except InputError as exc:
                 refuse(f"[pool.generate] {exc.message}", exc.hint)
 
+    if strategy_name(doc) == MD:
+        return _parse_md(doc, oracle, pool, start, loop, source)
+
     # the model and the strategy
     from ..recipe import recipe_from_dict
 
@@ -256,6 +316,83 @@ def parse_config(doc, source=None):
         _check_sizes(pool["generate"]["n"], start["n"], evaluation["test"], source)
     return ActiveConfig(oracle=oracle, pool=pool, start=start, recipe=recipe, strategy=strategy, loop=loop,
                         evaluation=evaluation, doc=copy.deepcopy(doc), source=source)
+
+
+#: defaults of on-the-fly MD's [strategy]
+MD_DEFAULTS = {"timestep": 1.0, "friction": 0.02, "interval": 10}
+#: defaults of its committee's training ([recipe] training): members trained one after the other in this process
+#: (a worker process's start-up costs more than a small network's epochs), no early stopping on a split of a few
+#: structures, no novelty references unless [strategy] novelty asks for them (they would fill the store)
+MD_TRAINING_DEFAULTS = {"members": 3, "jobs": 1, "valid_fraction": 0.0}
+
+
+@dataclass
+class PotentialRecipe:
+    """The model of on-the-fly MD: the committee's template potential and its training options."""
+
+    model: object  # ml4ms.potentials.NeuralPotential
+    training: dict
+
+    def to_dict(self):
+        """The recipe as plain values (the run's identity)."""
+        params = {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.model.get_params().items()}
+        return {"model": params, "training": dict(self.training)}
+
+
+def _parse_md(doc, oracle, pool, start, loop, source):
+    """The rest of :func:`parse_config` for on-the-fly MD: the potential recipe, [strategy] and the numbers."""
+    from ..potentials.md import LIMITS
+    from ..potentials.train import potential_from_doc
+
+    def refuse(message, hint):
+        raise InputError(message, source=source, hint=hint)
+
+    if oracle["replay"]:
+        refuse("[oracle] replay = true cannot label the frames of on-the-fly MD (they are not in a file)",
+               "give [oracle] calculator = \"MODULE:CLASS\"")
+    from .oracles import load_calculator
+
+    if "forces" not in getattr(load_calculator(oracle["calculator"]), "implemented_properties", ()):
+        refuse(f"[oracle] calculator '{oracle['calculator']}' gives no forces, and a potential is trained on them",
+               "name a calculator that computes forces")
+    if "evaluation" in doc:
+        refuse("[evaluation] applies to the pool strategies, not to on-the-fly MD", "leave it out")
+    if start.get("method") == "fps" and "method" in doc.get("start", {}):
+        refuse("[start] method = 'fps' applies to the pool strategies, not to on-the-fly MD",
+               "leave it out: round 0 labels [start] n of the starting structures, drawn at random")
+    strategy = {**MD_DEFAULTS, **copy.deepcopy(doc["strategy"])}
+    for name, unit in (("temperature", "K"), ("timestep", "fs"), ("friction", "1/fs")):
+        if strategy[name] > LIMITS[name]:
+            refuse(f"[strategy] {name} must be at most {LIMITS[name]:g} {unit}, got {strategy[name]!r}",
+                   f"give a physical {name}")
+    model, training = potential_from_doc(doc["recipe"], source, where="recipe.")
+    training = {**MD_TRAINING_DEFAULTS, **training}
+    if "novelty" not in strategy:
+        training.setdefault("novelty_references", 0)
+    elif training.get("novelty_references") == 0:
+        refuse("[strategy] novelty needs reference environments, and [recipe.training] novelty_references is 0",
+               "leave novelty_references out, or give it a positive number")
+    if training["members"] < 2:
+        refuse(f"[recipe.training] members must be at least 2 for on-the-fly MD, got {training['members']}: the "
+               "committee's spread is the uncertainty", "give members = 3 (or more)")
+    if "generate" in pool:
+        n_pool = pool["generate"]["n"]
+        start.setdefault("n", n_pool)
+        if start["n"] > n_pool:
+            refuse(f"[start] n ({start['n']}) is more than the {n_pool} starting structures of [pool.generate]",
+                   "lower it, or leave it out to label them all")
+    if "n" in start and loop["budget"] < start["n"]:
+        refuse(f"[loop] budget ({loop['budget']}) is smaller than [start] n ({start['n']})",
+               "raise the budget: it counts the starting labels too")
+    runs = strategy.get("trajectories", pool["generate"]["n"] if "generate" in pool else None)
+    if runs is not None and strategy["labels_per_round"] > runs:
+        refuse(f"[strategy] labels_per_round ({strategy['labels_per_round']}) is more than trajectories "
+               f"({runs}): each MD run gives one candidate, its first",
+               "lower labels_per_round, or run more trajectories ([strategy] trajectories; default: one per "
+               "starting structure)")
+    return ActiveConfig(oracle=oracle, pool=pool, start=start, recipe=PotentialRecipe(model, training),
+                        strategy=strategy, loop=loop, evaluation={"test": 0, "baseline": "none"},
+                        doc=copy.deepcopy(doc), source=source)
 
 
 def _check_sizes(n_pool, n_start, n_test, source, pool_source=None):

@@ -24,6 +24,11 @@ config but for :data:`ml4ms.active.config.RUNTIME_KEYS`, same pool). Only a
 call that was running when the loop died is computed again: its label had not
 been written.
 
+On-the-fly MD (``[strategy] name = "md"``) is one more strategy of the same
+loop: :class:`~ml4ms.active.otf.OnTheFlyMD` plans its rounds (train a
+committee of potentials, run MD with it, choose the frames it is unsure of),
+and the loop labels, stores and resumes them as it does a pool's.
+
 The oracle's workers are started with the "spawn" method, so a script that
 calls :func:`run_loop` needs the usual ``if __name__ == "__main__":`` guard.
 
@@ -47,6 +52,7 @@ import time
 import numpy as np
 
 from ..errors import InputError, from_source
+from .config import MD
 from .pool import fingerprint, random_alloys, unlabelled
 from .store import LabelStore, settings_digest
 from .strategies import acquisition_scores, choose_batch
@@ -96,7 +102,13 @@ def load_pool(config):
         gen = dict(config.pool["generate"])
         raw = random_alloys(gen.pop("elements"), gen.pop("n"), repeat=tuple(gen.pop("repeat")), **gen)
     check_structures(raw, source=source)
-    _check_sizes(len(raw), config.start["n"], config.evaluation["test"], config.source, pool_source=source)
+    if config.strategy["name"] == MD:
+        config.start.setdefault("n", len(raw))
+        if config.start["n"] > len(raw):
+            raise InputError(f"[start] n ({config.start['n']}) is more than the {len(raw)} starting structures",
+                             source=config.source, hint="lower it, or leave it out to label them all")
+    else:
+        _check_sizes(len(raw), config.start["n"], config.evaluation["test"], config.source, pool_source=source)
     if config.oracle["replay"]:
         target = config.oracle["target"]
         if all(get_property(a, target) is None for a in raw):
@@ -171,6 +183,11 @@ class ActiveLoop:
         self.pool, labelled, self.pool_source = load_pool(config)
         self.oracle = make_oracle(config, labelled, self.pool_source)
         self.target = config.oracle["target"]
+        self.otf = None
+        if config.strategy["name"] == MD:
+            from .otf import OnTheFlyMD
+
+            self.otf = OnTheFlyMD(self)
         self.settings = {"config": config.identity, "target": self.target, "unit": UNITS.get(self.target),
                          "oracle": self.oracle.settings,
                          "pool": {"fingerprint": fingerprint(self.pool), "size": len(self.pool),
@@ -236,6 +253,8 @@ class ActiveLoop:
 
     def _used_up(self, k):
         """True when round ``k`` could choose nothing: the budget is spent or no candidate is left."""
+        if self.otf:
+            return self.otf.used_up(k)
         ids, _ = self.store.training_set("active", k)
         return len(ids) >= self.cfg.loop["budget"] or not len(self._eligible("active"))
 
@@ -299,6 +318,9 @@ class ActiveLoop:
             start, test = plan_start(len(self.pool), cfg.start["n"], cfg.evaluation["test"], seed, features)
             plan = {"active": start, "random": start if baseline else [], "test": test}
             return self._write_open(k, plan, {"n_train": 0, "strategy": "start", "started": wall}, {}, started)
+        if self.otf:
+            plan, keys, data = self.otf.plan(k)
+            return self._write_open(k, plan, {**keys, "started": wall}, data, started)
         records = self._records()
         ids, y = self.store.training_set("active", k)
         model = self._fit(ids, y) if len(ids) >= 2 else None
@@ -355,7 +377,7 @@ class ActiveLoop:
         labels, failed = self._records()
         labelled = {row.candidate: row for row in labels}
         attempts = self.cfg.oracle["retries"] + 1
-        places, tasks = {}, []
+        places, tasks, structures = {}, [], {}
         for c in dict.fromkeys(plan["active"] + plan["random"] + plan["test"]):
             sets = {name: k for name in ("active", "random") if c in plan[name]}
             place = (sets, c in plan["test"], choice.get(str(c)) if "active" in sets else None)
@@ -366,12 +388,13 @@ class ActiveLoop:
                                 choice=place[2] if "active" in new else None)
             elif failed.get(c, 0) < attempts:
                 places[c] = place
-                tasks.append((c, self.pool[c], failed.get(c, 0) + 1, attempts))
+                structures[c] = self.otf.structure(c, entry) if self.otf else self.pool[c]
+                tasks.append((c, structures[c], failed.get(c, 0) + 1, attempts))
         settings = self.oracle.settings
         with tqdm(total=len(tasks), desc=f"round {k}: oracle", unit="call", disable=not self.progress or not tasks,
                   leave=False) as bar:
             for outcome in self.runner.run(tasks):
-                atoms = self.pool[outcome.key]
+                atoms = structures[outcome.key]
                 if outcome.ok:
                     sets, test, chosen = places[outcome.key]
                     self.store.add_label(atoms, outcome.key, outcome.value, outcome.results, k, settings, sets=sets,
@@ -402,7 +425,10 @@ class ActiveLoop:
                 if metrics.get("random"):
                     text += f" (random sampling: {metrics['random']['mae']:.4g} on {metrics['random']['n_train']})"
             parts.append(text + ";")
-            parts.append("the last round (budget spent or pool used up)" if entry.get("final") else
-                         f"chose {len(data['plan']['active'])} by {entry.get('strategy')}")
+            if self.otf:
+                parts.append(self.otf.line(entry))
+            else:
+                parts.append("the last round (budget spent or pool used up)" if entry.get("final") else
+                             f"chose {len(data['plan']['active'])} by {entry.get('strategy')}")
         parts.append(f"-> {n_labels} labelled, {n_failed} failed calls")
         return " ".join(parts)

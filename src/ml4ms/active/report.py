@@ -12,7 +12,8 @@ no pool, no config, no oracle.
 * :func:`calibration_by_round`: how well each round's standard deviations
   describe its errors (the share of errors within ±1σ and ±2σ, the mean
   squared z-score), on the test set or else on the chosen batch.
-* :func:`write_report`: the two PNGs and a JSON summary in a folder.
+* :func:`md_runs`: on-the-fly MD, the uncertainty along every MD run of every round.
+* :func:`write_report`: the PNGs and a JSON summary in a folder.
 """
 
 import os
@@ -22,7 +23,8 @@ import numpy as np
 from ..uncertainty import EXPECTED_1SIGMA, EXPECTED_2SIGMA
 
 #: file names of :func:`write_report`
-FILES = {"curve": "error_vs_labels.png", "calibration": "calibration.png", "summary": "summary.json"}
+FILES = {"curve": "error_vs_labels.png", "calibration": "calibration.png", "md": "md_uncertainty.png",
+         "summary": "summary.json"}
 
 
 def summarize(store):
@@ -57,6 +59,11 @@ def summarize(store):
             "planned": {name: len(ids) for name, ids in data.get("plan", {}).items()},
             "metrics": data.get("metrics", {}),
         })
+        if "md" in data:
+            runs = data["md"]
+            rounds[-1].update(stop=entry.get("stop"), converged=bool(entry.get("converged", False)),
+                              md={"runs": len(runs), "completed": sum(r["stopped"] == "completed" for r in runs),
+                                  "steps": [r["steps"] for r in runs]})
     budget = settings.get("runtime", {}).get("budget")
     n_active = sum(row.get("active") is not None for row in labels)
     last = rounds[-1] if rounds else None
@@ -76,6 +83,7 @@ def summarize(store):
                      "reasons": sorted({row.reason for row in failures})[:10]},
         "oracle_seconds": float(sum(row.seconds for row in labels)),
         "finished": bool(last and last["status"] == "done" and last["final"]),
+        "stop": last.get("stop") if last else None,
         "round_list": rounds,
     }
 
@@ -108,8 +116,14 @@ def status_lines(summary):
     lines.append(f"failures: {failures['calls']} failed calls on {failures['structures']} structures"
                  + (f", {len(failures['given_up'])} given up" if failures["given_up"] else "")
                  + (f" (e.g. {failures['reasons'][0]})" if failures["reasons"] else ""))
-    lines.append("finished: the budget is spent (raise [loop] budget and run again to go on)" if summary["finished"]
-                 else "not finished: run the same 'ml4ms active run' command to continue")
+    if not summary["finished"]:
+        lines.append("not finished: run the same 'ml4ms active run' command to continue")
+    elif summary.get("stop") == "converged":
+        lines.append("finished: converged (every MD run of the last round stayed under the threshold)")
+    elif summary.get("stop") == "unstable":
+        lines.append("finished: the last round's MD runs ran away without an uncertain frame to label")
+    else:
+        lines.append("finished: the budget is spent (raise [loop] budget and run again to go on)")
     return lines
 
 
@@ -218,6 +232,53 @@ def calibration_plot(rows, path):
     return fig
 
 
+def md_runs(store):
+    """The MD runs of on-the-fly MD, in order: dicts of ``round``, ``trajectory``, ``steps``, ``stopped`` and
+    the ``trace`` (``step``, ``force_std``, ...: :func:`ml4ms.active.otf.committee_md`); empty for a pool run."""
+    return [{"round": entry["round"], **run} for entry in store.rounds() for run in entry["data"].get("md", [])]
+
+
+def md_plot(runs, path, threshold=None, steps=None):
+    """The uncertainty along every MD run (left) and how far each round's runs got (right) (PNG).
+
+    Left: the largest per-atom force standard deviation against the MD step,
+    one line per run coloured by round, a cross where a run stopped at a
+    candidate; right: the steps each run reached, by round.
+    """
+    from ..plots import _pyplot, axis_label, save_figure
+
+    plt = _pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9.6, 3.8), layout="constrained",
+                                      gridspec_kw={"width_ratios": [3, 2]})
+    last = max(r["round"] for r in runs)
+    colour = plt.get_cmap("viridis")
+    for run in runs:
+        c = colour((run["round"] - 1) / max(last - 1, 1))
+        trace = run["trace"]
+        left.plot(trace["step"], trace["force_std"], "-", color=c, lw=0.8, alpha=0.8)
+        if run["stopped"] == "candidate":
+            left.plot(trace["step"][-1], trace["force_std"][-1], "x", color=c, ms=5)
+        right.plot(run["round"], run["steps"], "o" if run["stopped"] == "completed" else "x", color=c, ms=4)
+    if threshold is not None:
+        left.axhline(threshold, color="k", ls="--", lw=0.8, label=f"threshold {threshold:g} eV/Å")
+        left.legend(fontsize=8, loc="lower right")
+    if steps is not None:
+        right.axhline(steps, color="k", ls="--", lw=0.8, label=f"the run's length ({steps} steps)")
+        right.legend(fontsize=8, loc="lower right")
+    left.set_yscale("log")
+    left.set_xlabel("MD step")
+    left.set_ylabel(axis_label("largest per-atom force std", "eV/Å"))
+    right.set_xlabel("round (colour on the left)")
+    right.set_ylabel("MD steps before the first uncertain frame")
+    right.set_ylim(bottom=0)
+    right.xaxis.get_major_locator().set_params(integer=True)
+    fig.suptitle("on-the-fly MD: the committee's uncertainty along each run (x: stopped at a frame to label)",
+                 fontsize=10)
+    save_figure(fig, path)
+    plt.close(fig)
+    return fig
+
+
 def write_report(store, folder):
     """Write the error curve, the calibration plot and ``summary.json`` into ``folder``; returns the paths written.
 
@@ -243,6 +304,14 @@ def write_report(store, folder):
         written.append(path)
     else:
         skipped[FILES["calibration"]] = "no round has a model with an uncertainty and labels to compare it with"
+    runs = md_runs(store)
+    if runs:
+        strategy = (store.settings.get("config") or {}).get("strategy", {})
+        path = os.path.join(folder, FILES["md"])
+        md_plot(runs, path, strategy.get("threshold"), strategy.get("steps"))
+        written.append(path)
+    elif summary["strategy"] == "md":
+        skipped[FILES["md"]] = "no round has run MD yet"
     path = os.path.join(folder, FILES["summary"])
     write_json(path, {**summary, "curves": curves, "calibration": calibration, "not_drawn": skipped})
     written.append(path)

@@ -21,6 +21,10 @@ Rows (``record`` key):
   model that chose it), ``pred`` and ``pred_std`` (that model's prediction).
 * ``failure``: one failed oracle call: the atoms, ``candidate``, ``round``,
   ``attempt``, ``reason``, ``seconds``, ``oracle``.
+* ``model``: a model a round trained (on-the-fly MD: the committee whose MD
+  chose the round's frames, and which the next round continues from):
+  ``round``, ``model`` (its id); ``data["files"]`` the files of
+  :func:`ml4ms.potentials.save_potential`, checksummed as on disk.
 * ``round``: ``round``, ``status`` (``open`` while its labels are computed,
   then ``done``), ``started``/``ended`` (Unix times), ``n_train``, ``n_labels``,
   ``n_failed``, ``model``, ``final``; ``data`` holds the plan (the candidates
@@ -233,6 +237,55 @@ class LabelStore:
         """
         rows = self.labels("test=True" if name == "test" else f"{name}<{int(before_round)}", light=True)
         return [row.candidate for row in rows], [row.label for row in rows]
+
+    # ----------------------------------------------------------------------------------------- models
+    def save_model(self, round, model_id, committee):
+        """Keep the potential (or committee) ``committee`` that round ``round`` trained, as ``model_id``.
+
+        A model row written before for this round (by a run killed before the round opened) is replaced.
+        """
+        import base64
+        import tempfile
+
+        from ase import Atoms
+
+        from ..potentials.io import save_potential
+
+        with tempfile.TemporaryDirectory(prefix="ml4ms-model-") as folder:
+            save_potential(folder, committee)
+            files = {}
+            for where, _, names in os.walk(folder):
+                for name in names:
+                    path = os.path.join(where, name)
+                    with open(path, "rb") as handle:
+                        files[os.path.relpath(path, folder)] = base64.b64encode(handle.read()).decode("ascii")
+        old = [row.id for row in self.db.select(record="model", round=int(round), columns=["id"])]
+        row_id = self.db.write(Atoms(), key_value_pairs={"record": "model", "round": int(round),
+                                                         "model": str(model_id)}, data={"files": files})
+        if old:
+            self.db.delete(old)
+        return row_id
+
+    def load_model(self, model_id):
+        """The potential (or committee) kept as ``model_id`` (:meth:`save_model`), or None."""
+        import base64
+        import tempfile
+
+        from ..potentials.io import load_potential
+
+        rows = list(self.db.select(record="model", model=str(model_id)))
+        if not rows:
+            return None
+        with tempfile.TemporaryDirectory(prefix="ml4ms-model-") as folder:
+            for name, text in rows[-1].data["files"].items():
+                if os.path.isabs(name) or ".." in name.replace("\\", "/").split("/"):
+                    raise InputError(f"the model row of {model_id} names a file outside its folder ({name!r})",
+                                     source=self.url, hint="give the database that 'ml4ms active run' wrote")
+                path = os.path.join(folder, name)
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                with open(path, "wb") as handle:
+                    handle.write(base64.b64decode(text))
+            return load_potential(folder)
 
     # ----------------------------------------------------------------------------------------- rounds
     def open_round(self, round, plan, keys=None, data=None):

@@ -13,7 +13,7 @@ def add_parsers(sub):
                                     "label with the oracle, record")
     add_input(q, "config", metavar="CONFIG.toml",
               help="the run: [oracle], [pool], [start], [recipe], [strategy], [loop], [evaluation]; a TOML file or "
-                   "the name of a bundled recipe (active_cuau_pool_emt)")
+                   "the name of a bundled recipe (active_cuau_pool_emt; on-the-fly MD of a potential: active_cuau_emt)")
     add_output(q, "--db", required=True, metavar="LABELS.db", what="the label database",
                help="the ASE database of labels, failures and rounds: a .db file (SQLite; created, or continued "
                     "when it holds this run) or a postgresql:// URL")
@@ -29,10 +29,12 @@ def add_parsers(sub):
     q.set_defaults(func=run_status)
 
     q = asub.add_parser("report", help="plots of a run: error against the number of labels (with the random "
-                                       "baseline), calibration of the uncertainty per round; a JSON summary")
+                                       "baseline), calibration of the uncertainty per round, the uncertainty along "
+                                       "each MD run (on-the-fly MD); a JSON summary")
     add_input(q, "db", metavar="LABELS.db", help="the database written by 'ml4ms active run' (or its URL)")
     add_output(q, "-o", "--output", required=True, metavar="DIR", folder="files", what="the report",
-               help="folder for error_vs_labels.png, calibration.png and summary.json")
+               help="folder for error_vs_labels.png, calibration.png, md_uncertainty.png (on-the-fly MD) and "
+                    "summary.json")
     add_quiet(q)
     q.set_defaults(func=run_report)
 

@@ -165,16 +165,42 @@ def read_config(path=None, doc=None):
     source = "config"
     if doc is None:
         doc, source = read_toml(path)
+    check(doc, recipe_schema(), source)
+    return potential_from_doc(doc, source)
+
+
+def recipe_schema():
+    """The tables of a potential recipe (:func:`ml4ms.config.check`): ``[model]``, ``[descriptor]``, ``[training]``.
+
+    ``warm_start`` is no recipe key: the caller sets it (``--init``, or a loop that continues a committee).
+
+    Examples
+    --------
+    >>> sorted(recipe_schema())
+    ['descriptor', 'model', 'training']
+    """
     model_keys = [p for p in NeuralPotential._get_param_names() if p != "descriptor_params"]
-    training_keys = {k: rule for k, rule in TRAINING.items() if k != "warm_start"}  # --init sets it
-    check(doc, {"model": dict.fromkeys(model_keys, ANY), "descriptor": any_keys(ANY), "training": training_keys},
-          source)
+    training_keys = {k: rule for k, rule in TRAINING.items() if k != "warm_start"}
+    return {"model": dict.fromkeys(model_keys, ANY), "descriptor": any_keys(ANY), "training": training_keys}
+
+
+def potential_from_doc(doc, source="config", where=""):
+    """``(NeuralPotential, training keyword arguments)`` of a potential recipe checked by :func:`recipe_schema`.
+
+    ``where`` is the recipe's place in its file (``"recipe."`` for a ``[recipe]`` table), for the messages.
+
+    Examples
+    --------
+    >>> m, kw = potential_from_doc({"model": {"hidden": [4]}, "training": {"members": 2}})
+    >>> m.hidden, kw
+    ([4], {'members': 2})
+    """
     training = dict(doc.get("training", {}))
-    check_training_options(training, source=source, hint="fix it in [training]")
+    check_training_options(training, source=source, hint=f"fix it in [{where}training]")
     model = NeuralPotential(descriptor_params=dict(doc.get("descriptor", {})) or None, **doc.get("model", {}))
     try:
         model.check_settings()
     except InputError as exc:
         raise InputError(exc.message, source=source,
-                         hint=exc.hint or "fix it in the [model] or [descriptor] table") from None
+                         hint=exc.hint or f"fix it in the [{where}model] or [{where}descriptor] table") from None
     return model, training
