@@ -61,6 +61,21 @@ class AtomisticModel(torch.nn.Module):
         raise NotImplementedError
 
     @torch.jit.unused
+    def representation_key(self):
+        """A key equal for models whose :meth:`representation` is the same function (a fixed descriptor), so that a
+        committee computes it once; None (the default) for a learned representation."""
+        return None
+
+    def representation(self, D: torch.Tensor, species_index: torch.Tensor, i: torch.Tensor, j: torch.Tensor,
+                       structure: torch.Tensor) -> torch.Tensor:
+        """Per-atom rows the energies are read out from (kinds with a :meth:`representation_key`)."""
+        raise NotImplementedError
+
+    def readout(self, R: torch.Tensor, species_index: torch.Tensor, structure: torch.Tensor) -> torch.Tensor:
+        """The energy of every atom (float64) from :meth:`representation`'s rows."""
+        raise NotImplementedError
+
+    @torch.jit.unused
     def parameter_groups(self):
         """The names of the trainable parameters, in groups (one group of all of them unless a kind says
         otherwise): the order in which estimators keep and checkpoints store them."""
@@ -119,3 +134,40 @@ def energies_forces_stress(model, batch, *, forces=True, stress=False, create_gr
             if stress:
                 V = grads[-1]
     return energy, F, V
+
+
+def committee_energies_forces_stress(models, batch, *, forces=True, stress=False):
+    """:func:`energies_forces_stress` of every model of a committee on one batch: a list of ``(energy, forces,
+    virial)``, one per model.
+
+    Models that share a fixed representation (equal, non-None :meth:`AtomisticModel.representation_key`) compute
+    it once: one forward pass, each model's readout, and one batched backward pass through the representation
+    (:func:`torch.autograd.grad` with ``is_grads_batched``). Other committees run model by model. Evaluation only
+    (no graph is kept).
+    """
+    keys = {m.representation_key() for m in models}
+    if len(models) < 2 or len(keys) != 1 or None in keys:
+        return [energies_forces_stress(m, batch, forces=forces, stress=stress) for m in models]
+    with torch.enable_grad():
+        positions = batch.positions.detach().clone().requires_grad_(forces)
+        eps = strain = None
+        if stress:
+            eps = torch.zeros(batch.n_structures, 3, 3, dtype=positions.dtype, requires_grad=True)
+            strain = eps[batch.structure]
+        D = pair_vectors(positions, batch.cell, batch.i, batch.j, batch.shifts, strain)
+        R = models[0].representation(D, batch.species_index, batch.i, batch.j, batch.structure)
+        leaf = R.detach().requires_grad_(forces or stress)
+        energies, grads = [], []
+        for m in models:
+            atomic = m.readout(leaf, batch.species_index, batch.structure)
+            energies.append(torch.zeros(batch.n_structures, dtype=torch.float64).index_add(0, batch.structure,
+                                                                                          atomic).detach())
+            if forces or stress:
+                grads.append(torch.autograd.grad(atomic.sum(), leaf)[0])
+        if not (forces or stress):
+            return [(e, None, None) for e in energies]
+        inputs = ([positions] if forces else []) + ([eps] if stress else [])
+        out = torch.autograd.grad(R, inputs, grad_outputs=torch.stack(grads), is_grads_batched=True)
+    F = -out[0] if forces else None
+    V = out[-1] if stress else None
+    return [(e, None if F is None else F[k], None if V is None else V[k]) for k, e in enumerate(energies)]

@@ -89,7 +89,7 @@ class Committee:
             ``stress_std`` (Voigt, eV/Å³). The standard deviations are zero for
             a committee of one.
         """
-        runs = [m.compute(atoms, forces=forces, stress=stress, tensors=tensors) for m in self.members]
+        runs = self._runs(atoms, forces, stress, tensors)
         out = {}
         for k, name in enumerate(("energy", "forces", "stress")):
             if k == 0 or (forces, stress)[k - 1]:
@@ -97,6 +97,21 @@ class Committee:
                 out[name] = float(values.mean()) if k == 0 else values.mean(axis=0)
                 out[name + "_std"] = float(values.std()) if k == 0 else values.std(axis=0)
         return out
+
+    def _runs(self, atoms, forces, stress, tensors):
+        """Every member's ``(energy, forces, stress)`` of one structure; members sharing a fixed descriptor compute
+        it once (:func:`~ml4ms.potentials.base.committee_energies_forces_stress`)."""
+        from .base import committee_energies_forces_stress
+        from .estimator import as_numpy
+
+        first = self.members[0]
+        if len(self.members) == 1 or any(m.dtype != first.dtype for m in self.members):
+            return [m.compute(atoms, forces=forces, stress=stress, tensors=tensors) for m in self.members]
+        for m in self.members:
+            m.require_fitted()
+        t = first.structure_batch(atoms, stress, tensors)
+        runs = committee_energies_forces_stress([m.network() for m in self.members], t, forces=forces, stress=stress)
+        return [as_numpy(e, F, V, atoms) for e, F, V in runs]
 
     # ---------------------------------------------------------- many structures --
     def predict(self, frames, forces=True, batch_atoms=2000, return_std=False):

@@ -290,6 +290,21 @@ class DescriptorNetwork(AtomisticModel):
         return self.head(self.descriptor_module(D, i, j, species_index, structure), species_index, structure)
 
     @torch.jit.unused
+    def representation_key(self):
+        """The descriptor and its settings: members of a committee that agree compute the descriptor once."""
+        import json
+
+        return (self.descriptor, json.dumps(self.descriptor_settings, sort_keys=True), len(self.species),
+                self.dtype)
+
+    def representation(self, D: torch.Tensor, species_index: torch.Tensor, i: torch.Tensor, j: torch.Tensor,
+                       structure: torch.Tensor) -> torch.Tensor:
+        return self.descriptor_module(D, i, j, species_index, structure)
+
+    def readout(self, R: torch.Tensor, species_index: torch.Tensor, structure: torch.Tensor) -> torch.Tensor:
+        return self.head(R, species_index, structure)
+
+    @torch.jit.unused
     def embeddings(self, batch):
         """The standardised descriptor of every atom (novelty measures distances between these)."""
         return self.head.standardised(self.features(batch), batch.species_index)

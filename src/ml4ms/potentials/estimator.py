@@ -20,6 +20,19 @@ from .base import energies_forces_stress
 from .novelty import nearest_distances, novelty_scale, reference_environments, structure_means
 
 
+def as_numpy(energy, forces, virial, atoms):
+    """``(energy, forces, stress)`` of one structure as ASE wants them from the tensors of
+    :func:`~ml4ms.potentials.base.energies_forces_stress`: eV, eV/Å (or None), Voigt eV/Å³ (or None; xx, yy, zz,
+    yz, xz, xy)."""
+    f = None if forces is None else forces.detach().double().numpy()
+    s = None
+    if virial is not None:
+        v = virial[0].detach().double().numpy()
+        v = 0.5 * (v + v.T) / atoms.get_volume()
+        s = np.array([v[0, 0], v[1, 1], v[2, 2], v[1, 2], v[0, 2], v[0, 1]])
+    return float(energy.detach()[0]), f, s
+
+
 class WeightLists(list):
     """Lists of tensors that are the parameters of the module ``network`` (:meth:`PotentialEstimator.torch_parameters`)."""
 
@@ -145,20 +158,16 @@ class PotentialEstimator(BaseEstimator):
         forces : ndarray (n_atoms, 3) or None
         stress : ndarray (6,) or None, in ASE's order xx, yy, zz, yz, xz, xy
         """
-        torch = _torch()
         self.require_fitted()
+        t = self.structure_batch(atoms, stress, tensors)
+        return as_numpy(*self.energies_forces(t, forces=forces, stress=stress), atoms)
+
+    def structure_batch(self, atoms, stress=False, tensors=None):
+        """The batch of the one structure ``atoms`` at its current positions (``tensors``: a cached one)."""
         if stress and not all(atoms.pbc):
             raise InputError("stress needs a periodic cell in all three directions")
         t = self.tensors([atoms]) if tensors is None else tensors
-        t = t.replace(positions=torch.as_tensor(np.asarray(atoms.positions), dtype=torch_dtype(self.dtype)))
-        e, F, V = self.energies_forces(t, forces=forces, stress=stress)
-        f = F.detach().double().numpy() if forces else None
-        s = None
-        if stress:
-            v = V[0].detach().double().numpy()
-            v = 0.5 * (v + v.T) / atoms.get_volume()
-            s = np.array([v[0, 0], v[1, 1], v[2, 2], v[1, 2], v[0, 2], v[0, 1]])
-        return float(e.detach()[0]), f, s
+        return t.replace(positions=_torch().as_tensor(np.asarray(atoms.positions), dtype=torch_dtype(self.dtype)))
 
     def predict(self, frames, forces=True, batch_atoms=2000):
         """Energies (n_frames,) and, if ``forces``, a list of force arrays for many structures."""
