@@ -117,3 +117,13 @@ def rows():
     """
     return [{"formula": "TiO2", "a": 1.5, "b": "2.0"}, {"formula": "MgO", "a": -0.5, "b": 3},
             {"formula": "H2O", "a": 0.0, "b": "1e-3"}, {"formula": "Ti2O3", "a": 7, "b": 0.25}]
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """torch on one thread for a whole test module (``pytestmark = pytest.mark.usefixtures("one_thread")``): tiny
+    tensors, and on a shared machine extra threads only spin-wait."""
+    from ml4ms.batch import single_thread
+
+    with single_thread():
+        yield

@@ -81,7 +81,7 @@ def run_training(model, frames, energies, forces, options, *, groups=None, check
             load_optimizer(checkpoint_dir, adam.optimizer, adam.params)
         errors = _BatchErrors(model, frames, energies, forces)
         precompute_seconds = None
-        if options.precompute:
+        if options.precompute and model.has_precompute:  # kinds without the fast path train through the model
             t0 = time.time()
             errors.precompute(np.concatenate([train_idx, val_idx]), options.time_limit, progress)
             precompute_seconds = time.time() - t0
