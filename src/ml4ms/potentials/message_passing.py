@@ -110,12 +110,14 @@ class Interaction(torch.nn.Module):
         self.update = Perceptron(2 * features, features, 3 * features, dtype)
 
     def forward(self, s: torch.Tensor, v: torch.Tensor, filters: torch.Tensor, unit: torch.Tensor,
-                i: torch.Tensor, j: torch.Tensor, inverse_neighbours: float):
+                i: torch.Tensor, j: torch.Tensor, inverse_neighbours: float, first: bool):
         F = self.features
         # message: neighbour scalars filtered by the radial basis; vectors carried along and along r̂_ij
         x = self.message(s)[j] * filters * inverse_neighbours
         x_s, x_vv, x_vs = x[:, :F], x[:, F:2 * F], x[:, 2 * F:]
-        dv = v[j] * x_vv[:, None, :] + unit[:, :, None] * x_vs[:, None, :]
+        dv = unit[:, :, None] * x_vs[:, None, :]
+        if not first:  # the first layer's vectors are zero: nothing to carry along
+            dv = dv + v[j] * x_vv[:, None, :]
         s = s.index_add(0, i, x_s)
         v = v.index_add(0, i, dv)
         # update: scalars and vector norms mixed, vectors rescaled, scalars from their inner products
@@ -188,7 +190,7 @@ class MessagePassingNetwork(AtomisticModel):
         v = torch.zeros(n, 3, F, dtype=s.dtype)
         inverse = 1.0 / float(self.neighbour_scale)
         for k, layer in enumerate(self.layers):
-            s, v = layer(s, v, filters[:, 3 * F * k:3 * F * (k + 1)], unit, i, j, inverse)
+            s, v = layer(s, v, filters[:, 3 * F * k:3 * F * (k + 1)], unit, i, j, inverse, k == 0)
         return s
 
     def atomic_energies_of_vectors(self, D: torch.Tensor, species_index: torch.Tensor, i: torch.Tensor,
