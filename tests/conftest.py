@@ -132,3 +132,13 @@ def uncertain_model(tmp_path_factory):
     assert main(["fit", str(folder / "train.extxyz"), "--config", "nomad2018_demo", "--descriptor", "composition",
                  "--model", "bayesian_ridge", "-o", str(folder / "m"), "--quiet"]) == 0
     return str(folder / "m")
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """torch on one thread for a whole test module (``pytestmark = pytest.mark.usefixtures("one_thread")``): tiny
+    tensors, and on a shared machine extra threads only spin-wait."""
+    from ml4ms.batch import single_thread
+
+    with single_thread():
+        yield

@@ -19,15 +19,26 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from ml4ms.datasets import load
-from ml4ms.potentials import Committee, NeuralPotential, NeuralPotentialCalculator, load_potential, save_potential
+from ml4ms.potentials import (Committee, MessagePassingPotential, NeuralPotential, NeuralPotentialCalculator,
+                              load_potential, save_potential)
 
 SMALL_CHEBYSHEV = {"radial_order": 4, "angular_order": 2, "radial_cutoff": 4.5, "angular_cutoff": 3.5}
 SMALL_ACSF = {"r_cut": 4.5, "g2": [[0.5, 0.0], [2.0, 1.5]], "g4": [[0.05, 1.0, 1.0], [0.05, 2.0, -1.0]]}
 
 
+def _energies(frames, step=0.1):
+    return [-9.0 * len(a) + step * k for k, a in enumerate(frames)]
+
+
 def _potential(frames, seed=0, **params):
-    energies = [-9.0 * len(a) + 0.1 * k for k, a in enumerate(frames)]
-    return NeuralPotential(hidden=(6, 5), seed=seed, **params).initialize(frames, energies)
+    return NeuralPotential(hidden=(6, 5), seed=seed, **params).initialize(frames, _energies(frames))
+
+
+def _message_passing(frames, **params):
+    # a wider energy spread (a larger energy scale): random message-passing weights vary smoothly with the
+    # geometry, and the forces of the rattled cells would otherwise be below the force check's floor
+    return MessagePassingPotential(r_cut=4.0, features=8, interactions=2, radial_basis=5, **params).initialize(
+        frames, _energies(frames, step=2.0))
 
 
 #: kind -> (factory of a fitted model from structures, what it cannot do: {check: reason})
@@ -40,6 +51,8 @@ POTENTIAL_KINDS = {
              {"export": "ACSF is not scriptable (its three-body blocks are planned in numpy): export refuses it"}),
     "committee": (lambda frames: Committee([_potential(frames, seed=s, descriptor_params=SMALL_CHEBYSHEV)
                                             for s in (0, 1)]), {}),
+    "message passing": (_message_passing, {}),
+    "message passing, float32": (lambda frames: _message_passing(frames, dtype="float32", seed=1), {}),
 }
 
 #: tolerances by precision: (energy/forces, finite differences)

@@ -17,13 +17,7 @@ TRAIN = dict(epochs=4, batch_size=6, learning_rate=0.01, force_weight=0.1, valid
              progress=False)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # tiny tensors: extra torch threads only spin-wait on a shared machine
-    from ml4ms.batch import single_thread
-
-    with single_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -146,7 +146,8 @@ def schema(doc=None):
     if md:
         from ..potentials.train import recipe_schema
 
-        recipe, strategy = required(recipe_schema()), required(_md_rules())
+        table = doc.get("recipe") if isinstance(doc.get("recipe"), dict) else {}
+        recipe, strategy = required(recipe_schema(table, where="recipe.")), required(_md_rules())
     else:
         recipe = required(_recipe_rules())
         strategy = required({"name": required(string(*STRATEGIES, MD)), "batch": required(integer(1)),

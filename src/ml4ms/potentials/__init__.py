@@ -17,6 +17,8 @@ _NAMES = {
     "DescriptorNetwork": "descriptor_network",
     "energy_force_consistency": "checks",
     "load_potential": "io",
+    "MessagePassingNetwork": "message_passing",
+    "MessagePassingPotential": "message_passing",
     "run_md": "md",
     "save_potential": "io",
     "train_potential": "train",

@@ -61,18 +61,19 @@ class AtomisticModel(torch.nn.Module):
         raise NotImplementedError
 
     @torch.jit.unused
-    def representation_key(self):
-        """A key equal for models whose :meth:`representation` is the same function (a fixed descriptor), so that a
+    def features_key(self):
+        """A key equal for models whose :meth:`fixed_features` are the same function (a fixed descriptor), so that a
         committee computes it once; None (the default) for a learned representation."""
         return None
 
-    def representation(self, D: torch.Tensor, species_index: torch.Tensor, i: torch.Tensor, j: torch.Tensor,
+    def fixed_features(self, D: torch.Tensor, species_index: torch.Tensor, i: torch.Tensor, j: torch.Tensor,
                        structure: torch.Tensor) -> torch.Tensor:
-        """Per-atom rows the energies are read out from (kinds with a :meth:`representation_key`)."""
+        """Per-atom rows the energies are read out from (kinds with a :meth:`features_key`)."""
         raise NotImplementedError
 
-    def readout(self, R: torch.Tensor, species_index: torch.Tensor, structure: torch.Tensor) -> torch.Tensor:
-        """The energy of every atom (float64) from :meth:`representation`'s rows."""
+    def energies_of_features(self, R: torch.Tensor, species_index: torch.Tensor,
+                             structure: torch.Tensor) -> torch.Tensor:
+        """The energy of every atom (float64) from :meth:`fixed_features`."""
         raise NotImplementedError
 
     @torch.jit.unused
@@ -140,12 +141,12 @@ def committee_energies_forces_stress(models, batch, *, forces=True, stress=False
     """:func:`energies_forces_stress` of every model of a committee on one batch: a list of ``(energy, forces,
     virial)``, one per model.
 
-    Models that share a fixed representation (equal, non-None :meth:`AtomisticModel.representation_key`) compute
+    Models that share a fixed representation (equal, non-None :meth:`AtomisticModel.features_key`) compute
     it once: one forward pass, each model's readout, and one batched backward pass through the representation
     (:func:`torch.autograd.grad` with ``is_grads_batched``). Other committees run model by model. Evaluation only
     (no graph is kept).
     """
-    keys = {m.representation_key() for m in models}
+    keys = {m.features_key() for m in models}
     if len(models) < 2 or len(keys) != 1 or None in keys:
         return [energies_forces_stress(m, batch, forces=forces, stress=stress) for m in models]
     with torch.enable_grad():
@@ -155,11 +156,11 @@ def committee_energies_forces_stress(models, batch, *, forces=True, stress=False
             eps = torch.zeros(batch.n_structures, 3, 3, dtype=positions.dtype, requires_grad=True)
             strain = eps[batch.structure]
         D = pair_vectors(positions, batch.cell, batch.i, batch.j, batch.shifts, strain)
-        R = models[0].representation(D, batch.species_index, batch.i, batch.j, batch.structure)
+        R = models[0].fixed_features(D, batch.species_index, batch.i, batch.j, batch.structure)
         leaf = R.detach().requires_grad_(forces or stress)
         energies, grads = [], []
         for m in models:
-            atomic = m.readout(leaf, batch.species_index, batch.structure)
+            atomic = m.energies_of_features(leaf, batch.species_index, batch.structure)
             energies.append(torch.zeros(batch.n_structures, dtype=torch.float64).index_add(0, batch.structure,
                                                                                           atomic).detach())
             if forces or stress:

@@ -290,18 +290,19 @@ class DescriptorNetwork(AtomisticModel):
         return self.head(self.descriptor_module(D, i, j, species_index, structure), species_index, structure)
 
     @torch.jit.unused
-    def representation_key(self):
+    def features_key(self):
         """The descriptor and its settings: members of a committee that agree compute the descriptor once."""
         import json
 
         return (self.descriptor, json.dumps(self.descriptor_settings, sort_keys=True), len(self.species),
                 self.dtype)
 
-    def representation(self, D: torch.Tensor, species_index: torch.Tensor, i: torch.Tensor, j: torch.Tensor,
+    def fixed_features(self, D: torch.Tensor, species_index: torch.Tensor, i: torch.Tensor, j: torch.Tensor,
                        structure: torch.Tensor) -> torch.Tensor:
         return self.descriptor_module(D, i, j, species_index, structure)
 
-    def readout(self, R: torch.Tensor, species_index: torch.Tensor, structure: torch.Tensor) -> torch.Tensor:
+    def energies_of_features(self, R: torch.Tensor, species_index: torch.Tensor,
+                             structure: torch.Tensor) -> torch.Tensor:
         return self.head(R, species_index, structure)
 
     @torch.jit.unused

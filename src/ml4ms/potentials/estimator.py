@@ -34,7 +34,8 @@ def as_numpy(energy, forces, virial, atoms):
 
 
 class WeightLists(list):
-    """Lists of tensors that are the parameters of the module ``network`` (:meth:`PotentialEstimator.torch_parameters`)."""
+    """Lists of tensors that are the parameters of the module ``network``
+    (:meth:`PotentialEstimator.torch_parameters`)."""
 
     network = None
 
@@ -48,6 +49,12 @@ class PotentialEstimator(BaseEstimator):
 
     #: the fitted attribute whose presence means the potential has weights
     _fitted_attribute = "species_"
+    #: the name of the kind in a potential recipe's ``[model] kind`` (:func:`~ml4ms.potentials.train.read_config`)
+    recipe_kind = None
+    #: whether the kind has the precomputed-Jacobian training path (``precompute``,
+    #: :mod:`ml4ms.potentials.precompute`): a fixed descriptor whose Jacobians can be computed once. Without it the
+    #: training loop differentiates through the whole model at every step, whatever ``precompute`` says
+    has_precompute = False
 
     def cutoff(self):
         """Neighbour-list cutoff (Å) the potential needs."""
@@ -101,6 +108,33 @@ class PotentialEstimator(BaseEstimator):
 
             raise NotFittedError(f"this {type(self).__name__} has no weights yet: initialize it or train it with "
                                  "ml4ms.potentials.train.train_potential")
+
+    def fit_reference_energies(self, frames, energies):
+        """Set ``species_`` (the elements of ``frames``), ``reference_energies_`` (least squares of the energies
+        on the composition) and ``energy_scale_`` (the spread of the residual per atom, at least 1 meV): the start
+        of every kind's ``initialize``. Reference environments of earlier training data are dropped; returns self.
+
+        Examples
+        --------
+        >>> from ase.build import bulk
+        >>> from ml4ms.potentials import NeuralPotential
+        >>> cells = [bulk("MgO", "rocksalt", a=4.2), bulk("MgO", "rocksalt", a=4.2).repeat((2, 1, 1))]
+        >>> m = NeuralPotential().fit_reference_energies(cells, [-10.0, -20.0])
+        >>> m.species_, round(float(m.reference_energies_.sum()), 6), m.energy_scale_
+        ([8, 12], -10.0, 0.001)
+        """
+        if len(frames) == 0:
+            raise InputError("no structures to train on")
+        energies = np.asarray(energies, dtype=float)
+        self.species_ = sorted({int(z) for a in frames for z in a.numbers})
+        for stale in ("novelty_references_", "novelty_scale_"):  # they belong to the previous training data
+            self.__dict__.pop(stale, None)
+        counts = self.composition(frames)
+        ref, *_ = np.linalg.lstsq(counts, energies, rcond=None)
+        self.reference_energies_ = np.asarray(ref, dtype=float)
+        resid = (energies - counts @ ref) / counts.sum(1)
+        self.energy_scale_ = float(max(np.std(resid), 1e-3))
+        return self
 
     def composition(self, frames):
         """Counts (n_frames, n_species) of each species in each structure."""

@@ -26,6 +26,7 @@ from ..serialize import (FORMAT as MODEL_FORMAT, JSON_NAME, check_seal, load_mod
                          write_folder)
 from .committee import Committee, as_committee
 from .descriptor_network import DescriptorNetwork
+from .message_passing import MessagePassingNetwork, MessagePassingPotential
 from .model import NeuralPotential
 
 #: what ``model.json`` of a potential says it is
@@ -43,7 +44,8 @@ def model_kinds():
 
     The estimator builds the module (``network()``), takes a loaded one's state (``from_network``) and trains it.
     """
-    return {"DescriptorNetwork": (DescriptorNetwork, NeuralPotential)}
+    return {"DescriptorNetwork": (DescriptorNetwork, NeuralPotential),
+            "MessagePassingNetwork": (MessagePassingNetwork, MessagePassingPotential)}
 
 
 def convert_hint(path):

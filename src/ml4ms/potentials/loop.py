@@ -1,7 +1,8 @@
 """The training loop of a potential: Adam steps over mini-batches, validation, early stopping.
 
-:func:`run_training` trains a :class:`~ml4ms.potentials.model.NeuralPotential`
-on energies and forces under one :class:`~ml4ms.potentials.options.TrainingOptions`:
+:func:`run_training` trains a potential of any kind (a
+:class:`~ml4ms.potentials.estimator.PotentialEstimator`) on energies and forces under one
+:class:`~ml4ms.potentials.options.TrainingOptions`:
 Adam with an exponential learning-rate decay per epoch, early stopping on a
 validation split drawn (by ``seed``) from the training structures only, and
 the best-validation weights kept. Options: a moving average of the weights
@@ -36,8 +37,9 @@ def run_training(model, frames, energies, forces, options, *, groups=None, check
 
     Parameters
     ----------
-    model : NeuralPotential
-        Initialised here from the training split (unless resuming, or with ``options.warm_start``).
+    model : PotentialEstimator
+        Initialised here from the training split (unless resuming, or with ``options.warm_start``). The
+        descriptor Jacobians (``options.precompute``) are used where the kind has them (``model.has_precompute``).
     frames : list of ase.Atoms
     energies, forces : optional
         Total energies (eV) and force arrays (eV/Å); read from the frames if ``None``.
@@ -81,7 +83,7 @@ def run_training(model, frames, energies, forces, options, *, groups=None, check
             load_optimizer(checkpoint_dir, adam.optimizer, adam.params)
         errors = _BatchErrors(model, frames, energies, forces)
         precompute_seconds = None
-        if options.precompute:
+        if options.precompute and model.has_precompute:  # kinds without the fast path train through the model
             t0 = time.time()
             errors.precompute(np.concatenate([train_idx, val_idx]), options.time_limit, progress)
             precompute_seconds = time.time() - t0

@@ -60,10 +60,6 @@ CHEBYSHEV_DEFAULTS = {"radial_cutoff": 5.0, "radial_order": 12, "angular_cutoff"
 ACSF_DEFAULTS = {"r_cut": 6.0, "g2": [list(p) for p in DEFAULT_G2], "g4": [list(p) for p in DEFAULT_G4]}
 
 
-def _species_of(frames):
-    return sorted({int(z) for a in frames for z in a.numbers})
-
-
 class NeuralPotential(PotentialEstimator):
     """Per-element feed-forward networks on a local descriptor.
 
@@ -120,6 +116,8 @@ class NeuralPotential(PotentialEstimator):
     #: options of earlier versions and the values that left them out: :mod:`ml4ms.serialize` drops them from old
     #: files at these values and refuses the others (docs/studies/tio2-potential.md says why they were removed)
     _fitted_attribute = "weights_"
+    recipe_kind = "descriptor_network"
+    has_precompute = True
     _removed_parameters = {"cell_pool": 0, "activation": "tanh",
                            **{f"descriptor_params.{k}": v for k, v in REMOVED_SETTINGS.items()}}
 
@@ -222,18 +220,7 @@ class NeuralPotential(PotentialEstimator):
         """
         torch = _torch()
         hidden = self.check_settings()
-        if len(frames) == 0:
-            raise InputError("no structures to train on")
-        energies = np.asarray(energies, dtype=float)
-        self.species_ = _species_of(frames)
-        for stale in ("novelty_references_", "novelty_scale_"):  # they belong to the previous training data
-            self.__dict__.pop(stale, None)
-        counts = self.composition(frames)
-        ref, *_ = np.linalg.lstsq(counts, energies, rcond=None)
-        self.reference_energies_ = np.asarray(ref, dtype=float)
-        n = counts.sum(1)
-        resid = (energies - counts @ ref) / n
-        self.energy_scale_ = float(max(np.std(resid), 1e-3))
+        self.fit_reference_energies(frames, energies)
         step = max(1, len(frames) // max_stat_frames)
         sample = list(frames[::step])
         with torch.no_grad():

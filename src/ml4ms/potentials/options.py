@@ -136,7 +136,11 @@ class TrainingOptions:
         once (:class:`~ml4ms.potentials.precompute.JacobianSet`) and train
         through the networks only: several times faster, at the memory of
         the Jacobians (float32, ``Σ n_atoms² × n_features × 3`` numbers).
-        ``False`` differentiates through the descriptor at every step.
+        ``False`` differentiates through the descriptor at every step. Only
+        the descriptor network has this path (``has_precompute`` of the
+        estimator): other kinds (the message-passing potential) always train
+        through the whole model, and a recipe of such a kind that sets
+        ``precompute = true`` is refused (:func:`~ml4ms.potentials.train.read_config`).
     restore_best : bool, default True
         Return the weights of the best validation loss; ``False`` returns the
         last epoch's. With a learning rate decayed to its minimum the last

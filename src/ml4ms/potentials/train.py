@@ -10,7 +10,7 @@ in :mod:`ml4ms.potentials.committee_runner`, and the labels and error
 metrics in :mod:`ml4ms.potentials.metrics`.
 """
 
-from ..config import ANY, any_keys, check, read_toml
+from ..config import ANY, any_keys, check, read_toml, string
 from ..errors import InputError
 from .committee_runner import run_committee
 from .loop import run_training
@@ -20,11 +20,12 @@ from .options import TRAINING, TrainingOptions, check_training_options
 
 def train_potential(model, frames, energies=None, forces=None, *, groups=None, checkpoint_dir=None, progress=True,
                     source="data", **options):
-    """Train ``model`` (a :class:`NeuralPotential`) on structures with energies and forces.
+    """Train ``model`` (a potential of any kind: :class:`NeuralPotential`,
+    :class:`~ml4ms.potentials.message_passing.MessagePassingPotential`) on structures with energies and forces.
 
     Parameters
     ----------
-    model : NeuralPotential
+    model : NeuralPotential or MessagePassingPotential
         Initialised here from the training split (unless resuming, or with ``warm_start``).
     frames : list of ase.Atoms
     energies, forces : optional
@@ -131,14 +132,32 @@ def train_committee(model, frames, energies=None, forces=None, *, members=2, job
                          checkpoint_dir=checkpoint_dir, progress=progress, groups=groups, source=source)
 
 
-def read_config(path=None, doc=None):
-    """A potential recipe (TOML) -> ``(NeuralPotential, training keyword arguments)``.
+def recipe_kinds():
+    """The kinds a recipe's ``[model] kind`` names: name -> estimator class (the registered kinds,
+    :func:`~ml4ms.potentials.io.model_kinds`).
 
-    Tables: ``[model]`` (the parameters of :class:`~ml4ms.potentials.model.NeuralPotential`: descriptor, hidden,
-    dtype, seed, cell_mean, linear), ``[descriptor]`` (settings of the descriptor) and
-    ``[training]`` (the options of :func:`train_potential` and :func:`train_committee`,
-    :data:`~ml4ms.potentials.options.TRAINING`; ``atomic_energies`` a table of element -> eV). Unknown tables
-    and keys, and wrong values, fail here, before any data is read.
+    Examples
+    --------
+    >>> sorted(recipe_kinds())
+    ['descriptor_network', 'message_passing']
+    """
+    from .io import model_kinds
+
+    return {estimator.recipe_kind: estimator for _, estimator in model_kinds().values()}
+
+
+def read_config(path=None, doc=None):
+    """A potential recipe (TOML) -> ``(potential, training keyword arguments)``.
+
+    Tables: ``[model]``: ``kind`` (``"descriptor_network"``, the default: a
+    :class:`~ml4ms.potentials.model.NeuralPotential`; or ``"message_passing"``: a
+    :class:`~ml4ms.potentials.message_passing.MessagePassingPotential`; :func:`recipe_kinds`) and the parameters
+    of that kind's estimator (descriptor network: descriptor, hidden, dtype, seed, cell_mean, linear;
+    message passing: r_cut, features, interactions, radial_basis, dtype, seed), ``[descriptor]`` (settings of the
+    descriptor; the descriptor network only) and ``[training]`` (the options of :func:`train_potential` and
+    :func:`train_committee`, :data:`~ml4ms.potentials.options.TRAINING`; ``atomic_energies`` a table of element
+    -> eV; ``precompute = true`` only for a kind that has that path). Unknown tables and keys, and wrong values,
+    fail here, before any data is read.
 
     Parameters
     ----------
@@ -149,7 +168,7 @@ def read_config(path=None, doc=None):
 
     Returns
     -------
-    model : NeuralPotential
+    model : NeuralPotential or MessagePassingPotential
     training : dict
         The ``[training]`` table as it is written: keyword arguments of :func:`train_potential` (and, for a
         committee, ``members`` and ``jobs`` of :func:`train_committee`).
@@ -161,31 +180,51 @@ def read_config(path=None, doc=None):
     ([8], {'epochs': 3})
     >>> read_config("tio2_committee")[1]["members"]
     3
+    >>> type(read_config(doc={"model": {"kind": "message_passing", "features": 16}})[0]).__name__
+    'MessagePassingPotential'
     """
     source = "config"
     if doc is None:
         doc, source = read_toml(path)
-    check(doc, recipe_schema(), source)
+    check(doc, recipe_schema(doc, source), source)
     return potential_from_doc(doc, source)
 
 
-def recipe_schema():
-    """The tables of a potential recipe (:func:`ml4ms.config.check`): ``[model]``, ``[descriptor]``, ``[training]``.
+def recipe_schema(doc=None, source="config", where=""):
+    """The tables of a potential recipe (:func:`ml4ms.config.check`): ``[model]`` (``kind`` and that kind's
+    estimator's parameters), ``[descriptor]`` (the descriptor network's only) and ``[training]``.
 
+    ``doc`` (the recipe) says the kind (the default: the descriptor network; a wrong kind is a one-line error);
+    ``where`` is the recipe's place in its file (``"recipe."`` for a ``[recipe]`` table), for the messages.
     ``warm_start`` is no recipe key: the caller sets it (``--init``, or a loop that continues a committee).
 
     Examples
     --------
     >>> sorted(recipe_schema())
     ['descriptor', 'model', 'training']
+    >>> sorted(recipe_schema({"model": {"kind": "message_passing"}}))
+    ['model', 'training']
     """
-    model_keys = [p for p in NeuralPotential._get_param_names() if p != "descriptor_params"]
+    params = _estimator_of(doc or {}, source, where)._get_param_names()
     training_keys = {k: rule for k, rule in TRAINING.items() if k != "warm_start"}
-    return {"model": dict.fromkeys(model_keys, ANY), "descriptor": any_keys(ANY), "training": training_keys}
+    schema = {"model": dict.fromkeys(["kind"] + [p for p in params if p != "descriptor_params"], ANY),
+              "training": training_keys}
+    if "descriptor_params" in params:  # the [descriptor] table is the descriptor network's
+        schema["descriptor"] = any_keys(ANY)
+    return schema
+
+
+def _estimator_of(doc, source="config", where=""):
+    """The estimator class of the kind a recipe's ``[model] kind`` names (one-line error for another name)."""
+    kinds = recipe_kinds()
+    table = doc.get("model", {})
+    kind = table.get("kind", NeuralPotential.recipe_kind) if isinstance(table, dict) else NeuralPotential.recipe_kind
+    check({"kind": kind}, {"kind": string(*sorted(kinds))}, source, tuple(f"{where}model".split(".")))
+    return kinds[kind]
 
 
 def potential_from_doc(doc, source="config", where=""):
-    """``(NeuralPotential, training keyword arguments)`` of a potential recipe checked by :func:`recipe_schema`.
+    """``(potential, training keyword arguments)`` of a potential recipe checked by :func:`recipe_schema`.
 
     ``where`` is the recipe's place in its file (``"recipe."`` for a ``[recipe]`` table), for the messages.
 
@@ -195,12 +234,22 @@ def potential_from_doc(doc, source="config", where=""):
     >>> m.hidden, kw
     ([4], {'members': 2})
     """
+    estimator = _estimator_of(doc, source, where)
     training = dict(doc.get("training", {}))
     check_training_options(training, source=source, hint=f"fix it in [{where}training]")
-    model = NeuralPotential(descriptor_params=dict(doc.get("descriptor", {})) or None, **doc.get("model", {}))
+    if training.get("precompute") and not estimator.has_precompute:
+        raise InputError(f"precompute = true, but the {estimator.recipe_kind} kind has no precomputed descriptor "
+                         "Jacobians (only descriptor_network has)", source=source,
+                         hint=f"remove precompute from [{where}training]")
+    params = estimator._get_param_names()
+    settings = {k: v for k, v in doc.get("model", {}).items() if k != "kind"}
+    if "descriptor_params" in params:
+        settings["descriptor_params"] = dict(doc.get("descriptor", {})) or None
+    model = estimator(**settings)
     try:
         model.check_settings()
     except InputError as exc:
         raise InputError(exc.message, source=source,
-                         hint=exc.hint or f"fix it in the [{where}model] or [{where}descriptor] table") from None
+                         hint=exc.hint or f"fix it in the [{where}model]"
+                         + (f" or [{where}descriptor]" if "descriptor_params" in params else "") + " table") from None
     return model, training
