@@ -27,7 +27,7 @@ _NAMES = {
     "confidence_bound": "strategies",
     "LabelStore": "store",
     "run_loop": "loop", "ActiveLoop": "loop",
-    "summarize": "report", "write_report": "report",
+    "summarize": "report", "write_report": "report", "discovery_curve": "report",
 }
 
 __all__ = sorted(_NAMES)
