@@ -14,7 +14,7 @@ import pytest
 
 import ml4ms
 from ml4ms.active.config import parse_config
-from ml4ms.active.loop import run_loop
+from ml4ms.active.loop import load_pool, run_loop
 from ml4ms.active.oracles import CalculatorOracle, OracleRunner, ReplayOracle
 from ml4ms.active.pool import random_alloys
 from ml4ms.active.report import summarize
@@ -204,7 +204,7 @@ def test_failed_calls_are_outcomes_retried_and_never_stop_the_others(calculators
             atoms.info["trouble"] = trouble
     oracle = CalculatorOracle("al_test_calculators:Trouble", {"marks": str(calculators)}, target="energy")
     start = time.perf_counter()
-    with OracleRunner(oracle, workers=2, timeout=2.0) as runner:
+    with OracleRunner(oracle, workers=2, timeout=5.0) as runner:  # a restarted worker imports within it, even loaded
         outcomes = list(runner.run([(i, a, 1, 2) for i, a in enumerate(pool)]))
     elapsed = time.perf_counter() - start
     by_key = {}
@@ -212,7 +212,7 @@ def test_failed_calls_are_outcomes_retried_and_never_stop_the_others(calculators
         by_key.setdefault(outcome.key, []).append(outcome)
     assert [o.ok for o in by_key[0]] == [False, False] and "SCF did not converge" in by_key[0][0].reason
     assert [o.ok for o in by_key[1]] == [False, False] and "nan" in by_key[1][0].reason
-    assert [o.ok for o in by_key[2]] == [False, False] and by_key[2][0].reason == "timed out after 2 s"
+    assert [o.ok for o in by_key[2]] == [False, False] and by_key[2][0].reason == "timed out after 5 s"
     assert [(o.ok, o.attempt) for o in by_key[3]] == [(False, 1), (True, 2)]
     assert [o.ok for o in by_key[4]] == [True] and np.isfinite(by_key[4][0].value)
     assert elapsed < 30  # the sleeping calls were ended, not waited for (60 s each)
@@ -237,6 +237,42 @@ def test_replay_oracle_reads_labels_and_a_missing_one_is_a_failure(tmp_path):
     assert isinstance(ReplayOracle(pool, "gap").compute(None, 0)[1], float)
 
 
+def test_replay_keeps_the_info_it_is_told_and_the_discovery_curve_counts_the_best(tmp_path):
+    """A replayed pool whose model needs a number from ``info`` ([pool] keep_info); EI then finds the lowest labels,
+    and discovery_curve counts them against the pool's labels."""
+    from ml4ms.active.report import discovery_curve
+
+    pool = random_alloys(["Cu", "Au"], 30, repeat=(1, 1, 1), seed=2)
+    for k, atoms in enumerate(pool):
+        atoms.info["x"] = float(k)
+        atoms.info["y"] = (k - 20.0) ** 2 / 100.0
+    path = tmp_path / "labelled.extxyz"
+    ase.io.write(path, pool, format="extxyz")
+    doc = _config(oracle={"replay": True, "target": "y"}, pool={"file": str(path), "keep_info": ["x"]},
+                  recipe={"descriptor": {"name": "columns", "columns": ["x"]}, "model": {"name": "gp"}},
+                  start={"n": 4}, loop={"budget": 12}, strategy={"name": "ei", "batch": 2})
+    del doc["oracle"]["calculator"]
+    cfg = parse_config(doc)
+    candidates = load_pool(cfg)[0]
+    assert [a.info.get("x") for a in candidates[:2]] == [0.0, 1.0] and "y" not in candidates[0].info
+    run_loop(cfg, str(tmp_path / "l.db"), progress=False, echo=None)
+    store = LabelStore(tmp_path / "l.db")
+    reference = [a.info["y"] for a in pool]
+    curve = discovery_curve(store, reference, k=3)["active"]
+    assert curve["n_labels"] == [4, 6, 8, 10, 12]
+    chosen = {row.candidate for row in store.labels()}
+    assert curve["found"][-1] == len(chosen & {19, 20, 21}) / 3 == 1.0
+    assert curve["best"][-1] == 0.0 and curve["best"] == sorted(curve["best"], reverse=True)
+    assert discovery_curve(store, [-v for v in reference], k=3, goal="maximize")["active"]["found"] == curve["found"]
+    for pool_table, needle in (({"file": str(path), "keep_info": ["y"]}, "keep_info names the target 'y'"),
+                               ({"file": str(path), "keep_info": ["z"]}, "'z' is missing from 30 structures"),
+                               ({"generate": {"elements": ["Cu"], "n": 9}, "keep_info": ["x"]},
+                                "applies to a pool file")):
+        with pytest.raises(InputError, match=needle):
+            cfg = parse_config({**doc, "pool": pool_table})
+            run_loop(cfg, str(tmp_path / "other.db"), progress=False, echo=None)
+
+
 def test_the_loop_records_failures_and_goes_on(calculators, tmp_path):
     """Structures whose calls raise, give NaN or hang are given up after their retries; the loop labels the rest,
     never a structure twice, and ends when the pool is used up."""
@@ -246,7 +282,7 @@ def test_the_loop_records_failures_and_goes_on(calculators, tmp_path):
     path = tmp_path / "pool.extxyz"
     ase.io.write(path, pool, format="extxyz")
     doc = _config(oracle={"calculator": "al_test_calculators:Trouble", "parameters": {"marks": str(calculators)},
-                          "timeout": 2.0, "workers": 2, "retries": 1},
+                          "timeout": 5.0, "workers": 2, "retries": 1},
                   pool={"file": str(path)}, start={"n": 6}, loop={"budget": 14}, strategy={"batch": 4})
     summary = run_loop(parse_config(doc), str(tmp_path / "l.db"), progress=False, echo=None)
     store = LabelStore(tmp_path / "l.db")
@@ -307,6 +343,40 @@ def test_expected_improvement_finds_a_planted_minimum_faster_than_random():
     with_ei = [labels_to_find(ei, s) for s in range(3)]
     at_random = [labels_to_find(random, s) for s in range(3)]
     assert max(with_ei) <= 30 and np.mean(with_ei) < np.mean(at_random) / 2, (with_ei, at_random)
+
+
+def test_fps_strategy_goes_on_from_the_labelled_set_and_features_can_be_shared(tmp_path):
+    """farthest_from continues plain FPS; the loop's "fps" strategy picks that sequence from its active set, and
+    a run given another run's features (featurized=) chooses the same."""
+    from ml4ms.active.loop import ActiveLoop
+    from ml4ms.active.strategies import farthest_from
+    from ml4ms.selection import farthest_point_sampling
+
+    X = np.random.default_rng(3).normal(size=(60, 4))
+    plain = farthest_point_sampling(X.T, 10, start=7)
+    rest = np.setdiff1d(np.arange(60), [7])
+    assert rest[farthest_from(X[rest], X[[7]], 9, chunk=16)].tolist() == plain[1:].tolist()
+
+    doc = _config(strategy={"name": "fps", "batch": 3}, evaluation={"test": 5})
+    cfg = parse_config(doc)
+    loop = ActiveLoop(cfg, str(tmp_path / "a.db"), progress=False, echo=None)
+    loop.run()
+    _, features = loop.featurized()
+    store = LabelStore(tmp_path / "a.db")
+    by_round = {}
+    for row in store.labels("active>=0", light=True):
+        by_round.setdefault(row.active, []).append(row.candidate)
+    test = set(store.rounds()[0]["data"]["plan"]["test"])
+    chosen = list(by_round[0])
+    for k in (1, 2):
+        eligible = np.array([i for i in range(len(features)) if i not in test and i not in chosen])
+        assert by_round[k] == eligible[farthest_from(features[eligible], features[chosen], 3)].tolist()
+        chosen += by_round[k]
+    run_loop(cfg, str(tmp_path / "b.db"), progress=False, echo=None, featurized=loop.featurized())
+    again = sorted((row.active, row.candidate) for row in LabelStore(tmp_path / "b.db").labels("active>=0"))
+    assert again == sorted((k, c) for k, cs in by_round.items() for c in cs)
+    with pytest.raises(InputError, match="3 rows of features for a pool of 40"):
+        run_loop(cfg, str(tmp_path / "c.db"), progress=False, echo=None, featurized=(None, features[:3]))
 
 
 def test_fps_diversity_never_picks_duplicates():

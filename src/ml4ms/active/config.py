@@ -15,6 +15,7 @@
 
     [pool]                      # the candidates: a structure file ...
     file = "candidates.extxyz"  # (relative to this config)
+    keep_info = ["spacegroup"]  # info keys the model may see (numbers in info are taken for labels and hidden)
     [pool.generate]             # ... or random substitutional alloys (ml4ms.active.pool.random_alloys)
     elements = ["Cu", "Au"]
     n = 400
@@ -33,7 +34,7 @@
     model = { name = "gp" }
 
     [strategy]
-    name = "uncertainty"        # "uncertainty", "ei", "ucb" or "random"
+    name = "uncertainty"        # "uncertainty", "ei", "ucb", "random" or "fps" (descriptor space, no model)
     batch = 8                   # labels per round
     goal = "minimize"           # ei, ucb: the target's lowest or highest values
     xi = 0.0                    # ei: the least improvement that counts
@@ -161,6 +162,8 @@ def schema(doc=None):
             "workers": integer(1), "timeout": number("> 0", note="seconds"), "retries": integer(0)}),
         "pool": required({
             "file": string(),
+            "keep_info": list_of(string(), unique=True,
+                                 note="info keys of the pool file that describe a structure, not label it"),
             "generate": {"elements": required(list_of(Rule("a chemical symbol", _element), min_length=1, unique=True)),
                          "n": required(integer(1)), "lattice": string(*LATTICES),
                          "repeat": Rule("a list of 3 positive integers",
@@ -266,7 +269,12 @@ def parse_config(doc, source=None):
         if not os.path.isfile(pool["file"]):
             refuse(f"[pool] file '{doc['pool']['file']}': file not found",
                    "check the path (a relative path is read beside the config)")
+        if oracle["target"] in pool.get("keep_info", ()):
+            refuse(f"[pool] keep_info names the target '{oracle['target']}': the model would see the labels",
+                   "leave the target out of keep_info")
     else:
+        if "keep_info" in pool:
+            refuse("[pool] keep_info applies to a pool file, not to a generated pool", "leave it out")
         pool["generate"] = {**GENERATE_DEFAULTS, **pool["generate"]}
         if oracle["replay"]:
             refuse("[oracle] replay reads the labels of a pool file, but the pool is generated",
@@ -300,9 +308,9 @@ def parse_config(doc, source=None):
             refuse(f"[strategy] {key} applies to {' and '.join(owners)} only, not to '{name}'", f"leave out {key}")
     if "shortlist" in doc["strategy"] and not strategy["diversity"]:
         refuse("[strategy] shortlist applies with diversity = true only", "leave it out, or set diversity = true")
-    if name == "random" and strategy["diversity"] and "diversity" in doc["strategy"]:
-        refuse("[strategy] diversity does not apply to 'random'", "leave it out")
-    if name == "random":
+    if name in ("random", "fps") and strategy["diversity"] and "diversity" in doc["strategy"]:
+        refuse(f"[strategy] diversity does not apply to '{name}'", "leave it out")
+    if name in ("random", "fps"):
         strategy["diversity"] = False
 
     # the numbers

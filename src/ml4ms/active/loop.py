@@ -55,13 +55,13 @@ from ..errors import InputError, from_source
 from .config import MD
 from .pool import fingerprint, random_alloys, unlabelled
 from .store import LabelStore, settings_digest
-from .strategies import acquisition_scores, choose_batch
+from .strategies import acquisition_scores, choose_batch, farthest_from
 
 #: the unit of each target a calculator gives
 UNITS = {"energy": "eV", "energy_per_atom": "eV/atom"}
 
 
-def run_loop(config, db, rounds=None, progress=True, echo=print):
+def run_loop(config, db, rounds=None, progress=True, echo=print, featurized=None):
     """Run (or continue) the loop of ``config`` with the store ``db`` until the budget is spent.
 
     Parameters
@@ -76,20 +76,26 @@ def run_loop(config, db, rounds=None, progress=True, echo=print):
         Progress bars (tqdm) of the descriptor and the oracle calls.
     echo : callable or None
         Where the one-line report of each round goes (``print``; None: nowhere).
+    featurized : tuple, optional
+        ``(descriptor, features)`` of this pool with this config's descriptor,
+        from :meth:`ActiveLoop.featurized` of another run on the same pool
+        (benchmarks that run several strategies): not computed again.
 
     Returns
     -------
     dict
         The store's :func:`ml4ms.active.report.summarize` plus ``ran``, the rounds run by this call.
     """
-    return ActiveLoop(config, db, progress=progress, echo=echo).run(rounds)
+    return ActiveLoop(config, db, progress=progress, echo=echo, featurized=featurized).run(rounds)
 
 
 def load_pool(config):
     """``(candidates, labelled, source)``: the pool without labels, as read or generated, and where it came from.
 
     ``labelled`` is the pool as read (the replay oracle's labels); the
-    candidates are checked structures (:func:`ml4ms.structures.check_structures`).
+    candidates are checked structures (:func:`ml4ms.structures.check_structures`)
+    without labels (:func:`ml4ms.active.pool.unlabelled`), keeping the ``info``
+    keys of ``[pool] keep_info``.
     """
     from ..structures import check_structures, get_property, read_structures
     from .config import _check_sizes
@@ -114,7 +120,13 @@ def load_pool(config):
         if all(get_property(a, target) is None for a in raw):
             raise InputError(f"no structure of the pool has the target '{target}'", source=source,
                              hint="check [oracle] target: replay reads it from the pool")
-    return [unlabelled(a) for a in raw], raw, source
+    keep = config.pool.get("keep_info", [])
+    missing = next((key for key in keep if any(key not in a.info for a in raw)), None)
+    if missing:
+        n = sum(missing not in a.info for a in raw)
+        raise InputError(f"[pool] keep_info: '{missing}' is missing from {n} structures of the pool", source=source,
+                         hint="keep only info keys that every structure has")
+    return [unlabelled(a, keep) for a in raw], raw, source
 
 
 def make_oracle(config, labelled, source):
@@ -175,7 +187,7 @@ class ActiveLoop:
     Everything is checked when it is made, before anything is written or computed.
     """
 
-    def __init__(self, config, db, progress=True, echo=print):
+    def __init__(self, config, db, progress=True, echo=print, featurized=None):
         self.cfg = config
         self.progress = progress
         self.echo = echo or (lambda *a, **k: None)
@@ -196,6 +208,15 @@ class ActiveLoop:
                          "config_file": config.source}
         self._check_store()
         self._features = None
+        if featurized is not None:
+            from ..recipe import build_model
+
+            descriptor, features = featurized
+            features = np.asarray(features, dtype=float)
+            if len(features) != len(self.pool):
+                raise InputError(f"featurized: {len(features)} rows of features for a pool of {len(self.pool)}",
+                                 hint="give the features of this pool")
+            self._features = build_model(config.recipe, self.pool), descriptor, features
 
     # ------------------------------------------------------------------------------------------- set-up
     def _check_store(self):
@@ -216,6 +237,10 @@ class ActiveLoop:
     def runtime(self):
         return {"budget": self.cfg.loop["budget"], "workers": self.cfg.oracle["workers"],
                 "timeout": self.cfg.oracle["timeout"], "retries": self.cfg.oracle["retries"]}
+
+    def featurized(self):
+        """``(descriptor, features)`` of the pool: the descriptor fitted on it (label-free) and its rows."""
+        return self._featurize()[1:]
 
     def _featurize(self):
         """The model template, the descriptor fitted on the pool and the pool's features (computed once)."""
@@ -341,7 +366,7 @@ class ActiveLoop:
         name = strategy["name"] if model is not None else "random"
         choice, chosen = {}, []
         if n > 0:
-            if name == "random":
+            if name in ("random", "fps"):
                 mean = std = np.full(len(eligible), np.nan)
                 scores = acquisition_scores("random", len(eligible), seed=[seed, k, 3])
             else:
@@ -350,9 +375,14 @@ class ActiveLoop:
                 with from_source(cfg.source):
                     scores = acquisition_scores(name, mean, std, best=best, goal=strategy["goal"],
                                                 xi=strategy["xi"], kappa=strategy["kappa"])
-            features = self._featurize()[2][eligible] if strategy["diversity"] else None
-            picked = choose_batch(scores, n, features, diversity=strategy["diversity"],
-                                  shortlist=strategy["shortlist"], seed=[seed, k, 4])
+            if name == "fps":  # the greedy sequence on from the active-learning set (not the held-out tests)
+                features = self._featurize()[2]
+                picked = farthest_from(features[eligible], features[ids], n)
+                scores = np.zeros(len(eligible))
+            else:
+                features = self._featurize()[2][eligible] if strategy["diversity"] else None
+                picked = choose_batch(scores, n, features, diversity=strategy["diversity"],
+                                      shortlist=strategy["shortlist"], seed=[seed, k, 4])
             chosen = [int(c) for c in eligible[picked]]
             choice = {str(c): {"strategy": name, "score": float(scores[p]), "model": model_id,
                                "pred": float(mean[p]), "pred_std": float(std[p])}

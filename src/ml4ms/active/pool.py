@@ -96,15 +96,23 @@ def random_alloys(elements, n, lattice="fcc", repeat=(2, 2, 1), a=None, rattle=0
     return out
 
 
-def unlabelled(atoms):
+def unlabelled(atoms, keep=()):
     """A copy of ``atoms`` without its labels: no calculator, only ``info`` keys that are not numbers.
 
     What a candidate shows the model and the store, so a replayed label is read
-    from the pool only through the oracle.
+    from the pool only through the oracle. ``keep`` names ``info`` keys that
+    describe the structure rather than label it (a space group, the Kaggle
+    lattice columns of NOMAD 2018): they stay, numbers or not.
+
+    Examples
+    --------
+    >>> from ase import Atoms
+    >>> unlabelled(Atoms("H", info={"gap": 1.5, "spacegroup": 33, "name": "a"}), keep=["spacegroup"]).info
+    {'spacegroup': 33, 'name': 'a'}
     """
     out = atoms.copy()
     out.calc = None
-    out.info = {k: v for k, v in atoms.info.items() if isinstance(v, str)}
+    out.info = {k: v for k, v in atoms.info.items() if isinstance(v, str) or k in keep}
     for key in ("forces", "energies", "stresses", "charges", "magmoms"):
         if key in out.arrays:
             del out.arrays[key]

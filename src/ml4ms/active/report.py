@@ -13,6 +13,9 @@ no pool, no config, no oracle.
   describe its errors (the share of errors within ±1σ and ±2σ, the mean
   squared z-score), on the test set or else on the chosen batch.
 * :func:`md_runs`: on-the-fly MD, the uncertainty along every MD run of every round.
+* :func:`discovery_curve`: the best label found against the number of labels,
+  per set, and, given the labels of the whole pool (a replayed pool), the
+  fraction of its ``k`` best candidates found so far.
 * :func:`write_report`: the PNGs and a JSON summary in a folder.
 """
 
@@ -165,6 +168,76 @@ def learning_curves(store, summary=None):
             c["mae"].append(float(np.mean(np.abs(y - mean))))
             c["rmse"].append(float(np.sqrt(np.mean((y - mean) ** 2))))
     return {"on": "batch", "curves": {"active": c} if c["train_size"] else {}}
+
+
+def discovery_curve(store, reference=None, k=None, goal="minimize"):
+    """How fast each set finds the best candidates: ``{set: {"n_labels", "best", "found"}}``, one entry per round.
+
+    After every round of a set (``active``, and ``random`` where the run has the
+    baseline): ``n_labels``, the labels of the set up to and including that
+    round; ``best``, the lowest label among them (the highest with ``goal =
+    "maximize"``); and, given ``reference`` and ``k``, ``found``: the fraction of
+    the ``k`` best candidates of the pool that the set has labelled.
+
+    Parameters
+    ----------
+    store : LabelStore
+    reference : array-like, shape (n_pool,), optional
+        The label of every candidate, by index (a replayed pool's labels; NaN
+        where there is none). The held-out test structures cannot be found and
+        do not count among the ``k`` best.
+    k : int, optional
+        How many of the best candidates to look for (with ``reference``).
+    goal : {"minimize", "maximize"}
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from ase import Atoms
+    >>> from ml4ms.active.store import LabelStore
+    >>> store = LabelStore(os.path.join(tempfile.mkdtemp(), "l.db"))
+    >>> store.begin({"target": "e", "runtime": {"budget": 4}})
+    >>> for r, (c, y) in enumerate([(2, 0.5), (0, 0.1)]):
+    ...     _ = store.open_round(r, {"active": [c], "random": [], "test": []})
+    ...     _ = store.add_label(Atoms("H"), c, y, {}, r, {"replay": "pool"}, sets={"active": r})
+    ...     _ = store.close_round(r)
+    >>> discovery_curve(store, reference=[0.1, 0.0, 0.5, 0.9], k=2)["active"]
+    {'n_labels': [1, 2], 'best': [0.5, 0.1], 'found': [0.0, 0.5]}
+    """
+    sign = 1.0 if goal == "minimize" else -1.0
+    rounds = store.rounds()
+    top = None
+    if reference is not None and k:
+        values = sign * np.asarray(reference, dtype=float)
+        values[~np.isfinite(values)] = np.inf
+        if rounds:
+            values[list(rounds[0]["data"]["plan"].get("test", []))] = np.inf
+        top = set(int(i) for i in np.argsort(values, kind="stable")[:int(k)] if np.isfinite(values[i]))
+    labels = store.labels(light=True)
+    out = {}
+    for name in ("active", "random"):
+        rows = sorted(((row.get(name), row.candidate, row.label) for row in labels if row.get(name) is not None))
+        if not rows:
+            continue
+        curve = {"n_labels": [], "best": []}
+        if top is not None:
+            curve["found"] = []
+        best, found, i = np.inf, set(), 0
+        for entry in rounds:
+            r = entry["round"]
+            if i >= len(rows) or rows[i][0] > r:
+                continue
+            while i < len(rows) and rows[i][0] <= r:
+                best = min(best, sign * rows[i][2])
+                if top is not None and rows[i][1] in top:
+                    found.add(rows[i][1])
+                i += 1
+            curve["n_labels"].append(i)
+            curve["best"].append(float(sign * best))
+            if top is not None:
+                curve["found"].append(len(found) / max(len(top), 1))
+        out[name] = curve
+    return out
 
 
 def calibration_by_round(store, summary=None):

@@ -329,13 +329,16 @@ def _choice_keys(choice):
 
 
 def settings_digest(settings):
-    """A short id (12 hex digits) of a JSON-able object: the model id of a recipe and its training set.
+    """A short id of a JSON-able object (``m`` and 12 hex digits): the model id of a recipe and its training set.
+
+    The letter in front keeps ase.db from refusing an id that reads as a number
+    (``404166473e19``, ``123456789012``).
 
     Examples
     --------
     >>> settings_digest({"a": 1}) == settings_digest({"a": 1}), len(settings_digest([1, 2]))
-    (True, 12)
+    (True, 13)
     """
     import hashlib
 
-    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return "m" + hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:12]

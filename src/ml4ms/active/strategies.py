@@ -13,6 +13,9 @@ Scores (larger is better):
 * ``ucb``: the upper confidence bound ``μ + κσ`` when maximising, the lower one
   ``−(μ − κσ)`` when minimising (Srinivas et al., ICML 2010).
 * ``random``: seeded uniform draws (the baseline).
+* ``fps``: no model: farthest-point sampling in descriptor space that goes on
+  from the structures labelled so far (:func:`farthest_from`); the batch is
+  the greedy sequence itself, so the scores are not used.
 
 :func:`choose_batch` takes the best-scored candidates; with ``diversity`` it
 runs farthest-point sampling (:func:`ml4ms.selection.farthest_point_sampling`)
@@ -36,7 +39,7 @@ from scipy.special import ndtr
 from ..errors import InputError
 
 #: the strategies of the pool, by name
-STRATEGIES = ("uncertainty", "ei", "ucb", "random")
+STRATEGIES = ("uncertainty", "ei", "ucb", "random", "fps")
 #: what "goal" may say for ei and ucb
 GOALS = ("minimize", "maximize")
 
@@ -112,6 +115,38 @@ def acquisition_scores(name, mean=None, std=None, best=None, goal="minimize", xi
     if name == "ucb":
         return confidence_bound(mean, std, goal=goal, kappa=kappa)
     raise InputError(f"unknown strategy '{name}'", hint=f"choose one of {', '.join(STRATEGIES)}")
+
+
+def farthest_from(candidates, labelled, n, chunk=2048):
+    """Farthest-point sampling of ``n`` rows of ``candidates`` that goes on from the rows of ``labelled``.
+
+    Each pick is the candidate farthest (Euclidean) from everything labelled or
+    picked before it; ties go to the first. Distances to the labelled set are
+    computed in chunks of ``chunk`` candidates (as matrix products).
+
+    Examples
+    --------
+    >>> farthest_from(np.array([[0.0], [1.0], [3.0], [9.0]]), np.array([[10.0]]), 2).tolist()
+    [0, 2]
+    """
+    C = np.asarray(candidates, dtype=float)
+    L = np.asarray(labelled, dtype=float).reshape(-1, C.shape[1])
+    n = min(int(n), len(C))
+    c2 = np.einsum("ij,ij->i", C, C)
+    nearest = np.full(len(C), np.inf)
+    if len(L):
+        l2 = np.einsum("ij,ij->i", L, L)
+        for lo in range(0, len(C), chunk):
+            d2 = c2[lo:lo + chunk, None] + l2[None, :] - 2.0 * C[lo:lo + chunk] @ L.T
+            nearest[lo:lo + chunk] = np.sqrt(np.maximum(d2.min(axis=1), 0.0))
+    picked = np.empty(n, dtype=int)
+    for k in range(n):
+        j = int(np.argmax(nearest))
+        picked[k] = j
+        nearest[j] = -1.0
+        d = np.sqrt(np.maximum(c2 + c2[j] - 2.0 * (C @ C[j]), 0.0))
+        np.minimum(nearest, d, out=nearest, where=nearest >= 0)
+    return picked
 
 
 def ranked(scores, seed=0):
