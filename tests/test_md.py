@@ -12,12 +12,7 @@ from ml4ms.errors import InputError
 from ml4ms.potentials.md import MDInterrupted
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    from ml4ms.batch import single_thread
-
-    with single_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

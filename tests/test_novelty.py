@@ -15,7 +15,9 @@ from ml4ms.potentials.novelty import (nearest_distances, novel_structures, novel
 from ml4ms.potentials.options import check_training_options
 from ml4ms.potentials.train import train_potential
 
-from test_potentials import SMALL, frames, one_thread  # noqa: F401  (the fixtures, shared)
+from test_potentials import SMALL, frames  # noqa: F401  (the fixtures, shared)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 TRAIN = dict(epochs=2, batch_size=6, learning_rate=0.01, valid_fraction=0.2, seed=0, progress=False)
 
