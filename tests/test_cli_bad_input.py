@@ -139,7 +139,12 @@ APPLY_MODEL = {"predict", "screen", "evaluate", "potential eval", "potential sel
 #: ``SLOT=name`` puts the bad input ``name`` in the place of the good line's SLOT, ``BAD:name`` appends it
 EXTRA_CASES = {
     "duplicates": {"cutoff beyond memory": ["--cutoff", "1000", "--quiet"]},
-    "fit": {"-o holds a potential": ["-o", "POT"]},
+    "fit": {"-o holds a potential": ["-o", "POT"], "--scheduler not an address": ["--scheduler", "host"]},
+    "evaluate": {"--scheduler not an address": ["--scheduler", "localhost:8786"]},
+    "cv": {"--scheduler not an address": ["--scheduler", "tcp:x:1"]},
+    "learning-curve": {"--scheduler not an address": ["--scheduler", "tcp://:8786"]},
+    "select": {"--scheduler not an address": ["--scheduler", "8786"]},
+    "map": {"--scheduler not an address": ["--scheduler", "http://x:1"]},
     "predict": {"two outputs in one file": ["--contributions", "OUT.csv"],
                 "--scheduler not an address": ["--scheduler", "localhost:8786"]},
     "screen": {"--where calls a function": ["--where", "__import__('os') == 0"],

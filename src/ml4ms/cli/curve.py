@@ -16,7 +16,8 @@ import numpy as np
 
 from ..errors import InputError, from_source
 from ..metrics import METRICS
-from .options import add_input, add_output, check_output, fraction, non_negative_int, positive_float
+from .options import (add_input, add_output, add_scheduler, check_output, fraction, non_negative_int,
+                      positive_float)
 
 
 def add_parsers(sub):
@@ -49,6 +50,7 @@ def add_parsers(sub):
     add_output(p, "-o", "--output", metavar="PNG", suffixes=(".png",), what="the learning-curve plot",
                    help="learning-curve plot (default: learning_curve.png, or next to --json); "
                         "the cutoff plot goes next to it with the suffix _cutoff")
+    add_scheduler(p)
     p.set_defaults(func=run_learning_curve)
 
 

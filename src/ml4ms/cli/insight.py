@@ -9,7 +9,8 @@ feature (mean 0, variance 1; ``--no-scale`` to keep raw values).
 import numpy as np
 
 from ..errors import InputError, from_source
-from .options import add_input, add_output, add_quiet, non_negative_int, positive_float, positive_int
+from .options import (add_input, add_output, add_quiet, add_scheduler, non_negative_int, positive_float,
+                      positive_int)
 
 
 def _descriptor_args(p):
@@ -36,6 +37,7 @@ def add_parsers(sub):
                    help="FPS: start from a random structure (default: the first)")
     add_output(p, "-o", "--output", required=True, metavar="TXT", suffixes=(".txt",), what="the selection",
                help="indices in selection order, one per line")
+    add_scheduler(p)
     p.set_defaults(func=run_select)
 
     p = sub.add_parser("map", help="2-D map (PCA or kernel PCA) of the structures, coloured by a property")
@@ -53,6 +55,7 @@ def add_parsers(sub):
     add_output(p, "-o", "--output", required=True, metavar="FILE", suffixes=(".png", ".html"), what="the map",
                help="the map: a PNG image, or (.html) one self-contained page to explore offline: hover a point for "
                     "its id and properties, click it to select it and copy its id, wheel to zoom, drag to pan")
+    add_scheduler(p)
     p.set_defaults(func=run_map)
 
 

@@ -35,6 +35,7 @@ def add_parsers(sub):
     _recipe_args(p)
     add_output(p, "-o", "--output", required=True, metavar="MODEL", folder="model", what="the model",
                help="model folder to write (JSON + arrays)")
+    add_scheduler(p)
     p.set_defaults(func=run_fit)
 
     p = sub.add_parser("predict", help="predict with a saved model; writes a CSV")
@@ -57,6 +58,7 @@ def add_parsers(sub):
     add_output(p, "--json", metavar="OUT", suffixes=(".json",), what="the metrics", help="write the metrics as JSON")
     add_output(p, "--plot", metavar="PNG", suffixes=(".png",), what="the parity plot",
                help="parity plot file (default: parity.png, or next to --json)")
+    add_scheduler(p)
     add_quiet(p)
     p.set_defaults(func=run_evaluate)
 
@@ -73,6 +75,7 @@ def add_parsers(sub):
     add_output(p, "--plot", metavar="PNG", suffixes=(".png",), what="the learning-curve plot",
                help="learning-curve file (default: learning_curve.png, or next to --json)")
     p.add_argument("--no-learning-curve", action="store_true", help="cross-validate only (faster)")
+    add_scheduler(p)
     p.set_defaults(func=run_cv)
 
     p = sub.add_parser("demo", help="the main job: NOMAD 2018 CV, fit, test predictions, report")
