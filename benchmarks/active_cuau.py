@@ -11,6 +11,9 @@ of a round stays under the threshold for the requested length. Then:
   independent EMT Langevin MD at the same temperature, from new random alloys
   (--test-cells cells, --test-steps steps, a frame every --test-every steps
   after --test-skip; target: force RMSE <= 0.05 eV/Å);
+* one MD of --check-ps picoseconds (default 10) with the last committee from
+  the first starting structure, and one from a new random alloy drawn like
+  them: does it stay under the threshold (the issue's "10 ps MD")?
 * the loop's own overhead per round: the round's wall time less its training,
   its MD and its oracle calls' compute time, as a share of the round (target:
   < 5 %); the share of everything but the oracle and the training (the MD
@@ -76,6 +79,26 @@ def reference_frames(elements, n_cells, steps, every, skip, temperature, seed):
     return frames
 
 
+def long_run(committee, config, ps, new=False):
+    """One Langevin MD of ``ps`` picoseconds with ``committee`` from the first starting structure (``new``: from a
+    new random alloy drawn like them): ``under`` (it went its length without a frame past the threshold), ``steps``
+    done and ``max_std`` (the largest force std of the recorded points, every ``interval`` steps; eV/Å)."""
+    from ml4ms.active.otf import committee_md
+    from ml4ms.active.pool import random_alloys
+    from ml4ms.potentials import NeuralPotentialCalculator
+
+    md, generate = config.strategy, dict(config.pool["generate"])
+    if new:
+        generate.update(n=1, seed=2000 + generate.get("seed", 0))
+    atoms = random_alloys(**generate)[0]
+    timestep = md.get("timestep", 2.0)
+    run = committee_md(atoms, NeuralPotentialCalculator(committee), threshold=md["threshold"],
+                       temperature=md["temperature"], steps=int(round(ps * 1000 / timestep)), timestep=timestep,
+                       friction=md.get("friction", 0.02), seed=2000 + config.loop["seed"])
+    return {"under": run["stopped"] == "completed", "steps": run["steps"],
+            "max_std": float(max(run["trace"]["force_std"]))}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="active_cuau_emt", help="a config file or bundled recipe name")
@@ -85,6 +108,9 @@ def main(argv=None):
     parser.add_argument("--test-every", type=int, default=50, help="a test frame every N steps ...")
     parser.add_argument("--test-skip", type=int, default=200, help="... after the first N (equilibration)")
     parser.add_argument("--rounds", type=int, help="run at most N rounds now (0: only evaluate the store)")
+    parser.add_argument("--check-ps", type=float, default=10.0,
+                        help="then one MD of this many ps with the last committee from a new random alloy: does it stay "
+                             "under the threshold? (0: skip)")
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
@@ -124,6 +150,10 @@ def main(argv=None):
               "energy_rmse": got["energy_rmse_mev_per_atom"], "energy_mae": got["energy_mae_mev_per_atom"]}
     reference_s = time.perf_counter() - t0
 
+    last = store.load_model(rounds[-1]["model"])
+    check = long_run(last, config, args.check_ps) if args.check_ps > 0 else None
+    check_new = long_run(last, config, args.check_ps, new=True) if args.check_ps > 0 else None
+
     rows = overhead(store)
     wall = sum(r["wall_s"] for r in rows)
     rest = sum(r["rest_s"] for r in rows)
@@ -145,6 +175,10 @@ def main(argv=None):
         "train_percent": 100 * sum(r["train_s"] for r in rows) / wall if wall else None,
         "md_percent": 100 * sum(r["md_s"] for r in rows) / wall if wall else None,
         "n_train_last_model": rounds[-1]["n_train"], "per_round": rows, "curve": curve, "db": db,
+        "check_ps": args.check_ps, "check_under_threshold": None if check is None else check["under"],
+        "check_max_force_std_ev_per_a": None if check is None else check["max_std"],
+        "check_new_alloy_under_threshold": None if check_new is None else check_new["under"],
+        "check_new_alloy_steps": None if check_new is None else check_new["steps"],
     }
     print(f"\n{'converged' if result['converged'] else 'NOT converged (' + str(result['stop']) + ')'} after "
           f"{result['rounds']} rounds and {calls} oracle calls ({summary['labels']['all']} labels) in {loop_s:.0f} s")
@@ -153,11 +187,17 @@ def main(argv=None):
     print(f"the loop's own overhead: {result['overhead_percent']:.2f} % of the rounds' time (training "
           f"{result['train_percent']:.1f} %, MD {result['md_percent']:.1f} %; everything but oracle and training "
           f"{result['all_but_oracle_and_training_percent']:.1f} %)")
+    for what, got in (("the first starting structure", check), ("a new random alloy", check_new)):
+        if got is not None:
+            print(f"{args.check_ps:g} ps of MD at {md['temperature']:g} K with the last committee from {what}: "
+                  f"{'stayed under' if got['under'] else 'passed'} {md['threshold']:g} eV/Å "
+                  f"({got['steps']} steps; largest recorded force std {got['max_std']:.3f} eV/Å)")
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(result, handle, indent=1)
     keys = ("converged", "rounds", "oracle_calls", "n_train_last_model", "force_rmse_ev_per_a", "energy_rmse_mev_per_atom",
-            "overhead_percent", "all_but_oracle_and_training_percent", "loop_seconds")
+            "overhead_percent", "all_but_oracle_and_training_percent", "loop_seconds", "check_under_threshold",
+            "check_max_force_std_ev_per_a", "check_new_alloy_under_threshold", "check_new_alloy_steps")
     print("SUMMARY " + json.dumps({k: round(result[k], 4) if isinstance(result[k], float) else result[k]
                                    for k in keys}))
 
