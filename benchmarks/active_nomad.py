@@ -135,9 +135,9 @@ def aggregate(curves, k, n_pool, goal_fraction=0.8):
 
 
 def plot(results, k, n_pool, path):
-    from ml4ms.plots import _pyplot, axis_label, save_figure
+    from ml4ms.plots import axis_label, pyplot, save_figure
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.0, 4.0), layout="constrained")
     names = {"ei": "expected improvement (GP)", "random": "random sampling"}
     for (strategy, r), colour in zip(results.items(), ("C0", "C1")):

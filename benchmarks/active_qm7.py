@@ -180,9 +180,9 @@ def aggregate(curves):
 
 
 def plot(results, path, title):
-    from ml4ms.plots import _pyplot, axis_label, save_figure
+    from ml4ms.plots import axis_label, pyplot, save_figure
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.0, 4.2), layout="constrained")
     names = {"uncertainty": "uncertainty (sparse GP std, FPS diversity)", "fps": "FPS in feature space (no model)",
              "random": "random sampling"}

@@ -19,7 +19,11 @@ from .metrics import GREATER_IS_BETTER
 UNITLESS_METRICS = frozenset({"rmsle", "r2"})
 
 
-def _pyplot():
+def pyplot():
+    """``matplotlib.pyplot`` on the non-interactive Agg backend (files only, no display needed), imported on first use.
+
+    Every ml4ms figure is drawn through it, then written with :func:`save_figure`.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -213,7 +217,7 @@ def parity_plot(y_true, y_pred, names, path, units=None, title=None, y_std=None)
     RMSE 0.1414 eV
     n = 3
     """
-    plt = _pyplot()
+    plt = pyplot()
     y_true = np.asarray(y_true, dtype=float).reshape(len(y_true), -1)
     y_pred = np.asarray(y_pred, dtype=float).reshape(len(y_pred), -1)
     k = y_true.shape[1]
@@ -266,7 +270,7 @@ def learning_curve_plot(curve, path, metric="RMSE", title=None, units=None):
     matplotlib.figure.Figure
         The saved (and closed) figure; each axis has at least two labelled ticks.
     """
-    plt = _pyplot()
+    plt = pyplot()
     curves = curve.get("curves", {"": curve})
     names = list(next(iter(curves.values()))["targets"])
     fig, axes = plt.subplots(1, len(names), figsize=(4.4 * len(names), 3.8), squeeze=False, layout="constrained")
@@ -313,7 +317,7 @@ def score_plot(score, errors, path, score_name, error_name, title=None, highligh
     matplotlib.figure.Figure
         The saved (and closed) figure.
     """
-    plt = _pyplot()
+    plt = pyplot()
     err = np.abs(np.asarray(errors, dtype=float))
     floor = max(1e-4 * float(np.nanmax(err)), 1e-12)  # four decades below the largest error (log axes)
     err = np.maximum(err, floor)

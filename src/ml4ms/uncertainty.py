@@ -132,13 +132,13 @@ def calibration_plot(y_true, y_pred, y_std, path, names=None, title=None, n_leve
     matplotlib.figure.Figure
         The saved (and closed) figure.
     """
-    from .plots import _pyplot, _stats_box, _title, axis_label, save_figure
+    from .plots import _stats_box, _title, axis_label, pyplot, save_figure
 
     y_true, y_pred, y_std = _check(y_true, y_pred, y_std)
     y_true, y_pred, y_std = (np.reshape(a, (len(a), -1)) for a in (y_true, y_pred, y_std))
     k = y_true.shape[1]
     names = list(names) if names is not None else [f"target {j}" for j in range(k)]
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, k, figsize=(3.9 * k, 3.8), squeeze=False, layout="constrained")
     for j, ax in enumerate(axes[0]):
         e, o = calibration_curve(y_true[:, j], y_pred[:, j], y_std[:, j], n_levels)

@@ -279,9 +279,9 @@ def curve_plot(curves, path, target, unit, strategy=None):
 
 def calibration_plot(rows, path):
     """Coverage of ±1σ and ±2σ, and the mean squared z-score, against the number of labels (PNG)."""
-    from ..plots import _pyplot, axis_label, save_figure
+    from ..plots import axis_label, pyplot, save_figure
 
-    plt = _pyplot()
+    plt = pyplot()
     n = [r["n_train"] for r in rows]
     fig, (left, right) = plt.subplots(1, 2, figsize=(8.8, 3.6), layout="constrained")
     for key, expected, colour in (("within_1sigma", EXPECTED_1SIGMA, "C0"), ("within_2sigma", EXPECTED_2SIGMA, "C1")):
@@ -318,9 +318,9 @@ def md_plot(runs, path, threshold=None, steps=None):
     one line per run coloured by round, a cross where a run stopped at a
     candidate; right: the steps each run reached, by round.
     """
-    from ..plots import _pyplot, axis_label, save_figure
+    from ..plots import axis_label, pyplot, save_figure
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(9.6, 3.8), layout="constrained",
                                       gridspec_kw={"width_ratios": [3, 2]})
     last = max(r["round"] for r in runs)

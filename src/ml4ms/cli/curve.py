@@ -192,9 +192,9 @@ def cutoff_plot(cutoff, path, metric="MAE", title=None, units=None):
     ``units``: the unit of each target (dict by name, or list); a missing one is shown as ``unit unknown``.
     Returns the saved (and closed) matplotlib figure.
     """
-    from ..plots import _pyplot, _title, axis_label, metric_unit, save_figure, unit_of
+    from ..plots import _title, axis_label, metric_unit, pyplot, save_figure, unit_of
 
-    plt = _pyplot()
+    plt = pyplot()
     names = list(cutoff["targets"])
     fig, axes = plt.subplots(1, len(names), figsize=(4.4 * len(names), 3.8), squeeze=False, layout="constrained")
     fig.get_layout_engine().set(wspace=0.08)

@@ -217,9 +217,9 @@ def map_plot(Z, path, values=None, labels=None, color_key="", highlight=None, ti
     scale and the categories. ``unit``: of the numbers, on the colour bar
     (None: ``unit unknown``). Returns the saved (and closed) figure.
     """
-    from ..plots import _pyplot, _title, axis_label, save_figure
+    from ..plots import _title, axis_label, pyplot, save_figure
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.6, 4.6), layout="constrained")
     if values is not None:
         values = np.asarray(values, dtype=float)

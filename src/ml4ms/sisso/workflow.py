@@ -273,9 +273,9 @@ def plot_results(model, result, rows, y, classes, out_dir, target="target", unit
     ``target`` and its ``unit`` (None: unknown) label the parity plot; the map's
     axes carry the units of the descriptor components.
     """
-    from ..plots import _pyplot, axis_label, save_figure, wrap
+    from ..plots import axis_label, pyplot, save_figure, wrap
 
-    plt = _pyplot()
+    plt = pyplot()
 
     paths = []
     regression = result["kind"] == "regression"
