@@ -92,30 +92,23 @@ class ExportedModel(torch.nn.Module):
 
 
 class ExportedSharedDescriptor(ExportedModel):
-    """:class:`ExportedModel` of descriptor networks that share one descriptor: it is computed once per call."""
-
-    def __init__(self, networks):
-        super().__init__(networks)
-        self.descriptor = networks[0].descriptor_module
-        self.heads = torch.nn.ModuleList([n.head for n in networks])
+    """:class:`ExportedModel` of members that share fixed features (equal
+    :meth:`~ml4ms.potentials.base.AtomisticModel.features_key`, as a committee does): computed once per call."""
 
     def total_energy(self, D: torch.Tensor, species: torch.Tensor, i: torch.Tensor, j: torch.Tensor,
                      structure: torch.Tensor) -> torch.Tensor:
-        X = self.descriptor(D, i, j, species, structure)
+        X = self.members[0].fixed_features(D, species, i, j, structure)
         total = torch.zeros((), dtype=torch.float64)
-        for head in self.heads:
-            total = total + head(X, species, structure).sum()
+        for member in self.members:
+            total = total + member.energies_of_features(X, species, structure).sum()
         return total
 
 
 def exported_module(networks):
-    """The :class:`ExportedModel` of ``networks`` (one descriptor pass for descriptor networks that share it)."""
-    from .descriptor_network import DescriptorNetwork
-
-    first = networks[0]
-    shared = len(networks) > 1 and all(
-        isinstance(n, DescriptorNetwork) and n.descriptor == first.descriptor
-        and n.descriptor_settings == first.descriptor_settings for n in networks)
+    """The :class:`ExportedModel` of ``networks``; members that share fixed features compute them once, as
+    :func:`~ml4ms.potentials.base.committee_energies_forces_stress` does."""
+    keys = {n.features_key() for n in networks}
+    shared = len(networks) > 1 and len(keys) == 1 and None not in keys
     module = (ExportedSharedDescriptor if shared else ExportedModel)(networks)
     module.shared = shared
     return module
