@@ -235,13 +235,22 @@ def _committee_members(path):
     if isinstance(doc, dict) and "format" not in doc and doc.get("kind") == KIND:
         raise ModelFileError(f"{path}: a committee in the file format of earlier ml4ms versions; "
                              + convert_hint(path))
-    check_seal(doc, where)
-    n, sums = doc.get("members"), doc.get("members_sha256")
-    if doc.get("kind") != KIND or doc.get("format") != FORMAT or isinstance(n, bool) or not isinstance(n, int) \
-            or not 1 <= n <= MAX_MEMBERS or not isinstance(sums, list) or len(sums) != n:
+    n, sums = _declared_members(doc, where, FORMAT)
+    if n is None:
         raise ModelFileError(f"{where}: not a committee of potentials (kind, members or their checksums are wrong); "
                              "give a folder written by 'ml4ms potential fit --members N'")
     return _member_folders(path, n, sums)
+
+
+def _declared_members(doc, where, file_format):
+    """``(n, checksums)`` of the members a sealed committee file ``doc`` of ``file_format`` declares (None for an
+    earlier version's file), or ``(None, None)`` when it declares nothing sound."""
+    check_seal(doc, where)
+    n, sums = doc.get("members"), doc.get("members_sha256")
+    if doc.get("kind") != KIND or doc.get("format") != file_format or isinstance(n, bool) or not isinstance(n, int) \
+            or not 1 <= n <= MAX_MEMBERS or not isinstance(sums, list) or len(sums) != n:
+        return None, None
+    return n, sums
 
 
 def _member_folders(path, n, sums):
@@ -278,10 +287,8 @@ def convert_potential(path, output):
         doc = read_json(where, "committee file")
         if isinstance(doc, dict) and doc.get("format") == FORMAT:
             raise ModelFileError(f"{path}: already in the current format; nothing to convert")
-        check_seal(doc, where)
-        n, sums = doc.get("members"), doc.get("members_sha256")
-        if doc.get("kind") != KIND or isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_MEMBERS \
-                or not isinstance(sums, list) or len(sums) != n:
+        n, sums = _declared_members(doc, where, None)
+        if n is None:
             raise ModelFileError(f"{where}: not a committee of potentials; nothing to convert")
         loaded = [_load_old(member) for member in _member_folders(path, n, sums)]
         model, meta = Committee([m for m, _ in loaded]), loaded[0][1]
