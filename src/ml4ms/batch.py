@@ -283,5 +283,4 @@ def _graph_edges(graph, atoms, index):
     try:
         return graph.edges(atoms)
     except InputError as exc:
-        raise InputError(exc.message, source=exc.source, index=index if exc.index is None else exc.index,
-                         hint=exc.hint, item=exc.item) from None
+        raise exc.at(index) from None

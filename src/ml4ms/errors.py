@@ -61,6 +61,18 @@ class InputError(Ml4msError, ValueError):
         return InputError(self.message, source=self.source or source, index=self.index, hint=self.hint,
                           item=self.item)
 
+    def at(self, index, item=None):
+        """The same error, naming the record ``index`` (an ``item``: "structure", "row") unless it names one.
+
+        Examples
+        --------
+        >>> str(InputError("empty structure", source="a.xyz").at(3))
+        'a.xyz: structure 3: empty structure'
+        """
+        if self.index is not None:
+            return self
+        return InputError(self.message, source=self.source, index=index, hint=self.hint, item=item or self.item)
+
     def _format(self):
         parts = []
         if self.source is not None:

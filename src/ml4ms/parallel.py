@@ -288,15 +288,16 @@ class Executor:
         items = list(items)
         bar = tqdm(total=len(items), desc=desc, disable=not progress, leave=False)
         try:
-            if self.kind == "serial" or len(items) < max(2, serial_below):
+            kind = self.kind  # a property that asks joblib (or the cluster): once
+            if kind == "serial" or len(items) < max(2, serial_below):
                 for item in items:
                     yield func(item)
                     bar.update(1)
                 return
-            threads = 1 if self.kind == "dask" else threads_per_task(self._local_workers())
+            threads = 1 if kind == "dask" else threads_per_task(self._local_workers())
             task = _Task(func, threads)
             parts = chunks(items, self._chunk_size(len(items)))
-            run = self._dask_chunks if self.kind == "dask" else self._local_chunks
+            run = self._dask_chunks if kind == "dask" else self._local_chunks
             for part in run(task, parts, ahead):
                 yield from part
                 bar.update(len(part))

@@ -23,6 +23,7 @@ import os
 
 import numpy as np
 
+from ..metrics import mae, rmse
 from ..uncertainty import EXPECTED_1SIGMA, EXPECTED_2SIGMA
 
 #: file names of :func:`write_report`
@@ -104,12 +105,12 @@ def status_lines(summary):
     lines.append(head)
     for r in summary["round_list"]:
         metrics = r["metrics"] or {}
-        mae = lambda m: f"{m['mae']:.4g}" if m else "-"  # noqa: E731
+        shown_mae = lambda m: f"{m['mae']:.4g}" if m else "-"  # noqa: E731
         minutes = f"{(r['ended'] - r['started']) / 60:.2f}" if r["ended"] and r["started"] else "-"
         lines.append(f"{r['round']:>5} {r['status']:>6} {('last' if r['final'] else r['strategy'] or '-'):>11} "
                      f"{r['n_train']:>10} {r['n_labels'] if r['n_labels'] is not None else '-':>8} "
-                     f"{r['n_failed'] if r['n_failed'] is not None else '-':>6} {mae(metrics.get('active')):>10}"
-                     + (f" {mae(metrics.get('random')):>10}" if has_random else "") + f"  {minutes:>7}")
+                     f"{r['n_failed'] if r['n_failed'] is not None else '-':>6} {shown_mae(metrics.get('active')):>10}"
+                     + (f" {shown_mae(metrics.get('random')):>10}" if has_random else "") + f"  {minutes:>7}")
     labels, failures = summary["labels"], summary["failures"]
     lines.append(f"labels: {labels['active']} of the budget {summary['budget']} in the active-learning set"
                  + (f", {labels['random']} in the random baseline" if labels["random"] else "")
@@ -165,8 +166,8 @@ def learning_curves(store, summary=None):
         if r["round"] in batches:
             y, mean, _ = batches[r["round"]]
             c["train_size"].append(r["n_train"])
-            c["mae"].append(float(np.mean(np.abs(y - mean))))
-            c["rmse"].append(float(np.sqrt(np.mean((y - mean) ** 2))))
+            c["mae"].append(float(mae(y, mean)))
+            c["rmse"].append(float(rmse(y, mean)))
     return {"on": "batch", "curves": {"active": c} if c["train_size"] else {}}
 
 

@@ -295,10 +295,15 @@ def run_map(args):
         axis_names = ["kernel PC1 (no unit)", "kernel PC2 (no unit)"]
     features = f"{spec['name']} ({X.shape[1]} features{'' if args.no_scale else ', standardised'})"
     title, unit = f"{method} of {data.source}, {features}", target_unit(args.color, data.name)
-    if args.output.lower().endswith(".html"):
-        from ..maps import hover_columns, write_map_html
+    hover = None
+    if args.output.lower().endswith(".html") or args.chemiscope:
+        from ..maps import hover_columns
 
-        shown = {k: v for k, v in hover_columns(data.records).items() if k != args.color}  # the colour: once
+        hover = hover_columns(data.records)  # every record's scalar properties, read once for both outputs
+    if args.output.lower().endswith(".html"):
+        from ..maps import write_map_html
+
+        shown = {k: v for k, v in hover.items() if k != args.color}  # the colour: once
         write_map_html(args.output, Z, _ids(data.records), values=values, labels=labels,
                        color_label=axis_label(args.color, unit) if values is not None else args.color,
                        properties=shown, highlight=highlight, title=title, axis_names=axis_names)
@@ -306,10 +311,10 @@ def run_map(args):
         map_plot(Z, args.output, values=values, labels=labels, color_key=args.color, highlight=highlight,
                  title=title, axis_names=axis_names, unit=unit)
     if args.chemiscope:
-        from ..maps import hover_columns, write_chemiscope
+        from ..maps import write_chemiscope
 
         write_chemiscope(args.chemiscope, data.records, Z, axis_names, args.color, values=values, labels=labels,
-                         unit=unit, properties=hover_columns(data.records), title=title)
+                         unit=unit, properties=hover, title=title)
     if args.csv:
         from ..structures import record_id
 

@@ -190,10 +190,7 @@ class Indexed:
         try:
             return self.func(record)
         except InputError as exc:
-            if exc.index is not None:
-                raise
-            raise InputError(exc.message, source=exc.source, index=index, hint=exc.hint,
-                             item=item_of(record)) from None
+            raise exc.at(index, item_of(record)) from None
 
 
 class GlobalDescriptor(BaseDescriptor):

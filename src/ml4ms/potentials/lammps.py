@@ -287,10 +287,7 @@ def attach(lmp, model, elements=None, fix_id="ml4ms", skin=0.5, define=True):
     >>> abs(lmp.get_thermo("pe") - m.compute(a)[0]) < 1e-9            # doctest: +SKIP
     True
     """
-    from .committee import as_committee
-    from .io import load_potential
-
-    committee = as_committee(load_potential(os.fspath(model)) if isinstance(model, (str, os.PathLike)) else model)
+    committee = _committee(model)
     check_instance(lmp)
     n_types = lmp.extract_global("ntypes")
     if elements is None:
@@ -551,26 +548,33 @@ def local_energies(networks, rij, pair_i, pair_j, elems, n_local, dtype):
     return atomic.detach().double().numpy(), out
 
 
+def _committee(model):
+    """``model`` (a potential, a committee, or the path of a potential folder) as a committee."""
+    from .committee import as_committee
+    from .io import load_potential
+
+    return as_committee(load_potential(os.fspath(model)) if isinstance(model, (str, os.PathLike)) else model)
+
+
 def _local_atomic_energies(networks, D, species, i, j, n_local):
     """The networks' mean energies of the first ``n_local`` atoms (a torch tensor, float64).
 
-    Descriptor networks run their element networks on the local atoms only (not on the ghosts that are only
-    neighbours), and members that share a descriptor compute it once.
+    Kinds with fixed features (:meth:`~ml4ms.potentials.base.AtomisticModel.features_key`) read the energies out on
+    the local atoms only (not on the ghosts that are only neighbours), and members that share those features compute
+    them once.
     """
     import torch
 
-    from .descriptor_network import DescriptorNetwork
-
     structure = torch.zeros(len(species), dtype=torch.long)
-    total, X, key = 0.0, None, None
+    total, X, last = 0.0, None, None
     for net in networks:
-        if isinstance(net, DescriptorNetwork):
-            own = (net.descriptor, repr(net.descriptor_settings))
-            if own != key:
-                X, key = net.descriptor_module(D, i, j, species, structure)[:n_local], own
-            energies = net.head(X, species[:n_local], structure[:n_local])
-        else:
+        key = net.features_key()
+        if key is None:
             energies = net.atomic_energies_of_vectors(D, species, i, j, structure)[:n_local]
+        else:
+            if key != last:
+                X, last = net.fixed_features(D, species, i, j, structure)[:n_local], key
+            energies = net.energies_of_features(X, species[:n_local], structure[:n_local])
         total = total + energies
     return total / len(networks)
 
@@ -604,11 +608,7 @@ class MLIAPUnifiedPotential:
         from ase.data import chemical_symbols
 
         from ..batch import torch_dtype
-        from .committee import as_committee
-        from .io import load_potential
-
-        committee = as_committee(load_potential(os.fspath(model)) if isinstance(model, (str, os.PathLike))
-                                 else model)
+        committee = _committee(model)
         require_local(committee)
         self.networks = [m.network() for m in committee]
         self.dtype = torch_dtype(getattr(committee[0], "dtype", "float64"))
