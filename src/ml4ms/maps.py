@@ -33,12 +33,16 @@ MAX_HOVER_KEYS = 24
 MAX_TEXT = 200
 
 
-def _plain(value):
-    """A JSON-ready scalar: numpy scalars as Python ones, NaN and infinities as None."""
+def _json_scalar(value):
+    """A numpy scalar as a Python one; NaN and infinities as None."""
     if hasattr(value, "item") and np.ndim(value) == 0:
         value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def _plain(value):
+    """A JSON-ready scalar (:func:`_json_scalar`), with long text cut to ``MAX_TEXT`` characters."""
+    value = _json_scalar(value)
     if isinstance(value, str) and len(value) > MAX_TEXT:
         return value[:MAX_TEXT - 1] + "…"
     return value
@@ -63,8 +67,7 @@ def script_json(obj):
             return {str(k): clean(v) for k, v in value.items()}
         if isinstance(value, (list, tuple, np.ndarray)):
             return [clean(v) for v in value]
-        value = value.item() if hasattr(value, "item") and np.ndim(value) == 0 else value
-        return None if isinstance(value, float) and not math.isfinite(value) else value
+        return _json_scalar(value)
 
     text = json.dumps(clean(obj), ensure_ascii=False, allow_nan=False)
     for char, escaped in (("&", "\\u0026"), ("<", "\\u003c"), (">", "\\u003e"),

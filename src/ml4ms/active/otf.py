@@ -157,18 +157,11 @@ def committee_md(atoms, calculator, *, threshold, temperature, steps, timestep=1
     >>> run["stopped"], run["steps"], run["score"] > 1e-9
     ('candidate', 1, True)
     """
-    from ase import units
-    from ase.md import velocitydistribution as vd
-    from ase.md.langevin import Langevin
+    from ..potentials.md import start_dynamics
 
     atoms = atoms.copy()
-    atoms.calc = calculator
-    rng = np.random.default_rng(seed)
-    thermalize = getattr(vd, "thermalize_momenta", None) or vd.MaxwellBoltzmannDistribution
-    thermalize(atoms, temperature_K=temperature, rng=rng)
-    vd.Stationary(atoms)
-    dyn = Langevin(atoms, timestep=timestep * units.fs, temperature_K=temperature, friction=friction / units.fs,
-                   rng=rng, fixcm=False)
+    dyn = start_dynamics(atoms, calculator, ensemble="nvt", temperature=temperature, timestep=timestep,
+                         friction=friction, seed=seed)
     hot = max(10.0 * temperature, 1000.0)
     trace = {"step": [], "force_std": [], "energy_std": [], "temperature": []}
     if novelty is not None:

@@ -20,6 +20,7 @@ _NAMES = {
     "MessagePassingNetwork": "message_passing",
     "MessagePassingPotential": "message_passing",
     "run_md": "md",
+    "start_dynamics": "md",
     "save_potential": "io",
     "train_potential": "train",
 }

@@ -136,6 +136,34 @@ def _integrator(atoms, ensemble, temperature, timestep, friction, pressure, rng)
                            tdamp=100 * dt, pdamp=1000 * dt)
 
 
+def start_dynamics(atoms, calculator, *, ensemble="nve", temperature=300.0, timestep=1.0, friction=0.01,
+                   pressure=0.0, seed=0):
+    """Attach ``calculator``, draw Maxwell–Boltzmann velocities at ``temperature`` and return the integrator.
+
+    The centre of mass is at rest; ``seed`` draws the velocities and, for
+    ``"nvt"``, the Langevin noise. Units: K, fs, 1/fs, GPa.
+
+    Examples
+    --------
+    >>> from ase.build import bulk
+    >>> from ase.calculators.emt import EMT
+    >>> cell = bulk("Cu", cubic=True)
+    >>> dyn = start_dynamics(cell, EMT(), ensemble="nvt", temperature=300, seed=0)
+    >>> type(dyn).__name__, bool(abs(cell.get_momenta().sum(axis=0)).max() < 1e-8)
+    ('Langevin', True)
+    >>> dyn.run(2)
+    True
+    """
+    from ase.md import velocitydistribution as vd
+
+    atoms.calc = calculator
+    rng = np.random.default_rng(seed)
+    thermalize = getattr(vd, "thermalize_momenta", None) or vd.MaxwellBoltzmannDistribution
+    thermalize(atoms, temperature_K=temperature, rng=rng)
+    vd.Stationary(atoms)
+    return _integrator(atoms, ensemble, temperature, timestep, friction, pressure, rng)
+
+
 def run_md(atoms, calculator, *, ensemble="nve", temperature=300.0, steps=1000, timestep=1.0, friction=0.01,
            pressure=0.0, seed=0, trajectory=None, interval=10, progress=False):
     """Run MD and report what its ensemble makes meaningful (:func:`md_summary`) and its speed.
@@ -190,18 +218,13 @@ def run_md(atoms, calculator, *, ensemble="nve", temperature=300.0, steps=1000, 
     (False, True)
     """
     from ase import units
-    from ase.md import velocitydistribution as vd
     from tqdm.auto import tqdm
 
     from ..outputs import FrameAppender
 
     _check(ensemble, steps, timestep, temperature, interval, friction, pressure, len(atoms))
-    atoms.calc = calculator
-    rng = np.random.default_rng(seed)
-    thermalize = getattr(vd, "thermalize_momenta", None) or vd.MaxwellBoltzmannDistribution
-    thermalize(atoms, temperature_K=temperature, rng=rng)
-    vd.Stationary(atoms)
-    dyn = _integrator(atoms, ensemble, temperature, timestep, friction, pressure, rng)
+    dyn = start_dynamics(atoms, calculator, ensemble=ensemble, temperature=temperature, timestep=timestep,
+                         friction=friction, pressure=pressure, seed=seed)
     n = len(atoms)
     series = {"times": [], "totals": [], "temperatures": [], "volumes": [], "pressures": []}
 
