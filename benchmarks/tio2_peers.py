@@ -42,7 +42,10 @@ The peers' virtual environment (benchmark-only; the package never needs it), as 
 the CPU wheel from PyTorch's own CPU index.) ``--peers-python`` (default: ``$ML4MS_PEERS_PYTHON``, else
 ``/work/venvs/peers/bin/python``) names its interpreter.
 
-Quick check of the whole path (minutes): ``--minutes 1 --n-train 300 --n-test 50 --md-steps 20``.
+Quick check of the whole path (about 6 minutes): ``--minutes 1 --n-train 300 --n-test 50 --md-steps 20``. Time on a
+quiet machine: on cores shared with other jobs two threads wait on each other (MACE's calls on a 24-atom cell took
+1.6-5.6 s with two threads against 0.17 s with one, at a load of 10 on 2 cores), so use ``--threads 1`` there and
+take no numbers from it.
 """
 
 import argparse
