@@ -1,5 +1,6 @@
 import json
 
+import ase.io
 import numpy as np
 
 from ml4ms.cli import main
@@ -78,3 +79,54 @@ def test_bad_table_values_name_the_row_and_the_file(tmp_path, capsys):
         err = capsys.readouterr().err
         assert f"ml4ms: error: {table}: {needle}" in err and len(err.strip().splitlines()) == 1
         assert not (tmp_path / "f.npz").exists()
+
+
+SOAP = ["--descriptor", "soap", "--set", "r_cut=3.0", "--set", "n_max=2", "--set", "l_max=1",
+        "--set", "species=['O','Al','Ga','In']", "--per-atom", "--quiet"]
+
+
+def test_shards_equal_the_single_file_and_resume_after_an_interruption(tmp_path, capsys, monkeypatch):
+    from ml4ms import shards
+
+    ase.io.write(tmp_path / "s.extxyz", load("nomad2018", "test").records[:130], format="extxyz")
+    data = ["featurize", str(tmp_path / "s.extxyz")]
+    assert main(data + SOAP + ["-o", str(tmp_path / "one.npz")]) == 0
+    folder = tmp_path / "feats"
+    calls = []
+    real = shards.FeaturizeChunk.__call__
+
+    def crash_at_third(self, pieces):
+        calls.append(pieces[0][1])
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(self, pieces)
+
+    monkeypatch.setattr(shards.FeaturizeChunk, "__call__", crash_at_third)
+    assert main(data + SOAP + ["--chunk", "30", "-o", str(folder)]) == 130
+    assert calls == [0, 30, 60] and sorted(p.name for p in folder.iterdir()) == [
+        "index.json", "shard-000000.npz", "shard-000001.npz"]
+    monkeypatch.undo()
+    capsys.readouterr()
+    assert main(data + SOAP + ["--chunk", "30", "-o", str(folder)]) == 0
+    assert "continued from 2 of 5 shards" in capsys.readouterr().out
+    one, sharded = np.load(tmp_path / "one.npz"), shards.read_features(folder)
+    assert sorted(one.files) == sorted(sharded)
+    for key in one.files:
+        np.testing.assert_array_equal(one[key], sharded[key])
+    index = json.load(open(folder / "index.json"))
+    assert index["complete"] and index["shards"][1]["structures"] == [30, 60]
+    assert index["shards"][-1]["rows"][1] == len(one["features"]) and index["descriptor"]["r_cut"] == 3.0
+    mapped = shards.read_features(folder, mmap=str(tmp_path / "f.npy"))["features"]
+    assert isinstance(mapped, np.memmap) and np.array_equal(mapped, one["features"])
+
+
+def test_shards_refuse_descriptors_that_learn_from_the_data(tmp_path, capsys):
+    for extra, needle in [(["--descriptor", "soap"], "descriptor 'soap' learns from the data (species)"),
+                          (["--config", "nomad2018"], "ngrams n-gram vocabulary"),
+                          (["--descriptor", "composition", "-o", str(tmp_path / "f.npz")], "with --chunk the "
+                                                                                             "features go to a folder")]:
+        out = [] if "-o" in extra else ["-o", str(tmp_path / "feats")]
+        assert main(["featurize", "nomad2018:test", *extra, *out, "--chunk", "100", "--quiet"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and needle in err[0], err
+    assert not (tmp_path / "feats").exists() and not (tmp_path / "f.npz").exists()

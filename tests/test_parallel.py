@@ -110,6 +110,17 @@ def test_featurize_command_on_the_cluster(cluster, tmp_path, capsys):
     np.testing.assert_array_equal(a["features"], b["features"])
 
 
+def test_feature_shards_on_the_cluster(cluster, tmp_path, capsys):
+    from ml4ms.shards import read_features
+
+    args = ["featurize", "nomad2018:test", "--descriptor", "composition", "--set", "species=['O','Al','Ga','In']",
+            "--chunk", "150", "--quiet"]
+    assert main(args + ["-o", str(tmp_path / "serial")]) == 0
+    assert main(args + ["-o", str(tmp_path / "dask"), "--scheduler", cluster.scheduler_address]) == 0
+    np.testing.assert_array_equal(read_features(tmp_path / "serial")["features"],
+                                  read_features(tmp_path / "dask")["features"])
+
+
 # ---- faults --------------------------------------------------------------------------------------------
 
 

@@ -74,7 +74,7 @@ def test_interrupted_run_continues_where_it_stopped(model, tmp_path, capsys, mon
     real = screening.PredictChunk.__call__
 
     def crash_at_third(self, item):
-        calls.append(item[0])
+        calls.append(item[0][1])  # the start of the chunk's first piece
         if len(calls) == 3:
             raise KeyboardInterrupt
         return real(self, item)
@@ -150,3 +150,25 @@ def test_filter_arithmetic_chains_and_nan():
     assert Filter("a * 2 - b >= 3.5", ["a", "b"])(cols).tolist() == [False, True, False, True]
     rows = [{"a": v} for v in cols["a"]]
     assert apply_filters(rows, [Filter("a > 1", ["a"]), Filter("a != 4", ["a"])])[1] == [2, 1]
+
+
+def test_files_patterns_and_merging_in_rounds_give_the_in_memory_result(model, tmp_path, capsys, monkeypatch):
+    from ml4ms import screening
+
+    path, _ = model
+    records = load("nomad2018", "test").records
+    ase.io.write(tmp_path / "all.extxyz", records, format="extxyz")
+    for k in range(3):
+        ase.io.write(tmp_path / f"part{k}.extxyz", records[80 * k:80 * (k + 1)], format="extxyz")
+    assert main(["predict", path, "nomad2018:test", "--chunk", "100", "-o", str(tmp_path / "a.csv"), "--quiet"]) == 0
+    assert main(["predict", path, str(tmp_path / "all.extxyz"), "--chunk", "100", "-o", str(tmp_path / "b.csv"),
+                 "--quiet"]) == 0
+    assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
+    args = [path, *_where(WHERE[0]), "--chunk", "30"]
+    assert _screen(capsys, *args, *(tmp_path / f"part{k}.extxyz" for k in range(3)), "-o", tmp_path / "c.csv")[0] == 0
+    monkeypatch.setattr(screening, "FAN_IN", 2)  # 8 sorted chunk files merged two at a time, in rounds
+    assert _screen(capsys, *args, tmp_path / "part*.extxyz", "-o", tmp_path / "d.csv")[0] == 0
+    assert (tmp_path / "c.csv").read_bytes() == (tmp_path / "d.csv").read_bytes()
+    rows = list(csv.DictReader(open(tmp_path / "d.csv")))
+    values = [float(r[FORM]) for r in rows]
+    assert values == sorted(values) and {os.path.basename(r["data"]) for r in rows} == {f"part{k}.extxyz" for k in range(3)}

@@ -85,6 +85,22 @@ def write_json(path, obj):
     write_text(path, json.dumps(obj, indent=2, default=_default) + "\n")
 
 
+def write_npz(path, arrays):
+    """Write named arrays as a compressed ``.npz`` atomically (:func:`numpy.savez_compressed`).
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> p = os.path.join(tempfile.mkdtemp(), "f.npz")
+    >>> write_npz(p, {"x": np.arange(3)})
+    >>> np.load(p)["x"].tolist()
+    [0, 1, 2]
+    """
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    write_bytes(path, buf.getvalue())
+
+
 def write_structures(path, frames):
     """Write a list of ``ase.Atoms`` as extended XYZ (their ``info`` and arrays included), atomically."""
     from ase.io import write

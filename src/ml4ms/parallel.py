@@ -30,6 +30,7 @@ Examples
 """
 
 import contextlib
+import itertools
 import os
 import re
 import threading
@@ -199,6 +200,16 @@ def chunks(items, size):
     return [items[k:k + size] for k in range(0, len(items), size)]
 
 
+def _batches(items, size):
+    """Consecutive lists of at most ``size`` items of an iterable, read only as each list is asked for."""
+    items, size = iter(items), max(1, int(size))
+    while True:
+        part = list(itertools.islice(items, size))
+        if not part:
+            return
+        yield part
+
+
 def _lost(address, exc):
     return ClusterError(f"lost the Dask scheduler at {address} in the middle of the job ({type(exc).__name__}); "
                         "finished chunks are kept: start the scheduler again and rerun the command")
@@ -277,26 +288,31 @@ class Executor:
         """
         return list(self.imap(func, items, progress=progress, desc=desc, serial_below=serial_below))
 
-    def imap(self, func, items, progress=False, desc=None, serial_below=0, ahead=None):
+    def imap(self, func, items, progress=False, desc=None, serial_below=0, ahead=None, total=None):
         """Yield ``func(x)`` for every item, in input order, as the pool finishes them.
 
-        ``ahead``: at most this many chunks are submitted and not yet yielded
-        (default: two per worker), so memory stays bounded by the chunk size.
+        ``items`` may be a generator: it is read as the pool takes work, so
+        only the items in flight are in memory (give ``total``, the number of
+        items, for the progress bar and the task size). ``ahead``: at most this
+        many chunks are submitted and not yet yielded (default: two per
+        worker), so memory stays bounded by the chunk size.
         """
         from tqdm.auto import tqdm
 
-        items = list(items)
-        bar = tqdm(total=len(items), desc=desc, disable=not progress, leave=False)
+        if total is None:
+            items = list(items)
+            total = len(items)
+        bar = tqdm(total=total, desc=desc, disable=not progress, leave=False)
         try:
             kind = self.kind  # a property that asks joblib (or the cluster): once
-            if kind == "serial" or len(items) < max(2, serial_below):
+            if kind == "serial" or total < max(2, serial_below):
                 for item in items:
                     yield func(item)
                     bar.update(1)
                 return
             threads = 1 if kind == "dask" else threads_per_task(self._local_workers())
             task = _Task(func, threads)
-            parts = chunks(items, self._chunk_size(len(items)))
+            parts = _batches(items, self._chunk_size(total))
             run = self._dask_chunks if kind == "dask" else self._local_chunks
             for part in run(task, parts, ahead):
                 yield from part

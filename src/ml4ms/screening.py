@@ -27,14 +27,13 @@ Examples
 
 import ast
 import csv
-import hashlib
-import json
+import heapq
 import os
 import shutil
 
 import numpy as np
 
-from .errors import InputError, from_source
+from .errors import InputError
 
 #: what a filter may contain
 ALLOWED = "column names, numbers, comparisons, and/or/not, + - * /"
@@ -194,37 +193,33 @@ def apply_filters(rows, filters):
 
 
 class PredictChunk:
-    """The prediction rows of one chunk ``(start, records)``; picklable, so a worker runs it.
+    """The prediction rows of one chunk's pieces ``[(label, start, records)]``; picklable, so a worker runs it.
 
-    An error naming a record is renumbered from the chunk's start.
+    The structures are checked first (:func:`ml4ms.datasets.sources.check_pieces`);
+    an error names the file and the structure's index in it. ``index`` counts
+    the records of each part; ``several``: a ``data`` column names the part.
     """
 
-    def __init__(self, model, meta):
+    def __init__(self, model, meta, several=False):
         self.model = model
         self.meta = meta
+        self.several = several
 
-    def __call__(self, item):
+    def __call__(self, pieces):
+        from .datasets.sources import check_pieces, in_pieces, records_of
         from .workflow import prediction_rows
 
-        start, records = item
+        check_pieces(pieces)
         try:
-            return prediction_rows(self.model, self.meta, records, start)
+            rows = iter(prediction_rows(self.model, self.meta, records_of(pieces)))
         except InputError as exc:
-            if exc.index is None:
-                raise
-            raise InputError(exc.message, exc.source, exc.index + start, exc.hint, exc.item) from None
-
-
-def plan_chunks(sources, size):
-    """``[(source number, start, stop)]`` for every chunk of at most ``size`` records; a chunk holds one source.
-
-    Examples
-    --------
-    >>> plan_chunks([range(5), range(2)], 2)
-    [(0, 0, 2), (0, 2, 4), (0, 4, 5), (1, 0, 2)]
-    """
-    return [(k, a, min(a + size, len(records))) for k, records in enumerate(sources)
-            for a in range(0, len(records), size)]
+            raise in_pieces(pieces, exc) from None
+        out = []
+        for label, start, records in pieces:
+            for k, row in zip(range(start, start + len(records)), rows):
+                row["index"] = k
+                out.append({"index": k, "data": label, **row} if self.several else row)
+        return out
 
 
 def partial_folder(output):
@@ -232,73 +227,69 @@ def partial_folder(output):
     return os.fspath(output) + ".partial"
 
 
-def _fingerprint(identity):
-    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
+#: the most chunk files merged at once when ranking (more are merged in rounds)
+FAN_IN = 64
 
 
-def _read_state(folder, fingerprint):
-    """The finished chunks ``{key: counts}`` of an earlier run of the same job; a different job's are cleared."""
-    path = os.path.join(folder, "state.json")
-    try:
-        with open(path, encoding="utf-8") as handle:
-            state = json.load(handle)
-    except (OSError, ValueError):
-        state = None
-    if not (isinstance(state, dict) and state.get("fingerprint") == fingerprint):
-        shutil.rmtree(folder, ignore_errors=True)
-        return {}
-    done = state.get("done", {})
-    return {k: v for k, v in done.items() if os.path.exists(os.path.join(folder, f"chunk-{int(k):06d}.csv"))}
+def _chunk_path(folder, key):
+    return os.path.join(folder, f"chunk-{key:06d}.csv")
 
 
-def _write_chunk(folder, key, rows, done, fingerprint):
-    from .outputs import write_csv, write_json
+def _rank_key(column, descending):
+    """Sort key of a row by ``column``: smallest first (``descending``: largest), NaN last."""
+    sign = -1.0 if descending else 1.0
 
-    os.makedirs(folder, exist_ok=True)
-    write_csv(os.path.join(folder, f"chunk-{key:06d}.csv"), rows)
-    write_json(os.path.join(folder, "state.json"), {"fingerprint": fingerprint, "done": done})
+    def key(row):
+        value = float(row[column])
+        return (True, 0.0) if np.isnan(value) else (False, sign * value)
+
+    return key
 
 
-def _merge(folder, keys, output, header, fallback, rank_by=None, descending=False):
+def _rows(path):
+    """The dict rows of a CSV file, read one at a time."""
+    with open(path, newline="", encoding="utf-8") as handle:
+        yield from csv.DictReader(handle)
+
+
+def _write_rows(handle, columns, rows):
+    writer = csv.DictWriter(handle, fieldnames=columns, lineterminator="\n", restval="")
+    writer.writeheader()
+    writer.writerows(rows)
+
+
+def _merged(folder, paths, columns, key):
+    """The rows of the sorted files ``paths`` in one sorted stream, never more than :data:`FAN_IN` files open.
+
+    Ties keep the order of the files, then of the rows (the order of a stable sort of all rows).
+    """
+    level = 0
+    while len(paths) > FAN_IN:  # merge consecutive groups into sorted runs, in rounds
+        runs = []
+        for g in range(0, len(paths), FAN_IN):
+            runs.append(os.path.join(folder, f"run-{level}-{g // FAN_IN:06d}.csv"))
+            with open(runs[-1], "w", newline="", encoding="utf-8") as out:
+                _write_rows(out, columns, heapq.merge(*map(_rows, paths[g:g + FAN_IN]), key=key))
+        paths, level = runs, level + 1
+    return heapq.merge(*map(_rows, paths), key=key)
+
+
+def _merge(folder, keys, output, columns, rank_by=None, descending=False):
     """Write the rows of the chunk files ``keys`` to ``output`` atomically, ranked by ``rank_by`` if given.
 
-    The columns are ``header``, then those of the chunk files in order of
-    appearance (``fallback`` when no chunk has a row).
+    Each chunk file is read once, a row at a time: with ``rank_by`` its rows
+    were sorted when it was written, and the files are merged
+    (:func:`heapq.merge`), so memory does not grow with the number of rows.
     """
     from .outputs import atomic_path
 
-    columns = list(header)
-    for key in keys:
-        with open(os.path.join(folder, f"chunk-{key:06d}.csv"), newline="", encoding="utf-8") as handle:
-            for name in next(csv.reader(handle), []):
-                if name not in columns:
-                    columns.append(name)
-    if columns == list(header):
-        columns += [c for c in fallback if c not in columns]
-    order = None
-    if rank_by is not None:  # one number per survivor in memory, not the rows
-        values = []
-        for key in keys:
-            with open(os.path.join(folder, f"chunk-{key:06d}.csv"), newline="", encoding="utf-8") as handle:
-                values += [(key, i, float(row[rank_by])) for i, row in enumerate(csv.DictReader(handle))]
-        sign = -1.0 if descending else 1.0
-        values.sort(key=lambda v: (np.isnan(v[2]), sign * v[2] if not np.isnan(v[2]) else 0.0))
-        order = {(key, i): rank for rank, (key, i, _) in enumerate(values, 1)}
-        columns = ["rank"] + columns
+    paths = [_chunk_path(folder, key) for key in keys]
     with atomic_path(output) as tmp, open(tmp, "w", newline="", encoding="utf-8") as out:
-        writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n", restval="")
-        writer.writeheader()
-        if order is None:
-            for key in keys:
-                with open(os.path.join(folder, f"chunk-{key:06d}.csv"), newline="", encoding="utf-8") as handle:
-                    writer.writerows(csv.DictReader(handle))
-            return
-        ranked = [None] * len(order)
-        for key in keys:
-            with open(os.path.join(folder, f"chunk-{key:06d}.csv"), newline="", encoding="utf-8") as handle:
-                for i, row in enumerate(csv.DictReader(handle)):
-                    ranked[order[key, i] - 1] = dict(row, rank=order[key, i])
-        writer.writerows(ranked)
+        if rank_by is None:
+            _write_rows(out, columns, (row for path in paths for row in _rows(path)))
+        else:
+            ranked = _merged(folder, paths, columns, _rank_key(rank_by, descending))
+            _write_rows(out, ["rank"] + columns, (dict(row, rank=k) for k, row in enumerate(ranked, 1)))
 
 
 def stream(model, meta, sources, output, filters=(), chunk=CHUNK, rank_by=None, descending=False, identity=None,
@@ -309,9 +300,10 @@ def stream(model, meta, sources, output, filters=(), chunk=CHUNK, rank_by=None, 
     ----------
     model, meta
         A fitted property model and its metadata (:func:`ml4ms.serialize.load_model`).
-    sources : list of Dataset
-        The records to screen; rows name their ``index`` in their source (and
-        the source, in a ``data`` column, when there are several).
+    sources : list of Dataset or parts
+        The records to screen: datasets, or parts that read them chunk by chunk
+        (:func:`ml4ms.datasets.sources.open_parts`). Rows name their ``index``
+        in their part (and the part, in a ``data`` column, when there are several).
     output : str
         The CSV written when every chunk is done.
     filters : list of str or Filter
@@ -337,8 +329,9 @@ def stream(model, meta, sources, output, filters=(), chunk=CHUNK, rank_by=None, 
         ``chunks`` (total), ``done`` (finished), ``resumed`` (finished before
         this call), ``complete``.
     """
-    from .parallel import Executor
-    from .structures import check_structures
+    from .datasets.sources import as_part, plan_chunks
+    from .outputs import write_csv
+    from .streaming import fingerprint, read_state, run_chunks
     from .workflow import _show_progress
 
     columns = prediction_columns(meta)
@@ -346,43 +339,38 @@ def stream(model, meta, sources, output, filters=(), chunk=CHUNK, rank_by=None, 
     if rank_by is not None and rank_by not in columns:
         raise InputError(f"--rank-by: '{rank_by}' is not a prediction column",
                          hint=f"choose one of: {', '.join(columns)}")
-    for data in sources:
-        check_structures(data.records, source=data.source)
-    plan = plan_chunks([d.records for d in sources], int(chunk))
-    fingerprint = _fingerprint({"model": identity, "data": [(d.source, len(d)) for d in sources],
-                                "filters": [f.text for f in filters], "chunk": int(chunk)})
+    parts = [as_part(s) for s in sources]
+    plan = plan_chunks(parts, int(chunk))
+    job = fingerprint({"model": identity, "data": [p.identity() for p in parts], "filters": [f.text for f in filters],
+                       "chunk": int(chunk), "rank_by": rank_by, "descending": bool(descending)})
     folder = partial_folder(output)
-    done = _read_state(folder, fingerprint)
+    state_path = os.path.join(folder, "state.json")
+    state = read_state(state_path, job)
+    if state is None:
+        shutil.rmtree(folder, ignore_errors=True)
+    done = {k: v for k, v in (state or {"done": {}})["done"].items() if os.path.exists(_chunk_path(folder, int(k)))}
     resumed = len(done)
-    pending = [(key, step) for key, step in enumerate(plan) if str(key) not in done]
-    if max_chunks is not None:
-        pending = pending[:int(max_chunks)]
-    _show_progress(model, False)
-    task = PredictChunk(model, meta)
-    items = [(a, sources[k].records[a:b]) for _, (k, a, b) in pending]
-    several = len(sources) > 1
-    executor = Executor(scheduler=scheduler, chunk=1)
-    results = executor.imap(task, items, progress=progress and len(items) > 1, desc="screen" if filters else "predict")
-    for (key, (k, a, b)), rows in zip(pending, _located(results, sources, pending)):
-        if several:
-            rows = [{"index": r["index"], "data": sources[k].source, **r} for r in rows]
+    order = _rank_key(rank_by, descending) if rank_by is not None else None
+
+    def save(key, rows):
         survivors, passed = apply_filters(rows, filters)
-        done[str(key)] = {"n": b - a, "passed": passed}
-        _write_chunk(folder, key, survivors, done, fingerprint)
+        if order is not None:
+            survivors.sort(key=order)
+        write_csv(_chunk_path(folder, key), survivors)
+        return {"n": len(rows), "passed": passed, "columns": list(dict.fromkeys(c for r in survivors for c in r))}
+
+    _show_progress(model, False)
+    run_chunks(PredictChunk(model, meta, several=len(parts) > 1), parts, plan, done, save, state_path, job,
+               scheduler=scheduler, max_chunks=max_chunks, progress=progress, desc="screen" if filters else "predict")
     stages = [(f.text, sum(d["passed"][i] for d in done.values())) for i, f in enumerate(filters)]
     summary = {"n_records": sum(d["n"] for d in done.values()), "stages": stages, "chunks": len(plan),
                "done": len(done), "resumed": resumed, "complete": len(done) == len(plan)}
     summary["n_survivors"] = stages[-1][1] if stages else summary["n_records"]
     if summary["complete"]:
-        _merge(folder, range(len(plan)), output, ["index"] + (["data"] if several else []), columns,
-               rank_by=rank_by, descending=descending)
+        header = ["index"] + (["data"] if len(parts) > 1 else [])
+        found = [c for key in range(len(plan)) for c in done[str(key)]["columns"]]
+        names = list(dict.fromkeys(header + found))
+        names += [c for c in columns if c not in names] if names == header else []
+        _merge(folder, range(len(plan)), output, names, rank_by=rank_by, descending=descending)
         shutil.rmtree(folder, ignore_errors=True)
     return summary
-
-
-def _located(results, sources, pending):
-    """The results, with an error naming the source of the chunk it came from."""
-    it = iter(results)
-    for _, (k, _, _) in pending:
-        with from_source(sources[k].source):
-            yield next(it)

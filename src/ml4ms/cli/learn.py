@@ -40,7 +40,8 @@ def add_parsers(sub):
 
     p = sub.add_parser("predict", help="predict with a saved model; writes a CSV")
     add_input(p, "model", help="model folder written by 'ml4ms fit'")
-    add_input(p, "data", help="structures or rows to predict: NAME:SPLIT (bundled), a structure file or a CSV table")
+    add_input(p, "data", help="structures or rows to predict: NAME:SPLIT (bundled), a structure file or ASE database "
+                              "(read chunk by chunk), a quoted pattern such as 'data/*.xyz', or a CSV table")
     add_output(p, "-o", "--output", required=True, metavar="CSV", suffixes=(".csv",), what="the predictions",
                help="predictions (and their std, for models with uncertainty) as CSV")
     add_output(p, "--contributions", metavar="OUT.csv", dest="per_atom_output", suffixes=(".csv", ".extxyz", ".xyz"),
@@ -189,13 +190,15 @@ def print_resumed(summary, output):
 
 def run_predict(args):
     from ..datasets import load_data
+    from ..datasets.sources import open_parts
     from ..screening import stream
 
     model, meta = _load(args.model)
-    data = load_data(args.data)
+    parts = open_parts([args.data])
     per_atom = getattr(args, "per_atom_output", None)
+    data = load_data(args.data) if per_atom else None  # per-atom rows are written at once: read whole
     atom_rows = _per_atom_rows(model, meta, data, not args.quiet) if per_atom else None
-    summary = stream(model, meta, [data], args.output, chunk=args.chunk, identity=model_identity(args.model),
+    summary = stream(model, meta, parts, args.output, chunk=args.chunk, identity=model_identity(args.model),
                      progress=not args.quiet)
     print_resumed(summary, args.output)
     print(f"{summary['n_records']} predictions of {', '.join(meta['targets'])} written to {args.output}")

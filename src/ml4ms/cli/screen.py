@@ -9,7 +9,8 @@ def add_parsers(sub):
     p = sub.add_parser("screen", help="predict, filter by conditions on predictions and uncertainty, rank")
     add_input(p, "model", help="model folder written by 'ml4ms fit'")
     add_input(p, "data", nargs="+",
-              help="candidates: NAME:SPLIT (bundled), structure files or CSV tables (several: a 'data' column)")
+              help="candidates: NAME:SPLIT (bundled), structure files, ASE databases (.db), patterns such as "
+                   "'data/*.xyz' (quoted) or CSV tables; files are read chunk by chunk (several: a 'data' column)")
     p.add_argument("--where", action="append", default=[], metavar="EXPR",
                    help=f"a condition on the prediction columns ({ALLOWED}), e.g. 'bandgap_energy_ev > 2 and "
                         "bandgap_energy_ev_std < 0.2'; repeat for stages applied in order")
@@ -27,7 +28,7 @@ def add_parsers(sub):
 
 
 def run_screen(args):
-    from ..datasets import load_data
+    from ..datasets.sources import open_parts
     from ..screening import Filter, partial_folder, prediction_columns, stream
     from .learn import _load, model_identity, print_resumed
 
@@ -35,7 +36,7 @@ def run_screen(args):
     columns = prediction_columns(meta)
     filters = [Filter(text, columns) for text in args.where]  # every filter checked before any work
     rank_by = args.rank_by or meta["targets"][0]
-    sources = [load_data(spec) for spec in args.data]
+    sources = open_parts(args.data)
     summary = stream(model, meta, sources, args.output, filters=filters, chunk=args.chunk, rank_by=rank_by,
                      descending=args.descending, identity=model_identity(args.model), progress=not args.quiet,
                      max_chunks=args.max_chunks)

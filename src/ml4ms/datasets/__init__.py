@@ -273,7 +273,10 @@ def load(name, split=None):
 
 
 def load_data(spec):
-    """Records from a data argument: ``NAME[:SPLIT]``, a ``.csv`` table or a structure file.
+    """Records from a data argument: ``NAME[:SPLIT]``, a ``.csv`` table, a structure file or an ASE database.
+
+    Everything is read at once; :func:`ml4ms.datasets.sources.open_parts`
+    reads files chunk by chunk instead.
 
     Examples
     --------
@@ -295,7 +298,13 @@ def load_data(spec):
         keys = [k for k, v in records[0].items() if isinstance(v, (int, float))]
         return Dataset(name=os.path.basename(spec), split=None, records=records,
                        targets=_scalar_targets(records, keys), source=spec)
-    records = read_structures(spec)
+    if spec.lower().endswith(".db"):
+        from .sources import DatabasePart
+
+        part = DatabasePart(spec)
+        records = part.read(0, len(part))
+    else:
+        records = read_structures(spec)
     keys = sorted(set(records[0].info) | set(getattr(records[0].calc, "results", {}) or {}))
     return Dataset(name=os.path.basename(spec), split=None, records=records,
                    targets=_scalar_targets(records, keys), source=spec)

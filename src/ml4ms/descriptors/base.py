@@ -150,6 +150,23 @@ class BaseDescriptor(TransformerMixin, BaseEstimator):
     def _fit_extra(self, records):
         """Hook for subclasses that learn more than the species."""
 
+    def learned_from_data(self):
+        """What ``fit`` learns from the data rather than from the parameters; empty when nothing.
+
+        A descriptor that learns nothing gives the same features whatever it
+        was fitted on, so features computed part by part (``ml4ms featurize``
+        into a folder of shards) equal those computed at once.
+
+        Examples
+        --------
+        >>> from ml4ms.descriptors.soap import SOAP
+        >>> SOAP().learned_from_data(), SOAP(species=["O", "Ti"]).learned_from_data()
+        (['species'], [])
+        """
+        if self._uses_species and getattr(self, "species", None) is None:
+            return ["species"]
+        return []
+
     def _n_features(self):
         raise NotImplementedError
 

@@ -51,6 +51,14 @@ class ConcatDescriptor(TransformerMixin, BaseEstimator):
         self._fit(X, transform=False)
         return self
 
+    def learned_from_data(self):
+        """What the parts' ``fit`` learn from the data, each named with its part (empty when nothing)."""
+        from . import make_descriptor
+
+        return [f"{part['name']} {what}" for part in self.parts or []
+                for what in make_descriptor(part["name"], **{k: v for k, v in part.items() if k != "name"})
+                .learned_from_data()]
+
     def fit_transform(self, X, y=None):
         """Fit every part and return the concatenated features (each part computed once)."""
         return self._weighted(self._fit(X, transform=True))

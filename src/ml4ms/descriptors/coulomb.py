@@ -80,6 +80,9 @@ class CoulombMatrix(GlobalDescriptor):
         self.n_jobs = n_jobs
         self.progress = progress
 
+    def learned_from_data(self):
+        return super().learned_from_data() + (["n_atoms_max"] if self.n_atoms_max is None else [])
+
     def _fit_extra(self, records):
         if self.permutation not in PERMUTATIONS:
             raise InputError(f"unknown permutation '{self.permutation}'", hint=f"use one of {', '.join(PERMUTATIONS)}")
@@ -146,6 +149,9 @@ class BagOfBonds(GlobalDescriptor):
         self.species = species
         self.n_jobs = n_jobs
         self.progress = progress
+
+    def learned_from_data(self):
+        return super().learned_from_data() + ["bag sizes"]
 
     def _fit_extra(self, records):
         species = list(self.species_)

@@ -308,6 +308,10 @@ class LocalKernelFeatures(TransformerMixin, BaseEstimator):
             raise InputError(f"n_active must be >= 1, got {self.n_active}")
         return dict(zip(keys, share_out(n, int(self.n_active)).tolist()))
 
+    def learned_from_data(self):
+        """The active environments, always (and what the per-atom descriptor learns)."""
+        return _as_descriptor(self.descriptor).learned_from_data() + ["active environments"]
+
     def fit(self, X, y=None):
         """Fit the per-atom descriptor, choose the active environments, factor ``K_MM``."""
         check_finite_params(self)

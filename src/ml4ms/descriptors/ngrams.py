@@ -411,6 +411,9 @@ class BondTopologyNGrams(GlobalDescriptor):
         self._fit_counts(self._records(X))
         return self
 
+    def learned_from_data(self):
+        return super().learned_from_data() + ["n-gram vocabulary"]
+
     def _fit_counts(self, records):
         check_finite_params(self)
         n_min, _ = self._check_params()
