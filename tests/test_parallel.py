@@ -121,6 +121,26 @@ def test_feature_shards_on_the_cluster(cluster, tmp_path, capsys):
                                   read_features(tmp_path / "dask")["features"])
 
 
+def test_streamed_sparse_gp_same_serially_and_on_dask(cluster):
+    """The sufficient statistics of each chunk are computed on the workers; the fit is the serial one."""
+    from ml4ms.descriptors.local_kernel import LocalKernelFeatures
+    from ml4ms.models.linear import BayesianRidge
+    from ml4ms.models.structure import StructureRegressor
+
+    records = load("qm7", "all").records[:150]
+    y = np.array([r.info["atomization_energy_pbe0_eV"] for r in records])
+    model = StructureRegressor(descriptor=LocalKernelFeatures(
+        descriptor={"name": "soap", "r_cut": 4.0, "n_max": 4, "l_max": 3}, n_active=60, progress=False),
+        regressor=BayesianRidge())
+    serial = model.fit_streamed(records, y, chunk=40).estimators_[0]
+    features = model.descriptor_.transform(records)
+    with parallel.use_scheduler(cluster.scheduler_address):
+        on_dask = model.fit_streamed(records, y, chunk=40).estimators_[0]
+    assert np.linalg.norm(on_dask.coef_ - serial.coef_) < 1e-8 * np.linalg.norm(serial.coef_)
+    np.testing.assert_allclose(on_dask.predict(features, return_std=True), serial.predict(features, return_std=True),
+                               rtol=1e-8)
+
+
 # ---- faults --------------------------------------------------------------------------------------------
 
 

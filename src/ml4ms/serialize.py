@@ -68,6 +68,8 @@ MODEL_CLASSES = frozenset({
     "ml4ms.models.ensemble.EnsembleRegressor",
     "ml4ms.models.gp.GaussianProcessRegressor",
     "ml4ms.models.kernel.KernelRidge",
+    "ml4ms.models.linear.BayesianRidge",
+    "ml4ms.models.linear.Ridge",
     "ml4ms.models.structure.StructureRegressor",
     "ml4ms.potentials.model.NeuralPotential",
     "ml4ms.sisso.estimators.SISSOClassifier",

@@ -19,6 +19,7 @@ from sklearn.base import BaseEstimator, RegressorMixin, clone
 from .config import check_value
 from .errors import InputError, from_source
 from .metrics import METRICS, regression_metrics, undefined_reason
+from .models import regressor_class
 from .recipe import build_model
 from .structures import ATOM_COUNT_KEYS, check_structures, get_targets, is_atoms, record_id
 from .transforms import TargetTransform
@@ -227,15 +228,35 @@ def _fixed(fitted_model):
     return reg
 
 
-def fit(recipe, data, progress=True, prepared=None):
-    """Fit a recipe on all of ``data``; returns ``(model, metadata)``."""
-    prep = prepared or prepare_features(recipe, data, progress)
-    records, y, descriptor = prep.records, prep.y, prep.descriptor
+#: structures per chunk of a streamed fit (:func:`fit`)
+FIT_CHUNK = 1000
+
+
+def fit(recipe, data, progress=True, prepared=None, chunk=FIT_CHUNK):
+    """Fit a recipe on all of ``data``; returns ``(model, metadata)``.
+
+    A model whose regressor fits from sufficient statistics (``ridge``,
+    ``bayesian_ridge``) is fitted streamed, ``chunk`` structures at a time
+    (:meth:`~ml4ms.models.structure.StructureRegressor.fit_streamed`), unless
+    ``prepared`` already holds the features; the metadata then names the chunk.
+    """
     targets = _targets(recipe, data)
-    model = clone(prep.model)
-    model.descriptor_ = descriptor
-    with from_source(data.source):
-        model.fit_features(prep.features, y, records, groups=prep.groups)
+    streamed = prepared is None and hasattr(regressor_class(recipe.model["name"]), "fit_statistics")
+    if streamed:
+        records, y = prepare(data, recipe)
+        model = build_model(recipe, records)
+        if "progress" in model.descriptor.get_params():
+            model.descriptor.set_params(progress=progress)
+        with from_source(data.source):
+            model.fit_streamed(records, y, chunk=chunk, progress=progress)
+    else:
+        prep = prepared or prepare_features(recipe, data, progress)
+        records, y = prep.records, prep.y
+        model = clone(prep.model)
+        model.descriptor_ = prep.descriptor
+        with from_source(data.source):
+            model.fit_features(prep.features, y, records, groups=prep.groups)
+    descriptor = model.descriptor_
     from ase.data import chemical_symbols
 
     species = [chemical_symbols[z] for z in getattr(descriptor, "species_", [])]
@@ -250,6 +271,8 @@ def fit(recipe, data, progress=True, prepared=None):
         "hyperparameters": chosen,
         "has_uncertainty": bool(model.has_uncertainty),
     }
+    if streamed:
+        meta["streamed_chunk"] = int(chunk)
     return model, meta
 
 

@@ -6,7 +6,7 @@ from ..errors import InputError
 from ..metrics import METRICS
 from ..models import REGRESSORS
 from .options import (_number, add_chunk, add_input, add_old_name, add_output, add_quiet, add_scheduler,
-                      non_negative_int)
+                      non_negative_int, positive_int)
 
 #: an integer >= 2 (folds: one fold is no cross-validation)
 at_least_two = _number(int, lambda v: v >= 2, "an integer >= 2")
@@ -35,6 +35,10 @@ def add_parsers(sub):
     _recipe_args(p)
     add_output(p, "-o", "--output", required=True, metavar="MODEL", folder="model", what="the model",
                help="model folder to write (JSON + arrays)")
+    p.add_argument("--chunk", type=positive_int, default=1000, metavar="N",
+                   help="structures per chunk of a streamed fit (models ridge and bayesian_ridge: their features "
+                        "are reduced to sufficient statistics chunk by chunk, never held for all structures; "
+                        "default 1000)")
     add_scheduler(p)
     p.set_defaults(func=run_fit)
 
@@ -129,10 +133,11 @@ def run_fit(args):
 
     recipe = _recipe(args)
     data = load_data(args.data)
-    model, meta = fit(recipe, data, progress=not args.quiet)
+    model, meta = fit(recipe, data, progress=not args.quiet, chunk=args.chunk)
     save_model(args.output, model, meta)
     hp = "; ".join(f"{t}: {h}" for t, h in zip(meta["targets"], _per_target(meta["hyperparameters"], meta["targets"])))
-    print(f"fitted {', '.join(meta['targets'])} on {meta['n_train']} records of {data.source}")
+    streamed = f", streamed in chunks of {meta['streamed_chunk']}" if "streamed_chunk" in meta else ""
+    print(f"fitted {', '.join(meta['targets'])} on {meta['n_train']} records of {data.source}{streamed}")
     if hp:
         print(f"hyperparameters: {hp}")
     print(f"model written to {args.output}")

@@ -14,9 +14,9 @@ REGRESSORS = {
     "committee": "ml4ms.models.committee:CommitteeRegressor",
     "ensemble": "ml4ms.models.ensemble:EnsembleRegressor",
     "gp": "ml4ms.models.gp:GaussianProcessRegressor",
-    "ridge": "sklearn.linear_model:Ridge",
+    "ridge": "ml4ms.models.linear:Ridge",
     "lasso": "sklearn.linear_model:Lasso",
-    "bayesian_ridge": "sklearn.linear_model:BayesianRidge",
+    "bayesian_ridge": "ml4ms.models.linear:BayesianRidge",
 }
 
 

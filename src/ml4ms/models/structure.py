@@ -69,18 +69,90 @@ class StructureRegressor(RegressorMixin, BaseEstimator):
         features = self.descriptor_.transform(records)
         return self.fit_features(features, y, records, groups=groups)
 
+    def fit_streamed(self, X, y, chunk=1000, n_jobs=1, progress=False):
+        """Fit as :meth:`fit` does, without ever holding the features of all structures.
+
+        The descriptor is fitted on all of ``X`` (for ``local_kernel``: the
+        active environments, chosen among at most ``max_candidates``, so its
+        memory does not grow with ``len(X)``). Then the structures are cut into
+        chunks of ``chunk``; each chunk's features are reduced to their
+        sufficient statistics (:func:`~ml4ms.models.linear.linear_statistics`)
+        on the executor's workers (:mod:`ml4ms.parallel`: this process,
+        ``n_jobs`` local processes or the chosen Dask cluster); they are added
+        in input order and solved
+        (:meth:`~ml4ms.models.linear.BayesianRidge.fit_statistics`). Memory:
+        ``O(M² + chunk x M)`` for ``M`` features instead of ``O(N x M)``; the
+        result is the in-memory fit's up to rounding, on every executor.
+
+        Parameters
+        ----------
+        X : list of structures or rows
+        y : array-like, shape (n,) or (n, n_targets)
+        chunk : int, default 1000
+            Structures per chunk (per task).
+        n_jobs : int, default 1
+            Local processes when no Dask scheduler is chosen.
+        progress : bool, default False
+            A progress bar over the chunks.
+
+        Returns
+        -------
+        self
+
+        Examples
+        --------
+        >>> from ml4ms.descriptors.columns import ColumnFeatures
+        >>> from ml4ms.models.linear import BayesianRidge
+        >>> rows = [{"x": float(x), "y": 2.0 * x + 1.0} for x in range(50)]
+        >>> model = StructureRegressor(descriptor=ColumnFeatures(columns=["x"]), regressor=BayesianRidge())
+        >>> model = model.fit_streamed(rows, [r["y"] for r in rows], chunk=16)  # 4 chunks
+        >>> round(float(model.predict([{"x": 100.0}])[0]), 3)
+        201.0
+
+        Needs a regressor that fits from statistics (a ``fit_statistics``
+        method: ``ridge`` and ``bayesian_ridge``).
+        """
+        from ..parallel import Executor
+        from .linear import add_statistics
+
+        if not callable(getattr(self.regressor, "fit_statistics", None)):
+            raise InputError(f"{type(self.regressor).__name__} cannot be fitted from streamed statistics",
+                             hint="use model ridge or bayesian_ridge, or fit in memory")
+        records = as_records(X)
+        Z = self._learned(y, records)
+        self.descriptor_ = clone(self.descriptor).fit(records)
+        if "progress" in self.descriptor_.get_params():
+            self.descriptor_.set_params(progress=False)
+        size = int(chunk)
+        items = [(a, records[a:a + size], Z[a:a + size]) for a in range(0, len(records), size)]
+        executor = Executor(n_jobs=n_jobs, chunk=1)  # one chunk of structures per task
+        total = None
+        for stats in executor.imap(ChunkStatistics(self.descriptor_), items, progress=progress and len(items) > 1,
+                                   desc="statistics"):
+            total = stats if total is None else add_statistics(total, stats)  # in input order on every executor
+        self.joint_ = False
+        self.estimators_ = [clone(self.regressor).fit_statistics(total.target(j)) for j in range(Z.shape[1])]
+        return self
+
+    def _learned(self, y, records):
+        """The learned quantities (n, n_targets) of raw targets ``y``; sets ``_single_`` and ``n_targets_``."""
+        y = np.asarray(y, dtype=float)
+        self._single_ = y.ndim == 1
+        y = y.reshape(len(y), -1)
+        if len(y) != len(records):
+            raise InputError(f"{len(records)} structures but {len(y)} target values")
+        self.n_targets_ = y.shape[1]
+        transform = self.transform_
+        return np.column_stack([transform.forward(y[:, j], records) for j in range(y.shape[1])])
+
     def fit_features(self, features, y, records, groups=None):
         """Fit the regressors on precomputed features of a fitted descriptor.
 
         Used by cross-validation to compute the features once.
         """
-        y = np.asarray(y, dtype=float)
-        self._single_ = y.ndim == 1
-        y = y.reshape(len(y), -1)
-        if len(y) != len(features):
+        if len(np.asarray(y)) != len(features):
             raise InputError(f"{len(features)} structures but {len(y)} target values")
-        transform = self.transform_
-        Z = np.column_stack([transform.forward(y[:, j], records) for j in range(y.shape[1])])
+        Z = self._learned(y, records)
         # regressors that search hyperparameters per output in one pass get all targets at once
         self.joint_ = bool(getattr(self.regressor, "_per_output_search", False))
         columns = [Z] if self.joint_ else [Z[:, j] for j in range(Z.shape[1])]
@@ -92,7 +164,6 @@ class StructureRegressor(RegressorMixin, BaseEstimator):
             else:
                 est.fit(features, z)
             self.estimators_.append(est)
-        self.n_targets_ = y.shape[1]
         return self
 
     def predict(self, X, return_std=False):
@@ -171,6 +242,27 @@ class StructureRegressor(RegressorMixin, BaseEstimator):
         """Whether :meth:`predict` can return a standard deviation."""
         check_is_fitted(self, "estimators_")
         return all(_accepts(e.predict, "return_std") for e in self.estimators_)
+
+
+class ChunkStatistics:
+    """The sufficient statistics of one chunk ``(start, records, learned targets)``; picklable, so a worker runs it.
+
+    An error naming a record is renumbered from the chunk's start.
+    """
+
+    def __init__(self, descriptor):
+        self.descriptor = descriptor
+
+    def __call__(self, item):
+        from .linear import linear_statistics
+
+        start, records, Z = item
+        try:
+            return linear_statistics(self.descriptor.transform(records), Z)
+        except InputError as exc:
+            if exc.index is None:
+                raise
+            raise InputError(exc.message, exc.source, exc.index + start, exc.hint, exc.item) from None
 
 
 def _linear_weights(est, n_features):
