@@ -43,6 +43,42 @@ def torch_dtype(dtype):
     raise InputError(f"unknown dtype '{dtype}'", hint="use 'float64' or 'float32'")
 
 
+#: what a ``device`` option may say
+DEVICE_HINT = "use 'cpu' (the default), 'cuda' or 'cuda:N'"
+
+
+def torch_device(device="cpu", option="device"):
+    """``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (or a torch device) -> torch device, checked against this machine.
+
+    A CUDA device that torch cannot see (no GPU, a CPU build of torch, an index beyond the GPUs) is an
+    :class:`~ml4ms.errors.InputError` on one line that names ``option``.
+
+    Examples
+    --------
+    >>> torch_device("cpu")
+    device(type='cpu')
+    >>> torch_device("gpu")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ml4ms.errors.InputError: device must be 'cpu', 'cuda' or 'cuda:N', got 'gpu'; use 'cpu' (the default), ...
+    """
+    torch = _torch()
+    if isinstance(device, torch.device):
+        device = str(device)
+    if not isinstance(device, str) or not (device == "cpu" or device == "cuda" or (
+            device.startswith("cuda:") and device[5:].isdigit())):
+        raise InputError(f"{option} must be 'cpu', 'cuda' or 'cuda:N', got {device!r}", hint=DEVICE_HINT)
+    if device == "cpu":
+        return torch.device("cpu")
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    index = int(device[5:]) if ":" in device else None
+    if count == 0 or (index is not None and index >= count):
+        found = "no CUDA GPU" if count == 0 else f"{count} CUDA GPU{'s' if count > 1 else ''}"
+        raise InputError(f"{option} is '{device}', but torch finds {found} on this machine",
+                         hint=f"set {option} to 'cpu'" + ("" if count == 0 else f" or 'cuda:0' ... 'cuda:{count - 1}'"))
+    return torch.device(device)
+
+
 class single_thread:
     """Run torch on one intra-op thread inside the block (restored after).
 
@@ -110,7 +146,7 @@ def pair_vectors(positions, cell, i, j, shifts, strain=None):
         if strain.dim() == 3:
             D = D + torch.einsum("px,pxy->py", D, strain[i])
         else:
-            D = D @ (torch.eye(3, dtype=positions.dtype) + strain)
+            D = D @ (torch.eye(3, dtype=positions.dtype, device=positions.device) + strain)
     return D
 
 
@@ -170,6 +206,14 @@ class AtomsBatch:
         """A copy with some fields replaced, e.g. ``batch.replace(positions=p)``."""
         return dataclasses.replace(self, **changes)
 
+    def to(self, device):
+        """This batch on ``device`` (a torch device); the batch itself when it is there already (no copies)."""
+        if self.positions.device == device:
+            return self
+        return dataclasses.replace(self, **{f.name: getattr(self, f.name).to(device)
+                                            for f in dataclasses.fields(self)
+                                            if f.name != "cutoff" and getattr(self, f.name) is not None})
+
     def split(self, values):
         """Per-atom rows (numpy or torch, first axis n_atoms) split into one array per structure.
 
@@ -180,7 +224,7 @@ class AtomsBatch:
         >>> [len(part) for part in b.split(np.arange(b.n_atoms))]
         [1, 3]
         """
-        return list(np.split(np.asarray(values), np.cumsum(self.counts.numpy())[:-1])) \
+        return list(np.split(np.asarray(values), np.cumsum(self.counts.cpu().numpy())[:-1])) \
             if isinstance(values, np.ndarray) else list(values.split(self.counts.tolist()))
 
     @classmethod

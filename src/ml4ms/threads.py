@@ -10,6 +10,8 @@ torch's own) at that number, or at what the user asked for.
 
 The command line does this before every command (``--threads N`` to choose);
 the Python API leaves the pools alone unless :func:`limit_threads` is called.
+Processes that share a machine as one job (torchrun's ``LOCAL_WORLD_SIZE``:
+distributed training) share its threads too: :func:`per_process`.
 """
 
 import os
@@ -45,6 +47,25 @@ def _cpu_times():
     return out
 
 
+def local_processes():
+    """Processes of this job on this machine: torchrun's ``LOCAL_WORLD_SIZE`` (1 for a process started alone)."""
+    try:
+        return max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    except ValueError:
+        return 1
+
+
+def per_process(n):
+    """This process's part of ``n`` threads for the job: ``max(1, n // local_processes())``.
+
+    Examples
+    --------
+    >>> per_process(4) == max(1, 4 // local_processes())
+    True
+    """
+    return max(1, int(n) // local_processes())
+
+
 def free_cores(interval=0.1):
     """The usable cores not kept busy by other processes, measured over ``interval`` seconds (at least 1).
 
@@ -72,10 +93,12 @@ def free_cores(interval=0.1):
 
 
 def limit_threads(n=None):
-    """Cap BLAS, OpenMP and torch thread pools at ``n`` threads (default: :func:`free_cores`); returns ``n``.
+    """Cap BLAS, OpenMP and torch thread pools at ``n`` threads (default: :func:`free_cores`); returns the cap.
 
     Pools already started are limited through threadpoolctl and
     ``torch.set_num_threads``; pools started later read the environment.
+    ``n`` is for the whole job: a process of several on this machine
+    (:func:`local_processes`) takes its part (:func:`per_process`).
 
     Examples
     --------
@@ -85,7 +108,7 @@ def limit_threads(n=None):
     if n is None:
         n = _measured[0] if _measured else free_cores()
         _measured[:] = [n]  # one measurement per process: later commands in it reuse it
-    n = int(n)
+    n = per_process(n)
     for name in _POOL_VARIABLES:
         os.environ[name] = str(n)
     from threadpoolctl import threadpool_limits

@@ -67,6 +67,7 @@ def main(argv=None):
         print(f"ml4ms: error: choose a command (listed above); '{args._parser.prog} COMMAND --help' describes one",
               file=sys.stderr)
         return 2
+    args._argv = list(sys.argv[1:] if argv is None else argv)  # what a command that starts itself again repeats
     try:
         check_paths(args)
         limit_threads(getattr(args, "threads", None))

@@ -46,6 +46,11 @@ def add_parsers(sub):
     add_input(q, "--init", metavar="MODEL", help="continue from this potential (or committee): its weights, "
                                                 "standardisation and elements; the config gives the training "
                                                 f"only, at --learning-rate (default {INIT_LEARNING_RATE:g})")
+    _add_device(q, "train on (override [model] device)")
+    q.add_argument("--nproc", type=positive_int, metavar="N",
+                   help="train one potential with N processes on this machine (torch.distributed, started by "
+                        "torchrun: the same course as one process, each process taking its share of every batch); "
+                        "under torchrun itself it is not needed")
     add_quiet(q)
     q.set_defaults(func=run_fit)
 
@@ -55,6 +60,7 @@ def add_parsers(sub):
     add_output(q, "--json", metavar="OUT", suffixes=(".json",), what="the metrics", help="write the metrics as JSON")
     add_output(q, "--plot", metavar="PNG", suffixes=(".png",), what="the parity plots",
                help="parity plots (default: parity_potential.png, or next to --json)")
+    _add_device(q, "compute on")
     add_quiet(q)
     q.set_defaults(func=run_eval)
 
@@ -143,8 +149,24 @@ def add_parsers(sub):
                                            "interrupted run keeps its frames)")
     add_output(q, "--json", metavar="OUT", suffixes=(".json",), what="the summary",
                help="write the summary (energy drift or temperature, speed, novelty) as JSON, when the run finishes")
+    _add_device(q, "compute the forces on")
     add_quiet(q)
     q.set_defaults(func=run_md_cmd)
+
+
+def _add_device(parser, what):
+    """``--device``: where a command's potential computes."""
+    parser.add_argument("--device", metavar="DEVICE", help=f"the device to {what}: cpu (the default), cuda or "
+                                                           "cuda:N (a potential file does not keep one)")
+
+
+def _device(args):
+    """The ``--device`` of a command, checked on this machine (None: not given)."""
+    from ..batch import torch_device
+
+    if args.device is not None:
+        torch_device(args.device, "--device")
+    return args.device
 
 
 def _structures(spec, check=True):
@@ -290,6 +312,7 @@ def run_fit(args):
     from ..potentials.checkpoint import checkpoint_epochs
     from ..potentials.committee import Committee
     from ..potentials.committee_runner import run_committee
+    from ..potentials.distributed import launched, main_process
     from ..potentials.io import load_potential, save_potential
     from ..potentials.loop import run_training
     from ..potentials.metrics import labels_of
@@ -328,6 +351,9 @@ def run_fit(args):
     elif args.init:
         kwargs["learning_rate"] = INIT_LEARNING_RATE
         print(f"continuing {args.init} at learning rate {INIT_LEARNING_RATE:g} (--learning-rate to change)")
+    if _device(args) is not None:
+        model = (Committee([m.set_params(device=args.device) for m in model]) if isinstance(model, Committee)
+                 else model.set_params(device=args.device))
     if args.minutes is not None:
         kwargs["time_limit"] = 60.0 * args.minutes
     if args.threads is not None:
@@ -338,12 +364,21 @@ def run_fit(args):
     if args.jobs is not None and members == 1:
         raise InputError("--jobs runs committee members at once, and this is one potential",
                          hint="give --members N (or [training] members) for a committee, or leave out --jobs")
+    distributed = launched() or (args.nproc or 1) > 1
+    if distributed and members != 1:
+        raise InputError("distributed training (torchrun, --nproc) trains one potential, and this is a committee",
+                         hint="train a committee without it (its members train in parallel processes: --jobs), or "
+                              "leave out --members")
     options = TrainingOptions(**kwargs)
     checkpoint = args.checkpoint or os.path.abspath(args.output).rstrip(os.sep) + ".checkpoint"
     check_checkpoint(checkpoint, args.resume, members, "--checkpoint" if args.checkpoint else "-o", options.epochs)
+    if (args.nproc or 1) > 1 and not launched():  # checked here; the processes do the rest
+        return _start_processes(args)
+    main = main_process()  # of several processes, rank 0 alone writes and reports
     frames, source = _structures(args.data)
     energies, forces = labels_of(frames, source)
-    _warn_outliers(frames, energies, forces, source)
+    if main:
+        _warn_outliers(frames, energies, forces, source)
     try:
         with one_line_warnings():
             if members != 1:
@@ -352,16 +387,20 @@ def run_fit(args):
                                                   source=source)
             else:
                 model, history = run_training(model, frames, energies, forces, options, checkpoint_dir=checkpoint,
-                                              progress=not args.quiet, source=source)
+                                              progress=not args.quiet and main, source=source)
     except InputError as exc:  # from inside the run (a cutoff beyond the memory, too few structures): name the data
         raise (InputError(exc.message, source=source, index=exc.index, hint=exc.hint) if exc.source is None
                else exc) from None
     except KeyboardInterrupt:
+        if not main:
+            return 130
         found = checkpoint_epochs(checkpoint)
         print("ml4ms: interrupted; " + (f"{checkpoint} holds {_held(found)}: rerun with --resume to continue" if found
                                         else "no epoch had finished, so there is nothing to resume"),
               file=sys.stderr)
         return 130
+    if not main:
+        return 0
     if members != 1:
         save_potential(args.output, models, {"data": source, **({"init": args.init} if args.init else {})})
         for k, (m, h) in enumerate(zip(models, histories)):
@@ -378,6 +417,39 @@ def run_fit(args):
     if last:
         print(f"last epoch: {_errors(last)}")
     return 0
+
+
+def _start_processes(args):
+    """``ml4ms potential fit`` again in ``--nproc`` processes under torchrun (``torch.distributed.run``) on this
+    machine; returns its exit code."""
+    import subprocess
+
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}",
+               "-m", "ml4ms", *without_nproc(args._argv)]
+    if not args.quiet:
+        print(f"training with {args.nproc} processes (torchrun)")
+    code = subprocess.call(command)
+    if code:
+        print(f"ml4ms: error: the training processes failed (exit code {code}); their messages are above",
+              file=sys.stderr)
+        return 2
+    return 0
+
+
+def without_nproc(argv):
+    """The command line ``argv`` without its ``--nproc N`` (torchrun would take it for an option of its own).
+
+    Examples
+    --------
+    >>> without_nproc(["potential", "fit", "d.xyz", "--nproc", "2", "-o", "m", "--nproc=4"])
+    ['potential', 'fit', 'd.xyz', '-o', 'm']
+    """
+    out, skip = [], False
+    for token in argv:
+        if not skip and token != "--nproc" and not token.startswith("--nproc="):
+            out.append(token)
+        skip = token == "--nproc"
+    return out
 
 
 def _warn_outliers(frames, energies, forces, source):
@@ -416,7 +488,7 @@ def run_eval(args):
     from ..potentials.io import load_potential
     from ..potentials.metrics import errors_by_formula, evaluate_errors, labels_of, worst_structures
 
-    committee = as_committee(load_potential(args.model))  # a committee is scored by its mean
+    committee = as_committee(load_potential(args.model, device=_device(args) or "cpu"))  # scored by its mean
     frames, source = _structures(args.data)
     energies, forces = labels_of(frames, source)
     with from_source(source):
@@ -725,7 +797,7 @@ def run_md_cmd(args):
         if value is not None and args.ensemble != ensemble:
             raise InputError(f"{option} applies to --ensemble {ensemble} only, not {args.ensemble}",
                              hint=f"leave out {option}, or run --ensemble {ensemble}")
-    calc = NeuralPotentialCalculator(args.model)
+    calc = NeuralPotentialCalculator(args.model, device=_device(args))
     atoms = _structure(args.structure)
     try:
         result = run_md(atoms, calc, ensemble=args.ensemble, temperature=args.temperature, steps=args.steps,

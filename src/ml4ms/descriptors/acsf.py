@@ -135,7 +135,7 @@ def center_blocks(centers, n_atoms, group=None, n_groups=1, per_element=1, max_e
 def padded(values: torch.Tensor, slot: torch.Tensor, rows: int, M: int, fill: float = 0.0) -> torch.Tensor:
     """Scatter per-pair ``values`` (p, ...) into a padded (rows, M, ...) tensor (scriptable)."""
     tail = [int(n) for n in values.shape[1:]]
-    base = torch.full([rows * M] + tail, fill, dtype=values.dtype)
+    base = torch.full([rows * M] + tail, fill, dtype=values.dtype, device=values.device)
     return base.index_put((slot,), values).reshape([rows, M] + tail)
 
 
@@ -286,14 +286,14 @@ def acsf_features(positions, species_index, cell, i, j, shifts, *, n_species, r_
         if g1:
             cols.append(fc[:, None])
         if len(g2):
-            eta = torch.as_tensor(g2[:, 0], dtype=dt)
-            rs = torch.as_tensor(g2[:, 1], dtype=dt)
+            eta = torch.as_tensor(g2[:, 0], dtype=dt, device=D.device)
+            rs = torch.as_tensor(g2[:, 1], dtype=dt, device=D.device)
             cols.append(torch.exp(-eta * (r[:, None] - rs) ** 2) * fc[:, None])
         if len(g3):
-            kappa = torch.as_tensor(g3[:, 0], dtype=dt)
+            kappa = torch.as_tensor(g3[:, 0], dtype=dt, device=D.device)
             cols.append(torch.cos(kappa * r[:, None]) * fc[:, None])
         values = torch.cat(cols, 1) if len(cols) > 1 else cols[0]
-        out = torch.zeros(n_atoms * n_species, n_rad, dtype=dt)
+        out = torch.zeros(n_atoms * n_species, n_rad, dtype=dt, device=D.device)
         out = out.index_add(0, i * n_species + sj, values)
         blocks.append(out.reshape(n_atoms, n_species * n_rad))
     if n_ang:
@@ -302,7 +302,7 @@ def acsf_features(positions, species_index, cell, i, j, shifts, *, n_species, r_
         table = _pair_table(r2, fc, i, j, shifts, n_atoms, etas, structure) if use_table else None
         blocks.append(_acsf_angular(D, r2, fc, i, species_index[j], n_atoms, n_species, r_cut, g4, g5, table))
     if not blocks:
-        return torch.zeros(n_atoms, 0, dtype=dt)
+        return torch.zeros(n_atoms, 0, dtype=dt, device=D.device)
     return torch.cat(blocks, 1) if len(blocks) > 1 else blocks[0]
 
 
@@ -390,16 +390,16 @@ def _acsf_angular(D, r2, fc, i, sj, n_atoms, n_species, r_cut, g4, g5, table=Non
     rc2 = r_cut * r_cut
     params = [(float(e), float(z), float(lam), True) for e, z, lam in g4]
     params += [(float(e), float(z), float(lam), False) for e, z, lam in g5]
-    scale = torch.as_tensor([2.0 ** (1.0 - z) for _, z, _, _ in params], dtype=dt)
+    scale = torch.as_tensor([2.0 ** (1.0 - z) for _, z, _, _ in params], dtype=dt, device=D.device)
     out = []
-    for c0, c1, pairs, M, slot, bounds in center_blocks(i.numpy(), n_atoms, sj.numpy(), n_species,
+    for c0, c1, pairs, M, slot, bounds in center_blocks(i.cpu().numpy(), n_atoms, sj.cpu().numpy(), n_species,
                                                         per_element=4):
         b = c1 - c0
         if M < 2:
-            out.append(torch.zeros(b, n_sp_pairs * n_par, dtype=dt))
+            out.append(torch.zeros(b, n_sp_pairs * n_par, dtype=dt, device=D.device))
             continue
-        slot = torch.from_numpy(slot)
-        pairs = torch.from_numpy(pairs)
+        slot = torch.from_numpy(slot).to(D.device)
+        pairs = torch.from_numpy(pairs).to(D.device)
         P = padded(D[pairs], slot, b, M)
         rr2 = padded(r2[pairs], slot, b, M, 1.0)
         f = padded(fc[pairs], slot, b, M)
@@ -413,12 +413,12 @@ def _acsf_angular(D, r2, fc, i, sj, n_atoms, n_species, r_cut, g4, g5, table=Non
         for hi, lo in species_pair_list(n_species):
             r0, r1, k0, k1 = bounds[lo], bounds[lo + 1], bounds[hi], bounds[hi + 1]
             if r1 == r0 or k1 == k0:
-                block_values.append(torch.zeros(b, n_par, dtype=dt))
+                block_values.append(torch.zeros(b, n_par, dtype=dt, device=D.device))
                 continue
             cos = U[:, r0:r1] @ U[:, k0:k1].transpose(1, 2)
             diag = None
             if hi == lo:
-                diag = torch.eye(r1 - r0, dtype=torch.bool)
+                diag = torch.eye(r1 - r0, dtype=torch.bool, device=D.device)
             if len(g4):
                 if table is not None:
                     index = ids.index_select(0, (lt[:, r0:r1, None] + rt[:, None, k0:k1]).reshape(-1))

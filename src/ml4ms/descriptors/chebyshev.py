@@ -139,7 +139,8 @@ def chebyshev_features(positions, species_index, cell, i, j, shifts, *, radial_c
     See :func:`chebyshev_of_vectors`, the maths (on the pair vectors).
     """
     D = pair_vectors(positions, cell, i, j, shifts, strain) if vectors is None else vectors
-    w = None if weights is None else torch.as_tensor(np.asarray(weights, dtype=float), dtype=D.dtype)
+    w = None if weights is None else torch.as_tensor(np.asarray(weights, dtype=float), dtype=D.dtype,
+                                                     device=D.device)
     return chebyshev_of_vectors(D, i, j, species_index, int(positions.shape[0]), float(radial_cutoff),
                                 int(radial_order), float(angular_cutoff), int(angular_order), w)
 
@@ -175,12 +176,12 @@ def chebyshev_of_vectors(D: torch.Tensor, i: torch.Tensor, j: torch.Tensor, spec
     for c0, c1, pairs, M, slot in angular_blocks(ia, n_atoms, na + 3 + n_ch):
         b = c1 - c0
         if M < 2:
-            parts.append(torch.zeros(b, n_ch * na, dtype=dt))
+            parts.append(torch.zeros(b, n_ch * na, dtype=dt, device=D.device))
             continue
         P = padded(Da[pairs], slot, b, M)
         U = P * torch.rsqrt(padded(r2a[pairs], slot, b, M, 1.0))[:, :, None]
         cos = (U @ U.transpose(1, 2)).clamp(-1.0, 1.0)
-        eye = torch.eye(M, dtype=torch.bool)
+        eye = torch.eye(M, dtype=torch.bool, device=D.device)
         f = padded(fa[pairs], slot, b, M)
         legs = [f]
         if wa is not None:
@@ -204,8 +205,8 @@ def angular_blocks(ia: torch.Tensor, n_atoms: int,
     if torch.jit.is_scripting():
         return even_blocks(ia, n_atoms, per_element)
     else:
-        return [(c0, c1, torch.from_numpy(pairs), M, torch.from_numpy(slot))
-                for c0, c1, pairs, M, slot, _ in center_blocks(ia.numpy(), n_atoms, per_element=per_element)]
+        return [(c0, c1, torch.from_numpy(pairs).to(ia.device), M, torch.from_numpy(slot).to(ia.device))
+                for c0, c1, pairs, M, slot, _ in center_blocks(ia.cpu().numpy(), n_atoms, per_element=per_element)]
 
 
 def even_blocks(ia: torch.Tensor, n_atoms: int, per_element: int,
@@ -224,14 +225,14 @@ def even_blocks(ia: torch.Tensor, n_atoms: int, per_element: int,
     counts = torch.bincount(ia, minlength=n_atoms)
     M = int(counts.max()) if n_atoms > 0 else 0
     starts = torch.cumsum(counts, 0) - counts
-    local = torch.arange(ia.shape[0]) - starts[ia]
+    local = torch.arange(ia.shape[0], device=ia.device) - starts[ia]
     size = max(1, max_elements // max(1, M * M * per_element))
     out: List[Tuple[int, int, torch.Tensor, int, torch.Tensor]] = []
     for c0 in range(0, n_atoms, size):
         c1 = min(n_atoms, c0 + size)
         p0 = int(starts[c0])
         p1 = int(starts[c1 - 1] + counts[c1 - 1])
-        pairs = torch.arange(p0, p1)
+        pairs = torch.arange(p0, p1, device=ia.device)
         out.append((c0, c1, pairs, M, (ia[pairs] - c0) * M + local[pairs]))
     return out
 
@@ -241,10 +242,10 @@ def _radial_sums(r: torch.Tensor, i: torch.Tensor, w: Optional[torch.Tensor], n_
     """Radial expansion of every atom, ``n`` terms, and its species-weighted copy (``None`` if ``w`` is)."""
     keep = torch.nonzero(r < r_cut).squeeze(1)
     T = _radial_basis(r[keep], r_cut, n)
-    plain = torch.zeros(n_atoms, n, dtype=r.dtype).index_add(0, i[keep], T)
+    plain = torch.zeros(n_atoms, n, dtype=r.dtype, device=r.device).index_add(0, i[keep], T)
     if w is None:
         return plain, None
-    return plain, torch.zeros(n_atoms, n, dtype=r.dtype).index_add(0, i[keep], T * w[keep][:, None])
+    return plain, torch.zeros(n_atoms, n, dtype=r.dtype, device=r.device).index_add(0, i[keep], T * w[keep][:, None])
 
 
 def _radial_basis(r: torch.Tensor, r_cut: float, n: int) -> torch.Tensor:
@@ -304,11 +305,11 @@ def chebyshev_pair_gradients(vectors, species_index, i, j, n_atoms, *, radial_cu
     dt = D.dtype
     nr, na = int(radial_order) + 1, int(angular_order) + 1
     n_ch = 1 if weights is None else 2
-    G = torch.zeros(D.shape[0], n_ch * (nr + na), 3, dtype=dt)
+    G = torch.zeros(D.shape[0], n_ch * (nr + na), 3, dtype=dt, device=D.device)
     r = torch.sqrt((D * D).sum(1))
     w = None
     if weights is not None:
-        w = torch.as_tensor(np.asarray(weights, dtype=float), dtype=dt)[species_index[j]]
+        w = torch.as_tensor(np.asarray(weights, dtype=float), dtype=dt, device=D.device)[species_index[j]]
     # feature columns: [radial, angular] or [radial, angular, radial_w, angular_w]
     _radial_sum_gradients(G, D, r, w, radial_cutoff, nr, [0] + ([nr + na] if w is not None else []))
     ang_cols = [nr] + ([2 * nr + na] if w is not None else [])
@@ -321,16 +322,16 @@ def chebyshev_pair_gradients(vectors, species_index, i, j, n_atoms, *, radial_cu
     fa = cosine_cutoff(ra, angular_cutoff)
     dfa = _cutoff_derivative(ra, angular_cutoff)
     channels = [(fa, dfa)] + ([(fa * w[keep], dfa * w[keep])] if w is not None else [])
-    for c0, c1, pairs, M, slot, _ in center_blocks(ia.numpy(), n_atoms, per_element=6 * na + 8):
+    for c0, c1, pairs, M, slot, _ in center_blocks(ia.cpu().numpy(), n_atoms, per_element=6 * na + 8):
         b = c1 - c0
         if M < 2:
             continue
-        slot_t = torch.from_numpy(slot)
-        pairs_t = torch.from_numpy(pairs)
+        slot_t = torch.from_numpy(slot).to(D.device)
+        pairs_t = torch.from_numpy(pairs).to(D.device)
         rr = padded(ra[pairs_t], slot_t, b, M, 1.0)
         U = padded(Da[pairs_t], slot_t, b, M) / rr[:, :, None]
         cos = (U @ U.transpose(1, 2)).clamp(-1.0, 1.0)
-        off = 1.0 - torch.eye(M, dtype=dt)
+        off = 1.0 - torch.eye(M, dtype=dt, device=D.device)
         T = chebyshev_polynomials(cos, na - 1)
         Tp = chebyshev_derivatives(cos, na - 1)
         rows = keep[pairs_t]

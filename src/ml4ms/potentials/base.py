@@ -118,14 +118,16 @@ def energies_forces_stress(model, batch, *, forces=True, stress=False, create_gr
             positions = positions.detach().clone().requires_grad_(True)
         eps = strain = None
         if stress:
-            eps = torch.zeros(batch.n_structures, 3, 3, dtype=positions.dtype, requires_grad=True)
+            eps = torch.zeros(batch.n_structures, 3, 3, dtype=positions.dtype, device=positions.device,
+                              requires_grad=True)
             strain = eps[batch.structure]
         moved = batch.replace(positions=positions)
         if parameters is None:
             atomic = model(moved, strain)
         else:
             atomic = torch.func.functional_call(model, parameters, (moved, strain))
-        energy = torch.zeros(batch.n_structures, dtype=torch.float64).index_add(0, batch.structure, atomic)
+        energy = torch.zeros(batch.n_structures, dtype=torch.float64, device=atomic.device).index_add(
+            0, batch.structure, atomic)
         F = V = None
         if forces or stress:
             inputs = ([positions] if forces else []) + ([eps] if stress else [])
@@ -153,7 +155,8 @@ def committee_energies_forces_stress(models, batch, *, forces=True, stress=False
         positions = batch.positions.detach().clone().requires_grad_(forces)
         eps = strain = None
         if stress:
-            eps = torch.zeros(batch.n_structures, 3, 3, dtype=positions.dtype, requires_grad=True)
+            eps = torch.zeros(batch.n_structures, 3, 3, dtype=positions.dtype, device=positions.device,
+                              requires_grad=True)
             strain = eps[batch.structure]
         D = pair_vectors(positions, batch.cell, batch.i, batch.j, batch.shifts, strain)
         R = models[0].fixed_features(D, batch.species_index, batch.i, batch.j, batch.structure)
@@ -161,8 +164,8 @@ def committee_energies_forces_stress(models, batch, *, forces=True, stress=False
         energies, grads = [], []
         for m in models:
             atomic = m.energies_of_features(leaf, batch.species_index, batch.structure)
-            energies.append(torch.zeros(batch.n_structures, dtype=torch.float64).index_add(0, batch.structure,
-                                                                                          atomic).detach())
+            energies.append(torch.zeros(batch.n_structures, dtype=torch.float64, device=atomic.device).index_add(
+                0, batch.structure, atomic).detach())
             if forces or stress:
                 grads.append(torch.autograd.grad(atomic.sum(), leaf)[0])
         if not (forces or stress):

@@ -8,6 +8,7 @@ current positions, so reuse changes no number, only the time. ``skin=0``
 rebuilds the list on every call.
 """
 
+import copy
 from contextlib import nullcontext
 
 import numpy as np
@@ -35,6 +36,10 @@ class NeuralPotentialCalculator(Calculator):
         Also report how far the structure lies from the training data
         (:mod:`ml4ms.potentials.novelty`; the model must keep reference
         environments, as trained models do).
+    device : {"cpu", "cuda", "cuda:N"}, optional
+        Where to compute: the models' own ``device`` setting by default (a
+        folder loads on the CPU); given, the calculator computes with copies
+        of the models on it (the models given are left as they are).
 
     Notes
     -----
@@ -60,11 +65,14 @@ class NeuralPotentialCalculator(Calculator):
 
     implemented_properties = ["energy", "free_energy", "forces", "stress"]
 
-    def __init__(self, model, skin=0.5, threads_above=1000, novelty=False, **kwargs):
+    def __init__(self, model, skin=0.5, threads_above=1000, novelty=False, device=None, **kwargs):
         super().__init__(**kwargs)
         if isinstance(model, str):
-            model = load_potential(model)
+            model = load_potential(model, device=device or "cpu")
         self.committee = as_committee(model)
+        if device is not None:
+            self.committee = as_committee([copy.copy(m).set_params(device=device) for m in self.committee])
+            self.committee[0].torch_device()  # a device this machine lacks: one line naming it
         self.skin = float(skin)
         self.threads_above = int(threads_above)
         self.novelty = bool(novelty)

@@ -107,11 +107,11 @@ def save_checkpoint(folder, model, best, optimizer, params, state, raw=False):
     for k, p in enumerate(flat):
         st = optimizer.state.get(p, {})
         if "exp_avg" in st:
-            arrays[f"m{k}"] = st["exp_avg"].detach().double().numpy()
-            arrays[f"v{k}"] = st["exp_avg_sq"].detach().double().numpy()
+            arrays[f"m{k}"] = st["exp_avg"].detach().cpu().double().numpy()
+            arrays[f"v{k}"] = st["exp_avg_sq"].detach().cpu().double().numpy()
             arrays[f"step{k}"] = np.asarray(float(st["step"]))
         if raw:  # the model holds the averaged weights; these are the optimizer's own
-            arrays[f"w{k}"] = p.detach().double().numpy()
+            arrays[f"w{k}"] = p.detach().cpu().double().numpy()
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     write_bytes(os.path.join(folder, OPTIMIZER), buf.getvalue())
@@ -130,12 +130,12 @@ def load_optimizer(folder, optimizer, params):
             if f"m{k}" in npz.files:
                 optimizer.state[p] = {
                     "step": torch.tensor(float(npz[f"step{k}"])),
-                    "exp_avg": torch.as_tensor(npz[f"m{k}"], dtype=p.dtype).clone(),
-                    "exp_avg_sq": torch.as_tensor(npz[f"v{k}"], dtype=p.dtype).clone(),
+                    "exp_avg": torch.as_tensor(npz[f"m{k}"], dtype=p.dtype, device=p.device).clone(),
+                    "exp_avg_sq": torch.as_tensor(npz[f"v{k}"], dtype=p.dtype, device=p.device).clone(),
                 }
             if f"w{k}" in npz.files:
                 with torch.no_grad():
-                    p.copy_(torch.as_tensor(npz[f"w{k}"], dtype=p.dtype))
+                    p.copy_(torch.as_tensor(npz[f"w{k}"], dtype=p.dtype, device=p.device))
 
 
 def read_state(folder):
@@ -180,7 +180,7 @@ def fingerprint(model):
     digest = hashlib.sha256()
     for layers in model.torch_parameters(requires_grad=False):
         for w in layers:
-            digest.update(np.ascontiguousarray(w.detach().double().numpy()).tobytes())
+            digest.update(np.ascontiguousarray(w.detach().cpu().double().numpy()).tobytes())
     return digest.hexdigest()[:16]
 
 
@@ -216,12 +216,13 @@ def resume(folder, model, n_frames, train_idx, start):
         raise InputError("checkpoint is of a run that started "
                          + ("from another potential" if state.get("start") else "anew, not from a potential"),
                          source=folder, hint=NEW_FOLDER)
-    saved = load_potential(os.path.join(folder, "model"))
+    device = getattr(model, "device", "cpu")  # the run's: a checkpoint resumes on any device
+    saved = load_potential(os.path.join(folder, "model"), device=device)
     changed = ", ".join(sorted(k for k, v in model.get_params().items() if _plain(saved.get_params()[k]) != _plain(v)))
     if changed:
         raise InputError(f"checkpoint was written with other model settings ({changed})", source=folder,
                          hint="use a new checkpoint folder, or the settings it was started with")
-    best = load_potential(os.path.join(folder, "best")) if state.get("has_best") else None
+    best = load_potential(os.path.join(folder, "best"), device=device) if state.get("has_best") else None
     return Progress.from_state(state), saved, best
 
 

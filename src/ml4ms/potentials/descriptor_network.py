@@ -78,18 +78,19 @@ class ACSFFeatures(torch.nn.Module):
     def forward(self, D, i, j, species_index, structure):
         s = self.settings
         # with ``vectors``, positions give the atom count and dtype only, and the cell and shifts are not read
-        positions, cell = torch.zeros(species_index.shape[0], 3, dtype=D.dtype), torch.zeros(3, 3, dtype=D.dtype)
-        shifts = torch.zeros(i.shape[0], 3, dtype=torch.long)
+        positions = torch.zeros(species_index.shape[0], 3, dtype=D.dtype, device=D.device)
+        cell = torch.zeros(3, 3, dtype=D.dtype, device=D.device)
+        shifts = torch.zeros(i.shape[0], 3, dtype=torch.long, device=D.device)
         return acsf_features(positions, species_index, cell, i, j, shifts, n_species=self.n_species,
                              r_cut=float(s["r_cut"]), g2=s.get("g2", ()), g3=s.get("g3", ()), g4=s.get("g4", ()),
-                             g5=s.get("g5", ()), g1=s.get("g1", True), structure=structure.numpy(), vectors=D)
+                             g5=s.get("g5", ()), g1=s.get("g1", True), structure=structure.cpu().numpy(), vectors=D)
 
     def pair_gradients(self, D, i, j, species_index, structure):
         """Features and ``dX_{i_p}/dD_p`` (n_pairs, F, 3): one reverse-mode pass per feature."""
         D = D.detach().requires_grad_(True)
         with torch.enable_grad():
             X = self(D, i, j, species_index, structure)
-            G = torch.empty(D.shape[0], X.shape[1], 3, dtype=D.dtype)
+            G = torch.empty(D.shape[0], X.shape[1], 3, dtype=D.dtype, device=D.device)
             for f in range(X.shape[1]):
                 (G[:, f],) = torch.autograd.grad(X[:, f].sum(), D, retain_graph=f < X.shape[1] - 1)
         return X.detach(), G
@@ -119,8 +120,9 @@ def cell_average(H: torch.Tensor, structure: torch.Tensor) -> torch.Tensor:
     ``structure`` (n_atoms,) int64 tensor: the cell of every atom.
     """
     n_cells = int(structure.max()) + 1 if structure.numel() > 0 else 0
-    counts = torch.zeros(n_cells, dtype=H.dtype).index_add_(0, structure, torch.ones_like(H[:, 0]))
-    return torch.zeros(n_cells, H.shape[1], dtype=H.dtype).index_add(0, structure, H) / counts[:, None]
+    counts = torch.zeros(n_cells, dtype=H.dtype, device=H.device).index_add_(0, structure, torch.ones_like(H[:, 0]))
+    return torch.zeros(n_cells, H.shape[1], dtype=H.dtype, device=H.device).index_add(0, structure, H) \
+        / counts[:, None]
 
 
 class Dense(torch.nn.Module):
@@ -211,7 +213,7 @@ class ElementNetworks(torch.nn.Module):
 
     def network_outputs(self, H: torch.Tensor, species_index: torch.Tensor) -> torch.Tensor:
         """Atomic energies above the reference energies (n_atoms,) from the networks' inputs ``H``."""
-        out = torch.zeros(H.shape[0], dtype=H.dtype)
+        out = torch.zeros(H.shape[0], dtype=H.dtype, device=H.device)
         scale = float(self.energy_scale)
         for s, net in enumerate(self.networks):
             idx = torch.nonzero(species_index == s).squeeze(1)

@@ -14,7 +14,7 @@ is the descriptor network's.
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from ..batch import _torch, collate, torch_dtype
+from ..batch import _torch, collate, torch_device, torch_dtype
 from ..errors import InputError
 from .base import energies_forces_stress
 from .novelty import nearest_distances, novelty_scale, reference_environments, structure_means
@@ -24,13 +24,13 @@ def as_numpy(energy, forces, virial, atoms):
     """``(energy, forces, stress)`` of one structure as ASE wants them from the tensors of
     :func:`~ml4ms.potentials.base.energies_forces_stress`: eV, eV/Å (or None), Voigt eV/Å³ (or None; xx, yy, zz,
     yz, xz, xy)."""
-    f = None if forces is None else forces.detach().double().numpy()
+    f = None if forces is None else forces.detach().cpu().double().numpy()
     s = None
     if virial is not None:
-        v = virial[0].detach().double().numpy()
+        v = virial[0].detach().cpu().double().numpy()
         v = 0.5 * (v + v.T) / atoms.get_volume()
         s = np.array([v[0, 0], v[1, 1], v[2, 2], v[1, 2], v[0, 2], v[0, 1]])
-    return float(energy.detach()[0]), f, s
+    return float(energy.detach()[0].cpu()), f, s
 
 
 class WeightLists(list):
@@ -45,6 +45,11 @@ class PotentialEstimator(BaseEstimator):
 
     Fitted attributes every kind has: ``species_`` (atomic numbers, sorted), and after training ``training_``;
     with reference environments, ``novelty_references_`` and ``novelty_scale_`` (:meth:`fit_novelty`).
+
+    Every kind has a ``device`` setting (``"cpu"``, the default, ``"cuda"`` or ``"cuda:N"``): its module, its
+    batches (:meth:`tensors`) and its training run there, while the fitted state stays numpy arrays, so that a
+    potential file is the same whatever device wrote it (:mod:`ml4ms.potentials.io` loads it on the CPU unless
+    asked otherwise).
     """
 
     #: the fitted attribute whose presence means the potential has weights
@@ -81,9 +86,15 @@ class PotentialEstimator(BaseEstimator):
         return self.from_network(params.network)
 
     def tensors(self, frames, cutoff=None):
-        """The :class:`~ml4ms.batch.AtomsBatch` of ``frames`` for this potential (its species, cutoff, dtype)."""
+        """The :class:`~ml4ms.batch.AtomsBatch` of ``frames`` for this potential (its species, cutoff, dtype),
+        on its device."""
         self._check_species(frames)
-        return collate(frames, self.cutoff() if cutoff is None else cutoff, self.species_, self.dtype)
+        return collate(frames, self.cutoff() if cutoff is None else cutoff, self.species_,
+                       self.dtype).to(self.torch_device())
+
+    def torch_device(self):
+        """The torch device of ``device`` (an :class:`~ml4ms.errors.InputError` for a GPU this machine lacks)."""
+        return torch_device(getattr(self, "device", "cpu"))
 
     def _check_species(self, frames):
         known = set(self.species_)
@@ -153,7 +164,7 @@ class PotentialEstimator(BaseEstimator):
         :class:`WeightLists`), so that training runs that module directly.
         """
         own = self.network()
-        net = type(own)(**own.config())
+        net = type(own)(**own.config()).to(self.torch_device())
         net.load_state_dict(own.state_dict())
         net.requires_grad_(requires_grad)
         out = WeightLists([net.get_parameter(name) for name in names] for names in net.parameter_groups())
@@ -201,7 +212,8 @@ class PotentialEstimator(BaseEstimator):
         if stress and not all(atoms.pbc):
             raise InputError("stress needs a periodic cell in all three directions")
         t = self.tensors([atoms]) if tensors is None else tensors
-        return t.replace(positions=_torch().as_tensor(np.asarray(atoms.positions), dtype=torch_dtype(self.dtype)))
+        return t.replace(positions=_torch().as_tensor(np.asarray(atoms.positions), dtype=torch_dtype(self.dtype),
+                                                      device=t.positions.device))
 
     def predict(self, frames, forces=True, batch_atoms=2000):
         """Energies (n_frames,) and, if ``forces``, a list of force arrays for many structures."""
@@ -211,9 +223,9 @@ class PotentialEstimator(BaseEstimator):
         for group in batches_of(list(frames), batch_atoms):
             t = self.tensors(group)
             e, F, _ = self.energies_forces(t, forces=forces)
-            energies.extend(e.detach().double().numpy().tolist())
+            energies.extend(e.detach().cpu().double().numpy().tolist())
             if forces:
-                force_list.extend(t.split(F.detach().double().numpy()))
+                force_list.extend(t.split(F.detach().cpu().double().numpy()))
         energies = np.asarray(energies)
         return (energies, force_list) if forces else energies
 
@@ -222,7 +234,7 @@ class PotentialEstimator(BaseEstimator):
         """Standardised descriptor (n_atoms, n_features) of the batch ``t`` (numpy, no gradients)."""
         torch = _torch()
         with torch.no_grad():
-            return self.network().embeddings(t).double().numpy()
+            return self.network().embeddings(t).cpu().double().numpy()
 
     def fit_novelty(self, frames, n_reference=2000, batch_atoms=2000, progress=False):
         """Keep reference environments of ``frames`` (the training structures) for :meth:`novelty`.
@@ -259,8 +271,8 @@ class PotentialEstimator(BaseEstimator):
         for group in tqdm(groups, disable=not progress, desc="reference environments", unit="batch"):
             t = self.tensors(group)
             H.append(self.environments(t))
-            S.append(t.species_index.numpy())
-            ST.append(t.structure.numpy() + offset)
+            S.append(t.species_index.cpu().numpy())
+            ST.append(t.structure.cpu().numpy() + offset)
             offset += len(group)
         H, S, ST = np.concatenate(H), np.concatenate(S), np.concatenate(ST)
         references, rows = reference_environments(H, S, len(self.species_), int(n_reference), return_rows=True)
@@ -280,9 +292,10 @@ class PotentialEstimator(BaseEstimator):
         """
         self._require_references()
         if positions is not None:
-            t = t.replace(positions=_torch().as_tensor(np.asarray(positions), dtype=torch_dtype(self.dtype)))
+            t = t.replace(positions=_torch().as_tensor(np.asarray(positions), dtype=torch_dtype(self.dtype),
+                                                       device=t.positions.device))
         H = self.environments(t)
-        return nearest_distances(H, t.species_index.numpy(), self.novelty_references_) / self.novelty_scale_
+        return nearest_distances(H, t.species_index.cpu().numpy(), self.novelty_references_) / self.novelty_scale_
 
     def _require_references(self):
         if not hasattr(self, "novelty_references_"):
@@ -321,7 +334,7 @@ class PotentialEstimator(BaseEstimator):
         for group in batches_of(frames, batch_atoms):
             t = self.tensors(group)
             d = self.atom_novelty(t)
-            structure = t.structure.numpy()
+            structure = t.structure.cpu().numpy()
             if per_atom:
                 out.extend(d[structure == k] for k in range(len(group)))
             else:

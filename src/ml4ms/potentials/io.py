@@ -13,6 +13,10 @@ member swapped, added or removed is refused like an edited model file.
 
 Folders written by earlier versions (the estimator's arrays in the property-model format) are refused in one
 line that names the converter, ``ml4ms potential convert OLD -o NEW`` (:func:`convert_potential`).
+
+A file does not depend on the device that wrote it: the state is saved from the CPU and the estimator's
+``device`` setting is not kept, so a potential trained on a GPU loads on a machine without one.
+:func:`load_potential` puts it on the CPU unless asked for another device.
 """
 
 import inspect
@@ -79,13 +83,27 @@ def save_potential(path, model, metadata=None):
         arrays.update({f"novelty.{s}": np.asarray(ref) for s, ref in enumerate(model.novelty_references_)})
     doc = {"format": FORMAT, "format_version": FORMAT_VERSION, "metadata": {**(metadata or {}), "kind": KIND},
            "model": {"class": name, "config": net.config(), "state": list(state)},
-           "estimator": {"class": type(model).__name__, "params": _plain(model.get_params(deep=False))},
+           "estimator": {"class": type(model).__name__, "params": _plain(saved_settings(model))},
            "training": _plain(getattr(model, "training_", None)), "novelty": novelty}
     write_folder(path, doc, arrays)
 
 
-def load_potential(path, with_metadata=False):
+def saved_settings(model):
+    """The settings of ``model`` that a potential file keeps: all but ``device``, which belongs to the machine.
+
+    Examples
+    --------
+    >>> sorted(saved_settings(MessagePassingPotential(device="cpu")))
+    ['dtype', 'features', 'interactions', 'r_cut', 'radial_basis', 'seed']
+    """
+    return {k: v for k, v in model.get_params(deep=False).items() if k != "device"}
+
+
+def load_potential(path, with_metadata=False, device="cpu"):
     """Read a potential folder; a committee folder gives a :class:`~ml4ms.potentials.committee.Committee`.
+
+    ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:N"``) is where the potential computes (its ``device`` setting);
+    the file itself does not say.
 
     Examples
     --------
@@ -107,13 +125,15 @@ def load_potential(path, with_metadata=False):
                              + ("; the committee folder is incomplete" if members else
                                 "; give a folder written by 'ml4ms potential fit -o'"))
     if os.path.exists(committee):
-        out = [load_potential(member, True) for member in _committee_members(path)]
+        out = [load_potential(member, True, device) for member in _committee_members(path)]
         try:
             committee = Committee([m for m, _ in out])
         except InputError as exc:
             raise ModelFileError(f"{path}: {exc.message}; the committee folder was edited") from None
         return (committee, out[0][1]) if with_metadata else committee
     model, meta = _load_member(path)
+    model.set_params(device=device)
+    model.torch_device()  # a device this machine lacks: one line naming it
     return (model, meta) if with_metadata else model
 
 

@@ -12,6 +12,13 @@ is written after every epoch and a call with the same folder resumes from
 the last finished epoch (:mod:`ml4ms.potentials.checkpoint`); the epoch
 shuffles are seeded by ``(seed, epoch)``, so a resumed run draws the same
 batches as an unbroken one.
+
+Started by torchrun as several processes, a run trains one potential with
+all of them (:mod:`ml4ms.potentials.distributed`): each takes its share of
+every batch, their gradients are summed before every step, and the run
+follows the same course as in one process, to rounding. The potential's
+``device`` is where the module, the batches and the precomputed Jacobians
+live.
 """
 
 import contextlib
@@ -26,7 +33,9 @@ from ..batch import AtomsBatch, _torch, torch_dtype
 from ..duplicates import duplicate_groups
 from ..errors import InputError
 from ..model_selection import group_train_test_split
+from ..threads import per_process
 from .checkpoint import Progress, fingerprint, load_optimizer, resume, save_checkpoint
+from .distributed import process_group
 from .metrics import binding_energy_per_atom, labels_of
 from .precompute import JacobianSet
 
@@ -60,8 +69,17 @@ def run_training(model, frames, energies, forces, options, *, groups=None, check
     model : NeuralPotential
         See :func:`~ml4ms.potentials.train.train_potential`.
     history : list of dict
+
+    Notes
+    -----
+    In a process started by torchrun with others (:mod:`ml4ms.potentials.distributed`) the run is one of
+    several that train the same potential: every one returns it, only rank 0 writes the checkpoints and shows
+    the progress, and ``options.threads`` is shared by the processes on a machine.
     """
-    with _torch_threads(options.threads):
+    threads = None if options.threads is None else per_process(options.threads)
+    ranks = process_group(getattr(model, "device", "cpu"))
+    with _torch_threads(threads):
+        progress = progress and ranks.main
         t_call = time.time()
         frames, energies, forces = _labelled(frames, energies, forces, groups, source)
         start = None
@@ -81,7 +99,7 @@ def run_training(model, frames, energies, forces, options, *, groups=None, check
         adam = _Adam(model, options)
         if resumed is not None:
             load_optimizer(checkpoint_dir, adam.optimizer, adam.params)
-        errors = _BatchErrors(model, frames, energies, forces)
+        errors = _BatchErrors(model, frames, energies, forces, ranks)
         precompute_seconds = None
         if options.precompute and model.has_precompute:  # kinds without the fast path train through the model
             t0 = time.time()
@@ -95,8 +113,8 @@ def run_training(model, frames, energies, forces, options, *, groups=None, check
         cut = False
         t_start = time.time()  # the time limit counts training only, not the preparation and precomputation above
 
-        def out_of_time():
-            return time.time() - t_start > options.time_limit
+        def out_of_time():  # rank 0's clock: the processes stop at the same batch
+            return ranks.agree(time.time() - t_start > options.time_limit)
 
         def report(se_e, n_e, se_f, n_f):
             bar.update(1)
@@ -105,7 +123,7 @@ def run_training(model, frames, energies, forces, options, *, groups=None, check
                                 f"F {f_txt} eV/Å | val {last_val}")
 
         def step(loss):
-            adam.step(loss)
+            adam.step(loss, ranks)
             if adam.averaged is not None:
                 adam.average(ema_weight(options.ema_decay, done.ema_steps))
                 done.ema_steps += 1
@@ -113,7 +131,7 @@ def run_training(model, frames, energies, forces, options, *, groups=None, check
         try:
             while done.epoch < options.epochs:
                 t0 = time.time()
-                if not done.stage_two and stage_two_due(options, done.epoch, t0 - t_start):
+                if not done.stage_two and ranks.agree(stage_two_due(options, done.epoch, t0 - t_start)):
                     done.stage_two, done.best_loss, done.stale = True, float("inf"), 0  # a new loss: a new best
                 w_e, w_f = options.stage_two_weights if done.stage_two else (options.energy_weight,
                                                                               options.force_weight)
@@ -121,11 +139,11 @@ def run_training(model, frames, energies, forces, options, *, groups=None, check
                 order = np.random.default_rng([options.seed, done.epoch]).permutation(train_idx)
                 tr_e, tr_f, stopped = sweep(errors, order, options.batch_size, w_e, w_f, adam.params, step=step,
                                             out_of_time=None if options.time_limit is None else out_of_time,
-                                            report=report)
+                                            report=report, ranks=ranks)
                 cut = cut or stopped
                 model.set_parameters(adam.kept)
                 if len(val_idx):
-                    va_e, va_f, _ = sweep(errors, val_idx, options.batch_size, w_e, w_f, adam.kept)
+                    va_e, va_f, _ = sweep(errors, val_idx, options.batch_size, w_e, w_f, adam.kept, ranks=ranks)
                     val_loss = w_e * (va_e / 1000) ** 2 + w_f * va_f ** 2
                 else:
                     va_e = va_f = float("nan")
@@ -142,13 +160,13 @@ def run_training(model, frames, energies, forces, options, *, groups=None, check
                                      "stage": 2 if done.stage_two else 1})
                 done.lr = max(done.lr * options.lr_decay, options.min_learning_rate)
                 last_val = f"E {va_e:.2f} meV/atom F {va_f:.3f} eV/Å"
-                if checkpoint_dir:
+                if checkpoint_dir and ranks.main:
                     save_checkpoint(checkpoint_dir, model, best, adam.optimizer, adam.params,
                                     done.state(best is not None, len(frames), train_idx, val_idx, start),
                                     raw=adam.averaged is not None)
                 if len(val_idx) and done.stale >= options.patience:
                     break
-                if options.time_limit is not None and time.time() - t_start > options.time_limit:
+                if options.time_limit is not None and out_of_time():
                     cut = cut or done.epoch < options.epochs
                     break
         finally:
@@ -174,13 +192,19 @@ def run_training(model, frames, energies, forces, options, *, groups=None, check
         return result, done.history
 
 
-def sweep(errors, indices, batch_size, w_e, w_f, params, step=None, out_of_time=None, report=None):
+def sweep(errors, indices, batch_size, w_e, w_f, params, step=None, out_of_time=None, report=None, ranks=None):
     """One pass over ``indices`` in batches: a training epoch (with ``step``) or a validation pass.
+
+    The loss of a batch of ``b`` structures with ``c`` force components is
+    ``w_e Σ de² / b + w_f Σ df² / c``. With several processes (``ranks``) each sums over its share of the batch
+    and the step sums their gradients: the gradient of the whole batch's loss.
 
     Parameters
     ----------
     errors : callable
-        ``errors(batch_indices, use_forces, create_graph, params) -> (energy errors per atom, force errors)``.
+        ``errors(batch_indices, use_forces, create_graph, params) -> (energy errors per atom, force errors)``
+        of this process's share of the batch (``(None, None)`` for an empty share); ``errors.components(batch)``:
+        the force components of the whole batch.
     indices : array of int
         The structures, in the order of the pass.
     batch_size : int
@@ -189,11 +213,14 @@ def sweep(errors, indices, batch_size, w_e, w_f, params, step=None, out_of_time=
     params : list of list of torch.Tensor
         The weights to evaluate.
     step : callable, optional
-        Takes each batch's loss and steps the optimizer: a training pass. Without it, a validation pass.
+        Takes each batch's loss (``None`` for an empty share) and steps the optimizer: a training pass. Without
+        it, a validation pass.
     out_of_time : callable, optional
         True when the time limit has passed: the pass stops before its next batch (never before its first).
     report : callable, optional
-        Called after each training batch with the running sums ``(se_e, n_e, se_f, n_f)``.
+        Called after each training batch with this process's running sums ``(se_e, n_e, se_f, n_f)``.
+    ranks : Ranks, optional
+        The processes of the run (:class:`~ml4ms.potentials.distributed.Ranks`; default: this one alone).
 
     Returns
     -------
@@ -205,8 +232,9 @@ def sweep(errors, indices, batch_size, w_e, w_f, params, step=None, out_of_time=
         The time limit ended the pass early.
     """
     train = step is not None
-    se_e = se_f = 0.0
-    n_e = n_f = 0
+    se_e = se_f = 0.0  # this process's sums of squares
+    n_e = n_f = 0  # structures and force components of the whole batches
+    own_e = own_f = 0  # of this process's shares (the progress report)
     cut = False
     for b0 in range(0, len(indices), batch_size):
         if train and b0 and out_of_time is not None and out_of_time():
@@ -215,19 +243,27 @@ def sweep(errors, indices, batch_size, w_e, w_f, params, step=None, out_of_time=
         idx = indices[b0:b0 + batch_size]
         use_f = w_f > 0 or not train
         de, df = errors(idx, use_f, train and w_f > 0, params)
-        loss_e = (de ** 2).mean()
-        loss = w_e * loss_e
+        n_e += len(idx)
+        loss = None
+        if de is not None:
+            sq_e = (de ** 2).sum()
+            loss = w_e * (sq_e / len(idx))
+            se_e += float(sq_e.detach())
+            own_e += len(de)
         if use_f:
-            loss_f = (df ** 2).mean()
-            loss = loss + w_f * loss_f
-            se_f += float(loss_f.detach()) * df.numel()
-            n_f += df.numel()
+            components = errors.components(idx)
+            n_f += components
+            if df is not None:
+                sq_f = (df ** 2).sum()
+                loss = loss + w_f * (sq_f / components)
+                se_f += float(sq_f.detach())
+                own_f += df.numel()
         if train:
             step(loss)
-        se_e += float(loss_e.detach()) * len(idx)
-        n_e += len(idx)
-        if train and report is not None:
-            report(se_e, n_e, se_f, n_f)
+            if report is not None:
+                report(se_e, max(own_e, 1), se_f, own_f)
+    if ranks is not None:
+        se_e, se_f = ranks.sum([se_e, se_f])
     e_rmse = float(1000 * np.sqrt(se_e / max(n_e, 1)))
     f_rmse = float(np.sqrt(se_f / n_f)) if n_f else float("nan")
     return e_rmse, f_rmse, cut
@@ -366,18 +402,36 @@ class _BatchErrors:
     """Energy errors per atom and force errors of batches of structures, through the descriptor or its Jacobians.
 
     Calling it with ``(batch_indices, use_forces, create_graph, params)`` gives the energy errors per atom
-    (b,) and the force errors (flattened; ``None`` without forces) of the batch with the weights ``params``.
+    (b,) and the force errors (flattened; ``None`` without forces) of this process's share of the batch
+    (:class:`~ml4ms.potentials.distributed.Ranks`) with the weights ``params``; ``(None, None)`` for an empty
+    share. Everything it keeps is on the potential's device.
     """
 
-    def __init__(self, model, frames, energies, forces):
-        self.model, self.frames, self.energies, self.forces = model, frames, energies, forces
+    def __init__(self, model, frames, energies, forces, ranks):
+        self.model, self.frames, self.energies, self.forces, self.ranks = model, frames, energies, forces, ranks
         self.dtype = torch_dtype(model.dtype)
+        self.device = model.torch_device()
+        self.n_atoms = np.array([len(a) for a in frames], dtype=np.int64)
         self.cache = {}  # neighbour lists once per structure; batches concatenate them
-        self.jacobians = self.position = None
+        self.jacobians = self.position = self.owner = None
+
+    def components(self, indices):
+        """Force components of the structures ``indices`` (all of them, whichever process holds them)."""
+        return 3 * int(self.n_atoms[indices].sum())
 
     def precompute(self, used, time_limit, progress):
-        """Compute the descriptors and their Jacobians of the structures ``used`` once (:class:`JacobianSet`)."""
-        notice = _precompute_notice(len(used), time_limit, progress) if progress or time_limit is not None else None
+        """Compute the descriptors and their Jacobians of the structures ``used`` once (:class:`JacobianSet`).
+
+        With several processes each keeps those of every ``size``-th structure of ``used``, and its share of a
+        batch is the structures it keeps.
+        """
+        ranks = self.ranks
+        if ranks.size > 1:
+            self.owner = np.full(len(self.frames), -1, dtype=np.int64)
+            self.owner[used] = np.arange(len(used)) % ranks.size
+            used = used[self.owner[used] == ranks.rank]
+        notice = _precompute_notice(len(used), time_limit, progress) \
+            if ranks.main and (progress or time_limit is not None) else None
         self.jacobians = JacobianSet(self.model, [self.frames[k] for k in used], self.energies[used],
                                      [self.forces[k] for k in used], progress=progress, on_estimate=notice)
         self.position = np.empty(len(self.frames), dtype=np.int64)
@@ -390,13 +444,17 @@ class _BatchErrors:
             if int(k) not in self.cache:
                 self.cache[int(k)] = self.model.tensors([self.frames[k]])
         t = AtomsBatch.concat(self.cache[int(k)] for k in indices)
-        counts = t.counts.numpy()
-        e_ref = torch.as_tensor(self.energies[indices], dtype=torch.float64)  # totals ~1e4 eV: float64, as predicted
-        f_ref = torch.as_tensor(np.concatenate([self.forces[k] for k in indices]), dtype=self.dtype)
-        return t, e_ref, f_ref, torch.as_tensor(counts, dtype=torch.float64)
+        e_ref = torch.as_tensor(self.energies[indices], dtype=torch.float64,  # totals ~1e4 eV: float64, as predicted
+                                device=self.device)
+        f_ref = torch.as_tensor(np.concatenate([self.forces[k] for k in indices]), dtype=self.dtype,
+                                device=self.device)
+        return t, e_ref, f_ref, torch.as_tensor(self.n_atoms[indices], dtype=torch.float64, device=self.device)
 
     def __call__(self, idx, use_f, create_graph, params):
         torch = _torch()
+        idx = self.ranks.share(idx, self.owner)
+        if not len(idx):
+            return None, None
         jac = self.jacobians
         if jac is None:
             t, e_ref, f_ref, n = self.batch(idx)
@@ -432,10 +490,13 @@ class _Adam:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 
-    def step(self, loss):
-        """One Adam step on ``loss``."""
+    def step(self, loss, ranks):
+        """One Adam step on ``loss`` (``None``: this process had no structures), its gradients summed over the
+        processes ``ranks``."""
         self.optimizer.zero_grad()
-        loss.backward()
+        if loss is not None:
+            loss.backward()
+        ranks.sum_gradients(self.flat)
         self.optimizer.step()
 
     def average(self, d):

@@ -72,7 +72,7 @@ def sine_basis(r: torch.Tensor, cutoff: float, n: int) -> torch.Tensor:
     >>> sine_basis(torch.tensor([1.0, 5.0]), 5.0, 3)[1].abs().max().item() < 1e-7
     True
     """
-    k = torch.arange(1, n + 1, dtype=r.dtype) * (math.pi / cutoff)
+    k = torch.arange(1, n + 1, dtype=r.dtype, device=r.device) * (math.pi / cutoff)
     envelope = 0.5 * (torch.cos(r * (math.pi / cutoff)) + 1.0) * (r < cutoff).to(r.dtype)
     return torch.sin(r[:, None] * k) / (r[:, None] / cutoff) * envelope[:, None]
 
@@ -189,7 +189,7 @@ class MessagePassingNetwork(AtomisticModel):
         unit = D / r[:, None]
         filters = self.filters(sine_basis(r, self.cutoff, self.radial_basis))
         s = self.embedding[species_index]
-        v = torch.zeros(n, 3, F, dtype=s.dtype)
+        v = torch.zeros(n, 3, F, dtype=s.dtype, device=s.device)
         inverse = 1.0 / float(self.neighbour_scale)
         for k, layer in enumerate(self.layers):
             s, v = layer(s, v, filters[:, 3 * F * k:3 * F * (k + 1)], unit, i, j, inverse, k == 0)
@@ -237,6 +237,8 @@ class MessagePassingPotential(PotentialEstimator):
     dtype : {"float64", "float32"}, default "float64"
     seed : int, default 0
         Seed of the weight initialisation.
+    device : {"cpu", "cuda", "cuda:N"}, default "cpu"
+        Where the module, its batches and its training run (a potential file does not keep it).
 
     Attributes
     ----------
@@ -265,13 +267,15 @@ class MessagePassingPotential(PotentialEstimator):
     #: the name of this kind in a recipe's ``[model] kind``
     recipe_kind = "message_passing"
 
-    def __init__(self, *, r_cut=5.0, features=32, interactions=2, radial_basis=8, dtype="float64", seed=0):
+    def __init__(self, *, r_cut=5.0, features=32, interactions=2, radial_basis=8, dtype="float64", seed=0,
+                 device="cpu"):
         self.r_cut = r_cut
         self.features = features
         self.interactions = interactions
         self.radial_basis = radial_basis
         self.dtype = dtype
         self.seed = seed
+        self.device = device
 
     def cutoff(self):
         """Neighbour-list cutoff (Å): ``r_cut``."""
@@ -289,6 +293,7 @@ class MessagePassingPotential(PotentialEstimator):
         """
         check({name: getattr(self, name) for name in SETTINGS}, SETTINGS)
         torch_dtype(self.dtype)
+        self.torch_device()
 
     def initialize(self, frames, energies):
         """Set the species, reference energies, energy scale, neighbour scale and random weights (``seed``).
@@ -341,6 +346,7 @@ class MessagePassingPotential(PotentialEstimator):
         net.load_state_dict({k: torch.as_tensor(np.asarray(v), dtype=own[k].dtype).reshape(own[k].shape)
                              for k, v in state.items()})
         net.requires_grad_(False)
+        net.to(self.torch_device())
         self.__dict__["_network"] = (key, net)
         return net
 
@@ -359,7 +365,7 @@ class MessagePassingPotential(PotentialEstimator):
         if differ:
             raise InputError(f"the network's settings differ from the potential's ({', '.join(differ)})",
                              hint="rebuild the potential from the network's configuration")
-        state = {k: v.detach().double().numpy().copy() for k, v in net.state_dict().items()}
+        state = {k: v.detach().cpu().double().numpy().copy() for k, v in net.state_dict().items()}
         self.reference_energies_ = state.pop("reference_energies")
         self.energy_scale_ = float(state.pop("energy_scale"))
         self.neighbour_scale_ = float(state.pop("neighbour_scale"))

@@ -74,6 +74,8 @@ class NeuralPotential(PotentialEstimator):
     dtype : {"float64", "float32"}, default "float64"
     seed : int, default 0
         Seed of the weight initialisation.
+    device : {"cpu", "cuda", "cuda:N"}, default "cpu"
+        Where the module, its batches and its training run (a potential file does not keep it).
     cell_mean : bool, default False
         Append the (standardised) cell average of the standardised
         descriptor to every atom's input (see the module notes).
@@ -122,12 +124,13 @@ class NeuralPotential(PotentialEstimator):
                            **{f"descriptor_params.{k}": v for k, v in REMOVED_SETTINGS.items()}}
 
     def __init__(self, *, descriptor="chebyshev", descriptor_params=None, hidden=(20, 20), dtype="float64", seed=0,
-                 cell_mean=False, linear=False):
+                 device="cpu", cell_mean=False, linear=False):
         self.descriptor = descriptor
         self.descriptor_params = descriptor_params
         self.hidden = hidden
         self.dtype = dtype
         self.seed = seed
+        self.device = device
         self.cell_mean = cell_mean
         self.linear = linear
 
@@ -169,6 +172,7 @@ class NeuralPotential(PotentialEstimator):
         """
         hidden = self._check_hidden()
         torch_dtype(self.dtype)
+        self.torch_device()
         if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
             raise InputError(f"seed must be a non-negative integer, got {self.seed!r}")
         for name in ("cell_mean", "linear"):
@@ -200,7 +204,8 @@ class NeuralPotential(PotentialEstimator):
 
     def descriptor_module(self):
         """The descriptor as a torch module (needs the species, not the weights)."""
-        return DESCRIPTOR_MODULES[self.descriptor](len(self.species_), self.descriptor_settings())
+        return DESCRIPTOR_MODULES[self.descriptor](len(self.species_), self.descriptor_settings()).to(
+            self.torch_device())
 
     # ------------------------------------------------------- initialisation --
     def initialize(self, frames, energies, max_stat_frames=400):
@@ -225,8 +230,8 @@ class NeuralPotential(PotentialEstimator):
         sample = list(frames[::step])
         with torch.no_grad():
             t = self.tensors(sample)
-            X = self.features(t).double().numpy()
-        sidx = t.species_index.numpy()
+            X = self.features(t).cpu().double().numpy()
+        sidx = t.species_index.cpu().numpy()
         nf = X.shape[1]
         mean = np.zeros((len(self.species_), nf))
         std = np.ones((len(self.species_), nf))
@@ -240,7 +245,7 @@ class NeuralPotential(PotentialEstimator):
         self.n_features_ = int(nf)
         if self.cell_mean:
             H = torch.from_numpy((X - mean[sidx]) / std[sidx])
-            cells = cell_average(H, t.structure).numpy()
+            cells = cell_average(H, t.structure.cpu()).numpy()
             sd = cells.std(0)
             self.cell_feature_mean_ = cells.mean(0)
             self.cell_feature_std_ = np.where(sd > 1e-8, sd, 1.0)
@@ -297,6 +302,7 @@ class NeuralPotential(PotentialEstimator):
         net.load_state_dict({k: torch.as_tensor(np.asarray(v), dtype=own[k].dtype).reshape(own[k].shape)
                              for k, v in state.items()})
         net.requires_grad_(False)
+        net.to(self.torch_device())
         self.__dict__["_network"] = (key, net, arrays)
         return net
 
@@ -317,7 +323,7 @@ class NeuralPotential(PotentialEstimator):
         InputError
             ``net`` was built with other settings than this potential's.
         """
-        state = {k: v.detach().double().numpy().copy() for k, v in net.state_dict().items()}
+        state = {k: v.detach().cpu().double().numpy().copy() for k, v in net.state_dict().items()}
         self.species_ = [int(z) for z in net.species]
         self.n_features_ = int(net.n_features)
         own, theirs = self.network_config(), net.config()
@@ -337,7 +343,7 @@ class NeuralPotential(PotentialEstimator):
 
     def set_parameters(self, params):
         """Copy torch parameters (as from :meth:`torch_parameters`) back into ``weights_``."""
-        self.weights_ = [[p.detach().double().numpy().copy() for p in layers] for layers in params]
+        self.weights_ = [[p.detach().cpu().double().numpy().copy() for p in layers] for layers in params]
         return self
 
     def network_energies(self, X, species_index, params, structure=None):

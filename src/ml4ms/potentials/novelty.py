@@ -356,14 +356,14 @@ def novel_structures(models, frames, count, min_novelty=0.0, batch_atoms=2000, p
                       unit="batch"):
         built = {}  # members with one cutoff and precision share the neighbour lists
         for k, m in enumerate(members):
-            key = (m.cutoff(), m.dtype)
+            key = (m.cutoff(), m.dtype, str(m.torch_device()))
             t = built[key] = built[key] if key in built else m.tensors(group)
             H = m.environments(t) / m.novelty_scale_
             environments[k].append(H)
-            distances[k].append(nearest_distances(H, t.species_index.numpy(),
+            distances[k].append(nearest_distances(H, t.species_index.cpu().numpy(),
                                                   [R / m.novelty_scale_ for R in m.novelty_references_]))
-        species.append(t.species_index.numpy())
-        structure.append(t.structure.numpy() + offset)
+        species.append(t.species_index.cpu().numpy())
+        structure.append(t.structure.cpu().numpy() + offset)
         offset += len(group)
     if not frames:
         return np.zeros(0, dtype=np.int64), np.zeros(0)

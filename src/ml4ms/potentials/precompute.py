@@ -66,12 +66,12 @@ def _jacobian_chunk(model, frames):
     D = pair_vectors(t.positions, t.cell, t.i, t.j, t.shifts)
     X, G = model.pair_gradients(t, D)  # (n_atoms, F), (pairs, F, 3)
     F = X.shape[1]
-    i, j = t.i.numpy(), t.j.numpy()
+    i, j = t.i.cpu().numpy(), t.j.cpu().numpy()
     owner = i // n
     a, b = i - owner * n, j - owner * n
-    rows = torch.from_numpy(owner * n * n + a * n + b)
-    diag = torch.from_numpy(owner * n * n + a * n + a)
-    J = torch.zeros(s * n * n, F, 3, dtype=D.dtype)
+    rows = torch.from_numpy(owner * n * n + a * n + b).to(D.device)
+    diag = torch.from_numpy(owner * n * n + a * n + a).to(D.device)
+    J = torch.zeros(s * n * n, F, 3, dtype=D.dtype, device=D.device)
     J.index_add_(0, rows, G)
     J.index_add_(0, diag, -G)
     J = J.reshape(s, n, n, F, 3).permute(0, 1, 3, 2, 4)
@@ -119,11 +119,13 @@ class JacobianSet:
 
         torch = _torch()
         dt = torch_dtype(model.dtype)
+        #: where the features, Jacobians and labels are kept: the potential's device
+        self.device = model.torch_device()
         sizes = np.array([len(a) for a in frames])
         comp = model.composition(frames)
         #: energies above the per-element reference energies (eV), what the networks fit
         self.residual = torch.as_tensor(np.asarray(energies, dtype=float) - comp @ model.reference_energies_,
-                                        dtype=dt)
+                                        dtype=dt, device=self.device)
         self.group_of = np.empty(len(frames), dtype=np.int64)
         self.slot_of = np.empty(len(frames), dtype=np.int64)
         self.blocks = []
@@ -144,7 +146,8 @@ class JacobianSet:
             mine = [c for c in range(len(chunks)) if chunks[c][0] == n]  # in order: the slots follow the members
             members = np.concatenate([chunks[c][1] for c in mine])
             X, J, S = (torch.cat(t) for t in zip(*(parts.pop(c) for c in mine)))
-            F = torch.as_tensor(np.stack([np.asarray(forces[k], dtype=float) for k in members]), dtype=dt)
+            F = torch.as_tensor(np.stack([np.asarray(forces[k], dtype=float) for k in members]), dtype=dt,
+                                device=self.device)
             self.blocks.append({"n": int(n), "X": X.to(dt), "J": J, "species": S, "forces": F})
             self.group_of[members] = g
             self.slot_of[members] = np.arange(len(members))
@@ -157,7 +160,7 @@ class JacobianSet:
         g_of = self.group_of[indices]
         for g in np.unique(g_of):
             where = np.flatnonzero(g_of == g)
-            out.append((self.blocks[g], _torch().from_numpy(self.slot_of[indices[where]]), where))
+            out.append((self.blocks[g], _torch().from_numpy(self.slot_of[indices[where]]).to(self.device), where))
         return out
 
     def energies_forces(self, model, params, groups, forces=True, create_graph=False):
@@ -167,7 +170,7 @@ class JacobianSet:
         flat = torch.cat([x.reshape(-1, x.shape[-1]) for x in Xs])
         species = torch.cat([blk["species"][slots].reshape(-1) for blk, slots, _ in groups])
         sizes = np.concatenate([np.full(len(slots), blk["n"]) for blk, slots, _ in groups])
-        structure = torch.from_numpy(np.repeat(np.arange(len(sizes)), sizes))
+        structure = torch.from_numpy(np.repeat(np.arange(len(sizes)), sizes)).to(flat.device)
         if forces:
             flat = flat.detach().requires_grad_(True)
         ea = model.network_energies(flat, species, params, structure)

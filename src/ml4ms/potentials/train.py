@@ -152,12 +152,12 @@ def read_config(path=None, doc=None):
     Tables: ``[model]``: ``kind`` (``"descriptor_network"``, the default: a
     :class:`~ml4ms.potentials.model.NeuralPotential`; or ``"message_passing"``: a
     :class:`~ml4ms.potentials.message_passing.MessagePassingPotential`; :func:`recipe_kinds`) and the parameters
-    of that kind's estimator (descriptor network: descriptor, hidden, dtype, seed, cell_mean, linear;
-    message passing: r_cut, features, interactions, radial_basis, dtype, seed), ``[descriptor]`` (settings of the
-    descriptor; the descriptor network only) and ``[training]`` (the options of :func:`train_potential` and
-    :func:`train_committee`, :data:`~ml4ms.potentials.options.TRAINING`; ``atomic_energies`` a table of element
-    -> eV; ``precompute = true`` only for a kind that has that path). Unknown tables and keys, and wrong values,
-    fail here, before any data is read.
+    of that kind's estimator (descriptor network: descriptor, hidden, dtype, seed, device, cell_mean, linear;
+    message passing: r_cut, features, interactions, radial_basis, dtype, seed, device), ``[descriptor]``
+    (settings of the descriptor; the descriptor network only) and ``[training]`` (the options of
+    :func:`train_potential` and :func:`train_committee`, :data:`~ml4ms.potentials.options.TRAINING`;
+    ``atomic_energies`` a table of element -> eV; ``precompute = true`` only for a kind that has that path).
+    Unknown tables and keys, and wrong values, fail here, before any data is read.
 
     Parameters
     ----------
