@@ -29,8 +29,9 @@ assumed price per core-hour (``--price``; the default, $0.045, is an assumption:
 
 t comes from ``benchmarks/scaling.py --json`` (``--scaling-json``: screening on one Dask worker, without
 reading the file), else from a serial ``ml4ms screen`` of NOMAD 2018 train + test (3,000 structures) here, with
-the demo model (``--model``, else fitted here). The seconds per structure this process spends reading the input
-and pickling it for the workers come from the same place: today one process reads every structure and sends it.
+the demo model (``--model``, else fitted here). The seconds per structure this process spends on the input
+and pickling it for the workers come from the same place: it scans an XYZ file for where each frame starts and
+sends each chunk as a byte range, which the worker reads and parses.
 
 Timings on a shared machine are meaningless: run it when the machine is quiet. The last line is
 ``SUMMARY {json}``.
@@ -114,7 +115,7 @@ def screening_costs(args, folder):
                 "source": f"{args.scaling_json}: {r['records']} structures on one Dask worker, --chunk {r['chunk']}"}
     model = args.model or fit_demo_model(folder)
     data = screening_data(folder, 3000)
-    read, pickled = client_costs(data)
+    read, pickled = client_costs(data, 1000)
     screen(model, data, os.path.join(folder, "warm-up.csv"), 1000, None)
     start = time.perf_counter()
     screen(model, data, os.path.join(folder, "survivors.csv"), 1000, None)
@@ -144,7 +145,7 @@ def on_paper(n, workers, costs, cost, price):
     grid = sorted({max(1, round(10 ** (x / 20))) for x in range(0, 20 * len(str(n)) + 1)} | {k_min, -(-n // workers)})
     k_best = min(grid, key=lambda k: round_model(n, workers, k, t, cost))
     compute = round_model(n, workers, k_best, t, cost)
-    sending, reading = n * pickled, n * read  # today the input is read whole first; sending overlaps the work
+    sending, reading = n * pickled, n * read  # the input is scanned whole first; sending overlaps the work
     wall = reading + max(compute, sending)
     out = {"structures": n, "workers": workers, "seconds_per_structure": t, "read_s_per_structure": read,
            "pickle_s_per_structure": pickled, "task_cost_s": cost, "work_core_hours": n * t / 3600,
@@ -167,8 +168,8 @@ def print_paper(p, nodes, cores):
     w, t, n = p["workers"], p["seconds_per_structure"], p["structures"]
     print(f"\nOn paper: {n:,} structures on {nodes} nodes x {cores} cores = {w:,} single-thread workers")
     print(f"inputs (measured here): t = {1e3 * t:.2f} ms per structure on one core; c = {1e3 * p['task_cost_s']:.2f} "
-          f"ms per task (ml4ms executor); this process reads {1e3 * p['read_s_per_structure']:.3f} ms and pickles "
-          f"{1e3 * p['pickle_s_per_structure']:.3f} ms per structure. Assumed: ${p['price_per_core_hour']:.3f} per "
+          f"ms per task (ml4ms executor); this process scans {1e3 * p['read_s_per_structure']:.3f} ms and pickles "
+          f"{1e3 * p['pickle_s_per_structure']:.4f} ms per structure. Assumed: ${p['price_per_core_hour']:.3f} per "
           "core-hour")
     print(f"work: {p['work_core_hours']:.1f} core-hours (${p['cost_work']:.2f}); {p['structures_per_worker']:.0f} "
           f"structures, {p['structures_per_worker'] * t:.1f} s of work per worker")

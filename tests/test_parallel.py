@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 
+import ase.io
 import numpy as np
 import pytest
 
@@ -182,6 +183,56 @@ def _candidates(n=240):
     from ml4ms.datasets import Dataset
 
     return Dataset("nomad2018", "test", load("nomad2018", "test").records[:n], source="nomad2018:test")
+
+
+def test_workers_read_an_extxyz_themselves_and_screen_as_serially(model, cluster, tmp_path, monkeypatch):
+    """On 2 local processes and on the cluster the workers read the chunks (this process parses none): same bytes."""
+    from ml4ms.datasets import sources
+    from ml4ms.screening import stream
+
+    fitted, meta = model
+    path = tmp_path / "candidates.extxyz"
+    ase.io.write(path, _candidates(120).records, format="extxyz")
+    parsed_here = []
+    read = sources.XYZPiece.read
+    monkeypatch.setattr(sources.XYZPiece, "read", lambda self: parsed_here.append(self.start) or read(self))
+    runs = {"serial": {}, "processes": {"n_jobs": 2}, "dask": {"scheduler": cluster.scheduler_address}}
+    for name, where in runs.items():
+        parsed_here.clear()
+        summary = stream(fitted, meta, sources.open_parts([str(path)]), tmp_path / f"{name}.csv", filters=WHERE,
+                         chunk=30, rank_by="bandgap_energy_ev", progress=False, **where)
+        assert summary["complete"] and summary["n_records"] == 120
+        assert sorted(parsed_here) == ([0, 30, 60, 90] if name == "serial" else []), name
+    serial = (tmp_path / "serial.csv").read_bytes()
+    assert serial.count(b"\n") > 2
+    assert (tmp_path / "processes.csv").read_bytes() == serial
+    assert (tmp_path / "dask.csv").read_bytes() == serial
+
+
+def test_a_worker_that_cannot_open_the_file_stops_the_command_in_one_line(uncertain_model, cluster, tmp_path,
+                                                                          capsys, monkeypatch):
+    """As on a cluster without a shared filesystem: the worker's path names nothing there."""
+    from ml4ms.datasets import sources
+
+    path = tmp_path / "candidates.extxyz"
+    ase.io.write(path, _candidates(40).records, format="extxyz")
+    elsewhere = tmp_path / "not-shared" / "candidates.extxyz"
+    piece = sources.XYZPart.piece
+
+    def unshared(self, start, stop):
+        described = piece(self, start, stop)
+        described.path = str(elsewhere)
+        return described
+
+    monkeypatch.setattr(sources.XYZPart, "piece", unshared)
+    out = tmp_path / "hits.csv"
+    code = main(["screen", uncertain_model, str(path), "--where", WHERE[0], "--chunk", "20", "-o", str(out),
+                 "--scheduler", cluster.scheduler_address, "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert f"{elsewhere}: cannot read the file where the chunk runs (FileNotFoundError)" in err[0]
+    assert "filesystem every worker sees, or drop --scheduler" in err[0]
+    assert not out.exists()
 
 
 def test_killed_worker_still_gives_the_serial_output(model, cluster, tmp_path):

@@ -1,6 +1,7 @@
 """Data read chunk by chunk (ml4ms.datasets.sources): the same records as reading whole, never more than a chunk."""
 
 import os
+import pickle
 import weakref
 
 import ase.db
@@ -10,7 +11,8 @@ import pytest
 
 from ml4ms.cli import main
 from ml4ms.datasets import load, load_data
-from ml4ms.datasets.sources import open_parts, plan_chunks, read_chunks, records_of
+from ml4ms.datasets.sources import chunk_pieces, open_parts, plan_chunks, read_chunks, read_pieces, records_of
+from ml4ms.errors import InputError
 
 N = 23
 
@@ -139,3 +141,44 @@ def test_records_of_a_chunk_are_in_order(frames):
     parts = open_parts(["nomad2018:test"])
     [pieces] = read_chunks(parts, [plan_chunks(parts, 7)[2]])
     assert [a.info["id"] for a in records_of(pieces)] == list(range(15, 22))
+
+
+def _write(frames, path):
+    if str(path).endswith(".db"):
+        with ase.db.connect(str(path)) as db:
+            for atoms in frames:
+                db.write(atoms, **{k: v.item() for k, v in atoms.info.items() if k != "id"})
+    else:
+        ase.io.write(path, frames, format="extxyz")
+
+
+@pytest.mark.parametrize("name", ["s.extxyz", "s.xyz.gz", "s.db"])
+def test_a_file_chunk_travels_as_a_description_and_reads_the_same_records(frames, tmp_path, name):
+    """What a worker receives for a file's chunk holds no ase.Atoms; it reads the records a whole read gives."""
+    _write(frames, tmp_path / name)
+    [part] = open_parts([str(tmp_path / name)])
+    chunks = list(chunk_pieces([part], plan_chunks([part], 10)))
+    payload = pickle.dumps(chunks)
+    assert b"ase.atoms" not in payload and b"Atoms" not in payload
+    if not name.endswith(".gz"):  # a gzipped file's piece carries its text; the others only where it is
+        assert max(len(pickle.dumps(c)) for c in chunks) < 400
+    read = [atoms for chunk in pickle.loads(payload) for atoms in records_of(read_pieces(chunk))]
+    assert len(read) == N
+    for atoms, reference in zip(read, load_data(str(tmp_path / name)).records):
+        _same(atoms, reference)
+
+
+def test_a_chunk_whose_file_is_gone_or_replaced_is_one_line_naming_it(frames, tmp_path):
+    path = tmp_path / "s.extxyz"
+    _write(frames, path)
+    [part] = open_parts([str(path)])
+    [[(_, _, piece)]] = chunk_pieces([part], [[(0, 5, 9)]])
+    _write(frames[:-1], path)  # another file at the same path, as a worker without the shared disk may see
+    with pytest.raises(InputError, match="cannot read the file where the chunk runs .* bytes, not the .*"
+                                         "put them on a filesystem every worker sees, or drop --scheduler"):
+        piece.read()
+    os.remove(path)
+    with pytest.raises(InputError) as exc:
+        piece.read()
+    assert str(exc.value).startswith(f"{path}: cannot read the file where the chunk runs (FileNotFoundError)")
+    assert len(str(exc.value).splitlines()) == 1

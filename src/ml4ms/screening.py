@@ -293,7 +293,7 @@ def _merge(folder, keys, output, columns, rank_by=None, descending=False):
 
 
 def stream(model, meta, sources, output, filters=(), chunk=CHUNK, rank_by=None, descending=False, identity=None,
-           scheduler=None, progress=True, max_chunks=None):
+           scheduler=None, progress=True, max_chunks=None, n_jobs=1):
     """Predict every record of ``sources`` chunk by chunk, filter, and write the survivors to ``output`` (CSV).
 
     Parameters
@@ -321,6 +321,8 @@ def stream(model, meta, sources, output, filters=(), chunk=CHUNK, rank_by=None, 
         Where chunks run (:class:`ml4ms.parallel.Executor`).
     max_chunks : int, optional
         Stop after computing this many chunks; a later call continues.
+    n_jobs : int, default 1
+        Local worker processes for the chunks when no scheduler is chosen.
 
     Returns
     -------
@@ -361,7 +363,8 @@ def stream(model, meta, sources, output, filters=(), chunk=CHUNK, rank_by=None, 
 
     _show_progress(model, False)
     run_chunks(PredictChunk(model, meta, several=len(parts) > 1), parts, plan, done, save, state_path, job,
-               scheduler=scheduler, max_chunks=max_chunks, progress=progress, desc="screen" if filters else "predict")
+               scheduler=scheduler, max_chunks=max_chunks, progress=progress, desc="screen" if filters else "predict",
+               n_jobs=n_jobs)
     stages = [(f.text, sum(d["passed"][i] for d in done.values())) for i, f in enumerate(filters)]
     summary = {"n_records": sum(d["n"] for d in done.values()), "stages": stages, "chunks": len(plan),
                "done": len(done), "resumed": resumed, "complete": len(done) == len(plan)}

@@ -4,10 +4,12 @@
 (:mod:`ml4ms.screening`) and ``ml4ms featurize`` into a folder
 (:mod:`ml4ms.shards`) share: the parts of the data
 (:mod:`ml4ms.datasets.sources`) are cut into chunks, the chunks not finished
-by an earlier run of the same job are read one at a time and computed on the
-executor (:mod:`ml4ms.parallel`), and each result is handed to ``save`` (which
-writes it atomically and records it in a state file) as soon as it arrives. The
-process holds the chunks in flight only, never the whole data.
+by an earlier run of the same job are sent one at a time to the executor
+(:mod:`ml4ms.parallel`), whose process reads and computes each (a file's chunk
+travels as where its records are: :class:`ReadThen`), and each result is handed
+to ``save`` (which writes it atomically and records it in a state file) as
+soon as it arrives. The process holds the chunks in flight only, never the
+whole data.
 
 A state file names the job by a fingerprint (:func:`fingerprint` of what makes
 it the same job) and the finished chunks; :func:`read_state` gives them back
@@ -57,19 +59,43 @@ def write_state(path, fingerprint, done, **extra):
     write_json(path, {"fingerprint": fingerprint, **extra, "done": done})
 
 
+class ReadThen:
+    """``task`` on a chunk's records, read where it runs (:func:`~ml4ms.datasets.sources.read_pieces`); picklable.
+
+    Examples
+    --------
+    >>> from ml4ms.datasets.sources import records_of
+    >>> ReadThen(records_of)([("in memory", 0, ["a", "b"]), ("more", 0, ["c"])])
+    ['a', 'b', 'c']
+    """
+
+    def __init__(self, task):
+        self.task = task
+
+    def __call__(self, pieces):
+        from .datasets.sources import read_pieces
+
+        return self.task(read_pieces(pieces))
+
+
 def run_chunks(task, parts, plan, done, save, state_path, job, extra=None, scheduler=None, max_chunks=None,
-               progress=True, desc=None):
+               progress=True, desc=None, n_jobs=1):
     """Compute the chunks of ``plan`` not in ``done`` with ``task``, in order, and ``save`` each result.
 
     After each chunk the state file ``state_path`` names it among the finished
     ones (:func:`write_state` with the fingerprint ``job`` and ``extra``), so a
-    run killed at any moment keeps every chunk it finished.
+    run killed at any moment keeps every chunk it finished. A chunk travels to
+    its process as pieces (:func:`~ml4ms.datasets.sources.chunk_pieces`): a
+    file's pieces say where its records are, and that process reads them
+    (:class:`ReadThen`), so this one parses no structure of an XYZ file or
+    an ASE database.
 
     Parameters
     ----------
     task : callable
-        Picklable; takes a chunk's pieces ``[(label, start, records)]``
-        (:func:`ml4ms.datasets.sources.read_chunks`) and returns its result.
+        Picklable; takes a chunk's pieces with their records
+        ``[(label, start, records)]`` (:func:`ml4ms.datasets.sources.read_pieces`)
+        and returns its result.
     parts : list
         The parts the plan refers to.
     plan : list
@@ -84,21 +110,23 @@ def run_chunks(task, parts, plan, done, save, state_path, job, extra=None, sched
         More to write in the state file.
     max_chunks : int, optional
         Compute at most this many chunks.
+    n_jobs : int, default 1
+        Local worker processes when no scheduler is chosen (:class:`ml4ms.parallel.Executor`).
 
     Returns
     -------
     int
         The chunks computed by this call.
     """
-    from .datasets.sources import read_chunks
+    from .datasets.sources import chunk_pieces
     from .parallel import Executor
 
     pending = [key for key in range(len(plan)) if str(key) not in done]
     if max_chunks is not None:
         pending = pending[:int(max_chunks)]
-    reading = read_chunks(parts, (plan[key] for key in pending))
-    results = Executor(scheduler=scheduler, chunk=1).imap(task, reading, progress=progress and len(pending) > 1,
-                                                          desc=desc, total=len(pending))
+    pieces = chunk_pieces(parts, (plan[key] for key in pending))
+    results = Executor(n_jobs=n_jobs, scheduler=scheduler, chunk=1).imap(
+        ReadThen(task), pieces, progress=progress and len(pending) > 1, desc=desc, total=len(pending))
     for key, result in zip(pending, results):
         done[str(key)] = save(key, result)
         write_state(state_path, job, done, **(extra or {}))

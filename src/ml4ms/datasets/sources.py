@@ -16,12 +16,25 @@ a length and ``read(start, stop)``, which returns the records
 * :class:`MemoryPart`: a bundled ``NAME:SPLIT`` or a CSV table, which are
   small and read whole.
 
+A file part also has ``piece(start, stop)``: a small picklable description
+of those records (:class:`XYZPiece`: the file, the byte range and the frame
+count; :class:`DatabasePiece`: the file and the range of row ids) that
+whichever process runs a chunk reads itself, so that a cluster's workers, and
+not the process that sends them the chunks, open the files and parse the
+structures. The workers must then see the files at the same paths (a shared
+filesystem); one that cannot open a file stops the job with one line naming
+it. A gzipped XYZ file cannot be entered in the middle, so its piece carries
+the chunk's text, decompressed here (the workers still parse it); the other
+parts give the records themselves.
+
 :func:`open_parts` turns data arguments into parts; a pattern such as
 ``'data/*.xyz'`` (quoted, so that the shell does not expand it) gives one part
 per file, in sorted order, as if the files were given one by one.
 :func:`plan_chunks` cuts the parts into chunks of at most ``size`` records
 (a chunk may span files, so a folder of one-structure files still makes big
-chunks) and :func:`read_chunks` reads them in order, one at a time.
+chunks); :func:`chunk_pieces` gives each chunk's pieces, one chunk at a time,
+and :func:`read_pieces`, the one place where a piece becomes records, reads
+them wherever the chunk runs (:func:`read_chunks` does both here).
 
 Examples
 --------
@@ -35,6 +48,12 @@ Examples
 (5, [1.81, 1.815])
 >>> plan_chunks([part], 2)
 [[(0, 0, 2)], [(0, 2, 4)], [(0, 4, 5)]]
+>>> [(label, start, piece)] = next(chunk_pieces([part], [[(0, 2, 4)]]))
+>>> piece                                                             # doctest: +ELLIPSIS
+XYZPiece('.../cells.extxyz', 2, 4, bytes ... to ...)
+>>> [(_, _, records)] = read_pieces([(label, start, piece)])
+>>> [float(a.cell[0, 1]) for a in records]
+[1.81, 1.815]
 """
 
 import glob
@@ -68,6 +87,23 @@ class MemoryPart:
         return [self.label, len(self)]
 
 
+def _read_error(path, reason):
+    """The one-line error of a file whose structures cannot be read."""
+    reason = " ".join(str(reason).split())[:160]
+    return InputError(f"cannot read structures ({reason})", source=path,
+                      hint="give an ASE-readable file such as extxyz or an ASE database, or NAME:SPLIT for a "
+                           "bundled dataset")
+
+
+#: what to do when a chunk's process does not see the file the job planned
+_SHARED = "the workers read the files themselves: put them on a filesystem every worker sees, or drop --scheduler"
+
+
+def _not_there(path, why):
+    """The one-line error of a chunk whose process cannot open ``path`` (or finds another file there)."""
+    return InputError(f"cannot read the file where the chunk runs ({why})", source=path, hint=_SHARED)
+
+
 class _FilePart:
     """What every file part shares: its path, its label and what makes it the same file."""
 
@@ -81,10 +117,56 @@ class _FilePart:
         return [os.path.realpath(self.path), stat.st_size, stat.st_mtime_ns, len(self)]
 
     def _error(self, reason):
-        reason = " ".join(str(reason).split())[:160]
-        return InputError(f"cannot read structures ({reason})", source=self.path,
-                          hint="give an ASE-readable file such as extxyz or an ASE database, or NAME:SPLIT for a "
-                               "bundled dataset")
+        return _read_error(self.path, reason)
+
+    def read(self, start, stop):
+        """The records ``start:stop``: those of :meth:`piece`, read here."""
+        return self.piece(start, stop).read()
+
+
+class XYZPiece:
+    """Frames ``start:stop`` of an XYZ file, described by their bytes; :meth:`read` parses them where it runs.
+
+    ``label`` is the file as the user named it (in messages about its
+    content); ``path``, the same made absolute, is what a worker in another
+    folder opens. ``text`` is the frames' text (a gzipped file, which cannot
+    be entered in the middle); without it :meth:`read` opens ``path`` and
+    reads the bytes ``begin:end``, after checking that the file still has the
+    ``size`` bytes it was planned with.
+    """
+
+    def __init__(self, label, start, stop, begin, end, size=None, text=None):
+        self.label, self.path, self.start, self.stop = label, os.path.abspath(label), start, stop
+        self.begin, self.end, self.size, self.text = begin, end, size, text
+
+    def __repr__(self):
+        return f"XYZPiece({self.label!r}, {self.start}, {self.stop}, bytes {self.begin} to {self.end})"
+
+    def _bytes(self):
+        try:
+            with open(self.path, "rb") as handle:
+                size = os.fstat(handle.fileno()).st_size
+                if size != self.size:
+                    raise _not_there(self.path, f"{size} bytes, not the {self.size} of the file the job planned")
+                handle.seek(self.begin)
+                return handle.read(self.end - self.begin)
+        except OSError as exc:
+            raise _not_there(self.path, type(exc).__name__) from None
+
+    def read(self):
+        """The frames, as a list of ``ase.Atoms`` (a one-line error naming the file and the frames if they are bad)."""
+        import ase.io
+
+        text = self.text if self.text is not None else self._bytes()
+        try:
+            records = ase.io.read(io.StringIO(text.decode("utf-8")), index=":", format="extxyz")
+        except Exception as exc:  # ASE raises many types for garbage input
+            raise _read_error(self.label, f"structures {self.start}-{self.stop - 1}: "
+                                          f"{exc or type(exc).__name__}") from None
+        if len(records) != self.stop - self.start:
+            raise _read_error(self.label, f"structures {self.start}-{self.stop - 1}: {len(records)} frames where "
+                                          f"{self.stop - self.start} were counted; was the file changed?")
+        return records
 
 
 class XYZPart(_FilePart):
@@ -96,11 +178,12 @@ class XYZPart(_FilePart):
 
     def __init__(self, path):
         super().__init__(path)
-        self._offsets = None
+        self._offsets = self._size = None
         self._handle = None
+        self._gzipped = self.path.endswith(".gz")
 
     def _open(self):
-        if self.path.endswith(".gz"):
+        if self._gzipped:
             import gzip
 
             return gzip.open(self.path, "rb")
@@ -111,6 +194,7 @@ class XYZPart(_FilePart):
         if self._offsets is None:
             offsets, position, line_number = [], 0, 0
             with self._open() as handle:
+                self._size = os.fstat(handle.fileno()).st_size  # of the file on disk: pieces check it
                 lines = iter(handle)
                 for line in lines:
                     line_number += 1
@@ -137,19 +221,17 @@ class XYZPart(_FilePart):
     def __len__(self):
         return len(self.offsets()) - 1
 
-    def read(self, start, stop):
-        import ase.io
-
+    def piece(self, start, stop):
+        """The :class:`XYZPiece` of frames ``start:stop``: their byte range (a gzipped file: their text)."""
         offsets = self.offsets()
-        if self._handle is None or self._handle.tell() > offsets[start]:  # gzip seeks forward cheaply only
+        begin, end = int(offsets[start]), int(offsets[stop])
+        if not self._gzipped:
+            return XYZPiece(self.path, start, stop, begin, end, size=self._size)
+        if self._handle is None or self._handle.tell() > begin:  # gzip seeks forward cheaply only
             self.close()
             self._handle = self._open()
-        self._handle.seek(int(offsets[start]))
-        text = self._handle.read(int(offsets[stop] - offsets[start])).decode("utf-8")
-        try:
-            return ase.io.read(io.StringIO(text), index=":", format="extxyz")
-        except Exception as exc:  # ASE raises many types for garbage input
-            raise self._error(f"structures {start}-{stop - 1}: {exc or type(exc).__name__}") from None
+        self._handle.seek(begin)
+        return XYZPiece(self.path, start, stop, begin, end, text=self._handle.read(end - begin))
 
     def close(self):
         if self._handle is not None:
@@ -161,7 +243,10 @@ class XYZPart(_FilePart):
 
 
 class FramesPart(_FilePart):
-    """Any other ASE-readable file, streamed with :func:`ase.io.iread`; counting it reads it once."""
+    """Any other ASE-readable file, streamed with :func:`ase.io.iread`; counting it reads it once.
+
+    Its chunks are read in this process (a stream cannot be entered in the middle).
+    """
 
     def __init__(self, path):
         super().__init__(path)
@@ -194,50 +279,86 @@ class FramesPart(_FilePart):
         return {**self.__dict__, "_frames": None, "_position": 0}
 
 
+def _connect(path):
+    """A connection to the ASE database ``path`` (a one-line error if it is not one)."""
+    import ase.db
+
+    try:
+        return ase.db.connect(path, type="db", create_indices=False, use_lock_file=False)
+    except Exception as exc:
+        raise _read_error(path, exc or type(exc).__name__) from None
+
+
+class DatabasePiece:
+    """Rows ``start:stop`` of an ASE database: those with ``after < id <= through``; :meth:`read` reads them."""
+
+    def __init__(self, label, start, stop, after, through):
+        self.label, self.path, self.start, self.stop = label, os.path.abspath(label), start, stop
+        self.after, self.through = after, through
+
+    def __repr__(self):
+        return f"DatabasePiece({self.label!r}, {self.start}, {self.stop}, ids {self.after + 1} to {self.through})"
+
+    def read(self):
+        """The rows as ``ase.Atoms`` (key-value pairs in ``info``, ``info["id"]`` the row's id)."""
+        if not os.path.isfile(self.path):  # connecting would create an empty database
+            raise _not_there(self.path, "no such file")
+        database = _connect(self.path)
+        try:
+            rows = list(database.select(f"id>{self.after},id<={self.through}", sort="id"))
+        except Exception as exc:
+            raise _read_error(self.label, exc or type(exc).__name__) from None
+        if len(rows) != self.stop - self.start:
+            raise _read_error(self.label, f"rows {self.start}-{self.stop - 1}: {len(rows)} rows where "
+                                          f"{self.stop - self.start} were counted; was the database changed?")
+        return [_row_atoms(row) for row in rows]
+
+
 class DatabasePart(_FilePart):
     """An ASE database file (``.db``), read in the order of its row ids, ``stop - start`` rows at a time.
 
-    Consecutive chunks continue from the last id read (``id > last``), so
-    reading the whole database costs one pass, not one per chunk.
+    A chunk's :class:`DatabasePiece` names its rows by their ids; consecutive
+    chunks continue from the last id of the one before (one short query on
+    the ids each), so that planning the whole database costs one pass over
+    its ids, not one per chunk.
     """
 
     def __init__(self, path):
         super().__init__(path)
         self._length = None
-        self._next = (0, 0)  # (position, last id read before it)
-
-    def _connect(self):
-        import ase.db
-
-        try:
-            return ase.db.connect(self.path, type="db", create_indices=False, use_lock_file=False)
-        except Exception as exc:
-            raise self._error(exc or type(exc).__name__) from None
+        self._next = (0, 0)  # (position, the id of the row before it)
 
     def __len__(self):
         if self._length is None:
+            database = _connect(self.path)
             try:
-                self._length = self._connect().count()
+                self._length = database.count()
             except Exception as exc:  # not a database, or not ASE's
                 raise self._error(exc or type(exc).__name__) from None
             if not self._length:
                 raise InputError("the database holds no structure", source=self.path, hint="check the file")
         return self._length
 
-    def read(self, start, stop):
-        position, last = self._next
-        select = {"limit": stop - start, "sort": "id"}
-        query = f"id>{last}" if position == start else None
-        if query is None:
-            select["offset"] = start
+    def _id(self, after, skip):
+        """The id of the row ``skip`` rows past the first with an id above ``after``."""
+        database = _connect(self.path)
         try:
-            rows = list(self._connect().select(query, **select))
+            rows = list(database.select(f"id>{after}", sort="id", offset=skip, limit=1, columns=["id"],
+                                        include_data=False))
         except Exception as exc:
             raise self._error(exc or type(exc).__name__) from None
-        records = [_row_atoms(row) for row in rows]
-        if rows:
-            self._next = (stop, rows[-1].id)
-        return records
+        if not rows:
+            raise self._error("fewer rows than were counted; was the database changed?")
+        return rows[0].id
+
+    def piece(self, start, stop):
+        """The :class:`DatabasePiece` of rows ``start:stop`` (in the order of their ids)."""
+        position, after = self._next
+        if position != start:
+            after = self._id(0, start - 1) if start else 0
+        through = self._id(after, stop - start - 1)
+        self._next = (stop, through)
+        return DatabasePiece(self.path, start, stop, after, through)
 
 
 def _row_atoms(row):
@@ -325,10 +446,35 @@ def plan_chunks(parts, size):
     return plan
 
 
-def read_chunks(parts, chunks):
-    """For each chunk (a list of pieces), the list ``[(label, start, records)]``; read one chunk at a time."""
+def chunk_pieces(parts, chunks):
+    """For each chunk (a list of ``(part, start, stop)``), its pieces ``[(label, start, piece)]``, one at a time.
+
+    A piece is what a chunk's process needs to read its records: a part's
+    ``piece(start, stop)`` when it has one (a description that process reads
+    itself, :func:`read_pieces`), else the records, read here.
+    """
     for pieces in chunks:
-        yield [(parts[k].label, a, parts[k].read(a, b)) for k, a, b in pieces]
+        yield [(parts[k].label, a, getattr(parts[k], "piece", parts[k].read)(a, b)) for k, a, b in pieces]
+
+
+def read_pieces(pieces):
+    """The pieces of a chunk with their records: ``[(label, start, records)]``, read in this process.
+
+    The one place where a piece becomes records, wherever the chunk runs:
+    a piece that describes records is read, records stay as they are.
+
+    Examples
+    --------
+    >>> read_pieces([("in memory", 3, ["a", "b"])])
+    [('in memory', 3, ['a', 'b'])]
+    """
+    return [(label, start, piece.read() if hasattr(piece, "read") else piece) for label, start, piece in pieces]
+
+
+def read_chunks(parts, chunks):
+    """For each chunk (a list of ``(part, start, stop)``), the list ``[(label, start, records)]``, one at a time."""
+    for pieces in chunk_pieces(parts, chunks):
+        yield read_pieces(pieces)
 
 
 def records_of(pieces):
