@@ -110,3 +110,18 @@ def test_weights_are_seeded_and_must_fit_the_settings(frames):
     assert float(sine_basis(torch.tensor([4.0], dtype=torch.float64), 4.0, 3).abs().max()) < 1e-15
     with pytest.raises(InputError, match="do not match the settings"):
         a.set_params(features=9).network()
+
+
+def test_pairs_past_the_cutoff_add_nothing(frames):
+    """The envelope multiplies the filters after their bias: a pair list built with a skin (as the calculator's
+    is) gives the same energy and forces as one built at the cutoff, whatever the weights."""
+    model = MessagePassingPotential(**TINY, seed=1).initialize(frames, [0.0] * len(frames))
+    rng = np.random.default_rng(0)
+    model.state_ = {k: v + (rng.normal(size=v.shape) if k.endswith("bias") else 0.0) for k, v in model.state_.items()}
+    atoms = frames[3]
+    plain = model.compute(atoms)
+    padded_batch = model.tensors([atoms], model.cutoff() + 1.0)
+    assert padded_batch.i.shape[0] > model.tensors([atoms]).i.shape[0]  # the skin adds pairs
+    padded = model.compute(atoms, tensors=padded_batch)
+    np.testing.assert_allclose(padded[0], plain[0], rtol=0, atol=1e-10)
+    np.testing.assert_allclose(padded[1], plain[1], rtol=0, atol=1e-10)

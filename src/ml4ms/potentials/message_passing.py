@@ -63,18 +63,31 @@ SETTINGS = {"r_cut": number("> 0", note="Å"), "features": integer(1), "interact
 
 
 def sine_basis(r: torch.Tensor, cutoff: float, n: int) -> torch.Tensor:
-    r"""The radial basis :math:`\sin(k \pi r / r_c) / (r / r_c)`, :math:`k = 1 \dots n`, times the cosine envelope.
-
-    ``r`` (n_pairs,) distances in (0, ``cutoff``]; returns (n_pairs, n), zero with a zero slope at the cutoff.
+    r"""The radial basis :math:`\sin(k \pi r / r_c) / (r / r_c)`, :math:`k = 1 \dots n`: (n_pairs, n) for ``r`` (n_pairs,).
 
     Examples
     --------
-    >>> sine_basis(torch.tensor([1.0, 5.0]), 5.0, 3)[1].abs().max().item() < 1e-7
+    >>> sine_basis(torch.tensor([1.0, 5.0]), 5.0, 3)[1].abs().max().item() < 1e-6
     True
     """
     k = torch.arange(1, n + 1, dtype=r.dtype, device=r.device) * (math.pi / cutoff)
-    envelope = 0.5 * (torch.cos(r * (math.pi / cutoff)) + 1.0) * (r < cutoff).to(r.dtype)
-    return torch.sin(r[:, None] * k) / (r[:, None] / cutoff) * envelope[:, None]
+    return torch.sin(r[:, None] * k) / (r[:, None] / cutoff)
+
+
+def cosine_envelope(r: torch.Tensor, cutoff: float) -> torch.Tensor:
+    r"""The envelope :math:`f_c(r) = \tfrac12 (\cos(\pi r / r_c) + 1)` for :math:`r < r_c`, else 0.
+
+    It and its slope vanish at the cutoff; every filter is multiplied by it
+    *after* its bias, so that a pair at or beyond the cutoff contributes
+    nothing whatever the weights (the energy is smooth, and the same for any
+    neighbour list that holds every pair within the cutoff).
+
+    Examples
+    --------
+    >>> cosine_envelope(torch.tensor([0.0, 5.0, 6.0]), 5.0).tolist()
+    [1.0, 0.0, 0.0]
+    """
+    return 0.5 * (torch.cos(r * (math.pi / cutoff)) + 1.0) * (r < cutoff).to(r.dtype)
 
 
 class Vectorwise(torch.nn.Module):
@@ -187,7 +200,9 @@ class MessagePassingNetwork(AtomisticModel):
         n, F = species_index.shape[0], self.features
         r = torch.sqrt((D * D).sum(1))
         unit = D / r[:, None]
+        # the envelope multiplies the whole filter, bias included: pairs at or past the cutoff add nothing
         filters = self.filters(sine_basis(r, self.cutoff, self.radial_basis))
+        filters = filters * cosine_envelope(r, self.cutoff)[:, None]
         s = self.embedding[species_index]
         v = torch.zeros(n, 3, F, dtype=s.dtype, device=s.device)
         inverse = 1.0 / float(self.neighbour_scale)
@@ -374,4 +389,4 @@ class MessagePassingPotential(PotentialEstimator):
         return self
 
 
-__all__: List[str] = ["MessagePassingNetwork", "MessagePassingPotential", "sine_basis"]
+__all__: List[str] = ["MessagePassingNetwork", "MessagePassingPotential", "cosine_envelope", "sine_basis"]
