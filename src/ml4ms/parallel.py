@@ -20,6 +20,11 @@ cores runs 4 tasks of one thread each), as Dask's own workers assume.
 A task that is already running inside a worker never starts another pool:
 nested maps run serially there. Dask is imported only when a cluster is used.
 
+Work whose calls end at different times, and that must be watched while it
+runs (a time limit per call, a progress bar over long calls), starts one
+task per call with :meth:`Executor.submit` and waits with
+:func:`wait_first`; a :class:`Job` gives the call's result.
+
 Examples
 --------
 >>> map_ordered(abs, [-2, 1, -3])
@@ -184,6 +189,10 @@ class _Task:
         finally:
             _task_state.running = before
 
+    def one(self, item):
+        """``func(item)``, as a task of its own (:meth:`Executor.submit`)."""
+        return self([item])[0]
+
 
 _limited = {}  # pid -> threads already set in that process
 
@@ -215,6 +224,106 @@ def _lost(address, exc):
                         "finished chunks are kept: start the scheduler again and rerun the command")
 
 
+#: distributed's errors that mean the scheduler is gone (by name: distributed is imported only on a cluster)
+_LOST = ("CommClosedError", "FutureCancelledError", "StreamClosedError")
+
+
+def _dask_submit(client, address, *args):
+    """``client.submit(*args)`` (not pure); a gone scheduler raises :class:`ClusterError`."""
+    from concurrent.futures import CancelledError
+
+    try:
+        return client.submit(*args, pure=False)
+    except Exception as exc:
+        if isinstance(exc, (CancelledError, OSError, TimeoutError)) or type(exc).__name__ in _LOST:
+            raise _lost(address, exc) from None
+        raise
+
+
+def _dask_result(future, address):
+    """``future.result()`` of a Dask task: the task's own error (any type, ``KilledWorker`` too) as it is, and
+    :class:`ClusterError` when the scheduler is gone."""
+    try:
+        return future.result()
+    except Exception as exc:
+        if future.status == "error":
+            raise
+        raise _lost(address, exc) from None
+
+
+class Job:
+    """One call started by :meth:`Executor.submit`: ``done()``, ``result()`` (the call's value or its error),
+    ``cancel()``.
+
+    On a cluster a gone scheduler makes ``result()`` raise :class:`ClusterError`, and a call whose worker died
+    more often than Dask allows raises ``distributed``'s ``KilledWorker``.
+
+    Examples
+    --------
+    >>> job = Executor().submit(abs, -3)
+    >>> job.done(), job.result()
+    (True, 3)
+    """
+
+    def __init__(self, future, address=None):
+        self.future = future
+        self.address = address
+
+    def done(self):
+        """Whether the call has ended (with a value or an error)."""
+        return self.future.done()
+
+    def result(self):
+        """The call's value; its error is raised here."""
+        if self.address is None:
+            return self.future.result()
+        return _dask_result(self.future, self.address)
+
+    def cancel(self):
+        """Drop the call: not started, it never starts; a running one is no longer waited for."""
+        self.future.cancel()
+
+    def stop(self):
+        """Drop the call, and on a cluster restart the worker that runs it.
+
+        A Python call cannot be stopped inside its thread; a new worker process ends it (Dask runs that
+        worker's other tasks again elsewhere). A call on a local process runs on (:meth:`Executor.stop` ends
+        the pool).
+        """
+        workers = []
+        if self.address is not None:
+            with contextlib.suppress(Exception):  # the scheduler may be gone: then there is nothing to restart
+                client = self.future.client
+                workers = [w for w, keys in client.processing().items() if self.future.key in keys]
+        self.cancel()
+        if workers:
+            with contextlib.suppress(Exception):  # a worker without a nanny cannot be restarted: it runs on
+                client.restart_workers(workers, timeout=CONNECT_TIMEOUT * 3, raise_for_error=False)
+
+
+def wait_first(jobs, timeout=None):
+    """The :class:`Job` objects of ``jobs`` that have ended, waiting until one has or ``timeout`` seconds have passed.
+
+    Examples
+    --------
+    >>> jobs = [Executor().submit(len, "ab")]
+    >>> [job.result() for job in wait_first(jobs, timeout=1)]
+    [2]
+    """
+    from concurrent.futures import FIRST_COMPLETED, Future, wait
+
+    jobs = list(jobs)
+    futures = [job.future for job in jobs]
+    if all(isinstance(f, Future) for f in futures):
+        wait(futures, timeout=timeout, return_when=FIRST_COMPLETED)
+    elif not any(job.done() for job in jobs):
+        import distributed
+
+        with futures[0].client.as_current(), contextlib.suppress(TimeoutError):  # TimeoutError: nothing ended
+            distributed.wait(futures, timeout=timeout, return_when="FIRST_COMPLETED")
+    return [job for job in jobs if job.done()]
+
+
 class Executor:
     """Maps in input order: serial, on local processes, or on a Dask cluster.
 
@@ -241,6 +350,7 @@ class Executor:
         self.scheduler = chosen_scheduler(scheduler)
         self.n_jobs = 1 if in_task() else int(n_jobs or 1)
         self.chunk = chunk
+        self._pool = None  # the local pool of submit, which stop ends
 
     @property
     def kind(self):
@@ -320,6 +430,47 @@ class Executor:
         finally:
             bar.close()
 
+    def submit(self, func, item):
+        """Start ``func(item)`` as a task of its own; a :class:`Job` (wait with :func:`wait_first`).
+
+        Serially the call runs here, at once (its error is kept in the job); on local processes it runs in
+        joblib's loky pool; on a cluster as one Dask task. The task caps its threads as :meth:`map`'s do.
+
+        Examples
+        --------
+        >>> Executor().submit(str.upper, "a").result()
+        'A'
+        """
+        from concurrent.futures import Future
+
+        kind = self.kind
+        if kind == "serial":
+            future = Future()
+            try:
+                future.set_result(func(item))
+            except Exception as exc:
+                future.set_exception(exc)
+            return Job(future)
+        workers = self._local_workers() if kind == "processes" else None
+        task = _Task(func, 1 if kind == "dask" else threads_per_task(workers))
+        if kind == "dask":
+            address = self.address or "the cluster"
+            return Job(_dask_submit(self.client(), address, task.one, item), address)
+        from joblib.externals.loky import get_reusable_executor
+
+        self._pool = get_reusable_executor(max_workers=workers)
+        return Job(self._pool.submit(task.one, item))
+
+    def stop(self):
+        """End the local worker processes that :meth:`submit` started, at once (their running calls are lost).
+
+        A cluster's workers go on: a call that is running there ends on its own (a cancelled :class:`Job` is
+        no longer waited for).
+        """
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, kill_workers=True)
+
     def _local_chunks(self, task, parts, ahead):
         from joblib import Parallel, delayed
 
@@ -328,27 +479,19 @@ class Executor:
 
     def _dask_chunks(self, task, parts, ahead):
         from collections import deque
-        from concurrent.futures import CancelledError
 
         client = self.client()
         ahead = int(ahead or 2 * self.workers())
         address = self.address
-        try:
-            # the function reaches the workers once, as a task the scheduler can recompute if its worker dies
-            shared = client.submit(_identity, task, pure=False)
-            waiting = deque()
-            for part in parts:
-                waiting.append(client.submit(_run_shared, shared, part, pure=False))
-                if len(waiting) >= ahead:
-                    yield _result(waiting.popleft())
-            while waiting:
-                yield _result(waiting.popleft())
-        except (CancelledError, OSError, TimeoutError) as exc:
-            raise _lost(address, exc) from None
-        except Exception as exc:  # distributed's own "the scheduler is gone" errors
-            if type(exc).__name__ in ("CommClosedError", "FutureCancelledError", "StreamClosedError"):
-                raise _lost(address, exc) from None
-            raise
+        # the function reaches the workers once, as a task the scheduler can recompute if its worker dies
+        shared = _dask_submit(client, address, _identity, task)
+        waiting = deque()
+        for part in parts:
+            waiting.append(_dask_submit(client, address, _run_shared, shared, part))
+            if len(waiting) >= ahead:
+                yield _dask_result(waiting.popleft(), address)
+        while waiting:
+            yield _dask_result(waiting.popleft(), address)
 
     def close(self):
         """Nothing to release: clients are shared (:func:`close_clients`), loky's pool is reused."""
@@ -366,10 +509,6 @@ def _identity(value):
 
 def _run_shared(task, part):
     return task(part)
-
-
-def _result(future):
-    return future.result()
 
 
 def map_ordered(func, items, n_jobs=1, scheduler=None, progress=False, desc=None, chunk=None, serial_below=0):
