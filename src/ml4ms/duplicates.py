@@ -26,7 +26,12 @@ atom. Structures are bucketed by composition; inside a bucket the quantile
 functions are sampled at fixed masses into vectors whose Chebyshev distance
 is a lower bound of the deviation, candidate pairs come from a k-d tree
 radius query, and only candidates are matched atom by atom. Periodic
-distances come from :func:`ml4ms.neighbors.neighbor_pairs`.
+distances come from :func:`ml4ms.neighbors.neighbor_pairs`. The fingerprints
+(one task per structure), the environments of the candidates and their
+matching (one task per pair) run on the executor of :mod:`ml4ms.parallel`:
+``n_jobs`` local processes, or the Dask cluster when one is chosen (fewer
+than 400 of them run in this process, where sending them would cost more
+than it saves); the pairs are the same on every executor.
 
 Limits. Environments within a cutoff are not a complete invariant: two
 different structures can share them (rare; for models built on such
@@ -37,6 +42,7 @@ the pooled distances alone.
 
 import math
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
@@ -290,15 +296,18 @@ def _check_records(structures, name="structures"):
     return structures
 
 
-def _progress(iterable, total, enabled, desc):
-    if enabled and total >= 200:
-        from tqdm.auto import tqdm
-
-        return tqdm(iterable, total=total, desc=desc, leave=False)
-    return iterable
+#: inputs shorter than this show no progress bar
+_PROGRESS_MIN = 200
+#: fewer structures (pairs) than this are fingerprinted (matched) in this process, whatever the executor
+_SERIAL_BELOW = 400
 
 
-def fingerprints(structures, cutoff=DEFAULT_CUTOFF, progress=False):
+def _pair_deviation(limit, pair):
+    """:func:`_environment_deviation` of ``pair = (environments_a, environments_b)``."""
+    return _environment_deviation(*pair, limit)
+
+
+def fingerprints(structures, cutoff=DEFAULT_CUTOFF, progress=False, n_jobs=1):
     """Invariant fingerprints of structures.
 
     Parameters
@@ -309,6 +318,9 @@ def fingerprints(structures, cutoff=DEFAULT_CUTOFF, progress=False):
         all their distances.
     progress : bool, default False
         Show a progress bar for long inputs.
+    n_jobs : int, default 1
+        Local processes (:class:`ml4ms.parallel.Executor`); a chosen Dask
+        cluster runs them instead.
 
     Returns
     -------
@@ -325,14 +337,13 @@ def fingerprints(structures, cutoff=DEFAULT_CUTOFF, progress=False):
     """
     if not (isinstance(cutoff, (int, float)) and cutoff > 0):
         raise InputError(f"cutoff must be a positive number of Å, got {cutoff!r}")
+    from .descriptors.base import Indexed
+    from .parallel import map_ordered
+
     structures = _check_records(structures)
-    out = []
-    for index, atoms in enumerate(_progress(structures, len(structures), progress, "fingerprints")):
-        try:
-            out.append(_fingerprint(atoms, float(cutoff)))
-        except InputError as exc:
-            raise InputError(exc.message, index=index, hint=exc.hint) from None
-    return out
+    return map_ordered(Indexed(partial(_fingerprint, cutoff=float(cutoff))), list(enumerate(structures)),
+                       n_jobs=n_jobs, progress=progress and len(structures) >= _PROGRESS_MIN, desc="fingerprints",
+                       serial_below=_SERIAL_BELOW)
 
 
 def deviation(fp_a, fp_b):
@@ -412,7 +423,7 @@ def _check_tol(tol):
 
 
 def find_duplicates(structures, others=None, tol=DEFAULT_TOL, cutoff=DEFAULT_CUTOFF,
-                    progress=True, return_deviation=False):
+                    progress=True, return_deviation=False, n_jobs=1):
     """Pairs of duplicate structures (see the module docstring for the criterion).
 
     Parameters
@@ -430,6 +441,10 @@ def find_duplicates(structures, others=None, tol=DEFAULT_TOL, cutoff=DEFAULT_CUT
         Progress bar while fingerprinting long inputs.
     return_deviation : bool, default False
         Also return the deviation (Å) of every pair.
+    n_jobs : int, default 1
+        Local processes for the fingerprints and the matching of candidate
+        pairs; a chosen Dask cluster (:mod:`ml4ms.parallel`) runs them
+        instead. The pairs are the same on every executor.
 
     Returns
     -------
@@ -448,16 +463,18 @@ def find_duplicates(structures, others=None, tol=DEFAULT_TOL, cutoff=DEFAULT_CUT
     """
     from scipy.spatial import cKDTree
 
+    from .parallel import Executor
+
     tol = _check_tol(tol)
     structures = _check_records(structures)
     n_first = len(structures)
     combined = structures
     if others is not None:
         combined = structures + _check_records(others, name="others")
-    fps = fingerprints(combined, cutoff=cutoff, progress=progress)
+    executor = Executor(n_jobs=n_jobs)
+    fps = fingerprints(combined, cutoff=cutoff, progress=progress, n_jobs=n_jobs)
     radius = tol * (1 + 1e-9) + 1e-12
-    found = {}
-    environments = {}
+    close = []  # candidate pairs whose fingerprints agree: matched atom by atom below
     for members in _buckets(fps).values():
         members = np.asarray(members)
         if others is None:
@@ -477,14 +494,18 @@ def find_duplicates(structures, others=None, tol=DEFAULT_TOL, cutoff=DEFAULT_CUT
             candidates = [(left[a], right[b]) for a, row in enumerate(hits) for b in row]
         for a, b in candidates:
             a, b = int(min(a, b)), int(max(a, b))
-            if deviation(fps[a], fps[b]) > tol:
-                continue
-            for m in (a, b):
-                if m not in environments:
-                    environments[m] = _environments(combined[m], float(cutoff))
-            dev = _environment_deviation(environments[a], environments[b], tol)
-            if dev <= tol:
-                found[(a, b - n_first if others is not None else b)] = dev
+            if deviation(fps[a], fps[b]) <= tol:
+                close.append((a, b))
+    close.sort()
+    needed = sorted({m for pair in close for m in pair})
+    show = progress and len(close) >= _PROGRESS_MIN
+    computed = executor.map(partial(_environments, cutoff=float(cutoff)), [combined[m] for m in needed],
+                            progress=show, desc="environments", serial_below=_SERIAL_BELOW)
+    environments = dict(zip(needed, computed))
+    deviations = executor.map(partial(_pair_deviation, tol), [(environments[a], environments[b]) for a, b in close],
+                              progress=show, desc="matching", serial_below=_SERIAL_BELOW)
+    found = {(a, b - n_first if others is not None else b): dev
+             for (a, b), dev in zip(close, deviations) if dev <= tol}
     pairs = sorted(found)
     if return_deviation:
         return pairs, [found[p] for p in pairs]

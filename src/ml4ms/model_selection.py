@@ -5,7 +5,11 @@ split, or test errors come out too small. Every splitter here therefore takes
 ``groups`` (one label per sample; samples with equal labels stay together);
 :func:`ml4ms.duplicates.groups_for` gives them for structures (duplicate
 groups) and table rows (one group per row). Results are reported as mean ±
-standard deviation over all folds and seeds.
+standard deviation over all folds and seeds. The folds of a cross-validation
+and the points of a learning curve are fitted one task each on the executor
+of :mod:`ml4ms.parallel` (``n_jobs`` local processes, or the Dask cluster
+when one is chosen): every task fits a clone of the estimator on its own
+training set, and the scores come back in the same order on every executor.
 
 >>> import numpy as np
 >>> splitter = GroupedKFold(n_splits=2, random_state=0)
@@ -16,6 +20,7 @@ standard deviation over all folds and seeds.
 """
 
 import numbers
+from functools import partial
 
 import numpy as np
 from sklearn.base import clone
@@ -275,12 +280,22 @@ def _target_names(target_names, k):
     return names
 
 
-def _fit_predict(estimator, X, y, train, test, one_column):
+def _fit_predict(estimator, X, y, one_column, split):
+    """Predictions for ``split = (train, test)`` of a clone of ``estimator`` fitted on ``train``: one task."""
+    train, test = split
     model = clone(estimator)
     y_train = y[train, 0] if one_column else y[train]
     model.fit(_take(X, train), y_train)
     pred = np.asarray(model.predict(_take(X, test)), dtype=float)
     return pred.reshape(len(test), -1)
+
+
+def _fit_splits(estimator, X, y, one_column, splits, n_jobs, progress, desc):
+    """:func:`_fit_predict` of every ``(train, test)`` split, on the executor, in order."""
+    from .parallel import map_ordered
+
+    return map_ordered(partial(_fit_predict, estimator, X, y, one_column), splits, n_jobs=n_jobs,
+                       progress=progress, desc=desc)
 
 
 def _mean_std(values):
@@ -289,16 +304,9 @@ def _mean_std(values):
     return {"mean": float(np.mean(values)), "std": std}
 
 
-def _progress(total, enabled, desc):
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, leave=False)
-
-
 def cross_validate(estimator, X, y, groups, n_splits=5, seeds=(0, 1, 2),
-                   metrics=("mae", "rmse", "rmsle", "max_error", "r2"), target_names=None, progress=True):
+                   metrics=("mae", "rmse", "rmsle", "max_error", "r2"), target_names=None, progress=True,
+                   n_jobs=1):
     """Group-aware k-fold cross-validation repeated over seeds.
 
     Parameters
@@ -319,6 +327,10 @@ def cross_validate(estimator, X, y, groups, n_splits=5, seeds=(0, 1, 2),
         left out for that target and named in ``omitted``.
     target_names : sequence of str, optional
     progress : bool, default True
+    n_jobs : int, default 1
+        Folds fitted at once on local processes; a chosen Dask cluster
+        (:mod:`ml4ms.parallel`) fits them instead. The results do not depend
+        on it.
 
     Returns
     -------
@@ -355,23 +367,19 @@ def cross_validate(estimator, X, y, groups, n_splits=5, seeds=(0, 1, 2),
     seeds = check_value([seeds] if isinstance(seeds, numbers.Integral) else list(seeds), SEEDS, "seeds")
     rows = []
     predictions = np.full((len(seeds), n, k), np.nan)
-    bar = _progress(len(seeds) * int(n_splits), progress, "cross-validation")
-    for s, seed in enumerate(seeds):
-        cv = GroupedKFold(n_splits, shuffle=True, random_state=seed)
-        for fold, (train, test) in enumerate(cv.split(X, y2, groups)):
-            pred = _fit_predict(estimator, X, y2, train, test, one_column)
-            if pred.shape[1] != k:
-                raise InputError(f"the estimator predicts {pred.shape[1]} targets, y has {k}")
-            predictions[s, test] = pred
-            for t, name in enumerate(names):
-                scores = regression_metrics(y2[test, t], pred[:, t],
-                                            metrics=[m for m in metrics if m not in omitted[name]])
-                rows.append({"seed": seed, "fold": fold, "target": name, "n_train": len(train),
-                             "n_test": len(test), **{m: float(v) for m, v in scores.items()}})
-            if bar is not None:
-                bar.update()
-    if bar is not None:
-        bar.close()
+    folds = [(s, seed, fold, split) for s, seed in enumerate(seeds)
+             for fold, split in enumerate(GroupedKFold(n_splits, shuffle=True, random_state=seed).split(X, y2, groups))]
+    fitted = _fit_splits(estimator, X, y2, one_column, [split for *_, split in folds], n_jobs, progress,
+                         "cross-validation")
+    for (s, seed, fold, (train, test)), pred in zip(folds, fitted):
+        if pred.shape[1] != k:
+            raise InputError(f"the estimator predicts {pred.shape[1]} targets, y has {k}")
+        predictions[s, test] = pred
+        for t, name in enumerate(names):
+            scores = regression_metrics(y2[test, t], pred[:, t],
+                                        metrics=[m for m in metrics if m not in omitted[name]])
+            rows.append({"seed": seed, "fold": fold, "target": name, "n_train": len(train),
+                         "n_test": len(test), **{m: float(v) for m, v in scores.items()}})
     summary = {}
     for name in names:
         mine = [r for r in rows if r["target"] == name]
@@ -403,7 +411,8 @@ def format_summary(result, digits=4):
 
 
 def learning_curve(estimator, X, y, groups, train_sizes=(0.1, 0.2, 0.4, 0.7, 1.0), seeds=(0, 1, 2),
-                   test_fraction=0.2, metric="rmse", selection="random", target_names=None, progress=True):
+                   test_fraction=0.2, metric="rmse", selection="random", target_names=None, progress=True,
+                   n_jobs=1):
     """Test error against training-set size, with group-aware test sets.
 
     For every seed, whole groups are drawn into a test set of about
@@ -425,9 +434,14 @@ def learning_curve(estimator, X, y, groups, train_sizes=(0.1, 0.2, 0.4, 0.7, 1.0
     selection : "random" or callable
         A callable ``selection(pool_indices, n, rng) -> indices`` picks the
         training subset (e.g. farthest-point sampling); it must return ``n``
-        indices from ``pool_indices``.
+        indices from ``pool_indices``. It is called in this process, point
+        by point, before any fit.
     target_names : sequence of str, optional
     progress : bool, default True
+    n_jobs : int, default 1
+        Points fitted at once on local processes; a chosen Dask cluster
+        (:mod:`ml4ms.parallel`) fits them instead. The results do not depend
+        on it.
 
     Returns
     -------
@@ -480,7 +494,7 @@ def learning_curve(estimator, X, y, groups, train_sizes=(0.1, 0.2, 0.4, 0.7, 1.0
     scores = np.full((len(names), len(sizes_spec), len(seeds)), np.nan)
     used = np.zeros((len(sizes_spec), len(seeds)))
     n_test = []
-    bar = _progress(len(seeds) * len(sizes_spec), progress, "learning curve")
+    points = []  # (size, seed, (train, test)): the training sets are drawn here, in order, before any fit
     for s, (rng, pool, test, resolved) in enumerate(splits):
         n_test.append(len(test))
         order = rng.permutation(pool)
@@ -491,14 +505,13 @@ def learning_curve(estimator, X, y, groups, train_sizes=(0.1, 0.2, 0.4, 0.7, 1.0
                 train = np.asarray(selection(pool, m, rng), dtype=np.int64)
                 if len(train) != m or not np.isin(train, pool).all():
                     raise InputError("selection must return n indices from the training pool")
-            pred = _fit_predict(estimator, X, y2, train, test, one_column)
-            for t in range(len(names)):
-                scores[t, a, s] = score(y2[test, t], pred[:, t])
+            points.append((a, s, (train, test)))
             used[a, s] = m
-            if bar is not None:
-                bar.update()
-    if bar is not None:
-        bar.close()
+    fitted = _fit_splits(estimator, X, y2, one_column, [split for *_, split in points], n_jobs, progress,
+                         "learning curve")
+    for (a, s, (_, test)), pred in zip(points, fitted):
+        for t in range(len(names)):
+            scores[t, a, s] = score(y2[test, t], pred[:, t])
     ddof = 1 if len(seeds) > 1 else 0
     return {
         "train_sizes": used.mean(axis=1),

@@ -22,6 +22,15 @@ attempts given; it never stops the other calls. A call past its time limit
 ends its worker (the pool is restarted; calls that were running beside it
 start again without counting as a failure).
 
+On a Dask cluster (:mod:`ml4ms.parallel`: ``--scheduler`` or
+``$ML4MS_SCHEDULER``) every call is a task of its own, as many at once as the
+cluster has worker threads (``workers`` is for local processes), with the
+same outcomes: a call that raises or returns NaN fails with its reason, a
+call past its time limit fails and its worker is restarted (Dask runs the
+tasks that were beside it again), and a call whose worker died fails as a
+dead worker's does here. A scheduler that goes away stops the run with one
+line; the labels written so far are kept.
+
 Examples
 --------
 >>> from ase.build import bulk
@@ -40,6 +49,7 @@ import os
 import tempfile
 import time
 from collections import deque, namedtuple
+from functools import partial
 
 import numpy as np
 
@@ -262,6 +272,16 @@ def _call(oracle, atoms, key):
     return results, value, time.perf_counter() - start
 
 
+def _call_task(oracle, item):
+    """:func:`_call` of ``item = (atoms, key)``, as a task of the executor."""
+    atoms, key = item
+    return _call(oracle, atoms, key)
+
+
+#: why a call failed when its worker process died
+_DIED = "the worker process died (killed, out of memory, or crashed in native code)"
+
+
 def _one_line(exc):
     text = " ".join(f"{type(exc).__name__}: {exc}".split())
     return text if len(text) <= 300 else text[:297] + "..."
@@ -297,6 +317,7 @@ class OracleRunner:
         self.workers = int(workers)
         self.timeout = timeout
         self._pool = None
+        self._jobs = {}  # on a cluster: job -> (key, atoms, attempt, attempts, started) of the running calls
 
     def __enter__(self):
         return self
@@ -305,7 +326,10 @@ class OracleRunner:
         self.close(kill=exc_type is not None)
 
     def close(self, kill=False):
-        """End the workers (``kill``: at once, without waiting for running calls)."""
+        """End the workers (``kill``: at once, without waiting for running calls); a cluster's calls are dropped."""
+        for job in self._jobs:
+            job.cancel()
+        self._jobs = {}
         pool, self._pool = self._pool, None
         if pool is None:
             return
@@ -348,7 +372,13 @@ class OracleRunner:
         Outcome
             Every attempt, failed ones too, in the order they end.
         """
+        from ..parallel import Executor
+
         pending = deque(tasks)
+        executor = None if self.oracle.in_process else Executor()
+        if executor is not None and executor.kind == "dask":
+            yield from self._on_cluster(executor, pending)
+            return
         if self.oracle.in_process:
             while pending:
                 key, atoms, attempt, attempts = pending.popleft()
@@ -370,11 +400,7 @@ class OracleRunner:
                 key, atoms, attempt, attempts = pending.popleft()
                 future = self._executor().submit(_call, self.oracle, atoms, key)
                 running[future] = (key, atoms, attempt, attempts, time.monotonic())
-            limit = None
-            if self.timeout:
-                first = min(task[4] for task in running.values())
-                limit = max(0.0, first + self.timeout - time.monotonic()) + 0.01
-            done, _ = wait(list(running), timeout=limit, return_when=FIRST_COMPLETED)
+            done, _ = wait(list(running), timeout=self._limit(running), return_when=FIRST_COMPLETED)
             ended = []
             for future in done:
                 key, atoms, attempt, attempts, started = running.pop(future)
@@ -383,13 +409,12 @@ class OracleRunner:
                     outcome = self._ended(key, attempt, output=future.result())
                 except BrokenProcessPool:
                     self.close(kill=True)
-                    outcome = self._ended(key, attempt, error="the worker process died (killed, out of memory, or "
-                                                              "crashed in native code)", seconds=seconds)
+                    outcome = self._ended(key, attempt, error=_DIED, seconds=seconds)
                 except Exception as exc:
                     outcome = self._ended(key, attempt, error=_one_line(exc), seconds=seconds)
                 ended.append((outcome, atoms, attempts))
+            late = self._late(running)
             now = time.monotonic()
-            late = {f for f, task in running.items() if self.timeout and now - task[4] >= self.timeout}
             if late:  # a worker cannot be stopped in the middle of a call: end the pool, start the others again
                 self.close(kill=True)
                 for future, (key, atoms, attempt, attempts, started) in running.items():
@@ -399,6 +424,51 @@ class OracleRunner:
                     else:
                         pending.appendleft((key, atoms, attempt, attempts))
                 running.clear()
+            for outcome, atoms, attempts in ended:
+                yield outcome
+                if not outcome.ok and outcome.attempt < attempts:
+                    pending.append((outcome.key, atoms, outcome.attempt + 1, attempts))
+
+    def _late(self, running):
+        """The calls of ``running`` (``{handle: (key, atoms, attempt, attempts, started)}``) past the time limit."""
+        now = time.monotonic()
+        return {handle for handle, task in running.items() if self.timeout and now - task[4] >= self.timeout}
+
+    def _limit(self, running):
+        """Seconds to wait for a call to end: until the earliest running call reaches the time limit."""
+        if not self.timeout:
+            return None
+        first = min(task[4] for task in running.values())
+        return max(0.0, first + self.timeout - time.monotonic()) + 0.01
+
+    def _on_cluster(self, executor, pending):
+        """:meth:`run` on a Dask cluster: one task per call, as many at once as it has worker threads."""
+        from ..parallel import ClusterError, wait_first
+
+        call = partial(_call_task, self.oracle)
+        slots = executor.workers()
+        running = self._jobs
+        while pending or running:
+            while pending and len(running) < slots:
+                key, atoms, attempt, attempts = pending.popleft()
+                running[executor.submit(call, (atoms, key))] = (key, atoms, attempt, attempts, time.monotonic())
+            ended = []
+            for job in wait_first(list(running), timeout=self._limit(running)):
+                key, atoms, attempt, attempts, started = running.pop(job)
+                seconds = time.monotonic() - started
+                try:
+                    outcome = self._ended(key, attempt, output=job.result())
+                except ClusterError:
+                    raise
+                except Exception as exc:  # distributed's KilledWorker: the call's worker died, too often
+                    reason = _DIED if type(exc).__name__ == "KilledWorker" else _one_line(exc)
+                    outcome = self._ended(key, attempt, error=reason, seconds=seconds)
+                ended.append((outcome, atoms, attempts))
+            for job in self._late(running):  # a call cannot be stopped in its thread: its worker is restarted
+                key, atoms, attempt, attempts, started = running.pop(job)
+                job.stop()
+                ended.append((self._ended(key, attempt, error=f"timed out after {self.timeout:g} s",
+                                          seconds=time.monotonic() - started), atoms, attempts))
             for outcome, atoms, attempts in ended:
                 yield outcome
                 if not outcome.ok and outcome.attempt < attempts:

@@ -1,6 +1,6 @@
 """``ml4ms active run | status | report``: the active-learning loop and what its database holds."""
 
-from .options import add_input, add_output, add_quiet, positive_int
+from .options import add_input, add_output, add_quiet, add_scheduler, positive_int
 
 
 def add_parsers(sub):
@@ -20,6 +20,7 @@ def add_parsers(sub):
     q.add_argument("--rounds", type=positive_int, metavar="N",
                    help="run at most N rounds now (finishing an open round counts); run again to go on")
     add_quiet(q)
+    add_scheduler(q)
     q.set_defaults(func=run_run)
 
     q = asub.add_parser("status", help="the rounds, labels and failures of a label database")

@@ -3,7 +3,7 @@
 import numpy as np
 
 from ..errors import InputError
-from .options import add_input, add_output, add_quiet, non_negative_float, positive_float
+from .options import add_input, add_output, add_quiet, add_scheduler, non_negative_float, positive_float
 
 #: record keys that name a record, in order of preference
 _ID_KEYS = ("id", "structure", "source_file", "material", "name")
@@ -29,6 +29,7 @@ def add_parsers(sub):
                    help="radius of the distances compared in periodic cells (default 5.0)")
     add_output(p, "--json", metavar="OUT", suffixes=(".json",), what="the pairs", help="write the pairs as JSON")
     add_quiet(p)
+    add_scheduler(p)
     p.set_defaults(func=run_duplicates)
 
 

@@ -276,7 +276,8 @@ def scheduler_address(text):
 def add_scheduler(parser):
     """``--scheduler ADDRESS``: run the command's data-parallel work on a Dask cluster (:mod:`ml4ms.parallel`)."""
     parser.add_argument("--scheduler", type=scheduler_address, metavar="tcp://HOST:PORT",
-                        help="run the data-parallel work (descriptors; predictions; the chunks of a streamed fit) on "
+                        help="run the data-parallel work (descriptors, duplicate search, predictions, the chunks "
+                             "of a streamed fit, CV folds, learning-curve points, committee members, oracle calls) on "
                              "the Dask cluster of this scheduler (default: $ML4MS_SCHEDULER, else this machine); "
                              "results are the same, in the same order")
 

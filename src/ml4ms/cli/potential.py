@@ -5,8 +5,8 @@ import os
 import sys
 
 from ..errors import InputError, from_source, one_line_warnings
-from .options import (add_input, add_output, add_quiet, in_range, non_negative_float, non_negative_int,
-                      positive_float, positive_int)
+from .options import (add_input, add_output, add_quiet, add_scheduler, in_range, non_negative_float,
+                      non_negative_int, positive_float, positive_int)
 
 #: the starting learning rate of ``fit --init``: a trained potential continued at a rate meant for a new one loses
 #: its fit in the first epochs (the TiO2 committee: 2.4 -> 20-40 meV/atom at 2e-3; 3.1-3.3 at 1e-4)
@@ -41,7 +41,8 @@ def add_parsers(sub):
     q.add_argument("--members", type=positive_int, metavar="N",
                    help="train a committee of N members (override [training] members)")
     q.add_argument("--jobs", type=positive_int, metavar="N",
-                   help="committee members trained at once, in parallel processes")
+                   help="committee members trained at once, in parallel processes (on a cluster, --scheduler: as "
+                        "many as it has worker threads)")
     q.add_argument("--learning-rate", type=positive_float, metavar="LR", help="override [training] learning_rate")
     add_input(q, "--init", metavar="MODEL", help="continue from this potential (or committee): its weights, "
                                                 "standardisation and elements; the config gives the training "
@@ -52,6 +53,7 @@ def add_parsers(sub):
                         "torchrun: the same course as one process, each process taking its share of every batch); "
                         "under torchrun itself it is not needed")
     add_quiet(q)
+    add_scheduler(q)
     q.set_defaults(func=run_fit)
 
     q = psub.add_parser("eval", help="energy and force errors of a potential on labelled structures")
@@ -361,9 +363,10 @@ def run_fit(args):
     members, jobs = kwargs.pop("members", 1), kwargs.pop("jobs", None)
     members = members if args.members is None else args.members
     jobs = jobs if args.jobs is None else args.jobs
-    if args.jobs is not None and members == 1:
-        raise InputError("--jobs runs committee members at once, and this is one potential",
-                         hint="give --members N (or [training] members) for a committee, or leave out --jobs")
+    for flag, given in (("--jobs", args.jobs), ("--scheduler", args.scheduler)):
+        if given is not None and members == 1:
+            raise InputError(f"{flag} runs committee members at once, and this is one potential",
+                             hint=f"give --members N (or [training] members) for a committee, or leave out {flag}")
     distributed = launched() or (args.nproc or 1) > 1
     if distributed and members != 1:
         raise InputError("distributed training (torchrun, --nproc) trains one potential, and this is a committee",

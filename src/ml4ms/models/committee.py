@@ -25,10 +25,15 @@ many samples left out by only 2 or 3 members, which the default subsample
 of 0.8 produces. For a new point the full committee of ``M = n_models`` gives
 ``y − ȳ ~ N(0, (α² + 1/M) σ²)``, so the reported standard deviation is
 ``std_scale_ · s`` with ``std_scale_ = sqrt(α² + 1/M)``.
+
+The members are fitted one task each on the executor of :mod:`ml4ms.parallel`
+(on the Dask cluster when one is chosen, else in this process); their
+subsamples are drawn here first, so the committee is the same either way.
 """
 
 import inspect
 import warnings
+from functools import partial
 
 import numpy as np
 from sklearn.base import BaseEstimator, MultiOutputMixin, RegressorMixin, clone
@@ -124,6 +129,20 @@ def _tuned(base, X, y, groups):
         if values:
             fixed[key] = values[0] if len(values) == 1 else values  # one value per output: search only those
     return clone(base).set_params(**fixed), {k: v for k, v in best.items()}
+
+
+def _fit_member(base, X, y, groups, calibrate, idx):
+    """One member: a clone of ``base`` fitted on the subsample ``idx``, and (with ``calibrate``) its predictions
+    of the samples it did not see, NaN elsewhere, shape (n, n_outputs)."""
+    est = _fit(clone(base), X[idx], y[idx], groups[idx])
+    if not calibrate:
+        return est, None
+    n = len(X)
+    out = np.setdiff1d(np.arange(n), idx)
+    pred = np.full(np.shape(np.reshape(y, (n, -1))), np.nan)
+    if len(out):
+        pred[out] = np.asarray(est.predict(X[out]), dtype=float).reshape(len(out), -1)
+    return est, pred
 
 
 class CommitteeRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
@@ -241,19 +260,13 @@ class CommitteeRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         self.member_params_ = None
         if self.tune_once:
             base, self.member_params_ = _tuned(base, X, y, groups)
+        from ..parallel import map_ordered
+
         y2 = np.asarray(y, dtype=float).reshape(n, -1)
-        self.estimators_ = []
-        held_out_pred = []  # (n, n_outputs) with NaN where the member saw the sample
-        for _ in range(n_models):
-            idx = subsample_groups(groups, float(self.subsample), rng)
-            est = _fit(clone(base), X[idx], y[idx], groups[idx])
-            self.estimators_.append(est)
-            if self.calibrate:
-                out = np.setdiff1d(np.arange(n), idx)
-                pred = np.full_like(y2, np.nan)
-                if len(out):
-                    pred[out] = np.asarray(est.predict(X[out]), dtype=float).reshape(len(out), -1)
-                held_out_pred.append(pred)
+        draws = [subsample_groups(groups, float(self.subsample), rng) for _ in range(n_models)]
+        members = map_ordered(partial(_fit_member, base, X, y, groups, bool(self.calibrate)), draws)
+        self.estimators_ = [est for est, _ in members]
+        held_out_pred = [pred for _, pred in members]  # (n, n_outputs) with NaN where the member saw the sample
         n_out = y2.shape[1]
         self.alpha_squared_ = np.full(n_out, np.nan)
         self.std_scale_ = np.ones(n_out)

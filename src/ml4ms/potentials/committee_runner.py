@@ -1,11 +1,16 @@
-"""Training a committee of potentials: one seeded run per member, in parallel worker processes.
+"""Training a committee of potentials: one seeded run per member, as tasks of the executor.
 
 Member *k* is the template potential with weight seed ``model.seed + k``,
 trained by :func:`~ml4ms.potentials.loop.run_training` with training seed
 ``seed + k``: its own validation split, shuffles and initial weights, so the
-members differ as a committee's should. Each member checkpoints in a folder
-of its own (``member<k>``), which the progress bar of the parent process
-reads while the workers train.
+members differ as a committee's should, and are the same wherever they run.
+The members run one after the other in this process (``jobs=1``), ``jobs``
+at a time in local worker processes, or on the Dask cluster chosen with
+:mod:`ml4ms.parallel` (``--scheduler``), one task each. Each member
+checkpoints in a folder of its own (``member<k>``), which the progress bar
+of this process reads while the members train (on a cluster: where the
+workers write to this machine's file system; elsewhere the bar moves as
+members end).
 """
 
 import contextlib
@@ -14,12 +19,12 @@ import dataclasses
 import os
 import tempfile
 import warnings
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from multiprocessing import get_context
+from functools import partial
 
 from tqdm.auto import tqdm
 
 from ..errors import InputError, one_line_warnings
+from ..parallel import Executor, wait_first
 from .checkpoint import read_state
 from .committee import Committee, as_committee
 from .loop import run_training
@@ -35,7 +40,9 @@ def run_committee(model, frames, energies, forces, options, *, members, jobs=Non
 
     The arguments are those of :func:`~ml4ms.potentials.train.train_committee`, with the training options as
     one :class:`~ml4ms.potentials.options.TrainingOptions` (its ``seed`` is member 0's; its ``threads`` the
-    total, shared among the processes that run at once).
+    total, shared among the processes that run at once). On a Dask cluster (:mod:`ml4ms.parallel`) ``jobs``
+    does not matter: every member is a task, on one thread of its worker; without ``checkpoint_dir`` the
+    members keep no checkpoints there (a worker may not see this machine's folders).
 
     Returns
     -------
@@ -46,18 +53,24 @@ def run_committee(model, frames, energies, forces, options, *, members, jobs=Non
     models = member_models(model, members, options.warm_start)
     members = len(models)
     jobs = int(members if jobs is None else jobs)
-    if jobs > 1 and options.threads is not None:
+    executor = Executor(n_jobs=min(jobs, members))
+    kind = executor.kind
+    if kind == "processes" and options.threads is not None:
         options = dataclasses.replace(options, threads=max(1, int(options.threads) // min(jobs, members)))
+    elif kind == "dask":
+        options = dataclasses.replace(options, threads=None)  # the task's one thread (ml4ms.parallel)
+    keep = checkpoint_dir is not None or kind != "dask"
     with tempfile.TemporaryDirectory(prefix="ml4ms-committee-") if checkpoint_dir is None \
             else contextlib.nullcontext(checkpoint_dir) as folder:
         runs = [dict(options=dataclasses.replace(options, seed=int(options.seed) + k),
-                     checkpoint_dir=os.path.join(folder, f"member{k}"), groups=groups, source=source)
+                     checkpoint_dir=os.path.join(folder, f"member{k}") if keep else None, groups=groups,
+                     source=source)
                 for k in range(members)]
-        if jobs == 1:
+        if kind == "serial":
             out = [run_training(m, frames, energies, forces, progress=progress, **run)
                    for m, run in zip(models, runs)]
         else:
-            out = _in_processes(models, frames, energies, forces, runs, min(jobs, members), progress)
+            out = _on_executor(executor, models, frames, energies, forces, runs, progress)
     return Committee([m for m, _ in out]), [h for _, h in out]
 
 
@@ -88,31 +101,45 @@ def member_status(folder):
     return last["epoch"], f"{last['val_energy_rmse']:.2f}/{last['val_force_rmse']:.3f}"
 
 
-def _in_processes(models, frames, energies, forces, runs, workers, progress):
-    """The members' runs in ``workers`` processes, with one progress bar over their epochs."""
+def _on_executor(executor, models, frames, energies, forces, runs, progress):
+    """The members' runs as tasks of ``executor``, with one progress bar over their epochs.
+
+    A running member counts the epochs its checkpoint holds, an ended one all of its epochs. An error ends the
+    others that have not started (a local pool's workers at once) and is raised.
+    """
+    epochs = runs[0]["options"].epochs
     folders = [run["checkpoint_dir"] for run in runs]
-    bar = tqdm(total=len(models) * runs[0]["options"].epochs, disable=not progress,
-               desc=f"fit committee of {len(models)}", unit="epoch")
-    # spawn, not fork: a forked torch process can hang on the parent's thread pools
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(_train_member, k > 0, m, frames, energies, forces, **run)
-                   for k, (m, run) in enumerate(zip(models, runs))]
-        pending = set(futures)
+    bar = tqdm(total=len(models) * epochs, disable=not progress, desc=f"fit committee of {len(models)}",
+               unit="epoch")
+    train = partial(_train_member, frames, energies, forces)
+    jobs = [executor.submit(train, (k > 0, m, run)) for k, (m, run) in enumerate(zip(models, runs))]
+    try:
+        pending = jobs
         while pending:
-            _, pending = wait(pending, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
-            status = [member_status(f) for f in folders]
-            bar.update(sum(s[0] if s else 0 for s in status) - bar.n)
-            bar.set_postfix_str("val E/F " + " | ".join(s[1] if s else "-" for s in status))
-        out = [f.result() for f in futures]
-    bar.close()
+            wait_first(pending, timeout=POLL_SECONDS)
+            pending = [job for job in pending if not job.done()]
+            status = [None if folder is None else member_status(folder) for folder in folders]
+            bar.update(sum(epochs if job.done() else s[0] if s else 0 for job, s in zip(jobs, status)) - bar.n)
+            bar.set_postfix_str("val E/F " + " | ".join(s[1] if s else ("done" if job.done() else "-")
+                                                      for job, s in zip(jobs, status)))
+        out = [job.result() for job in jobs]
+    except BaseException:  # Ctrl-C included: members still running are ended
+        if not all(job.done() for job in jobs):
+            for job in jobs:
+                job.cancel()
+            executor.stop()
+        raise
+    finally:
+        bar.close()
     return out
 
 
-def _train_member(quiet, *args, **kwargs):
-    """:func:`run_training` in a worker process, its warnings on one line each; ``quiet``: without the
-    precomputation's (every member precomputes the same structures: member 0 says it once)."""
+def _train_member(frames, energies, forces, item):
+    """:func:`run_training` of ``item = (quiet, model, run)`` in a task, its warnings on one line each;
+    ``quiet``: without the precomputation's (every member precomputes the same structures: member 0 says it
+    once)."""
+    quiet, model, run = item
     with one_line_warnings():
         if quiet:
             warnings.filterwarnings("ignore", message="descriptor Jacobians")
-        return run_training(*args, progress=False, **kwargs)
-
+        return run_training(model, frames, energies, forces, progress=False, **run)
