@@ -294,7 +294,8 @@ class Job:
         if self.address is not None:
             with contextlib.suppress(Exception):  # the scheduler may be gone: then there is nothing to restart
                 client = self.future.client
-                workers = [w for w, keys in client.processing().items() if self.future.key in keys]
+                # the workers whose threads run it now (asked of the workers: the scheduler's view can lag)
+                workers = [w for w, stacks in client.call_stack(keys=[self.future.key]).items() if stacks]
         self.cancel()
         if workers:
             with contextlib.suppress(Exception):  # a worker without a nanny cannot be restarted: it runs on
@@ -456,9 +457,9 @@ class Executor:
         if kind == "dask":
             address = self.address or "the cluster"
             return Job(_dask_submit(self.client(), address, task.one, item), address)
-        from joblib.externals.loky import get_reusable_executor
+        from joblib.executor import get_memmapping_executor  # joblib's own pool: the one its Parallel reuses
 
-        self._pool = get_reusable_executor(max_workers=workers)
+        self._pool = get_memmapping_executor(workers)
         return Job(self._pool.submit(task.one, item))
 
     def stop(self):
