@@ -52,6 +52,27 @@ def test_map_orders_results_on_every_executor(cluster):
     assert parallel.Executor(scheduler=cluster.scheduler_address).kind == "dask"
 
 
+def _twice(x):
+    if x < 0:
+        raise FileNotFoundError(f"no input {x}")
+    return 2 * x
+
+
+def test_submitted_calls_end_on_every_executor(cluster):
+    """One task per call: each job gives its call's value, or its error as it is (an OSError is no lost cluster)."""
+    for executor in (parallel.Executor(), parallel.Executor(n_jobs=2),
+                     parallel.Executor(scheduler=cluster.scheduler_address)):
+        jobs = [executor.submit(_twice, x) for x in (1, -1, 3)]
+        pending = jobs
+        while pending:
+            ended = parallel.wait_first(pending, timeout=60)
+            assert ended, executor.kind
+            pending = [job for job in pending if job not in ended]
+        assert [jobs[0].result(), jobs[2].result()] == [2, 6]
+        with pytest.raises(FileNotFoundError, match="no input -1"):
+            jobs[1].result()
+
+
 def _threads(_):
     from threadpoolctl import threadpool_info
 
@@ -279,3 +300,258 @@ def test_lost_scheduler_stops_in_one_line_and_resumes(model, tmp_path, capsys):
     summary = stream(fitted, meta, [data], out, filters=WHERE, chunk=20, progress=False)
     assert summary["complete"] and 0 < summary["resumed"] < summary["chunks"]
     assert out.read_bytes() == (tmp_path / "serial.csv").read_bytes()
+
+
+# ---- every data-parallel step: the same results serial, on local processes and on the cluster -------------------
+
+
+@pytest.fixture
+def sent(monkeypatch):
+    """The sizes of the chunks and calls this process sends to a Dask cluster (so a test knows they went)."""
+    sizes = []
+    chunks, submit = parallel.Executor._dask_chunks, parallel.Executor.submit
+
+    def spy_chunks(self, task, parts, ahead):
+        sizes.extend(len(part) for part in parts)
+        return chunks(self, task, parts, ahead)
+
+    def spy_submit(self, func, item):
+        job = submit(self, func, item)
+        if job.address is not None:
+            sizes.append(1)
+        return job
+
+    monkeypatch.setattr(parallel.Executor, "_dask_chunks", spy_chunks)
+    monkeypatch.setattr(parallel.Executor, "submit", spy_submit)
+    return sizes
+
+
+def _with_duplicates():
+    """24 NOMAD cells and, planted among them, a rotated copy, a supercell and a slightly moved copy."""
+    records = [a.copy() for a in load("nomad2018", "test").records[:24]]
+    rotated = records[3].copy()
+    rotated.rotate(30, "z", rotate_cell=True)
+    moved = records[7].copy()
+    moved.positions += 1e-4
+    return records + [rotated, records[5].repeat((2, 1, 1)), moved]
+
+
+def test_duplicates_same_pairs_on_every_executor(cluster, tmp_path, capsys, monkeypatch, sent):
+    import json
+
+    import ase.io
+
+    from ml4ms import duplicates
+    from ml4ms.duplicates import find_duplicates
+
+    monkeypatch.setattr(duplicates, "_SERIAL_BELOW", 2)  # the parallel path for a few structures
+    records = _with_duplicates()
+    serial = find_duplicates(records, cutoff=4.0, progress=False, return_deviation=True)
+    assert {(3, 24), (5, 25), (7, 26)} <= set(serial[0])
+    assert find_duplicates(records, cutoff=4.0, progress=False, return_deviation=True, n_jobs=2) == serial
+    assert not sent
+    with parallel.use_scheduler(cluster.scheduler_address):
+        assert find_duplicates(records, cutoff=4.0, progress=False, return_deviation=True) == serial
+    assert sum(sent) == len(records) + 6 + 3  # fingerprints, the environments of the 3 pairs, their matching
+    path = tmp_path / "cells.extxyz"
+    ase.io.write(path, records, format="extxyz")
+    args = ["duplicates", str(path), "--cutoff", "4.0", "--quiet"]
+    assert main(args + ["--json", str(tmp_path / "serial.json")]) == 0
+    assert main(args + ["--json", str(tmp_path / "dask.json"), "--scheduler", cluster.scheduler_address]) == 0
+    capsys.readouterr()
+    on_dask = json.loads((tmp_path / "dask.json").read_text())
+    assert on_dask == json.loads((tmp_path / "serial.json").read_text())
+    assert [(p["i"], p["j"]) for p in on_dask["pairs"]] == serial[0]
+
+
+def _small_labelled(tmp_path, n=60):
+    import ase.io
+
+    path = tmp_path / "small.extxyz"
+    ase.io.write(path, load("nomad2018", "train").records[:n], format="extxyz")
+    return str(path)
+
+
+def test_cv_and_learning_curve_same_scores_in_the_same_order_on_dask(cluster, tmp_path, capsys, sent):
+    """Every CV fold and learning-curve point is a task; the descriptor is computed once, in this process."""
+    import json
+
+    from ml4ms import model_selection
+
+    data = _small_labelled(tmp_path)
+    recipe = ["--config", "nomad2018_demo", "--descriptor", "composition", "--model", "krr", "--quiet"]
+    cv = ["cv", data, *recipe, "--n-splits", "3", "--seeds", "0", "1", "--no-learning-curve"]
+    curve = ["learning-curve", data, *recipe, "--sizes", "0.5", "1.0", "--seeds", "0", "1", "--compare-fps"]
+    for name, args, tasks in (("cv", cv, 6), ("curve", curve, 8)):
+        assert main(args + ["--json", str(tmp_path / f"{name}_serial.json")]) == 0
+        assert not sent
+        assert main(args + ["--json", str(tmp_path / f"{name}_dask.json"), "--scheduler",
+                            cluster.scheduler_address]) == 0
+        assert sum(sent) == tasks, name  # the folds (points) only: 60 structures are featurized here
+        sent.clear()
+    capsys.readouterr()
+    for name, keys in (("cv", ("folds", "summary")), ("curve", ("curves",))):
+        serial = json.loads((tmp_path / f"{name}_serial.json").read_text())
+        on_dask = json.loads((tmp_path / f"{name}_dask.json").read_text())
+        assert all(on_dask[k] == serial[k] for k in keys), name
+    result = json.loads((tmp_path / "cv_dask.json").read_text())
+    assert [(f["seed"], f["fold"], f["target"]) for f in result["folds"]] == \
+        [(s, k, t) for s in (0, 1) for k in range(3) for t in result["targets"]]
+    # local processes too, through the library
+    from sklearn.linear_model import Ridge
+
+    X = np.random.default_rng(0).normal(size=(30, 3))
+    y = X @ [1.0, -2.0, 0.5]
+    one = model_selection.cross_validate(Ridge(), X, y, np.arange(30), n_splits=3, seeds=(0,), progress=False)
+    two = model_selection.cross_validate(Ridge(), X, y, np.arange(30), n_splits=3, seeds=(0,), progress=False,
+                                         n_jobs=2)
+    assert two["folds"] == one["folds"]
+
+
+def test_committee_regressor_fits_its_members_on_the_cluster(cluster, sent):
+    from ml4ms.models.committee import CommitteeRegressor
+    from ml4ms.models.kernel import KernelRidge
+
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-2, 2, size=(80, 2))
+    y = np.sin(X[:, 0]) + 0.1 * rng.normal(size=80)
+
+    def committee():
+        return CommitteeRegressor(regressor=KernelRidge(kernel="gaussian", alpha=1e-2, gamma=1.0), n_models=4,
+                                  random_state=0)
+
+    serial = committee().fit(X, y)
+    with parallel.use_scheduler(cluster.scheduler_address):
+        on_dask = committee().fit(X, y)
+    assert sum(sent) == 4  # one task per member
+    for a, b in zip(on_dask.predict(X, return_std=True), serial.predict(X, return_std=True)):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(on_dask.alpha_squared_, serial.alpha_squared_)
+
+
+#: a tiny potential: a few weights, a short descriptor, batches of 4 (the test gives --epochs 1)
+POTENTIAL = """
+[model]
+hidden = [3]
+[descriptor]
+radial_order = 2
+angular_order = 0
+[training]
+batch_size = 4
+novelty_references = 10
+"""
+
+
+def test_potential_committee_members_train_on_the_cluster(cluster, tmp_path, capsys, sent):
+    """``potential fit --members 2 --scheduler``: one task per member, the weights of the local run."""
+    import ase.io
+
+    from ml4ms.potentials.io import load_potential
+
+    frames = [a for a in load("tio2", "train").records if len(a) <= 12][:8]
+    ase.io.write(tmp_path / "few.extxyz", frames, format="extxyz")
+    (tmp_path / "pot.toml").write_text(POTENTIAL)
+    fit = ["potential", "fit", str(tmp_path / "few.extxyz"), "--config", str(tmp_path / "pot.toml"), "--members",
+           "2", "--epochs", "1", "--threads", "1", "--quiet"]
+    assert main(fit + ["-o", str(tmp_path / "local"), "--jobs", "1"]) == 0
+    assert main(fit + ["-o", str(tmp_path / "dask"), "--scheduler", cluster.scheduler_address]) == 0
+    assert sum(sent) == 2
+    assert "committee of 2" in capsys.readouterr().out
+    assert main(fit + ["-o", str(tmp_path / "one"), "--members", "1", "--scheduler", cluster.scheduler_address]) == 2
+    assert "--scheduler runs committee members at once, and this is one potential" in capsys.readouterr().err
+    local, on_dask = load_potential(tmp_path / "local"), load_potential(tmp_path / "dask")
+    assert [m.seed for m in on_dask] == [m.seed for m in local]
+    for a, b in zip(on_dask, local):
+        np.testing.assert_array_equal(a.predict(frames[:3], forces=False), b.predict(frames[:3], forces=False))
+    assert os.path.exists(tmp_path / "dask.checkpoint" / "member1" / "state.json")  # the workers share this disk
+
+
+class TroubleOracle:
+    """EMT, except for structures with info["trouble"]: "raise" (an OSError, as a calculator's missing file
+    raises: a failed call, not a lost scheduler), "give-nan", "sleep", or "flaky" (fails once)."""
+
+    in_process = False
+    name = "trouble"
+
+    def __init__(self, marks):
+        self.marks = marks
+
+    def compute(self, atoms, key=None):
+        from ase.calculators.emt import EMT
+
+        trouble = atoms.info.get("trouble")
+        if trouble == "raise":
+            raise FileNotFoundError("SCF did not converge: no pseudopotential")
+        if trouble == "sleep":
+            time.sleep(60)
+        mark = os.path.join(self.marks, str(key))
+        if trouble == "flaky" and not os.path.exists(mark):
+            open(mark, "w").close()
+            raise RuntimeError("flaky: the first try fails")
+        atoms = atoms.copy()
+        atoms.calc = EMT()
+        energy = atoms.get_potential_energy()
+        return {"energy": energy, "forces": atoms.get_forces()}, float("nan") if trouble == "give-nan" else energy
+
+
+def test_oracle_calls_on_the_cluster_fail_as_they_do_locally(cluster, tmp_path, sent):
+    """Every call is a task: a good call gives this process's label; one that raises or gives NaN fails with its
+    reason and is tried again; a flaky one passes on its second try; one past its time limit fails and its worker
+    is restarted."""
+    from ml4ms.active.oracles import OracleRunner
+    from ml4ms.active.pool import random_alloys
+
+    pool = random_alloys(["Cu", "Au"], 5, repeat=(1, 1, 1), seed=2)
+    oracle = TroubleOracle(str(tmp_path))
+    with parallel.use_scheduler(cluster.scheduler_address), OracleRunner(oracle, timeout=60) as runner:
+        good = sorted(runner.run([(i, a, 1, 1) for i, a in enumerate(pool)]))
+    assert sum(sent) == 5
+    assert [(o.key, o.ok, o.value) for o in good] == [(i, True, oracle.compute(a)[1]) for i, a in enumerate(pool)]
+    for atoms, trouble in zip(pool, ["raise", "give-nan", "sleep", "flaky", None]):
+        if trouble:
+            atoms.info["trouble"] = trouble
+    from distributed import Client
+
+    with Client(cluster.scheduler_address, set_as_default=False) as client:
+        pids = set(client.run(os.getpid).values())
+    start = time.perf_counter()
+    with parallel.use_scheduler(cluster.scheduler_address), OracleRunner(oracle, timeout=3.0) as runner:
+        outcomes = list(runner.run([(i, a, 1, 1 if i == 2 else 2) for i, a in enumerate(pool)]))
+    with Client(cluster.scheduler_address, set_as_default=False) as client:
+        assert len(pids - set(client.run(os.getpid).values())) == 1  # the sleeper's worker was restarted
+        assert not any(client.call_stack().values())  # and nothing sleeps on: the cluster is free
+    by_key = {}
+    for outcome in outcomes:
+        by_key.setdefault(outcome.key, []).append(outcome)
+    assert [o.ok for o in by_key[0]] == [False, False] and "SCF did not converge" in by_key[0][0].reason
+    assert [o.ok for o in by_key[1]] == [False, False] and "nan" in by_key[1][0].reason
+    assert [(o.ok, o.reason) for o in by_key[2]] == [(False, "timed out after 3 s")]
+    assert [(o.ok, o.attempt) for o in by_key[3]] == [(False, 1), (True, 2)]
+    assert [o.ok for o in by_key[4]] == [True]
+    assert time.perf_counter() - start < 30  # the sleeping call was ended, not waited for
+
+
+def test_active_run_labels_on_the_cluster(cluster, tmp_path, capsys, sent):
+    """``active run --scheduler``: the loop's oracle calls are tasks, and every stored label is the oracle's."""
+    from ase.calculators.emt import EMT
+
+    from ml4ms.active.config import read_config
+    from ml4ms.active.loop import load_pool
+    from ml4ms.active.store import LabelStore
+
+    (tmp_path / "run.toml").write_text(
+        '[oracle]\ncalculator = "ase.calculators.emt:EMT"\ntarget = "energy_per_atom"\n'
+        '[pool]\ngenerate = {elements = ["Cu", "Au"], n = 30, repeat = [1, 1, 1], seed = 1}\n[start]\nn = 3\n'
+        '[recipe]\ndescriptor = {name = "composition"}\nmodel = {name = "gp"}\n'
+        '[strategy]\nname = "uncertainty"\nbatch = 3\n[loop]\nbudget = 6\n')
+    db = tmp_path / "labels.db"
+    assert main(["active", "run", str(tmp_path / "run.toml"), "--db", str(db), "--quiet", "--scheduler",
+                 cluster.scheduler_address]) == 0
+    capsys.readouterr()
+    labels = LabelStore(db).labels()
+    assert len(labels) >= 6 and sum(sent) == len(labels)  # the start, the test set and the rounds' batches
+    pool = load_pool(read_config(str(tmp_path / "run.toml")))[0]
+    for row in labels:
+        atoms = pool[row.candidate].copy()
+        atoms.calc = EMT()
+        assert row.label == atoms.get_potential_energy() / len(atoms)
