@@ -326,9 +326,13 @@ class OracleRunner:
         self.close(kill=exc_type is not None)
 
     def close(self, kill=False):
-        """End the workers (``kill``: at once, without waiting for running calls); a cluster's calls are dropped."""
+        """End the workers (``kill``: at once, without waiting for running calls); on a cluster the running calls
+        are dropped (``kill``: their workers restarted, so that nothing runs on)."""
         for job in self._jobs:
-            job.cancel()
+            if kill:
+                job.stop()
+            else:
+                job.cancel()
         self._jobs = {}
         pool, self._pool = self._pool, None
         if pool is None:

@@ -123,10 +123,11 @@ def _on_executor(executor, models, frames, energies, forces, runs, progress):
             bar.set_postfix_str("val E/F " + " | ".join(s[1] if s else ("done" if job.done() else "-")
                                                       for job, s in zip(jobs, status)))
         out = [job.result() for job in jobs]
-    except BaseException:  # Ctrl-C included: members still running are ended
-        if not all(job.done() for job in jobs):
-            for job in jobs:
-                job.cancel()
+    except BaseException:  # Ctrl-C included: members still running are ended (their checkpoints are kept)
+        running = [job for job in jobs if not job.done()]
+        for job in running:
+            job.stop()
+        if running:
             executor.stop()
         raise
     finally:
