@@ -312,6 +312,7 @@ def sent(monkeypatch):
     chunks, submit = parallel.Executor._dask_chunks, parallel.Executor.submit
 
     def spy_chunks(self, task, parts, ahead):
+        parts = list(parts)  # a generator: read once, here
         sizes.extend(len(part) for part in parts)
         return chunks(self, task, parts, ahead)
 
