@@ -520,7 +520,8 @@ def test_oracle_calls_on_the_cluster_fail_as_they_do_locally(cluster, tmp_path, 
         outcomes = list(runner.run([(i, a, 1, 1 if i == 2 else 2) for i, a in enumerate(pool)]))
     with Client(cluster.scheduler_address, set_as_default=False) as client:
         assert len(pids - set(client.run(os.getpid).values())) == 1  # the sleeper's worker was restarted
-        assert not any(client.call_stack().values())  # and nothing sleeps on: the cluster is free
+        stacks = client.call_stack()
+        assert not any(stacks.values()), stacks  # and nothing sleeps on: the cluster is free
     by_key = {}
     for outcome in outcomes:
         by_key.setdefault(outcome.key, []).append(outcome)

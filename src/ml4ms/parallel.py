@@ -39,6 +39,7 @@ import itertools
 import os
 import re
 import threading
+import time
 
 from .errors import InputError, Ml4msError
 
@@ -290,16 +291,39 @@ class Job:
         worker's other tasks again elsewhere). A call on a local process runs on (:meth:`Executor.stop` ends
         the pool).
         """
-        workers = []
-        if self.address is not None:
+        if self.address is None:
+            self.cancel()
+            return
+        client, key = self.future.client, self.future.key
+
+        def running():
+            # the workers whose threads run it now (asked of the workers: the scheduler's view can lag)
             with contextlib.suppress(Exception):  # the scheduler may be gone: then there is nothing to restart
-                client = self.future.client
-                # the workers whose threads run it now (asked of the workers: the scheduler's view can lag)
-                workers = [w for w, stacks in client.call_stack(keys=[self.future.key]).items() if stacks]
+                return [w for w, stacks in client.call_stack(keys=[key]).items() if stacks]
+            return []
+
+        workers = running()
         self.cancel()
-        if workers:
+        # restart only once the scheduler has dropped the task: else it gives it to another worker
+        deadline = time.monotonic() + CONNECT_TIMEOUT
+        while workers and time.monotonic() < deadline:
+            with contextlib.suppress(Exception):
+                if not client.run_on_scheduler(_scheduler_has, key):
+                    break
+            time.sleep(0.05)
+        # a restarted worker's tasks go to another worker: one that the cancellation has not reached yet may
+        # start the call again there, so look again after each restart
+        for _ in range(3):
+            if not workers:
+                return
             with contextlib.suppress(Exception):  # a worker without a nanny cannot be restarted: it runs on
                 client.restart_workers(workers, timeout=CONNECT_TIMEOUT * 3, raise_for_error=False)
+            workers = running()
+
+
+def _scheduler_has(key, dask_scheduler=None):
+    """Whether the scheduler still holds the task ``key`` (run on the scheduler)."""
+    return key in dask_scheduler.tasks
 
 
 def wait_first(jobs, timeout=None):
