@@ -99,6 +99,9 @@ KIT_SETTINGS = {
     "bag_of_bonds": Kit({}, inputs="molecules", skip={"supercell": MOLECULES_ONLY}),
     "local_kernel": Kit({"descriptor": {"name": "soap", **SOAP_SMALL}, "n_active": 8},
                         supercell=(({"reduce": "sum"}, 2.0), ({"reduce": "mean"}, 1.0))),
+    "structures": Kit({}, skip=dict.fromkeys(("invariance", "supercell"),
+                                             "the structure itself, written as numbers, not a description of it: "
+                                             "the graph model that reads it is invariant (tests/test_mpnn.py)")),
 }
 
 

@@ -22,7 +22,11 @@ SETTINGS = {
     "ngrams": ("nomad2018", {"scale": "nomad2018"}),
     "columns": ("nomad2018", {"columns": ["percent_atom_al", "percent_atom_ga", "lattice_vector_1_ang"]}),
     "concat": ("nomad2018", {"parts": [{"name": "composition"}, {"name": "ngrams", "ngram_range": [1, 2]}]}),
+    "structures": ("qm7", {}),
 }
+KRR = {"name": "krr", "kernel": "laplacian", "alpha": [1e-3, 1e-1]}
+#: the model of a descriptor whose features only one kind of model reads (default: KRR)
+MODELS = {"structures": {"name": "mpnn", "features": 8, "interactions": 2, "max_epochs": 5, "progress": False}}
 TARGET = {"qm7": "atomization_energy_pbe0_eV", "nomad2018": "bandgap_energy_ev"}
 
 
@@ -47,7 +51,7 @@ def test_descriptor_through_recipe_fit_save_predict(name, subsets, tmp_path):
     recipe = recipe_from_dict({
         "targets": [TARGET[dataset]],
         "descriptor": {"name": name, "progress": False, **params} if name != "concat" else {"name": name, **params},
-        "model": {"name": "krr", "kernel": "laplacian", "alpha": [1e-3, 1e-1]},
+        "model": MODELS.get(name, KRR),
         "target": {"per_atom": dataset == "qm7"},
     })
     model, meta = fit(recipe, data, progress=False)
@@ -61,7 +65,7 @@ def test_descriptor_through_recipe_fit_save_predict(name, subsets, tmp_path):
 
 
 def test_bundled_recipes_parse():
-    """Every bundled recipe passes the reader of its kind; property recipes name a descriptor and targets."""
+    """Every bundled recipe passes the reader of its kind; property recipes name targets and a descriptor or graph."""
     from ml4ms.active.config import read_config as read_active_config
     from ml4ms.config import read_toml
     from ml4ms.potentials.train import read_config as read_potential_config
@@ -81,7 +85,7 @@ def test_bundled_recipes_parse():
             read_sisso_config(name)
         else:
             recipe = read_recipe(name)
-            assert recipe.descriptor and recipe.targets
+            assert (recipe.descriptor or recipe.graph) and recipe.targets
     assert {"nomad2018", "nomad2018_demo", "qm7", "qm7_delta"} <= set(kinds["property"])
     assert {"tio2_potential", "tio2_committee"} <= set(kinds["potential"])
     assert {"octet_prl2015", "octet_classify"} <= set(kinds["sisso"])

@@ -281,20 +281,10 @@ def collate(frames, cutoff, species, dtype="float64", graph=None):
     dt = torch_dtype(dtype)
     if cutoff is None and graph is None:
         raise InputError("collate needs a cutoff or a graph", hint="give cutoff in Å or graph=")
-    lookup = {int(z): k for k, z in enumerate(species)}
     frames = list(frames)
-    pairs, index = [], []
-    for k, atoms in enumerate(frames):
-        try:
-            index.append([lookup[int(z)] for z in atoms.numbers])
-        except KeyError as exc:
-            from ase.data import chemical_symbols
-
-            raise InputError(f"element {chemical_symbols[exc.args[0]]} is not among the elements "
-                             f"({', '.join(chemical_symbols[int(z)] for z in species)})", index=k,
-                             hint="add it to species or refit") from None
-        pairs.append(neighbor_list(atoms.positions, atoms.cell.array, atoms.pbc, cutoff) if graph is None
-                     else _graph_edges(graph, atoms, k))
+    index = species_indices(frames, species)
+    pairs = [neighbor_list(atoms.positions, atoms.cell.array, atoms.pbc, cutoff) if graph is None
+             else _graph_edges(graph, atoms, k) for k, atoms in enumerate(frames)]
     counts = np.array([len(a) for a in frames], dtype=np.int64)
     offsets = np.cumsum(counts) - counts
 
@@ -320,6 +310,31 @@ def collate(frames, cutoff, species, dtype="float64", graph=None):
         edge_weights=None if not getattr(graph, "weight_names", ()) else
         torch.as_tensor(cat([p.weights for p in pairs], float, len(graph.weight_names)), dtype=dt),
     )
+
+
+def species_indices(frames, species):
+    """The index in ``species`` of every atom's element, one int64 array per structure.
+
+    An element outside ``species`` is an :class:`~ml4ms.errors.InputError` naming the structure.
+
+    Examples
+    --------
+    >>> from ase.build import molecule
+    >>> [a.tolist() for a in species_indices([molecule("H2O")], [1, 8])]
+    [[1, 0, 0]]
+    """
+    lookup = {int(z): k for k, z in enumerate(species)}
+    out = []
+    for k, atoms in enumerate(frames):
+        try:
+            out.append(np.array([lookup[int(z)] for z in atoms.numbers], dtype=np.int64))
+        except KeyError as exc:
+            from ase.data import chemical_symbols
+
+            raise InputError(f"element {chemical_symbols[exc.args[0]]} is not among the elements "
+                             f"({', '.join(chemical_symbols[int(z)] for z in species)})", index=k,
+                             hint="add it to species or refit") from None
+    return out
 
 
 def _graph_edges(graph, atoms, index):

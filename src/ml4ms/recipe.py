@@ -15,6 +15,9 @@ evaluation settings. Every table is optional; command-line flags override it.
     kernel = "laplacian"
     alpha = [1e-4, 1e-3, 1e-2]   # lists are searched (grouped CV)
 
+    [graph]                 # graph models only ([model] name = "mpnn"): how structures become graphs
+    kind = "radius"         # "radius", "knn" or "voronoi"; see ml4ms.models.mpnn.GRAPH
+
     [target]
     transform = "log1p"     # "none" or "log1p"
     per_atom = false
@@ -38,12 +41,15 @@ from .descriptors import descriptor_class
 from .errors import InputError
 from .model_selection import SEEDS, TRAIN_SIZES
 from .models import regressor_class
+from .models.mpnn import GRAPH
 from .transforms import FUNCTIONS
 
 DEFAULT_CV = {"n_splits": 5, "seeds": [0, 1, 2], "duplicate_tol": 1e-3}
 DEFAULT_LEARNING_CURVE = {"train_sizes": [0.1, 0.2, 0.4, 0.7, 1.0]}
 DEFAULT_MODEL = {"name": "krr", "kernel": "gaussian"}
 DEFAULT_STRUCTURE_DESCRIPTOR = {"name": "soap", "r_cut": 5.0, "n_max": 6, "l_max": 4}
+#: the descriptor of models that read structures themselves (graph models): the structures, row by row
+STRUCTURES_DESCRIPTOR = {"name": "structures"}
 
 #: the tables and keys of a recipe (:func:`ml4ms.config.check`); [descriptor] and [model] take the parameters
 #: of the class they name
@@ -53,6 +59,7 @@ SCHEMA = {
     "targets": one_of(string(), list_of(string(), min_length=1, unique=True)),  # --target: the list
     "descriptor": named(descriptor_class),
     "model": named(regressor_class),
+    "graph": GRAPH,
     "target": {"transform": string(*FUNCTIONS), "per_atom": boolean(), "baseline": string()},
     "cv": {"n_splits": integer(2), "seeds": SEEDS, "duplicate_tol": number(">= 0")},
     "learning_curve": {"train_sizes": TRAIN_SIZES},
@@ -63,7 +70,8 @@ FLAG_RULES = {"--target": list_of(string(), min_length=1, unique=True), "--n-spl
               "--seeds": SCHEMA["cv"]["seeds"], "--sizes": SCHEMA["learning_curve"]["train_sizes"]}
 
 __all__ = ["FLAG_RULES", "Recipe", "SCHEMA", "apply_overrides", "build_model", "bundled_recipe_path",
-           "bundled_recipes", "check_consistent", "default_descriptor", "read_recipe", "recipe_from_dict"]
+           "bundled_recipes", "check_consistent", "default_descriptor", "graph_models", "read_recipe",
+           "recipe_from_dict"]
 
 
 @dataclass
@@ -72,6 +80,7 @@ class Recipe:
 
     descriptor: dict = None
     model: dict = field(default_factory=lambda: dict(DEFAULT_MODEL))
+    graph: dict = None
     targets: list = field(default_factory=list)
     transform: str = "none"
     per_atom: bool = False
@@ -84,6 +93,7 @@ class Recipe:
         return {
             "descriptor": self.descriptor,
             "model": self.model,
+            "graph": self.graph,
             "targets": list(self.targets) or None,  # None: not given
             "target": {"transform": self.transform, "per_atom": self.per_atom, "baseline": self.baseline},
             "cv": self.cv,
@@ -128,6 +138,7 @@ def recipe_from_dict(doc, source=None):
     recipe = Recipe(source=source)
     recipe.descriptor = doc.get("descriptor")
     recipe.model = doc.get("model", recipe.model)
+    recipe.graph = doc.get("graph")
     targets = doc.get("targets", [])
     recipe.targets = [targets] if isinstance(targets, str) else list(targets)
     target = doc.get("target", {})
@@ -154,11 +165,72 @@ def check_consistent(recipe, source=None):
         raise InputError(f"the baseline '{recipe.baseline}' is also a target: learning {recipe.baseline} minus "
                          "itself gives 0", source=source,
                          hint="choose another baseline property (--baseline, [target] baseline), or none")
+    _check_graph(recipe, source)
     features = _feature_columns(recipe.descriptor or {})
     leaked = [t for t in recipe.targets if t in features]
     if leaked:
         raise InputError(f"the target '{leaked[0]}' is also a feature column of the descriptor: the model would "
                          "read the answer", source=source, hint="remove it from the descriptor's columns")
+
+
+def graph_models(spec):
+    """The tables of ``spec`` (a [model] table, searched through committees and ensemble members) that name a
+    model taking structures (:class:`~ml4ms.models.mpnn.MPNNRegressor`).
+
+    Examples
+    --------
+    >>> [t["name"] for t in graph_models({"name": "committee", "regressor": {"name": "mpnn"}})]
+    ['mpnn']
+    """
+    found = []
+    if isinstance(spec, dict):
+        name = spec.get("name")
+        try:
+            if isinstance(name, str) and getattr(regressor_class(name), "takes_structures", False):
+                found.append(spec)
+        except InputError:
+            pass
+        for value in spec.values():
+            found.extend(graph_models(value))
+    elif isinstance(spec, (list, tuple)):
+        for value in spec:
+            found.extend(graph_models(value))
+    return found
+
+
+def _descriptor_names(spec):
+    """The descriptor names of a [descriptor] table, parts of ``concat`` included."""
+    if not isinstance(spec, dict):
+        return set()
+    return {spec.get("name")}.union(*[_descriptor_names(part) for part in spec.get("parts", [])])
+
+
+def _check_graph(recipe, source):
+    """A [graph] table needs a graph model, and a graph model needs the structures descriptor."""
+    graphs = graph_models(recipe.model)
+    if recipe.graph is not None and not graphs:
+        raise InputError("[graph] is for graph models, and [model] has none", source=source,
+                         hint="set [model] name = \"mpnn\" (or a committee or ensemble member of it), "
+                              "or remove [graph]")
+    if recipe.graph is not None:
+        from .models.mpnn import graph_settings
+
+        graph_settings(recipe.graph, source)
+    if graphs and recipe.descriptor and "structures" not in _descriptor_names(recipe.descriptor):
+        raise InputError(f"the mpnn model reads structures, but [descriptor] is '{recipe.descriptor.get('name')}'",
+                         source=source, hint="remove [descriptor] (a graph model needs none), or add a part "
+                                             "name = \"structures\" to a concat descriptor for an ensemble")
+
+
+def _with_graph(spec, graph, progress=None):
+    """A copy of a [model] table whose graph models get ``graph`` as their ``graph`` and ``progress`` as their
+    ``progress`` (unless they give them; None gives nothing)."""
+    spec = copy.deepcopy(spec)
+    for table in graph_models(spec):
+        for key, value in (("graph", graph), ("progress", progress)):
+            if value is not None:
+                table.setdefault(key, copy.deepcopy(value))
+    return spec
 
 
 def _feature_columns(spec):
@@ -249,18 +321,23 @@ def default_descriptor(records):
     )
 
 
-def build_model(recipe, records=None):
-    """The :class:`~ml4ms.models.structure.StructureRegressor` a recipe describes."""
+def build_model(recipe, records=None, progress=None):
+    """The :class:`~ml4ms.models.structure.StructureRegressor` a recipe describes.
+
+    ``progress`` (if not None) switches the progress bars of the graph models on or off, as ``--quiet`` does.
+    """
     from .descriptors import make_descriptor
     from .models import make_regressor
     from .models.structure import StructureRegressor
 
-    desc = recipe.descriptor or default_descriptor(records or [])
+    model = _with_graph(recipe.model, recipe.graph, progress)
+    desc = recipe.descriptor or (dict(STRUCTURES_DESCRIPTOR) if graph_models(model) else
+                                 default_descriptor(records or []))
     desc_params = {k: v for k, v in desc.items() if k != "name"}
-    model_params = {k: v for k, v in recipe.model.items() if k != "name"}
+    model_params = {k: v for k, v in model.items() if k != "name"}
     return StructureRegressor(
         descriptor=make_descriptor(desc["name"], **desc_params),
-        regressor=make_regressor(recipe.model["name"], **model_params),
+        regressor=make_regressor(model["name"], **model_params),
         target_transform=recipe.transform,
         per_atom=recipe.per_atom,
         baseline=recipe.baseline,

@@ -135,7 +135,7 @@ def prepare_features(recipe, data, progress=True):
     """
     records, y = prepare(data, recipe)
     groups = duplicate_groups(records, tol=recipe.cv.get("duplicate_tol", 1e-3), progress=progress)
-    model = build_model(recipe, records)
+    model = build_model(recipe, records, progress=progress)
     descriptor, F = featurize(model, records, data.source, progress=progress)
     return Prepared(records, y, groups, model, descriptor, F)
 

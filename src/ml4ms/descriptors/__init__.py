@@ -26,6 +26,7 @@ DESCRIPTORS = {
     "coulomb_matrix": "coulomb:CoulombMatrix",
     "bag_of_bonds": "coulomb:BagOfBonds",
     "local_kernel": "local_kernel:LocalKernelFeatures",
+    "structures": "structure_rows:StructureRows",
 }
 
 

@@ -14,6 +14,7 @@ REGRESSORS = {
     "committee": "ml4ms.models.committee:CommitteeRegressor",
     "ensemble": "ml4ms.models.ensemble:EnsembleRegressor",
     "gp": "ml4ms.models.gp:GaussianProcessRegressor",
+    "mpnn": "ml4ms.models.mpnn:MPNNRegressor",
     "ridge": "ml4ms.models.linear:Ridge",
     "lasso": "sklearn.linear_model:Lasso",
     "bayesian_ridge": "ml4ms.models.linear:BayesianRidge",
