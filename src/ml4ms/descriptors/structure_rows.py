@@ -12,9 +12,10 @@ special case: alone, as the member of a committee, or as a member of an ensemble
 block of a :class:`~ml4ms.descriptors.concat.ConcatDescriptor`. ``MARK`` lets such a model tell these rows from
 any other features it is given by mistake.
 
-The width is fixed when the descriptor is fitted: ``max_atoms`` (default: the largest structure seen in ``fit``).
-A larger structure at ``transform`` is an :class:`~ml4ms.errors.InputError` that says to refit with a larger
-``max_atoms``.
+The width is fixed when the descriptor is fitted (committees and ensembles check that it stays the same):
+``max_atoms``, by default :data:`DEFAULT_MAX_ATOMS` or the largest structure seen in ``fit`` if that is larger,
+so that predictions for structures larger than the training ones work. A structure larger still at
+``transform`` is an :class:`~ml4ms.errors.InputError` that says to refit with a larger ``max_atoms``.
 """
 
 import numpy as np
@@ -28,6 +29,8 @@ from .base import GlobalDescriptor, as_records
 MARK = -1729.0
 #: the columns before the atoms: mark, n_atoms, pbc (3), cell (9)
 HEADER = 14
+#: the fewest atoms a row holds when ``max_atoms`` is not given (3.3 kB a structure)
+DEFAULT_MAX_ATOMS = 200
 
 
 def structure_row(atoms, max_atoms):
@@ -101,7 +104,8 @@ class StructureRows(GlobalDescriptor):
     Parameters
     ----------
     max_atoms : int, optional
-        The most atoms a row holds; default: the largest structure given to ``fit``.
+        The most atoms a row holds; default: the largest structure given to ``fit``, at least
+        :data:`DEFAULT_MAX_ATOMS`.
     n_jobs : int, default 1
     progress : bool, default True
 
@@ -116,7 +120,7 @@ class StructureRows(GlobalDescriptor):
     Examples
     --------
     >>> from ase.build import bulk, molecule
-    >>> X = StructureRows().fit_transform([molecule("H2O"), bulk("Si")])
+    >>> X = StructureRows(max_atoms=3).fit_transform([molecule("H2O"), bulk("Si")])
     >>> X.shape, [a.get_chemical_formula() for a in rows_to_structures(X)]
     ((2, 26), ['H2O', 'Si2'])
     """
@@ -135,7 +139,7 @@ class StructureRows(GlobalDescriptor):
                                            or isinstance(self.max_atoms, bool) or self.max_atoms < 1):
             raise InputError(f"max_atoms must be a positive integer, got {self.max_atoms!r}",
                              hint="give the most atoms a structure may have, or leave it out")
-        self.max_atoms_ = int(self.max_atoms if self.max_atoms is not None else largest)
+        self.max_atoms_ = int(self.max_atoms if self.max_atoms is not None else max(largest, DEFAULT_MAX_ATOMS))
         return super().fit(records)
 
     @staticmethod
