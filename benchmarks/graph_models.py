@@ -22,16 +22,17 @@ KCAL = 0.0433641039  # eV
 
 
 def split(dataset, records, n_train, seed):
-    """Training and test indices of the protocol (see the module notes)."""
-    if dataset == "qm7":
-        perm = np.random.default_rng(seed).permutation(len(records))
-        return perm[:n_train], perm[-1000:]
-    from ml4ms.model_selection import group_train_test_split
+    """Training and test indices of the protocol (see the module notes), and the duplicate groups."""
     from ml4ms.workflow import duplicate_groups
 
     groups = duplicate_groups(records, progress=False)
+    if dataset == "qm7":
+        perm = np.random.default_rng(seed).permutation(len(records))
+        return perm[:n_train], perm[-1000:], groups
+    from ml4ms.model_selection import group_train_test_split
+
     train, test = group_train_test_split(groups, 0.2, random_state=np.random.default_rng(seed))
-    return (train[:n_train] if n_train else train), test
+    return (train[:n_train] if n_train else train), test, groups
 
 
 def run(dataset, n_train, minutes, seed, values):
@@ -42,13 +43,14 @@ def run(dataset, n_train, minutes, seed, values):
 
     data = load(dataset, "all" if dataset == "qm7" else "train")
     recipe = apply_overrides(read_recipe(f"{dataset}_mpnn"),
-                             values={"model.max_minutes": minutes, "model.progress": False, **values})
+                             values={"model.max_minutes": minutes, **values})
     records = data.records
     y = np.column_stack([[a.info[t] for a in records] for t in recipe.targets])
-    train, test = split(dataset, records, n_train, seed)
-    model = build_model(recipe, records)
+    train, test, groups = split(dataset, records, n_train, seed)
+    model = build_model(recipe, records, progress=False)
+    model.descriptor.set_params(progress=False)
     t0 = time.perf_counter()
-    model.fit([records[i] for i in train], y[train])
+    model.fit([records[i] for i in train], y[train], groups=groups[train])  # duplicates on one side of validation
     seconds = time.perf_counter() - t0
     pred = np.asarray(model.predict([records[i] for i in test])).reshape(len(test), -1)
     net = model.estimators_[0]
