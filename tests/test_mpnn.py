@@ -5,6 +5,7 @@ network computes and the plumbing around it, not about accuracy, and each takes 
 """
 
 import csv
+import json
 
 import ase.io
 import numpy as np
@@ -226,6 +227,11 @@ def test_recipe_fit_and_predict_from_the_command_line(tmp_path, capsys):
     rows = list(csv.DictReader(open(tmp_path / "p.csv")))
     assert len(rows) == 12 and {"y", "gap"} <= set(rows[0])
     assert all(float(r["gap"]) > 0 for r in rows)
+    assert main(["evaluate", str(tmp_path / "m"), str(tmp_path / "d.extxyz"), "--json", str(tmp_path / "e.json"),
+                 "--quiet"]) == 0
+    assert main(["cv", str(tmp_path / "d.extxyz"), "--config", str(tmp_path / "r.toml"), "--n-splits", "2",
+                 "--seeds", "0", "--no-learning-curve", "--json", str(tmp_path / "cv.json")]) == 0
+    assert "gap" in json.load(open(tmp_path / "cv.json"))["summary"]
     (tmp_path / "bad.toml").write_text('[graph]\nkind = "knn"\nk = 0\n[model]\nname = "mpnn"\n')
     capsys.readouterr()
     assert main(["fit", str(tmp_path / "d.extxyz"), "--config", str(tmp_path / "bad.toml"), "--target", "y",
