@@ -163,6 +163,15 @@ def test_a_model_file_gives_identical_predictions(tmp_path):
     np.testing.assert_allclose(loaded.predict([bigger]), model.predict(frames[1:2]), rtol=1e-5)
 
 
+def test_given_species_let_a_model_predict_an_element_it_did_not_train_on():
+    frames = [a for a in _cells(9) if "Sr" not in a.get_chemical_formula()]
+    strontium = bulk("SrO", "rocksalt", a=5.1)
+    with pytest.raises(InputError, match="element Sr is not among the elements"):
+        _fitted(frames).predict([strontium])
+    model = _fitted(frames, species=["O", "Mg", "Ca", "Sr"])
+    assert model.species_ == [8, 12, 20, 38] and np.isfinite(model.predict([strontium])).all()
+
+
 def test_graphs_are_built_once_and_kept():
     frames = _cells(4)
     settings = graph_settings(GRAPHS["voronoi"])
@@ -183,7 +192,7 @@ def test_bad_input_is_one_line():
         model.predict(np.ones((3, 30)))
     with pytest.raises(InputError, match="features must be a positive integer, got 0"):
         MPNNRegressor(features=0).fit(frames, _targets(frames))
-    with pytest.raises(InputError, match="unknown device 'gpu'"):
+    with pytest.raises(InputError, match="device must be 'cpu', 'cuda' or 'cuda:N', got 'gpu'"):
         MPNNRegressor(device="gpu").fit(frames, _targets(frames))
     with pytest.raises(InputError, match="structure 2: target is NaN"):
         MPNNRegressor(**TINY).fit(frames, np.where(np.arange(6) == 2, np.nan, 1.0))

@@ -222,12 +222,12 @@ def _check_graph(recipe, source):
                                              "name = \"structures\" to a concat descriptor for an ensemble")
 
 
-def _with_graph(spec, graph, progress=None):
-    """A copy of a [model] table whose graph models get ``graph`` as their ``graph`` and ``progress`` as their
-    ``progress`` (unless they give them; None gives nothing)."""
+def _for_graph_models(spec, **defaults):
+    """A copy of a [model] table whose graph models get ``defaults`` (the values not None) for the keys they leave
+    out (``graph``: the [graph] table, ``species``: the data's elements, ``progress``)."""
     spec = copy.deepcopy(spec)
     for table in graph_models(spec):
-        for key, value in (("graph", graph), ("progress", progress)):
+        for key, value in defaults.items():
             if value is not None:
                 table.setdefault(key, copy.deepcopy(value))
     return spec
@@ -324,13 +324,20 @@ def default_descriptor(records):
 def build_model(recipe, records=None, progress=None):
     """The :class:`~ml4ms.models.structure.StructureRegressor` a recipe describes.
 
-    ``progress`` (if not None) switches the progress bars of the graph models on or off, as ``--quiet`` does.
+    Graph models get the [graph] table and the elements of ``records`` (unless they name their own), and
+    ``progress`` (if not None) switches their progress bars on or off, as ``--quiet`` does.
     """
     from .descriptors import make_descriptor
     from .models import make_regressor
     from .models.structure import StructureRegressor
 
-    model = _with_graph(recipe.model, recipe.graph, progress)
+    from ase.data import chemical_symbols
+
+    from .structures import is_atoms
+
+    found = sorted({int(z) for r in records or [] if is_atoms(r) for z in r.numbers})
+    model = _for_graph_models(recipe.model, graph=recipe.graph, progress=progress,
+                              species=[chemical_symbols[z] for z in found] or None)
     desc = recipe.descriptor or (dict(STRUCTURES_DESCRIPTOR) if graph_models(model) else
                                  default_descriptor(records or []))
     desc_params = {k: v for k, v in desc.items() if k != "name"}

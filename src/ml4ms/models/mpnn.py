@@ -36,7 +36,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, MultiOutputMixin, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
-from ..config import Table, boolean, check, check_value, integer, list_of, number, or_none, string
+from ..config import Table, boolean, check, check_value, integer, list_of, number, one_of, or_none, string
 from ..descriptors.base import PROGRESS_MIN
 from ..errors import InputError
 from ..graphs import VORONOI_WEIGHTS
@@ -261,20 +261,6 @@ def _split(n, groups, fraction, rng):
     return np.flatnonzero(~chosen[inverse]), np.flatnonzero(chosen[inverse])
 
 
-def _check_device(device):
-    import torch
-
-    text = str(device)
-    if text == "cpu":
-        return text
-    if text.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise InputError(f"device '{text}' is not available here (torch finds no CUDA device)",
-                             hint="use device = \"cpu\", or run on a machine with a GPU")
-        return text
-    raise InputError(f"unknown device '{device}'", hint="use \"cpu\" or \"cuda\" (\"cuda:1\" for the second GPU)")
-
-
 class MPNNRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
     """Invariant message passing with edge updates on graphs of structures (see the module notes).
 
@@ -282,6 +268,11 @@ class MPNNRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
     ----------
     graph : dict, optional
         The ``[graph]`` settings (:data:`GRAPH`); default a radius graph of 5 Å.
+    species : list of str or int, optional
+        The elements the model knows (symbols or atomic numbers); default: those of the training structures.
+        Recipes give every element of the data, so that a committee member or a cross-validation fold that
+        misses an element still predicts for it (from an untrained embedding: a committee shows it by its
+        spread).
     features : int, default 64
         Width of the atom and edge states.
     interactions : int, default 3
@@ -306,7 +297,8 @@ class MPNNRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
     random_state : int, default 0
         Seed of the weights, the validation split and the order of the batches.
     device : str, default "cpu"
-        ``"cpu"`` or ``"cuda"`` (``"cuda:1"``, ...).
+        ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (:func:`ml4ms.batch.torch_device`): where the network trains and
+        predicts. A model file keeps it: to predict on a machine without that GPU, ``set_params(device="cpu")``.
     dtype : {"float32", "float64"}, default "float32"
     n_jobs : int, default 1
         Processes that build the graphs.
@@ -316,7 +308,7 @@ class MPNNRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
     Attributes
     ----------
     species_ : list of int
-        Atomic numbers seen in training, sorted.
+        The atomic numbers of ``species``, or those seen in training; sorted.
     graph_ : dict
         The complete graph settings.
     reference_ : ndarray (n_species, n_outputs)
@@ -347,7 +339,8 @@ class MPNNRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
     _per_output_search = True
     #: recipes hand this model the rows of the ``structures`` descriptor
     takes_structures = True
-    _param_rules = {"graph": Table(GRAPH), "features": integer(1), "interactions": integer(1),
+    _param_rules = {"graph": Table(GRAPH), "species": or_none(list_of(one_of(string(), integer(1)))),
+                    "features": integer(1), "interactions": integer(1),
                     "radial_basis": integer(1), "readout": string("mean", "sum"),
                     "learning_rate": number("> 0"), "batch_size": integer(1), "max_epochs": integer(1),
                     "patience": integer(1), "validation_fraction": number("[0, 1)"),
@@ -355,10 +348,11 @@ class MPNNRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
                     "device": string(), "dtype": string("float32", "float64"), "n_jobs": integer(),
                     "progress": boolean()}
 
-    def __init__(self, *, graph=None, features=64, interactions=3, radial_basis=16, readout="mean",
+    def __init__(self, *, graph=None, species=None, features=64, interactions=3, radial_basis=16, readout="mean",
                  learning_rate=1e-3, batch_size=32, max_epochs=300, patience=30, validation_fraction=0.1,
                  max_minutes=None, random_state=0, device="cpu", dtype="float32", n_jobs=1, progress=True):
         self.graph = graph
+        self.species = species
         self.features = features
         self.interactions = interactions
         self.radial_basis = radial_basis
@@ -378,9 +372,11 @@ class MPNNRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
     # ------------------------------------------------------------------ set-up
     def _check_params(self):
         for name, rule in self._param_rules.items():
-            if name != "graph":
+            if name != "graph" and (name != "species" or self.species is not None):
                 check_value(getattr(self, name), rule, name, hint=f"fix {name} of the mpnn model")
-        return graph_settings(self.graph), _check_device(self.device)
+        from ..batch import torch_device
+
+        return graph_settings(self.graph), torch_device(self.device)
 
     def _network_config(self):
         return {"n_species": len(self.species_), "features": int(self.features),
@@ -394,7 +390,10 @@ class MPNNRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
 
     def _data(self, frames, progress=False):
         graphs = structure_graphs(frames, self.graph_, n_jobs=self.n_jobs, progress=progress)
-        return GraphData(frames, graphs, self.species_, self.dtype, self.device, len(self._weight_names()))
+        from ..batch import torch_device
+
+        return GraphData(frames, graphs, self.species_, self.dtype, torch_device(self.device),
+                         len(self._weight_names()))
 
     def network(self):
         """The :class:`~ml4ms.models.graph_network.EdgeUpdateNetwork` of the fitted state (built once, reused)."""
@@ -402,8 +401,10 @@ class MPNNRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
 
         from .graph_network import EdgeUpdateNetwork
 
+        from ..batch import torch_device
+
         check_is_fitted(self, "state_")
-        _check_device(self.device)
+        device = torch_device(self.device)
         key = (id(self.state_), repr(self.get_params(deep=False)))
         cached = self.__dict__.get("_network")
         if cached is not None and cached[0] == key:
@@ -415,7 +416,7 @@ class MPNNRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
                              hint="refit the model with these settings")
         net.load_state_dict({k: torch.as_tensor(np.asarray(v), dtype=own[k].dtype).reshape(own[k].shape)
                              for k, v in self.state_.items()})
-        net.to(self.device).eval().requires_grad_(False)
+        net.to(device).eval().requires_grad_(False)
         self.__dict__["_network"] = (key, net)
         return net
 
@@ -453,7 +454,12 @@ class MPNNRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         self.n_outputs_ = 0 if y.ndim == 1 else y.shape[1]
         Y = y.reshape(len(y), -1)
         groups = np.arange(len(frames)) if groups is None else np.asarray(groups)
-        self.species_ = sorted({int(z) for a in frames for z in a.numbers})
+        if self.species is None:
+            self.species_ = sorted({int(z) for a in frames for z in a.numbers})
+        else:
+            from ..descriptors.base import species_numbers
+
+            self.species_ = species_numbers(self.species)
         C = composition_matrix(frames, self.species_, self.readout)
         self.reference_ = np.linalg.lstsq(C, Y, rcond=None)[0]
         residual = Y - C @ self.reference_
