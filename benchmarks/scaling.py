@@ -1,9 +1,10 @@
 """Scaling on this machine: 1 against 2 Dask workers (one thread each), on SOAP featurisation and on screening.
 
-    OMP_NUM_THREADS=1 python benchmarks/scaling.py [--tio2 28000] [--screen 12000] [--chunk 250] [--repeats 3]
+    OMP_NUM_THREADS=1 python benchmarks/scaling.py [--tio2 28000] [--featurize 28000] [--screen 12000]
+                                                   [--chunk 250] [--featurize-chunk 1000] [--repeats 3]
                                                    [--model DIR] [--json out.json]
 
-Two jobs, each timed three ways on the same input: serially in this process (the reference), on a local Dask
+Three jobs, each timed three ways on the same input: serially in this process (the reference), on a local Dask
 cluster of one worker process with one thread, and on one of two such workers. Both clusters (127.0.0.1, started
 by this script) are started and warmed up (every worker has imported ml4ms and run a task) before any timing, so
 start-up is not timed; sending the structures to the workers and the results back is.
@@ -14,6 +15,10 @@ start-up is not timed; sending the structures to the workers and the results bac
   the cells beyond the 6,937 of the set as copies whose positions are moved by a seeded 0.01 Å noise. The
   executor's default chunking applies (about four tasks per worker of SOAP batches); the number of tasks is read
   from Dask's task stream.
+- ``featurize``: the same SOAP of ``--featurize`` TiO2 cells (the same cells, written once to a temporary extxyz)
+  by ``ml4ms featurize DATA.extxyz --descriptor soap --chunk N -o FOLDER`` through ``ml4ms.cli.main``: shards
+  of ``--featurize-chunk`` cells, which the workers read from the file themselves (this process sends byte
+  ranges), the out-of-core path of the command line.
 - ``screen``: ``ml4ms screen MODEL DATA.extxyz --where ... --chunk N`` through ``ml4ms.cli.main``, the whole
   command (reading the file, sending each chunk, filtering and writing the survivors). DATA is ``--screen``
   structures of NOMAD 2018 (train + test, then seeded perturbed copies) written once to a temporary extxyz. The
@@ -58,6 +63,7 @@ SOAP_SETTINGS = {"species": ["O", "Ti"], "r_cut": 5.0, "n_max": 8, "l_max": 6, "
 WHERE = "bandgap_energy_ev > 2"
 GOAL = 0.9
 RUNS = ("serial", "1 worker", "2 workers")
+JOBS = ("soap", "featurize", "screen")
 
 
 def take(records, n, seed=0, noise=0.01):
@@ -161,6 +167,30 @@ def screen(model, data, output, chunk, scheduler):
     return output
 
 
+def featurize_file(data, output, chunk, scheduler):
+    """``ml4ms featurize`` of the file ``data`` into the shard folder ``output`` (started afresh): the workers read
+    their own chunks of the file."""
+    from ml4ms.cli import main
+
+    shutil.rmtree(output, ignore_errors=True)
+    settings = [f"{k}={v!r}" if isinstance(v, (str, list)) else f"{k}={v}" for k, v in SOAP_SETTINGS.items()]
+    argv = (["featurize", data, "--descriptor", "soap", "-o", output, "--chunk", str(chunk), "--threads", "1",
+             "--quiet"] + [x for kv in settings for x in ("--set", kv)] + (["--scheduler", scheduler] if scheduler
+                                                                            else []))
+    with contextlib.redirect_stdout(io.StringIO()):
+        code = main(argv)
+    if code:
+        raise SystemExit(f"ml4ms {' '.join(argv)} failed with exit code {code}")
+    return output
+
+
+def same_shards(a, b):
+    """Whether two shard folders hold the same features."""
+    from ml4ms.shards import read_features
+
+    return np.array_equal(read_features(a)["features"], read_features(b)["features"])
+
+
 def fit_demo_model(folder):
     """The demo recipe's NOMAD 2018 model, fitted into ``folder``/model (untimed)."""
     from ml4ms.cli import main
@@ -242,6 +272,15 @@ def run(args):
     try:
         tio2 = take(load("tio2", "train").records, args.tio2)
         soap = SOAP(progress=False, **SOAP_SETTINGS).fit(tio2 or load("tio2", "train").records[:1])
+        if args.featurize:
+            import ase.io
+
+            cells = take(load("tio2", "train").records, args.featurize)
+            tio2_file = os.path.join(folder, f"tio2_x{args.featurize}.extxyz")
+            ase.io.write(tio2_file, cells, format="extxyz")
+            tio2_warm = os.path.join(folder, "tio2_warm.extxyz")
+            ase.io.write(tio2_warm, cells[:200], format="extxyz")
+            del cells
         if args.screen:
             model = args.model or fit_demo_model(folder)
             data, warm = screening_data(folder, args.screen), screening_data(folder, min(args.screen, 200))
@@ -253,12 +292,23 @@ def run(args):
                     featurize(soap, tio2[:200], address)
                 if args.screen:
                     screen(model, warm, os.path.join(folder, "warm-up.csv"), max(1, min(args.chunk, 50)), address)
+                if args.featurize:
+                    featurize_file(tio2_warm, os.path.join(folder, "warm-up-shards"), 50, address)
             if args.tio2:
                 print(f"soap: {len(tio2)} TiO2 cells", flush=True)
                 times, same = measure(lambda name, s: featurize(soap, tio2, s), addresses, args.repeats,
                                       np.array_equal)
                 results["soap"] = dict(summarise(times, len(tio2)), same_result=same,
                                        atoms=int(sum(len(a) for a in tio2)), times=times)
+            if args.featurize:
+                print(f"featurize: {args.featurize} TiO2 cells from an extxyz, --chunk {args.featurize_chunk}",
+                      flush=True)
+                times, same = measure(
+                    lambda name, s: featurize_file(tio2_file, os.path.join(folder, f"shards-{RUNS.index(name)}"),
+                                                   args.featurize_chunk, s),
+                    addresses, args.repeats, same_shards)
+                results["featurize"] = dict(summarise(times, args.featurize), chunk=args.featurize_chunk,
+                                            same_result=same, times=times)
             if args.screen:
                 print(f"screen: {args.screen} NOMAD 2018 structures, --chunk {args.chunk}", flush=True)
                 times, same = measure(
@@ -278,14 +328,14 @@ def run(args):
 
 def report(results):
     """Print the table; returns the summary."""
-    print(f"\n{'job':<7} {'records':>8} {'serial s':>9} {'1 worker s':>11} {'2 workers s':>12} {'speedup':>8} "
+    print(f"\n{'job':<9} {'records':>8} {'serial s':>9} {'1 worker s':>11} {'2 workers s':>12} {'speedup':>8} "
           f"{'efficiency':>11} {'tasks 1/2':>10} {'busy 1/2':>10}")
     summary = {"load_average": round(results["load_average"], 2), "goal_efficiency": GOAL}
-    for job in ("soap", "screen"):
+    for job in JOBS:
         if job not in results:
             continue
         r = results[job]
-        print(f"{job:<7} {r['records']:>8} {r['serial_s']:>9.2f} {r['t1_s']:>11.2f} {r['t2_s']:>12.2f} "
+        print(f"{job:<9} {r['records']:>8} {r['serial_s']:>9.2f} {r['t1_s']:>11.2f} {r['t2_s']:>12.2f} "
               f"{r['speedup']:>8.2f} {r['efficiency']:>11.2f} {r['tasks_1']:>4}/{r['tasks_2']:<5} "
               f"{r['busy_1']:.2f}/{r['busy_2']:.2f}")
         summary[job] = {k: v for k, v in r.items() if k != "times"}
@@ -300,7 +350,7 @@ def report(results):
               f" ms/structure); efficiency without it {r['efficiency_without_serial_part']:.2f}; per structure on "
               f"one worker {1e3 * r['worker_s_per_structure']:.2f} ms; same survivors on every run: "
               f"{r['same_result']}")
-    efficiencies = [summary[j]["efficiency"] for j in ("soap", "screen") if j in summary]
+    efficiencies = [summary[j]["efficiency"] for j in JOBS if j in summary]
     if efficiencies:
         summary["goal_met"] = min(efficiencies) >= GOAL
         print(f"goal: parallel efficiency >= {GOAL} ({'met' if summary['goal_met'] else 'missed'})")
@@ -310,6 +360,9 @@ def report(results):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tio2", type=int, default=28000, help="TiO2 cells to featurise (0: skip)")
+    parser.add_argument("--featurize", type=int, default=28000,
+                        help="TiO2 cells to featurise from a file with `ml4ms featurize --chunk` (0: skip)")
+    parser.add_argument("--featurize-chunk", type=int, default=1000, help="--chunk of ml4ms featurize")
     parser.add_argument("--screen", type=int, default=12000, help="structures to screen (0: skip)")
     parser.add_argument("--chunk", type=int, default=250, help="--chunk of ml4ms screen")
     parser.add_argument("--repeats", type=int, default=3)

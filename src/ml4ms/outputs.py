@@ -85,8 +85,9 @@ def write_json(path, obj):
     write_text(path, json.dumps(obj, indent=2, default=_default) + "\n")
 
 
-def write_npz(path, arrays):
-    """Write named arrays as a compressed ``.npz`` atomically (:func:`numpy.savez_compressed`).
+def write_npz(path, arrays, compress=True):
+    """Write named arrays as an ``.npz`` atomically (:func:`numpy.savez_compressed`; ``compress=False``:
+    :func:`numpy.savez`, for float features that zlib barely shrinks and that are written while workers wait).
 
     Examples
     --------
@@ -97,7 +98,7 @@ def write_npz(path, arrays):
     [0, 1, 2]
     """
     buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
+    (np.savez_compressed if compress else np.savez)(buf, **arrays)
     write_bytes(path, buf.getvalue())
 
 

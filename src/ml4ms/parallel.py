@@ -182,6 +182,8 @@ class _Task:
 
         if _limited.get(os.getpid()) != self.threads:
             limit_threads(self.threads)
+            if os.environ.get("MALLOC_TRIM_THRESHOLD_"):
+                restore_large_allocations()
             _limited[os.getpid()] = self.threads
         before = in_task()
         _task_state.running = True
@@ -196,6 +198,37 @@ class _Task:
 
 
 _limited = {}  # pid -> threads already set in that process
+#: bytes: arrays up to this size come from the heap and are reused, not mapped afresh (glibc's own upper limit)
+HEAP_ARRAYS = 32 * 1024 * 1024
+
+
+def restore_large_allocations():
+    """Let this process reuse the memory of large temporary arrays again (glibc only; elsewhere nothing).
+
+    Dask's nanny starts its workers with ``MALLOC_TRIM_THRESHOLD_=65536``, which
+    also switches off glibc's adaptive mmap threshold: every array above 128 kB
+    is then mapped from the kernel and zeroed afresh, and numpy-heavy descriptors
+    (SOAP: arrays of a few MB per batch) ran 1.9x slower in a Dask worker than in
+    a plain process (``benchmarks/scaling.py``). This sets the mmap threshold to
+    :data:`HEAP_ARRAYS` and the trim threshold to twice that, where the adaptive
+    rule would take them; memory above that is still given back. Returns whether
+    it could.
+
+    Examples
+    --------
+    >>> restore_large_allocations() in (True, False)
+    True
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's malloc.h
+    return bool(mallopt(m_mmap_threshold, HEAP_ARRAYS)) and bool(mallopt(m_trim_threshold, 2 * HEAP_ARRAYS))
 
 
 def chunks(items, size):

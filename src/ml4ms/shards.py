@@ -170,7 +170,7 @@ def write_shards(descriptor, spec, sources, folder, chunk=1000, per_atom=False, 
         arrays = {"features": np.asarray(features)}
         if per_atom:
             arrays["structure_index"] = np.asarray(index, dtype=np.int64) + start
-        write_npz(os.path.join(folder, shard_name(key)), arrays)
+        write_npz(os.path.join(folder, shard_name(key)), arrays, compress=False)  # floats: zlib saves little
         return {"file": shard_name(key), "structures": [start, start + n], "rows": int(len(features))}
 
     if hasattr(descriptor, "progress"):
