@@ -12,8 +12,9 @@ up before any timing), many more workers than this machine has cores:
    sustains: results in input order, at most two tasks per worker waiting). The cost of one task is
    c = 1 / (tasks per second). The workers share two cores with the scheduler and this process, so c is an
    upper bound of what a scheduler with a core of its own achieves.
-2. ``simulated screening``: the screening of chunks of k structures on the same workers, each task carrying k
-   real NOMAD 2018 structures (what a chunk sends) and returning k rows of two numbers, its computation
+2. ``simulated screening``: the screening of chunks of k structures on the same workers, each task carrying what
+   the client sends for a chunk of an XYZ file (the byte range of its k NOMAD 2018 structures, as
+   ``ml4ms.datasets.sources`` describes it) and returning k rows of two numbers, its reading and computation
    replaced by a sleep of k x t (t: the measured seconds per structure on one core), so that ``--workers``
    workers fit on two cores. Efficiency = (tasks x task time / workers) / wall time; beside it the model:
    rounds of a task (d = k t) plus the scheduler serving each of the W busy workers once (W c), so
@@ -57,10 +58,10 @@ def _nothing(x):
 
 
 def _pretend_chunk(item):
-    """A screening chunk's traffic without its work: sleep ``seconds``, return a row of two numbers per record."""
-    seconds, records = item
+    """A screening chunk's traffic without its work: sleep ``seconds``, return a row of two numbers per structure."""
+    seconds, (count, _piece) = item
     time.sleep(seconds)
-    return [(0.0, 0.0)] * len(records)
+    return [(0.0, 0.0)] * count
 
 
 def empty_tasks(client, n, repeats):
@@ -82,15 +83,15 @@ def empty_tasks(client, n, repeats):
     return {name: median(values) for name, values in rates.items()}
 
 
-def simulated(client, records, chunk, seconds_per_structure, workers, max_tasks, cost):
+def simulated(client, piece, chunk, seconds_per_structure, workers, max_tasks, cost):
     """One simulated screening run with chunks of ``chunk`` structures: measured and modelled efficiency."""
     from ml4ms.parallel import map_ordered
 
-    from scaling import take
-
     d = chunk * seconds_per_structure
     n = int(min(max_tasks, max(8 * workers, math.ceil(5.0 * workers / d))))
-    payload = take(records, chunk)
+    # what the client sends for a chunk of an XYZ file: the description of a byte range, as pickled by
+    # ml4ms.datasets.sources (the worker's reading and parsing is part of t)
+    payload = (chunk, piece)
     items = [(d, payload)] * n
     start = time.perf_counter()
     map_ordered(_pretend_chunk, items, scheduler=client, chunk=1)
@@ -207,18 +208,19 @@ def main():
     parser.add_argument("--json", metavar="OUT")
     args = parser.parse_args()
 
-    from ml4ms.datasets import load
+    from ml4ms.datasets.sources import open_parts
     from ml4ms.threads import limit_threads
 
-    from scaling import clusters
+    from scaling import clusters, screening_data
 
     limit_threads(1)
     print(f"load average at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores", flush=True)
     with tempfile.TemporaryDirectory(prefix="ml4ms-overhead-") as folder:
         costs = screening_costs(args, folder)
+        part = open_parts([screening_data(folder, 3000)])[0]
+        pieces = {k: part.piece(0, min(k, len(part))) for k in args.chunks}  # what the client sends per chunk
     print(f"per structure: {1e3 * costs['worker']:.2f} ms on a worker, {1e3 * costs['read']:.3f} ms reading and "
           f"{1e3 * costs['pickle']:.3f} ms pickling in this process ({costs['source']})", flush=True)
-    records = load("nomad2018", "train").records
     with clusters([args.workers]) as started:
         _, client = started[args.workers]
         client.gather(client.map(_nothing, range(4 * args.workers), pure=False))  # warm up
@@ -226,7 +228,7 @@ def main():
         rates = empty_tasks(client, args.tasks, args.repeats)
         cost = 1.0 / rates["ml4ms"]
         print(f"simulated screening, {costs['worker'] * 1e3:.2f} ms per structure", flush=True)
-        runs = [simulated(client, records, k, costs["worker"], args.workers, args.tasks, cost) for k in args.chunks]
+        runs = [simulated(client, pieces[k], k, costs["worker"], args.workers, args.tasks, cost) for k in args.chunks]
     workers = args.nodes * args.cores_per_node
     paper = on_paper(args.structures, workers, costs, cost, args.price)
     print(f"\n{'measurement':<28} {'value':>10}")
