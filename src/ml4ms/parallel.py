@@ -350,8 +350,18 @@ class Job:
             if not workers:
                 return
             with contextlib.suppress(Exception):  # a worker without a nanny cannot be restarted: it runs on
-                client.restart_workers(workers, timeout=CONNECT_TIMEOUT * 3, raise_for_error=False)
+                _restart(client, workers)
             workers = running()
+
+
+def _restart(client, workers):
+    """Restart ``workers`` (their nannies start new processes) without waiting for them to come back: the job
+    goes on with the others, and a worker that takes long to return does not hold it up."""
+    try:
+        client.sync(client.scheduler.restart_workers, workers=list(workers), timeout=CONNECT_TIMEOUT * 3,
+                    wait_for_workers=False, on_error="return", stimulus_id=f"ml4ms-stop-{time.time()}")
+    except TypeError:  # a scheduler without that option: the client's call, which waits
+        client.restart_workers(workers, timeout=CONNECT_TIMEOUT * 3, raise_for_error=False)
 
 
 def _scheduler_has(key, dask_scheduler=None):
