@@ -73,6 +73,19 @@ class InputError(Ml4msError, ValueError):
             return self
         return InputError(self.message, source=self.source, index=index, hint=self.hint, item=item or self.item)
 
+    def shifted(self, start):
+        """The same error with its record index counted from ``start`` (a chunk's first record); unchanged
+        when it names no record.
+
+        Examples
+        --------
+        >>> str(InputError("empty structure", source="a.xyz", index=2).shifted(100))
+        'a.xyz: structure 102: empty structure'
+        """
+        if self.index is None:
+            return self
+        return InputError(self.message, source=self.source, index=self.index + start, hint=self.hint, item=self.item)
+
     def _format(self):
         parts = []
         if self.source is not None:

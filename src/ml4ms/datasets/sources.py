@@ -502,7 +502,7 @@ def check_pieces(pieces):
         try:
             check_structures(records, source=label)
         except InputError as exc:
-            raise InputError(exc.message, exc.source, start + exc.index, exc.hint, exc.item) from None
+            raise exc.shifted(start) from None
 
 
 def in_pieces(pieces, exc):

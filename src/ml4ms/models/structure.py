@@ -260,9 +260,7 @@ class ChunkStatistics:
         try:
             return linear_statistics(self.descriptor.transform(records), Z)
         except InputError as exc:
-            if exc.index is None:
-                raise
-            raise InputError(exc.message, exc.source, exc.index + start, exc.hint, exc.item) from None
+            raise exc.shifted(start) from None
 
 
 def _linear_weights(est, n_features):
