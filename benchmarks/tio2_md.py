@@ -38,12 +38,12 @@ def closest_pairs(frames, cutoff=3.0):
     >>> [round(d, 3) for d in closest_pairs([a])]
     [1.2]
     """
-    from ase.neighborlist import neighbor_list
+    from ml4ms.neighbors import ase_neighbor_pairs
 
     out = []
     for atoms in frames:
-        d = neighbor_list("d", atoms, cutoff)
-        out.append(float(d.min()) if len(d) else cutoff)
+        D = ase_neighbor_pairs(atoms, cutoff)[2]
+        out.append(float(np.linalg.norm(D, axis=1).min(initial=cutoff)))
     return out
 
 

@@ -58,8 +58,7 @@ class InputError(Ml4msError, ValueError):
         >>> str(InputError("column 'b' is nan", index=1, item="row").located("t.csv"))
         "t.csv: row 1: column 'b' is nan"
         """
-        return InputError(self.message, source=self.source or source, index=self.index, hint=self.hint,
-                          item=self.item)
+        return self._replace(source=self.source or source)
 
     def at(self, index, item=None):
         """The same error, naming the record ``index`` (an ``item``: "structure", "row") unless it names one.
@@ -71,7 +70,7 @@ class InputError(Ml4msError, ValueError):
         """
         if self.index is not None:
             return self
-        return InputError(self.message, source=self.source, index=index, hint=self.hint, item=item or self.item)
+        return self._replace(index=index, item=item or self.item)
 
     def shifted(self, start):
         """The same error with its record index counted from ``start`` (a chunk's first record); unchanged
@@ -84,7 +83,12 @@ class InputError(Ml4msError, ValueError):
         """
         if self.index is None:
             return self
-        return InputError(self.message, source=self.source, index=self.index + start, hint=self.hint, item=self.item)
+        return self._replace(index=self.index + start)
+
+    def _replace(self, **changes):
+        """A copy of this error with some of its fields changed."""
+        fields = {"source": self.source, "index": self.index, "hint": self.hint, "item": self.item, **changes}
+        return InputError(self.message, **fields)
 
     def _format(self):
         parts = []
