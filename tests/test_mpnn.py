@@ -135,6 +135,22 @@ def test_early_stopping_keeps_the_best_epoch():
     assert np.mean(z ** 2) == pytest.approx(history[model.best_epoch_], rel=1e-4)
 
 
+def test_a_diverging_epoch_goes_back_to_the_best_weights_with_half_the_step():
+    frames = _cells(12)
+    y = _targets(frames)
+    # a step far too large: the first epochs blow up (losses of 1e23 and more, or NaN) and would poison the model
+    model = MPNNRegressor(**{**TINY, "max_epochs": 12, "patience": 12, "learning_rate": 3.0,
+                             "validation_fraction": 0.25}).fit(frames, y)
+    history = model.history_
+    assert history["restarts"][0] == 0 and model.best_epoch_ not in history["restarts"]
+    assert history["validation"][history["restarts"][0]] > 1e6
+    kept = history["validation"][model.best_epoch_]
+    assert kept == min(v for i, v in enumerate(history["validation"]) if i not in history["restarts"]) < 10
+    val = model.validation_indices_
+    z = (model.predict([frames[i] for i in val]) - y[val]) / model.scale_[0]
+    assert np.mean(z ** 2) == pytest.approx(kept, rel=1e-4)
+
+
 def test_a_time_budget_stops_after_the_first_epoch():
     frames = _cells(6)
     model = _fitted(frames, max_epochs=50, max_minutes=1e-9)

@@ -54,6 +54,9 @@ _GRAPH_DEFAULTS = {"radius": {"cutoff": 5.0}, "knn": {"k": 12, "cutoff": 8.0, "s
                    "voronoi": {"cutoff": 8.0, "weights": list(VORONOI_WEIGHTS), "min_area": 1e-6}}
 #: structures per forward pass when predicting
 PREDICT_BATCH = 256
+#: an epoch whose validation loss is not finite or above this many times the best one diverged: training goes on
+#: from the best weights with half the learning rate and a fresh optimiser
+DIVERGED = 10.0
 #: graphs kept between fits (edges in all); the oldest are dropped first
 CACHE_EDGES = 20_000_000
 _cache = OrderedDict()  # (graph key, structure key) -> (i, j, distances, weights)
@@ -261,6 +264,18 @@ def _split(n, groups, fraction, rng):
     return np.flatnonzero(~chosen[inverse]), np.flatnonzero(chosen[inverse])
 
 
+def diverged(score, train_loss, best, factor=DIVERGED):
+    """Whether an epoch diverged: a loss that is not finite, or a validation loss ``score`` above ``factor`` times
+    ``best``, the best one so far (or the untrained network's, if lower).
+
+    Examples
+    --------
+    >>> diverged(0.3, 0.2, 0.1), diverged(12.3, 13.8, 0.1), diverged(float("nan"), 0.2, float("inf"))
+    (False, True, True)
+    """
+    return not (math.isfinite(score) and math.isfinite(train_loss)) or score > factor * best
+
+
 class MPNNRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
     """Invariant message passing with edge updates on graphs of structures (see the module notes).
 
@@ -283,7 +298,9 @@ class MPNNRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         Average the atoms' outputs (intensive targets: per-atom energies, band gaps) or add them up
         (extensive ones: total or atomization energies).
     learning_rate : float, default 1e-3
-        Adam's initial step; halved after ``patience // 3`` epochs without a better validation loss.
+        Adam's initial step; halved after ``patience // 3`` epochs without a better validation loss. An epoch
+        that diverges (a validation loss not finite or above :data:`DIVERGED` times the best, or the untrained
+        network's) sends training back to the best weights with half the step and a fresh optimiser (``history_["restarts"]``).
     batch_size : int, default 32
         Structures per step.
     max_epochs : int, default 300
@@ -322,7 +339,8 @@ class MPNNRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
     best_epoch_, n_epochs_ : int
         The epoch whose weights were kept and the epochs run.
     history_ : dict
-        ``{"train": [...], "validation": [...]}``: the mean squared error of the standardised targets per epoch.
+        ``{"train": [...], "validation": [...], "restarts": [...]}``: the mean squared error of the standardised
+        targets per epoch, and the epochs that diverged and went back to the best weights.
     validation_indices_ : ndarray of int
         The structures held out for early stopping (empty without).
 
@@ -499,14 +517,19 @@ class MPNNRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         import torch
         from tqdm.auto import tqdm
 
-        optimizer = torch.optim.Adam(net.parameters(), lr=float(self.learning_rate))
-        schedule = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5,
-                                                              patience=max(1, int(self.patience) // 3))
+        def optimiser(lr):
+            adam = torch.optim.Adam(net.parameters(), lr=lr)
+            plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(adam, factor=0.5,
+                                                                 patience=max(1, int(self.patience) // 3))
+            return adam, plateau
+
+        optimizer, schedule = optimiser(float(self.learning_rate))
         size = int(self.batch_size)
         began = time.monotonic()
         budget = math.inf if self.max_minutes is None else 60.0 * float(self.max_minutes)
-        history = {"train": [], "validation": []}
-        best, best_state, best_epoch = math.inf, None, 0
+        history = {"train": [], "validation": [], "restarts": []}
+        best, best_state, best_epoch = math.inf, copy.deepcopy(net.state_dict()), 0
+        start = self._loss(net, data, targets, val if len(val) else train)  # the untrained network's loss
         bar = tqdm(range(int(self.max_epochs)), desc="mpnn epochs", leave=False,
                    disable=None if self.progress else True)
         for epoch in bar:
@@ -523,10 +546,15 @@ class MPNNRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
             history["train"].append(total / max(len(order), 1))
             score = self._loss(net, data, targets, val) if len(val) else history["train"][-1]
             history["validation"].append(score if len(val) else math.nan)
-            if score < best or not len(val):
-                best, best_epoch = score, epoch
-                best_state = copy.deepcopy(net.state_dict())
-            schedule.step(score)
+            if diverged(score, history["train"][-1], min(best, start)):
+                net.load_state_dict(best_state)
+                optimizer, schedule = optimiser(optimizer.param_groups[0]["lr"] / 2)
+                history["restarts"].append(epoch)
+            else:
+                if score < best or not len(val):
+                    best, best_epoch = score, epoch
+                    best_state = copy.deepcopy(net.state_dict())
+                schedule.step(score)
             bar.set_postfix(train=f"{history['train'][-1]:.3g}", val=f"{score:.3g}", refresh=False)
             if epoch - best_epoch >= int(self.patience) or time.monotonic() - began > budget:
                 break
