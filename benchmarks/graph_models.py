@@ -8,7 +8,8 @@
 kcal/mol (1 kcal/mol = 0.0433641039 eV). ``nomad2018``: a grouped 80/20 split of ``nomad2018:train`` (duplicate
 groups kept whole, ``group_train_test_split`` with ``default_rng(seed)``), recipe ``nomad2018_mpnn``; prints the
 test RMSLE of both targets and their mean. Both cap the training at ``--minutes`` (the recipe's ``max_minutes``)
-and report the epochs run, the fit's seconds and the training throughput (training structures, less the
+and report the epochs run, the epochs that diverged and went back to the best weights (``restarts``), the fit's
+seconds and the training throughput (training structures, less the
 validation split, times epochs, over the fit's seconds, graphs included). Ends with one ``SUMMARY {json}`` line.
 """
 
@@ -55,7 +56,8 @@ def run(dataset, n_train, minutes, seed, values):
     pred = np.asarray(model.predict([records[i] for i in test])).reshape(len(test), -1)
     net = model.estimators_[0]
     out = {"dataset": dataset, "n_train": len(train), "n_test": len(test), "seed": seed, "set": values,
-           "epochs": net.n_epochs_, "best_epoch": net.best_epoch_, "fit_seconds": round(seconds, 1),
+           "epochs": net.n_epochs_, "best_epoch": net.best_epoch_, "restarts": net.history_["restarts"],
+           "fit_seconds": round(seconds, 1),
            "structures_per_second": round(net.n_epochs_ * (len(train) - len(net.validation_indices_)) / seconds, 1)}
     if dataset == "qm7":
         out["mae_kcal_mol"] = round(float(np.mean(np.abs(pred[:, 0] - y[test, 0]))) / KCAL, 3)

@@ -277,6 +277,30 @@ def test_a_committee_of_graph_models_has_a_spread():
     assert mean.shape == std.shape == (4,) and np.all(std > 0)
 
 
+def test_a_recipe_ensemble_member_names_its_block_of_the_concat_descriptor(tmp_path):
+    # the parts' widths are known only once the descriptor is fitted; fit, cv and predict resolve the names then
+    ase.io.write(tmp_path / "d.extxyz", _cells(12), format="extxyz")
+    (tmp_path / "r.toml").write_text(
+        'targets = ["y"]\n[graph]\nkind = "knn"\nk = 6\n'
+        '[descriptor]\nname = "concat"\nparts = [{ name = "composition" }, { name = "structures" }]\n'
+        '[model]\nname = "ensemble"\nn_splits = 2\n'
+        '[[model.members]]\nblock = "composition"\nregressor = { name = "ridge", alpha = 1.0 }\n'
+        '[[model.members]]\nblock = "structures"\n'
+        'regressor = { name = "mpnn", features = 8, interactions = 2, max_epochs = 3, batch_size = 2 }\n')
+    assert main(["fit", str(tmp_path / "d.extxyz"), "--config", str(tmp_path / "r.toml"), "-o",
+                 str(tmp_path / "m"), "--quiet"]) == 0
+    model, _ = load_model(str(tmp_path / "m"))
+    ensemble = model.estimators_[0]
+    assert [b[0] for b in ensemble.blocks] == ["composition", "structures"]
+    assert isinstance(ensemble.estimators_[1][0], MPNNRegressor)
+    assert main(["predict", str(tmp_path / "m"), str(tmp_path / "d.extxyz"), "-o", str(tmp_path / "p.csv"),
+                 "--quiet"]) == 0
+    assert len(list(csv.DictReader(open(tmp_path / "p.csv")))) == 12
+    assert main(["cv", str(tmp_path / "d.extxyz"), "--config", str(tmp_path / "r.toml"), "--n-splits", "2",
+                 "--seeds", "0", "--no-learning-curve", "--json", str(tmp_path / "cv.json")]) == 0
+    assert "y" in json.load(open(tmp_path / "cv.json"))["summary"]
+
+
 def test_a_graph_model_as_a_member_of_the_stacked_ensemble():
     frames = _cells(12)
     descriptor = ConcatDescriptor(parts=[{"name": "composition"}, {"name": "structures"}], progress=False)

@@ -20,6 +20,7 @@ from .config import check_value
 from .errors import InputError, from_source
 from .metrics import METRICS, regression_metrics, undefined_reason
 from .models import regressor_class
+from .models.structure import with_blocks
 from .recipe import build_model
 from .structures import ATOM_COUNT_KEYS, check_structures, get_targets, is_atoms, record_id
 from .transforms import TargetTransform
@@ -137,6 +138,7 @@ def prepare_features(recipe, data, progress=True):
     groups = duplicate_groups(records, tol=recipe.cv.get("duplicate_tol", 1e-3), progress=progress)
     model = build_model(recipe, records, progress=progress)
     descriptor, F = featurize(model, records, data.source, progress=progress)
+    model.set_params(regressor=with_blocks(model.regressor, descriptor))  # for the folds' clones of the model
     return Prepared(records, y, groups, model, descriptor, F)
 
 

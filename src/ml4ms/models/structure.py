@@ -18,6 +18,28 @@ def _accepts(method, name):
         return False
 
 
+def with_blocks(regressor, descriptor):
+    """``regressor`` given the named column blocks of a fitted ``descriptor`` (``ConcatDescriptor.blocks_``) when it
+    takes blocks and has none: so that a recipe's ensemble members can name their parts (``block = "structures"``)
+    although the parts' widths are known only once the descriptor is fitted.
+
+    Examples
+    --------
+    >>> from ml4ms.descriptors.concat import ConcatDescriptor
+    >>> from ml4ms.models.ensemble import EnsembleRegressor
+    >>> from ase.build import bulk
+    >>> d = ConcatDescriptor(parts=[{"name": "composition"}, {"name": "structures"}], progress=False)
+    >>> d = d.fit([bulk("Cu")])
+    >>> [b[0] for b in with_blocks(EnsembleRegressor(), d).blocks]
+    ['composition', 'structures']
+    """
+    blocks = getattr(descriptor, "blocks_", None)
+    params = regressor.get_params(deep=False)
+    if blocks is None or "blocks" not in params or params["blocks"] is not None:
+        return regressor
+    return clone(regressor).set_params(blocks=[list(b) for b in blocks])
+
+
 class StructureRegressor(RegressorMixin, BaseEstimator):
     """Predict scalar properties of structures (or table rows).
 
@@ -156,9 +178,10 @@ class StructureRegressor(RegressorMixin, BaseEstimator):
         # regressors that search hyperparameters per output in one pass get all targets at once
         self.joint_ = bool(getattr(self.regressor, "_per_output_search", False))
         columns = [Z] if self.joint_ else [Z[:, j] for j in range(Z.shape[1])]
+        regressor = with_blocks(self.regressor, getattr(self, "descriptor_", None))
         self.estimators_ = []
         for z in columns:
-            est = clone(self.regressor)
+            est = clone(regressor)
             if groups is not None and _accepts(est.fit, "groups"):
                 est.fit(features, z, groups=groups)
             else:
