@@ -416,9 +416,10 @@ def test_cli_fit(frames, tmp_path):
                    '[training]\nepochs = 2\nbatch_size = 4\nvalid_fraction = 0.25\n')
     assert cli.main(["potential", "fit", str(data), "--config", str(cfg), "-o", str(tmp_path / "m"),
                      "--quiet"]) == 0
-    m = load_potential(tmp_path / "m")
+    m, meta = load_potential(tmp_path / "m", with_metadata=True)
     assert m.hidden == [4] and m.training_["epochs"] == 2
     assert m.training_["stopped_by"] == "epochs" and m.training_["epoch_limit"] == 2
+    assert meta["config"] == str(cfg) and meta["data"] == str(data)  # the file says what it was trained from
 
 
 def test_cli_fit_without_validation_resume_at_the_limit_and_init_notice(frames, tmp_path, capsys):

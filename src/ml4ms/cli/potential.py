@@ -404,14 +404,14 @@ def run_fit(args):
         return 130
     if not main:
         return 0
+    given = {"data": source, **{k: v for k, v in (("config", args.config), ("init", args.init)) if v}}
     if members != 1:
-        save_potential(args.output, models, {"data": source, **({"init": args.init} if args.init else {})})
+        save_potential(args.output, models, given)
         for k, (m, h) in enumerate(zip(models, histories)):
             print(f"member {k}: {stop_summary(m.training_)}" + (f"; last epoch: {_errors(h[-1])}" if h else ""))
         print(f"wrote {args.output} (committee of {len(models)})")
         return 0
-    save_potential(args.output, model, {"data": source, "history": history[-1:] if history else [],
-                                        **({"init": args.init} if args.init else {})})
+    save_potential(args.output, model, {**given, "history": history[-1:] if history else []})
     last = history[-1] if history else {}
     print(stop_summary(model.training_))
     done = model.training_["epochs"]
