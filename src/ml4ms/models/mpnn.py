@@ -300,7 +300,8 @@ class MPNNRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
     learning_rate : float, default 1e-3
         Adam's initial step; halved after ``patience // 3`` epochs without a better validation loss. An epoch
         that diverges (a validation loss not finite or above :data:`DIVERGED` times the best, or the untrained
-        network's) sends training back to the best weights with half the step and a fresh optimiser (``history_["restarts"]``).
+        network's) sends training back to the best weights with half the step and a fresh optimiser
+        (``history_["restarts"]``).
     batch_size : int, default 32
         Structures per step.
     max_epochs : int, default 300
