@@ -6,6 +6,7 @@ network computes and the plumbing around it, not about accuracy, and each takes 
 
 import csv
 import json
+import os
 
 import ase.io
 import numpy as np
@@ -299,6 +300,33 @@ def test_a_recipe_ensemble_member_names_its_block_of_the_concat_descriptor(tmp_p
     assert main(["cv", str(tmp_path / "d.extxyz"), "--config", str(tmp_path / "r.toml"), "--n-splits", "2",
                  "--seeds", "0", "--no-learning-curve", "--json", str(tmp_path / "cv.json")]) == 0
     assert "y" in json.load(open(tmp_path / "cv.json"))["summary"]
+
+
+def test_a_model_file_trained_on_a_gpu_predicts_here_with_device_cpu(tmp_path, capsys):
+    import torch
+
+    from ml4ms.models.devices import model_devices, set_device
+
+    test_a_recipe_ensemble_member_names_its_block_of_the_concat_descriptor(tmp_path)
+    model, meta = load_model(str(tmp_path / "m"))
+    assert model_devices(model) == ["cpu"]
+    save_model(tmp_path / "gpu", set_device(model, "cuda"), meta)  # as if trained on a GPU
+    data, out = str(tmp_path / "d.extxyz"), str(tmp_path / "gpu.csv")
+    capsys.readouterr()
+    if not torch.cuda.is_available():
+        for command in (["predict", str(tmp_path / "gpu"), data, "-o", out], ["evaluate", str(tmp_path / "gpu"), data],
+                        ["screen", str(tmp_path / "gpu"), data, "-o", out]):
+            assert main(command + ["--quiet"]) == 2
+            err = capsys.readouterr().err.strip()
+            assert "computes on 'cuda' (the device it was trained on), which this machine lacks" in err
+            assert "give --device cpu" in err and len(err.splitlines()) == 1
+        assert not os.path.exists(out)
+        assert main(["predict", str(tmp_path / "m"), data, "-o", out, "--device", "cuda", "--quiet"]) == 2
+        assert "--device is 'cuda', but torch finds no CUDA GPU" in capsys.readouterr().err
+    assert main(["predict", str(tmp_path / "gpu"), data, "-o", out, "--device", "cpu", "--quiet"]) == 0
+    assert list(csv.DictReader(open(out))) == list(csv.DictReader(open(tmp_path / "p.csv")))  # = the CPU model's
+    assert main(["evaluate", str(tmp_path / "gpu"), data, "--device", "cpu", "--quiet",
+                 "--json", str(tmp_path / "e.json")]) == 0
 
 
 def test_a_graph_model_as_a_member_of_the_stacked_ensemble():

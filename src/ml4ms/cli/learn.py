@@ -5,8 +5,8 @@ import os
 from ..errors import InputError
 from ..metrics import METRICS
 from ..models import REGRESSORS
-from .options import (_number, add_chunk, add_input, add_old_name, add_output, add_quiet, add_scheduler,
-                      non_negative_int, positive_int)
+from .options import (MODEL_DEVICE, _number, add_chunk, add_device, add_input, add_old_name, add_output, add_quiet,
+                      add_scheduler, checked_device, non_negative_int, positive_int)
 
 #: an integer >= 2 (folds: one fold is no cross-validation)
 at_least_two = _number(int, lambda v: v >= 2, "an integer >= 2")
@@ -53,6 +53,7 @@ def add_parsers(sub):
                help="also write the per-atom contributions (sum-of-local models): CSV, or extxyz for .xyz/.extxyz")
     add_old_name(p, "--per-atom", "per_atom_output")
     add_chunk(p, 1000)
+    add_device(p, "predict on", MODEL_DEVICE)
     add_scheduler(p)
     add_quiet(p)
     p.set_defaults(func=run_predict)
@@ -63,6 +64,7 @@ def add_parsers(sub):
     add_output(p, "--json", metavar="OUT", suffixes=(".json",), what="the metrics", help="write the metrics as JSON")
     add_output(p, "--plot", metavar="PNG", suffixes=(".png",), what="the parity plot",
                help="parity plot file (default: parity.png, or next to --json)")
+    add_device(p, "predict on", MODEL_DEVICE)
     add_scheduler(p)
     add_quiet(p)
     p.set_defaults(func=run_evaluate)
@@ -150,9 +152,15 @@ def _per_target(chosen, targets):
     return [c for c in chosen] if len(chosen) == len(targets) else [chosen[0]] * len(targets)
 
 
-def _load(path):
-    """A property model folder; a potential (or committee) is refused in one line naming its commands."""
+def _load(path, device=None):
+    """A property model folder; a potential (or committee) is refused in one line naming its commands.
+
+    ``device`` (``--device``, checked) moves its graph models there; without it, a device the file names that
+    this machine lacks is refused in one line.
+    """
+    from ..batch import torch_device
     from ..errors import ModelFileError
+    from ..models.devices import model_devices, set_device
     from ..potentials.io import COMMITTEE, KIND
     from ..serialize import load_model
 
@@ -167,6 +175,14 @@ def _load(path):
     if not (isinstance(targets, list) and targets and all(isinstance(t, str) for t in targets)):
         raise ModelFileError(f"{path}: the model file names no targets (metadata 'targets'); the file was edited, "
                              "refit the model")
+    if device is not None:
+        return set_device(model, device), meta
+    for kept in model_devices(model):
+        try:
+            torch_device(kept, "its device")
+        except InputError as exc:
+            raise InputError(f"the model computes on '{kept}' (the device it was trained on), which this machine "
+                             "lacks", source=path, hint="give --device cpu (or another device)") from exc
     return model, meta
 
 
@@ -198,7 +214,7 @@ def run_predict(args):
     from ..datasets.sources import open_parts
     from ..screening import stream
 
-    model, meta = _load(args.model)
+    model, meta = _load(args.model, checked_device(args))
     parts = open_parts([args.data])
     per_atom = getattr(args, "per_atom_output", None)
     data = load_data(args.data) if per_atom else None  # per-atom rows are written at once: read whole
@@ -244,7 +260,7 @@ def run_evaluate(args):
     from ..plots import parity_plot
     from ..workflow import evaluate
 
-    model, meta = _load(args.model)
+    model, meta = _load(args.model, checked_device(args))
     data = load_data(args.data)
     result = evaluate(model, meta, data, progress=not args.quiet)
     plot = args.plot or _beside(args.json, "parity.png", "_parity.png")

@@ -282,6 +282,24 @@ def add_scheduler(parser):
                              "results are the same, in the same order")
 
 
+#: what ``--device`` says of a property model's file
+MODEL_DEVICE = "default: the device its graph models were trained on, which the model file keeps"
+
+
+def add_device(parser, what, note):
+    """``--device``: where a command's torch model computes (``note``: what the model file keeps)."""
+    parser.add_argument("--device", metavar="DEVICE", help=f"the device to {what}: cpu, cuda or cuda:N ({note})")
+
+
+def checked_device(args):
+    """The ``--device`` of a command, checked on this machine (None: not given)."""
+    from ..batch import torch_device
+
+    if args.device is not None:
+        torch_device(args.device, "--device")
+    return args.device
+
+
 def add_chunk(parser, default):
     """``--chunk N``: records per unit of streamed work (memory, resuming and cluster tasks)."""
     parser.add_argument("--chunk", type=positive_int, default=default, metavar="N",

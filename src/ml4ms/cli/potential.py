@@ -5,8 +5,11 @@ import os
 import sys
 
 from ..errors import InputError, from_source, one_line_warnings
-from .options import (add_input, add_output, add_quiet, add_scheduler, in_range, non_negative_float,
-                      non_negative_int, positive_float, positive_int)
+from .options import (add_device, add_input, add_output, add_quiet, add_scheduler, checked_device, in_range,
+                      non_negative_float, non_negative_int, positive_float, positive_int)
+
+#: what ``--device`` says of a potential's file
+POTENTIAL_DEVICE = "default cpu; a potential file does not keep one"
 
 #: the starting learning rate of ``fit --init``: a trained potential continued at a rate meant for a new one loses
 #: its fit in the first epochs (the TiO2 committee: 2.4 -> 20-40 meV/atom at 2e-3; 3.1-3.3 at 1e-4)
@@ -47,7 +50,7 @@ def add_parsers(sub):
     add_input(q, "--init", metavar="MODEL", help="continue from this potential (or committee): its weights, "
                                                 "standardisation and elements; the config gives the training "
                                                 f"only, at --learning-rate (default {INIT_LEARNING_RATE:g})")
-    _add_device(q, "train on (override [model] device)")
+    add_device(q, "train on (override [model] device)", POTENTIAL_DEVICE)
     q.add_argument("--nproc", type=positive_int, metavar="N",
                    help="train one potential with N processes on this machine (torch.distributed, started by "
                         "torchrun: the same course as one process, each process taking its share of every batch); "
@@ -62,7 +65,7 @@ def add_parsers(sub):
     add_output(q, "--json", metavar="OUT", suffixes=(".json",), what="the metrics", help="write the metrics as JSON")
     add_output(q, "--plot", metavar="PNG", suffixes=(".png",), what="the parity plots",
                help="parity plots (default: parity_potential.png, or next to --json)")
-    _add_device(q, "compute on")
+    add_device(q, "compute on", POTENTIAL_DEVICE)
     add_quiet(q)
     q.set_defaults(func=run_eval)
 
@@ -151,24 +154,9 @@ def add_parsers(sub):
                                            "interrupted run keeps its frames)")
     add_output(q, "--json", metavar="OUT", suffixes=(".json",), what="the summary",
                help="write the summary (energy drift or temperature, speed, novelty) as JSON, when the run finishes")
-    _add_device(q, "compute the forces on")
+    add_device(q, "compute the forces on", POTENTIAL_DEVICE)
     add_quiet(q)
     q.set_defaults(func=run_md_cmd)
-
-
-def _add_device(parser, what):
-    """``--device``: where a command's potential computes."""
-    parser.add_argument("--device", metavar="DEVICE", help=f"the device to {what}: cpu (the default), cuda or "
-                                                           "cuda:N (a potential file does not keep one)")
-
-
-def _device(args):
-    """The ``--device`` of a command, checked on this machine (None: not given)."""
-    from ..batch import torch_device
-
-    if args.device is not None:
-        torch_device(args.device, "--device")
-    return args.device
 
 
 def _structures(spec, check=True):
@@ -353,7 +341,7 @@ def run_fit(args):
     elif args.init:
         kwargs["learning_rate"] = INIT_LEARNING_RATE
         print(f"continuing {args.init} at learning rate {INIT_LEARNING_RATE:g} (--learning-rate to change)")
-    if _device(args) is not None:
+    if checked_device(args) is not None:
         model = (Committee([m.set_params(device=args.device) for m in model]) if isinstance(model, Committee)
                  else model.set_params(device=args.device))
     if args.minutes is not None:
@@ -491,7 +479,7 @@ def run_eval(args):
     from ..potentials.io import load_potential
     from ..potentials.metrics import errors_by_formula, evaluate_errors, labels_of, worst_structures
 
-    committee = as_committee(load_potential(args.model, device=_device(args) or "cpu"))  # scored by its mean
+    committee = as_committee(load_potential(args.model, device=checked_device(args) or "cpu"))  # scored by its mean
     frames, source = _structures(args.data)
     energies, forces = labels_of(frames, source)
     with from_source(source):
@@ -800,7 +788,7 @@ def run_md_cmd(args):
         if value is not None and args.ensemble != ensemble:
             raise InputError(f"{option} applies to --ensemble {ensemble} only, not {args.ensemble}",
                              hint=f"leave out {option}, or run --ensemble {ensemble}")
-    calc = NeuralPotentialCalculator(args.model, device=_device(args))
+    calc = NeuralPotentialCalculator(args.model, device=checked_device(args))
     atoms = _structure(args.structure)
     try:
         result = run_md(atoms, calc, ensemble=args.ensemble, temperature=args.temperature, steps=args.steps,

@@ -1,6 +1,7 @@
 """``ml4ms screen``: a property model's predictions through filters, streamed in chunks, survivors ranked."""
 
-from .options import add_chunk, add_input, add_output, add_quiet, add_scheduler, positive_int
+from .options import (MODEL_DEVICE, add_chunk, add_device, add_input, add_output, add_quiet, add_scheduler,
+                      checked_device, positive_int)
 
 
 def add_parsers(sub):
@@ -22,6 +23,7 @@ def add_parsers(sub):
     add_chunk(p, CHUNK)
     p.add_argument("--max-chunks", type=positive_int, metavar="N",
                    help="stop after N chunks (e.g. within a batch job's time limit); the same command continues")
+    add_device(p, "predict on", MODEL_DEVICE)
     add_scheduler(p)
     add_quiet(p)
     p.set_defaults(func=run_screen)
@@ -32,7 +34,7 @@ def run_screen(args):
     from ..screening import Filter, partial_folder, prediction_columns, stream
     from .learn import _load, model_identity, print_resumed
 
-    model, meta = _load(args.model)
+    model, meta = _load(args.model, checked_device(args))
     columns = prediction_columns(meta)
     filters = [Filter(text, columns) for text in args.where]  # every filter checked before any work
     rank_by = args.rank_by or meta["targets"][0]
