@@ -152,6 +152,15 @@ def test_a_diverging_epoch_goes_back_to_the_best_weights_with_half_the_step():
     assert np.mean(z ** 2) == pytest.approx(kept, rel=1e-4)
 
 
+@pytest.mark.parametrize("batch_size", [2, 64], ids=["batches", "one batch"])
+def test_a_sane_step_never_restarts_and_learns(batch_size):
+    frames = _cells(12)
+    model = MPNNRegressor(**{**TINY, "max_epochs": 8, "batch_size": batch_size, "learning_rate": 0.01,
+                             "validation_fraction": 0}).fit(frames, _targets(frames))
+    train = model.history_["train"]
+    assert model.history_["restarts"] == [] and model.best_epoch_ == 7 and train[-1] < train[0]
+
+
 def test_a_time_budget_stops_after_the_first_epoch():
     frames = _cells(6)
     model = _fitted(frames, max_epochs=50, max_minutes=1e-9)
@@ -278,8 +287,8 @@ def test_a_committee_of_graph_models_has_a_spread():
     assert mean.shape == std.shape == (4,) and np.all(std > 0)
 
 
-def test_a_recipe_ensemble_member_names_its_block_of_the_concat_descriptor(tmp_path):
-    # the parts' widths are known only once the descriptor is fitted; fit, cv and predict resolve the names then
+def _fit_ensemble_recipe(tmp_path):
+    """``ml4ms fit`` of a recipe whose ensemble members name their blocks, into ``tmp_path / "m"``."""
     ase.io.write(tmp_path / "d.extxyz", _cells(12), format="extxyz")
     (tmp_path / "r.toml").write_text(
         'targets = ["y"]\n[graph]\nkind = "knn"\nk = 6\n'
@@ -290,6 +299,11 @@ def test_a_recipe_ensemble_member_names_its_block_of_the_concat_descriptor(tmp_p
         'regressor = { name = "mpnn", features = 8, interactions = 2, max_epochs = 3, batch_size = 2 }\n')
     assert main(["fit", str(tmp_path / "d.extxyz"), "--config", str(tmp_path / "r.toml"), "-o",
                  str(tmp_path / "m"), "--quiet"]) == 0
+
+
+def test_a_recipe_ensemble_member_names_its_block_of_the_concat_descriptor(tmp_path):
+    # the parts' widths are known only once the descriptor is fitted; fit, cv and predict resolve the names then
+    _fit_ensemble_recipe(tmp_path)
     model, _ = load_model(str(tmp_path / "m"))
     ensemble = model.estimators_[0]
     assert [b[0] for b in ensemble.blocks] == ["composition", "structures"]
@@ -307,7 +321,7 @@ def test_a_model_file_trained_on_a_gpu_predicts_here_with_device_cpu(tmp_path, c
 
     from ml4ms.models.devices import model_devices, set_device
 
-    test_a_recipe_ensemble_member_names_its_block_of_the_concat_descriptor(tmp_path)
+    _fit_ensemble_recipe(tmp_path)
     model, meta = load_model(str(tmp_path / "m"))
     assert model_devices(model) == ["cpu"]
     save_model(tmp_path / "gpu", set_device(model, "cuda"), meta)  # as if trained on a GPU
@@ -324,6 +338,7 @@ def test_a_model_file_trained_on_a_gpu_predicts_here_with_device_cpu(tmp_path, c
         assert main(["predict", str(tmp_path / "m"), data, "-o", out, "--device", "cuda", "--quiet"]) == 2
         assert "--device is 'cuda', but torch finds no CUDA GPU" in capsys.readouterr().err
     assert main(["predict", str(tmp_path / "gpu"), data, "-o", out, "--device", "cpu", "--quiet"]) == 0
+    assert main(["predict", str(tmp_path / "m"), data, "-o", str(tmp_path / "p.csv"), "--quiet"]) == 0
     assert list(csv.DictReader(open(out))) == list(csv.DictReader(open(tmp_path / "p.csv")))  # = the CPU model's
     assert main(["evaluate", str(tmp_path / "gpu"), data, "--device", "cpu", "--quiet",
                  "--json", str(tmp_path / "e.json")]) == 0

@@ -9,7 +9,7 @@ from .options import (add_device, add_input, add_output, add_quiet, add_schedule
                       non_negative_float, non_negative_int, positive_float, positive_int)
 
 #: what ``--device`` says of a potential's file
-POTENTIAL_DEVICE = "default cpu; a potential file does not keep one"
+POTENTIAL_DEVICE = "a potential file does not keep one"
 
 #: the starting learning rate of ``fit --init``: a trained potential continued at a rate meant for a new one loses
 #: its fit in the first epochs (the TiO2 committee: 2.4 -> 20-40 meV/atom at 2e-3; 3.1-3.3 at 1e-4)
@@ -50,7 +50,7 @@ def add_parsers(sub):
     add_input(q, "--init", metavar="MODEL", help="continue from this potential (or committee): its weights, "
                                                 "standardisation and elements; the config gives the training "
                                                 f"only, at --learning-rate (default {INIT_LEARNING_RATE:g})")
-    add_device(q, "train on (override [model] device)", POTENTIAL_DEVICE)
+    add_device(q, "train on (default: the config's [model] device, else cpu)", POTENTIAL_DEVICE)
     q.add_argument("--nproc", type=positive_int, metavar="N",
                    help="train one potential with N processes on this machine (torch.distributed, started by "
                         "torchrun: the same course as one process, each process taking its share of every batch); "
@@ -65,7 +65,7 @@ def add_parsers(sub):
     add_output(q, "--json", metavar="OUT", suffixes=(".json",), what="the metrics", help="write the metrics as JSON")
     add_output(q, "--plot", metavar="PNG", suffixes=(".png",), what="the parity plots",
                help="parity plots (default: parity_potential.png, or next to --json)")
-    add_device(q, "compute on", POTENTIAL_DEVICE)
+    add_device(q, "compute on (default cpu)", POTENTIAL_DEVICE)
     add_quiet(q)
     q.set_defaults(func=run_eval)
 
@@ -154,7 +154,7 @@ def add_parsers(sub):
                                            "interrupted run keeps its frames)")
     add_output(q, "--json", metavar="OUT", suffixes=(".json",), what="the summary",
                help="write the summary (energy drift or temperature, speed, novelty) as JSON, when the run finishes")
-    add_device(q, "compute the forces on", POTENTIAL_DEVICE)
+    add_device(q, "compute the forces on (default cpu)", POTENTIAL_DEVICE)
     add_quiet(q)
     q.set_defaults(func=run_md_cmd)
 
@@ -392,7 +392,8 @@ def run_fit(args):
         return 130
     if not main:
         return 0
-    given = {"data": source, **{k: v for k, v in (("config", args.config), ("init", args.init)) if v}}
+    config = os.path.abspath(args.config) if args.config and os.path.exists(args.config) else args.config
+    given = {"data": source, **{k: v for k, v in (("config", config), ("init", args.init)) if v}}
     if members != 1:
         save_potential(args.output, models, given)
         for k, (m, h) in enumerate(zip(models, histories)):

@@ -9,15 +9,16 @@ from sklearn.base import BaseEstimator
 
 
 def _parts(obj):
-    """``obj`` and every estimator inside it: its fitted attributes (``estimators_``, ``descriptor_``, ...), nested
-    lists and tuples included."""
+    """``obj`` and every estimator inside it: its fitted attributes (``estimators_``, ``descriptor_``, ...) and its
+    estimator parameters (a wrapper's ``regressor``), nested lists and tuples included."""
     if isinstance(obj, (list, tuple)):
         for item in obj:
             yield from _parts(item)
     elif isinstance(obj, BaseEstimator):
         yield obj
-        for name, value in vars(obj).items():
-            if name.endswith("_") and not name.startswith("_") and isinstance(value, (list, tuple, BaseEstimator)):
+        inside = [v for k, v in vars(obj).items() if k.endswith("_") and not k.startswith("_")]
+        for value in inside + list(obj.get_params(deep=False).values()):
+            if isinstance(value, (list, tuple, BaseEstimator)):
                 yield from _parts(value)
 
 
@@ -40,10 +41,14 @@ def model_devices(model):
 def set_device(model, device):
     """Set ``device`` on every estimator inside ``model`` that has one; returns ``model``.
 
+    The members an ensemble describes as tables (``members = [{"regressor": {...}}]``) keep theirs until they are
+    fitted: a refit ensemble trains them where its recipe says; its fitted members move.
+
     Examples
     --------
     >>> from ml4ms.models.mpnn import MPNNRegressor
-    >>> model_devices(set_device(MPNNRegressor(device="cuda"), "cpu"))
+    >>> from ml4ms.models.committee import CommitteeRegressor
+    >>> model_devices(set_device(CommitteeRegressor(regressor=MPNNRegressor(device="cuda")), "cpu"))
     ['cpu']
     """
     for part in _with_device(model):

@@ -295,7 +295,8 @@ class EnsembleRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         if "block" in spec:
             if not self.blocks:
                 raise InputError(f"{where}: block '{spec['block']}' needs the ensemble's blocks",
-                                 hint="give blocks = [[name, start, stop], ...] or columns = [start, stop]")
+                                 hint="name a part of a concat [descriptor] (a recipe hands the parts over as blocks), "
+                                      "give blocks = [[name, start, stop], ...], or columns = [start, stop]")
             names = [b[0] for b in self.blocks]
             key = spec["block"]
             if isinstance(key, str):

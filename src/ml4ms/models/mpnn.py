@@ -338,7 +338,8 @@ class MPNNRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
     n_outputs_ : int
         Target columns (0 for a 1-D ``y``).
     best_epoch_, n_epochs_ : int
-        The epoch whose weights were kept and the epochs run.
+        The epoch whose weights were kept (-1: none improved on the untrained network, whose weights are kept) and
+        the epochs run.
     history_ : dict
         ``{"train": [...], "validation": [...], "restarts": [...]}``: the mean squared error of the standardised
         targets per epoch, and the epochs that diverged and went back to the best weights.
@@ -529,8 +530,8 @@ class MPNNRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         began = time.monotonic()
         budget = math.inf if self.max_minutes is None else 60.0 * float(self.max_minutes)
         history = {"train": [], "validation": [], "restarts": []}
-        best, best_state, best_epoch = math.inf, copy.deepcopy(net.state_dict()), 0
-        start = self._loss(net, data, targets, val if len(val) else train)  # the untrained network's loss
+        best, best_state, best_epoch = math.inf, copy.deepcopy(net.state_dict()), -1
+        untrained = self._loss(net, data, targets, val if len(val) else train)
         bar = tqdm(range(int(self.max_epochs)), desc="mpnn epochs", leave=False,
                    disable=None if self.progress else True)
         for epoch in bar:
@@ -547,7 +548,7 @@ class MPNNRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
             history["train"].append(total / max(len(order), 1))
             score = self._loss(net, data, targets, val) if len(val) else history["train"][-1]
             history["validation"].append(score if len(val) else math.nan)
-            if diverged(score, history["train"][-1], min(best, start)):
+            if diverged(score, history["train"][-1], min(best, untrained)):
                 net.load_state_dict(best_state)
                 optimizer, schedule = optimiser(optimizer.param_groups[0]["lr"] / 2)
                 history["restarts"].append(epoch)
