@@ -485,7 +485,7 @@ class SOAP(LocalDescriptor):
         """Neighbour pairs of several structures, with global centre indices."""
         cutoff = self.neighbor_cutoff()
         S, lookup = const["S"], const["lookup"]
-        centre, js, Ds, self_rows = [], [], [], []
+        centre, js, Ds = [], [], []
         offset = 0
         for atoms in atoms_list:
             n = len(atoms)
@@ -759,7 +759,7 @@ class SOAP(LocalDescriptor):
             key = ip * n + jp
             starts = _group_starts(key)
             Tk = np.add.reduceat(T, starts, axis=0)
-            sk, ik, jk = sp[starts], ip[starts], jp[starts]
+            sk, ik = sp[starts], ip[starts]
             dp = np.take(Tk, idx1, axis=1)
             dp *= (s_a[None, :] == sk[:, None])[:, :, None]
             dp += np.take(Tk, idx2, axis=1) * (s_b[None, :] == sk[:, None])[:, :, None]
