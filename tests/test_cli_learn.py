@@ -368,3 +368,15 @@ def test_a_table_recipe_that_reads_its_answer_or_counts_no_atoms_is_refused(tmp_
         _one_line_error(code, err)
         assert needle in err, err
     assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("folder", ["tio2_mpnn", "tio2"], ids=["one potential", "committee"])
+def test_property_commands_refuse_a_potential_naming_its_commands(folder, tmp_path, capsys):
+    import os
+
+    shipped = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "models", folder)
+    for command in (["predict", shipped, "tio2:test", "-o", str(tmp_path / "p.csv")], ["evaluate", shipped, "tio2:test"]):
+        assert main(command + ["--quiet"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "is an interatomic potential, not a property model; use 'ml4ms potential eval'" in err
+        assert len(err.splitlines()) == 1

@@ -6,7 +6,7 @@ from ..errors import InputError
 from ..metrics import METRICS
 from ..models import REGRESSORS
 from .options import (MODEL_DEVICE, _number, add_chunk, add_device, add_input, add_old_name, add_output, add_quiet,
-                      add_scheduler, checked_device, non_negative_int, positive_int)
+                      add_scheduler, checked_device, folder_kind, non_negative_int, positive_int)
 
 #: an integer >= 2 (folds: one fold is no cross-validation)
 at_least_two = _number(int, lambda v: v >= 2, "an integer >= 2")
@@ -161,16 +161,12 @@ def _load(path, device=None):
     from ..batch import torch_device
     from ..errors import ModelFileError
     from ..models.devices import model_devices, set_device
-    from ..potentials.io import COMMITTEE, KIND
     from ..serialize import load_model
 
-    if os.path.exists(os.path.join(path, COMMITTEE)):
-        model, meta = None, {"kind": KIND}
-    else:
-        model, meta = load_model(path)
-    if meta.get("kind") == KIND:
+    if os.path.isdir(path) and folder_kind(path) == "potential":  # before load_model, whose format it is not
         raise InputError("is an interatomic potential, not a property model", source=path,
                          hint="use 'ml4ms potential eval', 'ml4ms md' or the ASE calculator with it")
+    model, meta = load_model(path)
     targets = meta.get("targets")
     if not (isinstance(targets, list) and targets and all(isinstance(t, str) for t in targets)):
         raise ModelFileError(f"{path}: the model file names no targets (metadata 'targets'); the file was edited, "
