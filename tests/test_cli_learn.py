@@ -375,7 +375,8 @@ def test_property_commands_refuse_a_potential_naming_its_commands(folder, tmp_pa
     import os
 
     shipped = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "models", folder)
-    for command in (["predict", shipped, "tio2:test", "-o", str(tmp_path / "p.csv")], ["evaluate", shipped, "tio2:test"]):
+    for command in (["predict", shipped, "tio2:test", "-o", str(tmp_path / "p.csv")],
+                    ["evaluate", shipped, "tio2:test"]):
         assert main(command + ["--quiet"]) == 2
         err = capsys.readouterr().err.strip()
         assert "is an interatomic potential, not a property model; use 'ml4ms potential eval'" in err
